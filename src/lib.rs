@@ -1,0 +1,3 @@
+//! mockops: a GitOps reconciler daemon for mock environments. See `ARCHITECTURE.md`.
+
+pub mod schema_diff;
