@@ -1,3 +1,4 @@
 //! mockops: a GitOps reconciler daemon for mock environments. See `ARCHITECTURE.md`.
 
 pub mod schema_diff;
+pub mod source;

@@ -57,3 +57,5 @@ pub struct Change {
     /// Operations the change reaches (`GET /pets/{id}`, `pkg.Service/Method`), sorted.
     pub operations: Vec<String>,
 }
+
+pub use crate::source::{ReadError, SourceFiles};

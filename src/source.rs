@@ -1,0 +1,174 @@
+//! Read access to the files of one revision of a config repository: a directory on disk or a
+//! commit of a Git repository (blobs read through git2, no checkout). Paths are repo-relative
+//! with `/` separators; anything that would leave the repository is refused.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Largest file any loader reads. Specs are large (Stripe's is ~4 MB); config files are small.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    #[error("no such file")]
+    NotFound,
+    #[error("path `{0}` leaves the repository (absolute, `..`, or a symlink pointing outside)")]
+    OutsideRepo(String),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("file is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// One revision of a repository's files.
+pub trait SourceFiles: Send + Sync {
+    /// Reads the file at the repo-relative `path`.
+    fn read(&self, path: &str) -> Result<Vec<u8>, ReadError>;
+}
+
+/// Normalises a repo-relative path (`a/./b` -> `a/b`, `a/b/../c` -> `a/c`), refusing absolute
+/// paths and paths that climb above the root.
+pub fn normalize(path: &str) -> Result<String, ReadError> {
+    let mut parts: Vec<&str> = Vec::new();
+    for comp in Path::new(path).components() {
+        match comp {
+            Component::Normal(p) => {
+                parts.push(p.to_str().ok_or_else(|| ReadError::OutsideRepo(path.into()))?)
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return Err(ReadError::OutsideRepo(path.into()));
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(ReadError::OutsideRepo(path.into()));
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(ReadError::NotFound);
+    }
+    Ok(parts.join("/"))
+}
+
+/// Files of a working directory. Symlinks are followed only while they stay inside the root.
+#[derive(Debug, Clone)]
+pub struct DirFiles {
+    root: PathBuf,
+}
+
+impl DirFiles {
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = std::fs::canonicalize(root.into())?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl SourceFiles for DirFiles {
+    fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
+        let rel = normalize(path)?;
+        let full = self.root.join(&rel);
+        let real = match std::fs::canonicalize(&full) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A dangling symlink still must not be reported as merely missing if it points out.
+                return Err(ReadError::NotFound);
+            }
+            Err(e) => return Err(ReadError::Io(e.to_string())),
+        };
+        if !real.starts_with(&self.root) {
+            return Err(ReadError::OutsideRepo(rel));
+        }
+        let meta = std::fs::metadata(&real).map_err(|e| ReadError::Io(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(ReadError::NotRegular);
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge {
+                size: meta.len(),
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        std::fs::read(&real).map_err(|e| ReadError::Io(e.to_string()))
+    }
+}
+
+/// Files of one commit of a Git repository, read as blobs from its tree.
+///
+/// `git2::Repository` is not `Sync`, so this holds the repository path and tree id and opens
+/// the repository behind a mutex; callers on one thread pay one open.
+pub struct GitFiles {
+    repo: std::sync::Mutex<git2::Repository>,
+    tree: git2::Oid,
+}
+
+impl GitFiles {
+    /// Opens `rev` (any revspec resolving to a commit or tree) of the repository at `repo_path`.
+    pub fn open(repo_path: &Path, rev: &str) -> Result<Self, git2::Error> {
+        let repo = git2::Repository::open(repo_path)?;
+        let tree = repo.revparse_single(rev)?.peel_to_tree()?.id();
+        Ok(Self {
+            repo: std::sync::Mutex::new(repo),
+            tree,
+        })
+    }
+
+    pub fn tree_id(&self) -> git2::Oid {
+        self.tree
+    }
+}
+
+impl SourceFiles for GitFiles {
+    fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
+        let rel = normalize(path)?;
+        let repo = self
+            .repo
+            .lock()
+            .map_err(|_| ReadError::Io("repository lock poisoned".into()))?;
+        let tree = repo
+            .find_tree(self.tree)
+            .map_err(|e| ReadError::Io(e.message().to_string()))?;
+        let entry = match tree.get_path(Path::new(&rel)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Err(ReadError::NotFound),
+            Err(e) => return Err(ReadError::Io(e.message().to_string())),
+        };
+        // Symlinks in Git are blobs holding the target; config loaders never follow them.
+        if entry.filemode() == i32::from(git2::FileMode::Link) {
+            return Err(ReadError::NotRegular);
+        }
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Err(ReadError::NotRegular);
+        }
+        let blob = repo
+            .find_blob(entry.id())
+            .map_err(|e| ReadError::Io(e.message().to_string()))?;
+        let size = blob.size() as u64;
+        if size > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge {
+                size,
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        Ok(blob.content().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_refuses_escapes() {
+        assert_eq!(normalize("a/./b/../c").as_deref(), Ok("a/c"));
+        assert!(matches!(normalize("../x"), Err(ReadError::OutsideRepo(_))));
+        assert!(matches!(normalize("/etc/passwd"), Err(ReadError::OutsideRepo(_))));
+        assert!(matches!(normalize("a/../../x"), Err(ReadError::OutsideRepo(_))));
+    }
+}
