@@ -1,4 +1,8 @@
 //! mockops: a GitOps reconciler daemon for mock environments. See `ARCHITECTURE.md`.
 
+pub mod config;
+pub mod diag;
+pub mod model;
 pub mod schema_diff;
 pub mod source;
+pub mod yaml;

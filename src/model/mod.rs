@@ -1,0 +1,856 @@
+//! The config repository's kinds as they are written in YAML: pipelines, federations, services,
+//! scenarios, personas and the repo settings file. These raw types deny unknown fields, carry
+//! the defaults of the design documents, and generate the JSON Schemas in `schemas/`.
+//! `crate::config` checks them and builds the validated desired state.
+
+pub mod events;
+
+use std::borrow::Cow;
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// The kinds of file in a config repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Settings,
+    Service,
+    Federation,
+    Pipeline,
+    Scenario,
+    Persona,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Settings,
+        Kind::Service,
+        Kind::Federation,
+        Kind::Pipeline,
+        Kind::Scenario,
+        Kind::Persona,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Settings => "settings",
+            Kind::Service => "service",
+            Kind::Federation => "federation",
+            Kind::Pipeline => "pipeline",
+            Kind::Scenario => "scenario",
+            Kind::Persona => "persona",
+        }
+    }
+
+    /// The JSON Schema of the kind, as committed under `schemas/<kind>.schema.json`.
+    pub fn schema(self) -> Schema {
+        let settings = schemars::generate::SchemaSettings::draft2020_12();
+        let generator = settings.into_generator();
+        match self {
+            Kind::Settings => generator.into_root_schema_for::<Settings>(),
+            Kind::Service => generator.into_root_schema_for::<ServiceSpec>(),
+            Kind::Federation => generator.into_root_schema_for::<FederationSpec>(),
+            Kind::Pipeline => generator.into_root_schema_for::<PipelineSpec>(),
+            Kind::Scenario => generator.into_root_schema_for::<ScenarioSpec>(),
+            Kind::Persona => generator.into_root_schema_for::<PersonaSpec>(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mockops.yaml
+
+/// Repository-wide settings (`mockops.yaml`, optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Environments in promotion order. Default: `dev`, `test`, `prod`.
+    #[serde(default = "default_environments")]
+    pub environments: Vec<EnvironmentEntry>,
+    /// Values available to templates as `{{variables.<name>}}`.
+    #[serde(default)]
+    pub variables: IndexMap<String, Json>,
+    /// Defaults for notification channels, so pipelines need not repeat them.
+    #[serde(default)]
+    pub notify: NotifyDefaults,
+    /// Limits and conventions for the pull requests mockops opens.
+    #[serde(default)]
+    pub pull_requests: PullRequestSettings,
+    /// Execution defaults (timeout, retries) per step type.
+    #[serde(default)]
+    pub step_defaults: IndexMap<StepType, ExecutionDefaults>,
+}
+
+fn default_environments() -> Vec<EnvironmentEntry> {
+    ["dev", "test", "prod"]
+        .into_iter()
+        .map(|n| EnvironmentEntry::Name(n.to_string()))
+        .collect()
+}
+
+/// An environment: its name alone, or its name with its promotion policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvironmentEntry {
+    Name(String),
+    Detailed(Environment),
+}
+
+impl EnvironmentEntry {
+    pub fn name(&self) -> &str {
+        match self {
+            EnvironmentEntry::Name(n) => n,
+            EnvironmentEntry::Detailed(e) => &e.name,
+        }
+    }
+
+    /// Whether promotions into this environment may be committed without a pull request.
+    /// Production (`prod`/`production`) always goes through review.
+    pub fn allows_direct_commit(&self) -> bool {
+        match self {
+            EnvironmentEntry::Name(_) => false,
+            EnvironmentEntry::Detailed(e) => e.direct_commit && !is_production(&e.name),
+        }
+    }
+}
+
+pub fn is_production(name: &str) -> bool {
+    matches!(name, "prod" | "production")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub name: String,
+    /// Promotions into this environment are committed directly instead of through a pull
+    /// request. Ignored for production, which always goes through review.
+    #[serde(default)]
+    pub direct_commit: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyDefaults {
+    #[serde(default)]
+    pub slack: Option<SlackDefaults>,
+    #[serde(default)]
+    pub email: Option<EmailDefaults>,
+    #[serde(default)]
+    pub webhook: Option<WebhookDefaults>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlackDefaults {
+    /// Incoming-webhook URL; write it as `${env:NAME}` or `${file:PATH}`.
+    pub webhook_url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub icon_emoji: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailDefaults {
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDefaults {
+    /// HMAC-SHA256 key for the signature header; write it as `${env:NAME}` or `${file:PATH}`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequestSettings {
+    /// Pull requests mockops may open per repository per hour.
+    #[serde(default = "default_prs_per_hour")]
+    pub max_per_hour: u32,
+    /// Pull requests mockops may have open at once per repository.
+    #[serde(default = "default_open_prs")]
+    pub max_open: u32,
+    /// Prefix of the branches mockops creates.
+    #[serde(default = "default_branch_prefix")]
+    pub branch_prefix: String,
+    /// Labels added to every pull request mockops opens.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl Default for PullRequestSettings {
+    fn default() -> Self {
+        Self {
+            max_per_hour: default_prs_per_hour(),
+            max_open: default_open_prs(),
+            branch_prefix: default_branch_prefix(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+fn default_prs_per_hour() -> u32 {
+    10
+}
+fn default_open_prs() -> u32 {
+    20
+}
+fn default_branch_prefix() -> String {
+    "mockops/".to_string()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionDefaults {
+    /// Seconds before a step attempt is abandoned.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Retries after a failed attempt (exponential backoff with jitter).
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// services/<name>.yaml
+
+/// One service: its workspace, its spec, its real upstream, its default reality level, its
+/// drift budget and its owners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub workspace_id: String,
+    #[serde(default)]
+    pub workspace_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Repo-relative path of the service's OpenAPI document or .proto file.
+    #[serde(default)]
+    pub spec: Option<String>,
+    /// Base URL of the real service, used when the reality level is `real` or `blended`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Default path prefix when the service is used in a federation.
+    #[serde(default)]
+    pub base_path: Option<String>,
+    #[serde(default = "default_reality")]
+    pub reality_level: RealityLevel,
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    #[serde(default)]
+    pub drift_budget: Option<DriftBudget>,
+    /// People or teams responsible (GitHub handles, teams or e-mail addresses).
+    #[serde(default)]
+    pub owners: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_reality() -> RealityLevel {
+    RealityLevel::MockV3
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RealityLevel {
+    /// The real upstream, no mocking.
+    Real,
+    /// High-fidelity mock.
+    MockV3,
+    /// Mix of mock and real data.
+    Blended,
+    /// Failures and latency injected.
+    ChaosDriven,
+}
+
+/// How much contract drift a service tolerates before `drift.threshold_exceeded` fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftBudget {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub max_breaking_changes: u32,
+    #[serde(default = "default_non_breaking")]
+    pub max_non_breaking_changes: u32,
+    /// Window over which drift is counted, in hours.
+    #[serde(default = "default_window_hours")]
+    pub window_hours: u32,
+    /// Open a pull request that fixes the spec when the budget is exceeded.
+    #[serde(default)]
+    pub open_pull_request: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_non_breaking() -> u32 {
+    10
+}
+fn default_window_hours() -> u32 {
+    24
+}
+
+// ---------------------------------------------------------------------------------------------
+// federations/<name>.yaml
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub services: Vec<FederationMember>,
+}
+
+/// A service of a federation: defined inline (with `workspace_id`), or a reference to
+/// `services/<service or name>.yaml` whose fields given here override the service's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederationMember {
+    pub name: String,
+    /// Name of the service in `services/` this entry refers to (default: `name`, when no
+    /// `workspace_id` is given).
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub base_path: Option<String>,
+    #[serde(default)]
+    pub reality_level: Option<RealityLevel>,
+    #[serde(default)]
+    pub dependencies: Option<Vec<String>>,
+    /// Per-service settings for the mock runtime (opaque to mockops).
+    #[serde(default)]
+    pub config: IndexMap<String, Json>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// pipelines/<name>.yaml
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Only events of this workspace trigger the pipeline (default: all).
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    /// Only events of this organisation trigger the pipeline (default: all).
+    #[serde(default)]
+    pub org_id: Option<String>,
+    pub definition: PipelineDefinition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineDefinition {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Events that start the pipeline; any one of them is enough.
+    pub triggers: Vec<Trigger>,
+    /// Steps, run in order.
+    pub steps: Vec<StepSpec>,
+    /// Config keys merged under each step's `config` by step type (the step's keys win).
+    #[serde(default)]
+    pub step_defaults: IndexMap<StepType, IndexMap<String, Json>>,
+    /// Values available to templates as `{{variables.<name>}}` (over `mockops.yaml`'s).
+    #[serde(default)]
+    pub variables: IndexMap<String, Json>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Event type (`schema.changed`, …) or the name of a custom event.
+    pub event: String,
+    /// All filters must match. A value matches by equality; a list means any of; on path
+    /// fields (`spec_path`, `config_path`, `path`) a value may be a glob.
+    #[serde(default)]
+    pub filters: IndexMap<String, FilterValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FilterValue {
+    One(Scalar),
+    AnyOf(Vec<Scalar>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StepType {
+    RegenerateSdk,
+    AutoPromote,
+    Notify,
+    CreatePr,
+}
+
+impl StepType {
+    pub const ALL: &'static [StepType] = &[
+        StepType::RegenerateSdk,
+        StepType::AutoPromote,
+        StepType::Notify,
+        StepType::CreatePr,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepType::RegenerateSdk => "regenerate_sdk",
+            StepType::AutoPromote => "auto_promote",
+            StepType::Notify => "notify",
+            StepType::CreatePr => "create_pr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepType> {
+        Self::ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+
+    /// Outputs a step of this type records, for `{{steps.<name>.outputs.<key>}}`.
+    pub fn outputs(self) -> &'static [&'static str] {
+        match self {
+            StepType::RegenerateSdk => &["files", "output_dir", "languages", "spec_path"],
+            StepType::AutoPromote => &[
+                "promotion_id",
+                "from_path",
+                "to_path",
+                "commit",
+                "pr_url",
+                "pr_number",
+                "mode",
+            ],
+            StepType::Notify => &["delivered", "channel", "status_code", "message_id"],
+            StepType::CreatePr => &["pr_url", "pr_number", "branch", "commit", "action"],
+        }
+    }
+
+    /// The JSON Schema of the step's `config`.
+    fn config_schema(self, generator: &mut SchemaGenerator) -> Schema {
+        match self {
+            StepType::RegenerateSdk => generator.subschema_for::<RegenerateSdkConfig>(),
+            StepType::AutoPromote => generator.subschema_for::<AutoPromoteConfig>(),
+            StepType::Notify => generator.subschema_for::<NotifyConfig>(),
+            StepType::CreatePr => generator.subschema_for::<CreatePrConfig>(),
+        }
+    }
+}
+
+/// One step. `config` is kept as written (templates are rendered at run time); its shape is
+/// checked against the step type's config schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: String,
+    pub step_type: StepType,
+    #[serde(default)]
+    pub config: IndexMap<String, Json>,
+    #[serde(default)]
+    pub continue_on_error: bool,
+    /// Seconds before an attempt is abandoned.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Retries after a failed attempt.
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+impl JsonSchema for StepSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Step".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let branches: Vec<Json> = StepType::ALL
+            .iter()
+            .map(|t| {
+                let config = t.config_schema(generator);
+                serde_json::json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["name", "step_type"],
+                    "properties": {
+                        "name": {"type": "string", "description": "Unique name of the step in the pipeline."},
+                        "step_type": {"const": t.as_str()},
+                        "config": config,
+                        "continue_on_error": {"type": "boolean", "default": false, "description": "Keep running the pipeline when this step fails."},
+                        "timeout": {"type": "integer", "minimum": 1, "description": "Seconds before an attempt is abandoned."},
+                        "retries": {"type": "integer", "minimum": 0, "description": "Retries after a failed attempt."}
+                    }
+                })
+            })
+            .collect();
+        json_schema!({
+            "description": "One step of a pipeline; `config` depends on `step_type`.",
+            "oneOf": branches
+        })
+    }
+}
+
+/// `regenerate_sdk`: run SDK generators on a spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateSdkConfig {
+    /// Spec to generate from. Default: the triggering event's `spec_path`.
+    #[serde(default)]
+    pub spec_path: Option<String>,
+    /// Languages to generate: presets `typescript`, `python`, `rust`, or any name with an
+    /// entry in `generators`.
+    pub languages: Vec<String>,
+    #[serde(default = "default_output_dir")]
+    pub output_dir: String,
+    /// Custom generators by language: a command run with `{spec}` and `{out}` substituted.
+    #[serde(default)]
+    pub generators: IndexMap<String, GeneratorConfig>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub enable_cors: Option<bool>,
+    #[serde(default)]
+    pub default_delay_ms: Option<u64>,
+    #[serde(default)]
+    pub mock_data_strategy: Option<MockDataStrategy>,
+}
+
+fn default_output_dir() -> String {
+    "./generated-sdks".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// Program and arguments; `{spec}` and `{out}` are replaced by the spec file and the
+    /// output directory.
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MockDataStrategy {
+    Random,
+    Examples,
+    Defaults,
+    ExamplesOrRandom,
+}
+
+/// Languages with a built-in generator preset.
+pub const SDK_PRESETS: &[&str] = &["typescript", "python", "rust"];
+
+/// `auto_promote`: copy an entity from one environment to the next, as a Git change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoPromoteConfig {
+    pub entity_type: EntityType,
+    pub entity_id: String,
+    pub from_environment: String,
+    pub to_environment: String,
+    #[serde(default)]
+    pub entity_version: Option<String>,
+    #[serde(default)]
+    pub comments: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityType {
+    Scenario,
+    Persona,
+    Config,
+}
+
+/// `notify`: Slack, e-mail or a generic webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NotifyConfig {
+    Slack {
+        message: String,
+        /// Default: `notify.slack.webhook_url` in `mockops.yaml`.
+        #[serde(default)]
+        slack_webhook_url: Option<String>,
+        #[serde(default)]
+        channels: Vec<String>,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        icon_emoji: Option<String>,
+    },
+    Email {
+        message: String,
+        /// Default: `notify.email.smtp` in `mockops.yaml`.
+        #[serde(default)]
+        smtp: Option<SmtpConfig>,
+        #[serde(default)]
+        to: Vec<String>,
+        /// Same as `to` (the design documents use both names).
+        #[serde(default)]
+        email_to: Vec<String>,
+        #[serde(default)]
+        subject: Option<String>,
+    },
+    Webhook {
+        message: String,
+        #[serde(default)]
+        webhook_url: Option<String>,
+        #[serde(default)]
+        webhook_urls: Vec<String>,
+        #[serde(default)]
+        method: Option<HttpMethod>,
+        #[serde(default)]
+        headers: IndexMap<String, String>,
+        /// Extra JSON merged into the body.
+        #[serde(default)]
+        payload: IndexMap<String, Json>,
+        /// HMAC-SHA256 key; the body's signature goes in `X-Mockops-Signature-256`.
+        #[serde(default)]
+        secret: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    pub from: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Write it as `${env:NAME}` or `${file:PATH}`.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub tls: Option<SmtpTls>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+    None,
+}
+
+/// `create_pr`: open (or update) a pull request with file changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrConfig {
+    /// `https://github.com/OWNER/REPO`, `OWNER/REPO`, or any Git URL (with `provider: git`).
+    pub repository: String,
+    /// Base branch the pull request targets.
+    pub branch: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub files: Vec<FileChange>,
+    /// Key of the topic: the same topic always maps to the same head branch.
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    #[serde(default)]
+    pub team_reviewers: Vec<String>,
+    #[serde(default)]
+    pub draft: bool,
+    #[serde(default)]
+    pub provider: Option<PrProvider>,
+    #[serde(default)]
+    pub commit_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrProvider {
+    Github,
+    Git,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileChange {
+    /// Repo-relative path; no absolute paths, no `..`, nothing under `.git`.
+    pub path: String,
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Take the content from an earlier step's outputs (`steps.<name>.outputs.files`).
+    #[serde(default)]
+    pub from_step: Option<String>,
+    #[serde(default = "default_operation")]
+    pub operation: FileOperation,
+}
+
+fn default_operation() -> FileOperation {
+    FileOperation::Update
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOperation {
+    Create,
+    Update,
+    Delete,
+}
+
+// ---------------------------------------------------------------------------------------------
+// environments/<env>/scenarios/*.yaml and personas/*.yaml
+
+/// A version as written: `3`, `1.2` or `"2024-05-01"` are all kept as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Scalar", into = "String")]
+pub struct Version(pub String);
+
+impl From<Scalar> for Version {
+    fn from(s: Scalar) -> Self {
+        Version(match s {
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Str(s) => s,
+        })
+    }
+}
+
+impl From<Version> for String {
+    fn from(v: Version) -> Self {
+        v.0
+    }
+}
+
+impl JsonSchema for Version {
+    fn schema_name() -> Cow<'static, str> {
+        "Version".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["string", "number"], "description": "Version of the entity; a change publishes it."})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// Stable id (default: the file name without extension).
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    pub version: Version,
+    /// Workspace the scenario belongs to (omit for a federation-wide scenario).
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    /// Federation a system-wide scenario runs across.
+    #[serde(default)]
+    pub federation: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub steps: Vec<ScenarioStep>,
+}
+
+/// A scenario step: which service, what action, and the action's own parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScenarioStep {
+    #[serde(default)]
+    pub service: Option<String>,
+    pub action: String,
+    #[serde(flatten)]
+    pub params: IndexMap<String, Json>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonaSpec {
+    /// Stable id (default: the file name without extension).
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    pub version: Version,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Attributes of the persona used by mocks (free-form).
+    #[serde(default)]
+    pub traits: IndexMap<String, Json>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_pipeline_loads_unchanged() {
+        let yaml = r#"
+name: auto-sdk-regeneration
+definition:
+  enabled: true
+  triggers:
+    - event: schema.changed
+      filters:
+        schema_type: openapi
+  steps:
+    - name: regenerate_sdk
+      step_type: regenerate_sdk
+      config:
+        spec_path: "{{event.spec_path}}"
+        languages: [typescript, rust]
+        output_dir: ./generated-sdks
+      continue_on_error: false
+      timeout: 300
+"#;
+        let p: PipelineSpec = serde_saphyr::from_str(yaml).expect("loads");
+        assert_eq!(p.definition.steps[0].step_type, StepType::RegenerateSdk);
+        assert_eq!(p.definition.steps[0].timeout, Some(300));
+    }
+
+    #[test]
+    fn notify_variants_deny_unknown_fields() {
+        let ok: NotifyConfig = serde_json::from_value(
+            serde_json::json!({"type": "slack", "message": "hi", "channels": ["#a"]}),
+        )
+        .expect("slack");
+        assert!(matches!(ok, NotifyConfig::Slack { .. }));
+        let bad = serde_json::from_value::<NotifyConfig>(
+            serde_json::json!({"type": "slack", "message": "hi", "chanels": ["#a"]}),
+        );
+        assert!(bad.is_err());
+    }
+}
