@@ -1,8 +1,10 @@
 //! mockops: a GitOps reconciler daemon for mock environments. See `ARCHITECTURE.md`.
 
+pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod model;
 pub mod schema_diff;
 pub mod source;
+pub mod template;
 pub mod yaml;

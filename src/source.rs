@@ -106,18 +106,36 @@ impl SourceFiles for DirFiles {
 /// the repository behind a mutex; callers on one thread pay one open.
 pub struct GitFiles {
     repo: std::sync::Mutex<git2::Repository>,
+    repo_path: PathBuf,
     tree: git2::Oid,
+    commit: Option<git2::Oid>,
 }
 
 impl GitFiles {
     /// Opens `rev` (any revspec resolving to a commit or tree) of the repository at `repo_path`.
     pub fn open(repo_path: &Path, rev: &str) -> Result<Self, git2::Error> {
         let repo = git2::Repository::open(repo_path)?;
-        let tree = repo.revparse_single(rev)?.peel_to_tree()?.id();
+        let (commit, tree) = {
+            let object = repo.revparse_single(rev)?;
+            let commit = object.peel_to_commit().ok().map(|c| c.id());
+            (commit, object.peel_to_tree()?.id())
+        };
         Ok(Self {
+            repo_path: repo.path().to_path_buf(),
             repo: std::sync::Mutex::new(repo),
             tree,
+            commit,
         })
+    }
+
+    /// The commit the revision resolved to, if it was a commit.
+    pub fn commit_id(&self) -> Option<git2::Oid> {
+        self.commit
+    }
+
+    /// The repository's `.git` directory.
+    pub fn repo_path(&self) -> &Path {
+        &self.repo_path
     }
 
     pub fn tree_id(&self) -> git2::Oid {

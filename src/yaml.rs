@@ -250,7 +250,7 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Node, YamlError> {
 }
 
 fn syntax_error(text: &str, e: &serde_saphyr::Error) -> YamlError {
-    let loc = e
+    let mut loc = e
         .location()
         .map(|l| Loc::from_saphyr(&l))
         .unwrap_or_else(|| Loc::new(1, 1));
@@ -266,16 +266,32 @@ fn syntax_error(text: &str, e: &serde_saphyr::Error) -> YamlError {
         message = stripped;
     }
     let lower = message.to_ascii_lowercase();
-    let line_text = text
-        .lines()
-        .nth(loc.line.saturating_sub(1) as usize)
-        .unwrap_or("");
     let hint = if lower.contains("budget") || lower.contains("alias") && lower.contains("limit") {
-        message = format!("document expands beyond the safety budget ({message})");
-        Some("remove the alias chain: mockops refuses YAML that expands exponentially".into())
+        message = "document expands beyond the safety budget (too many nodes through aliases, or too deep)".into();
+        Some("remove the alias chain or flatten the document: mockops refuses YAML that expands exponentially".into())
     } else if lower.contains("duplicate") {
+        let key = message
+            .split_once("key:")
+            .map(|(_, k)| k.split(',').next().unwrap_or("").trim().to_string());
+        if let Some(key) = key.filter(|k| !k.is_empty()) {
+            message = format!("duplicate key `{key}`");
+        }
         Some("remove one of the two entries; YAML keys must be unique".into())
-    } else if line_text.contains('\t') || lower.contains("tab") {
+    } else if lower.contains("tab") {
+        // The scanner reports where the token began; point at the tab itself.
+        if let Some(tab) = text
+            .lines()
+            .enumerate()
+            .skip(loc.line.saturating_sub(1) as usize)
+            .find_map(|(i, l)| l.find('\t').map(|c| (i, c)))
+        {
+            let col = text
+                .lines()
+                .nth(tab.0)
+                .map_or(0, |l| l[..tab.1].chars().count());
+            loc = Loc::new(tab.0 as u32 + 1, col as u32 + 1);
+        }
+        message = "tab character in indentation".into();
         Some("YAML indentation must use spaces, not tabs".into())
     } else if lower.contains("depth") || lower.contains("recursion") || lower.contains("nesting") {
         Some("flatten the document; nesting deeper than the limit is refused".into())

@@ -1,4 +1,8 @@
 //! Loading and validating a config repository: files → located YAML → raw kinds → checked
 //! desired state, with every problem collected as a diagnostic.
 
+pub mod check;
+pub mod load;
 pub mod shape;
+pub mod snapshot;
+pub mod spec;

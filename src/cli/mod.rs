@@ -1,0 +1,53 @@
+//! Command-line interface: one subcommand per module; each returns its exit code.
+
+pub mod schemas;
+pub mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes shared by every subcommand.
+pub mod exit {
+    /// Success; nothing at or above the failure threshold.
+    pub const OK: u8 = 0;
+    /// The input was read and judged: errors found (validate) or changes at the threshold (diff).
+    pub const FAILED: u8 = 1;
+    /// The command could not run: bad usage, unreadable repository, I/O.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mockops",
+    version,
+    about = "GitOps reconciler for mock environments"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a config repository: every problem, with file, line, column and a fix.
+    Validate(validate::ValidateArgs),
+    /// Write the JSON Schemas of every kind (for editors), or check they are current.
+    Schemas(schemas::SchemasArgs),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Schemas(args) => schemas::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}

@@ -1,0 +1,1635 @@
+//! Cross-file checks of a parsed revision (duplicate names, references, dependency cycles,
+//! base paths, trigger filters, templates, environments, inline secrets), and assembly of the
+//! validated [`DesiredState`]. Does no IO beyond what the snapshot already holds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value as Json;
+
+use super::load::{
+    DesiredState, Doc, Entity, FederatedService, Federation, FileClass, Input, SpecFile, file_stem,
+};
+use super::snapshot::Snapshot;
+use crate::diag::{Diagnostic, Severity, did_you_mean};
+use crate::model::events::{ENVELOPE_FIELDS, EventType, PATH_FIELDS, TriggerEvent};
+use crate::model::{
+    FederationSpec, FilterValue, Kind, PersonaSpec, PipelineSpec, SDK_PRESETS, ScenarioSpec,
+    ServiceSpec, Settings, StepType,
+};
+use crate::yaml::{Loc, Node, Value};
+
+struct Ctx<'a> {
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn at(&self, input: &Input, pointer: &str) -> Loc {
+        input
+            .parsed
+            .node
+            .as_ref()
+            .map_or(Loc::new(1, 1), |n| n.locate(pointer).loc)
+    }
+
+    fn key_at(&self, input: &Input, pointer: &str, key: &str) -> Loc {
+        input
+            .parsed
+            .node
+            .as_ref()
+            .and_then(|n| n.locate(pointer).key(key).map(|k| k.loc))
+            .unwrap_or_else(|| self.at(input, pointer))
+    }
+
+    fn error(
+        &mut self,
+        code: &'static str,
+        input: &Input,
+        loc: Loc,
+        msg: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.out
+            .push(Diagnostic::error(code, &input.path, loc, msg));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    fn warn(
+        &mut self,
+        code: &'static str,
+        input: &Input,
+        loc: Loc,
+        msg: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.out
+            .push(Diagnostic::warning(code, &input.path, loc, msg));
+        self.out.last_mut().expect("just pushed")
+    }
+}
+
+fn hint_for(d: &mut Diagnostic, hint: Option<String>) {
+    d.hint = hint;
+}
+
+fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    did_you_mean(input, candidates).map(|s| format!("did you mean `{s}`?"))
+}
+
+/// Entry point: checks everything across files and builds the desired state.
+pub(crate) fn check(
+    inputs: &[Input],
+    snap: &dyn Snapshot,
+    out: &mut Vec<Diagnostic>,
+) -> DesiredState {
+    let _ = snap;
+    let mut cx = Ctx { out };
+    let mut st = DesiredState::default();
+
+    let settings_inputs: Vec<&Input> = inputs
+        .iter()
+        .filter(|i| i.class == FileClass::Config(Kind::Settings))
+        .collect();
+    if settings_inputs.len() > 1 {
+        let second = settings_inputs[1];
+        cx.error(
+            "duplicate-settings",
+            second,
+            Loc::new(1, 1),
+            "both mockops.yaml and mockops.yml exist",
+        )
+        .hint = Some("keep one settings file".into());
+    }
+    if let Some(input) = settings_inputs.first()
+        && let Some(Doc::Settings(s)) = &input.parsed.doc
+    {
+        check_settings(&mut cx, input, s);
+        st.settings = s.clone();
+    }
+
+    for input in inputs {
+        if let FileClass::Spec(t) = &input.class {
+            st.specs.insert(
+                input.path.clone(),
+                SpecFile {
+                    schema_type: *t,
+                    blob: input.blob.clone(),
+                    document: matches!(input.parsed.doc, Some(Doc::Spec { document: true })),
+                },
+            );
+        }
+    }
+    let spec_errors: BTreeSet<&str> = inputs
+        .iter()
+        .filter(|i| matches!(i.class, FileClass::Spec(_)))
+        .filter(|i| {
+            i.parsed
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Error)
+        })
+        .map(|i| i.path.as_str())
+        .collect();
+
+    // Services.
+    let mut service_inputs: BTreeMap<String, &Input> = BTreeMap::new();
+    for input in inputs {
+        if let Some(Doc::Service(s)) = &input.parsed.doc {
+            if !unique_name(&mut cx, &mut service_inputs, input, &s.name, "service") {
+                continue;
+            }
+            st.services.insert(
+                s.name.clone(),
+                Entity {
+                    path: input.path.clone(),
+                    blob: input.blob.clone(),
+                    spec: s.clone(),
+                },
+            );
+        }
+    }
+    let service_names: Vec<&str> = st.services.keys().map(String::as_str).collect();
+    for (name, input) in &service_inputs {
+        let s = &st.services[name].spec;
+        check_service(&mut cx, input, s, &st.specs, &spec_errors, &service_names);
+    }
+    check_dependency_cycles(&mut cx, &st, &service_inputs);
+
+    // Federations.
+    let mut federation_inputs: BTreeMap<String, &Input> = BTreeMap::new();
+    for input in inputs {
+        if let Some(Doc::Federation(f)) = &input.parsed.doc {
+            if !unique_name(
+                &mut cx,
+                &mut federation_inputs,
+                input,
+                &f.name,
+                "federation",
+            ) {
+                continue;
+            }
+            let fed = check_federation(&mut cx, input, f, &st.services);
+            st.federations.insert(
+                f.name.clone(),
+                Entity {
+                    path: input.path.clone(),
+                    blob: input.blob.clone(),
+                    spec: fed,
+                },
+            );
+        }
+    }
+
+    // Scenarios and personas.
+    let env_names: Vec<String> = st
+        .settings
+        .environments
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect();
+    let workspaces: BTreeSet<&str> = st
+        .services
+        .values()
+        .map(|s| s.spec.workspace_id.as_str())
+        .chain(
+            st.federations
+                .values()
+                .flat_map(|f| f.spec.services.iter().map(|s| s.workspace_id.as_str())),
+        )
+        .collect();
+    let mut seen_env_entities: HashMap<(Kind, String, String), &Input> = HashMap::new();
+    for input in inputs {
+        let FileClass::EnvEntity(kind, env) = &input.class else {
+            continue;
+        };
+        if !env_names.iter().any(|e| e == env) {
+            let hint = suggest(env, env_names.iter().map(String::as_str)).unwrap_or_else(|| {
+                format!(
+                    "declared environments: {} (set `environments` in mockops.yaml)",
+                    env_names.join(", ")
+                )
+            });
+            cx.error(
+                "unknown-environment",
+                input,
+                Loc::new(1, 1),
+                format!("environment `{env}` is not declared"),
+            )
+            .hint = Some(hint);
+        }
+        let (id, ws, declared_id_ptr) = match &input.parsed.doc {
+            Some(Doc::Scenario(s)) => (s.id.clone(), s.workspace_id.clone(), "/id"),
+            Some(Doc::Persona(p)) => (p.id.clone(), p.workspace_id.clone(), "/id"),
+            _ => continue,
+        };
+        let id = id.unwrap_or_else(|| file_stem(&input.path).to_string());
+        let key = (*kind, env.clone(), id.clone());
+        if let Some(first) = seen_env_entities.get(&key) {
+            let loc = cx.at(input, declared_id_ptr);
+            let msg = format!(
+                "{} id `{id}` is already used by {} in environment `{env}`",
+                kind.as_str(),
+                first.path
+            );
+            cx.error("duplicate-name", input, loc, msg).hint =
+                Some("ids must be unique per environment; rename one of them".into());
+            continue;
+        }
+        seen_env_entities.insert(key, input);
+        if let Some(ws) = &ws
+            && !workspaces.contains(ws.as_str())
+        {
+            let loc = cx.at(input, "/workspace_id");
+            let hint = suggest(ws, workspaces.iter().copied());
+            let d = cx.warn(
+                "unknown-workspace",
+                input,
+                loc,
+                format!("workspace `{ws}` belongs to no service or federation"),
+            );
+            hint_for(d, hint);
+        }
+        match &input.parsed.doc {
+            Some(Doc::Scenario(s)) => {
+                check_scenario(&mut cx, input, s, &st);
+                st.scenarios.insert(
+                    (env.clone(), id),
+                    Entity {
+                        path: input.path.clone(),
+                        blob: input.blob.clone(),
+                        spec: s.clone(),
+                    },
+                );
+            }
+            Some(Doc::Persona(p)) => {
+                let _: &PersonaSpec = p;
+                st.personas.insert(
+                    (env.clone(), id),
+                    Entity {
+                        path: input.path.clone(),
+                        blob: input.blob.clone(),
+                        spec: p.clone(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    // Pipelines.
+    let mut pipeline_inputs: BTreeMap<String, &Input> = BTreeMap::new();
+    for input in inputs {
+        if let Some(Doc::Pipeline(p)) = &input.parsed.doc {
+            if !unique_name(&mut cx, &mut pipeline_inputs, input, &p.name, "pipeline") {
+                continue;
+            }
+            check_pipeline(&mut cx, input, p, &st, &workspaces);
+            st.pipelines.insert(
+                p.name.clone(),
+                Entity {
+                    path: input.path.clone(),
+                    blob: input.blob.clone(),
+                    spec: p.clone(),
+                },
+            );
+        }
+    }
+
+    // Secrets written inline, in every config file.
+    for input in inputs {
+        if let (Some(node), FileClass::Config(_) | FileClass::EnvEntity(..)) =
+            (&input.parsed.node, &input.class)
+        {
+            scan_secrets(&mut cx, input, node, "");
+        }
+    }
+    st
+}
+
+fn unique_name<'a>(
+    cx: &mut Ctx,
+    seen: &mut BTreeMap<String, &'a Input>,
+    input: &'a Input,
+    name: &str,
+    what: &str,
+) -> bool {
+    let loc = cx.at(input, "/name");
+    if let Some(first) = seen.get(name) {
+        let msg = format!("{what} `{name}` is already defined in {}", first.path);
+        cx.error("duplicate-name", input, loc, msg).hint =
+            Some(format!("{what} names must be unique; rename or delete one"));
+        return false;
+    }
+    if file_stem(&input.path) != name {
+        let msg = format!(
+            "{what} `{name}` is defined in a file named `{}`",
+            input.path.rsplit('/').next().unwrap_or("")
+        );
+        cx.warn("name-mismatch", input, loc, msg).hint = Some(format!(
+            "rename the file to `{name}.yaml` so the repository is easy to navigate"
+        ));
+    }
+    if !valid_name(name) {
+        let msg =
+            format!("{what} name `{name}` may only contain letters, digits, `-`, `_` and `.`");
+        cx.error("invalid-name", input, loc, msg);
+    }
+    seen.insert(name.to_string(), input);
+    true
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_settings(cx: &mut Ctx, input: &Input, s: &Settings) {
+    let mut seen = BTreeSet::new();
+    for (i, e) in s.environments.iter().enumerate() {
+        let loc = cx.at(input, &format!("/environments/{i}"));
+        if !seen.insert(e.name()) {
+            cx.error(
+                "duplicate-name",
+                input,
+                loc,
+                format!("environment `{}` is declared twice", e.name()),
+            );
+        }
+        if !valid_name(e.name()) {
+            cx.error(
+                "invalid-name",
+                input,
+                loc,
+                format!(
+                    "environment name `{}` may only contain letters, digits, `-`, `_` and `.`",
+                    e.name()
+                ),
+            );
+        }
+        if let crate::model::EnvironmentEntry::Detailed(d) = e
+            && d.direct_commit
+            && crate::model::is_production(&d.name)
+        {
+            let loc = cx.key_at(input, &format!("/environments/{i}"), "direct_commit");
+            cx.warn(
+                "production-direct-commit",
+                input,
+                loc,
+                format!(
+                    "`direct_commit` is ignored for `{}`: production always goes through review",
+                    d.name
+                ),
+            );
+        }
+    }
+    if s.environments.is_empty() {
+        cx.error(
+            "no-environments",
+            input,
+            cx.at(input, "/environments"),
+            "at least one environment is needed",
+        );
+    }
+}
+
+/// A base path is `/` followed by non-empty segments, without a trailing slash, `.`/`..`
+/// segments, query or fragment.
+pub fn base_path_problem(p: &str) -> Option<&'static str> {
+    if !p.starts_with('/') {
+        return Some("must start with `/`");
+    }
+    if p.len() > 1 && p.ends_with('/') {
+        return Some("must not end with `/`");
+    }
+    if p.contains("//") {
+        return Some("must not contain empty segments (`//`)");
+    }
+    if p.contains(['?', '#', ' ', '\t', '*', '{', '}']) {
+        return Some(
+            "must be a literal path (no query, fragment, spaces, wildcards or parameters)",
+        );
+    }
+    if p.split('/').any(|s| s == "." || s == "..") {
+        return Some("must not contain `.` or `..` segments");
+    }
+    None
+}
+
+/// Whether `a` captures requests meant for `b` by path segment (`/api` captures `/api/v2`, not
+/// `/apiv2`).
+pub fn segment_prefix(a: &str, b: &str) -> bool {
+    a == "/" || b == a || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
+}
+
+fn check_service(
+    cx: &mut Ctx,
+    input: &Input,
+    s: &ServiceSpec,
+    specs: &BTreeMap<String, SpecFile>,
+    spec_errors: &BTreeSet<&str>,
+    services: &[&str],
+) {
+    if s.workspace_id.trim().is_empty() {
+        cx.error(
+            "empty-field",
+            input,
+            cx.at(input, "/workspace_id"),
+            "`workspace_id` is empty",
+        );
+    }
+    if let Some(spec) = &s.spec {
+        let loc = cx.at(input, "/spec");
+        let normalized = crate::source::normalize(spec);
+        match normalized {
+            Err(_) => {
+                cx.error(
+                    "unsafe-path",
+                    input,
+                    loc,
+                    format!("spec path `{spec}` leaves the repository"),
+                )
+                .hint = Some("write a repo-relative path such as `specs/payments.yaml`".into());
+            }
+            Ok(p) => {
+                match specs.get(&p) {
+                    None => {
+                        let hint = suggest(&p, specs.keys().map(String::as_str)).or_else(|| {
+                            (!p.starts_with("specs/"))
+                                .then(|| "spec files live under `specs/`".to_string())
+                        });
+                        let d = cx.error(
+                            "spec-missing",
+                            input,
+                            loc,
+                            format!("spec `{spec}` does not exist in this revision"),
+                        );
+                        hint_for(d, hint);
+                    }
+                    Some(f) if !f.document => {
+                        cx.error("spec-invalid", input, loc, format!("spec `{spec}` is not an OpenAPI document (no top-level `openapi` key)"));
+                    }
+                    Some(_) if spec_errors.contains(p.as_str()) => {
+                        cx.error("spec-invalid", input, loc, format!("spec `{spec}` does not parse (see the errors reported for that file)"));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    if let Some(u) = &s.upstream
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+        && !u.starts_with("${")
+    {
+        cx.error(
+            "invalid-url",
+            input,
+            cx.at(input, "/upstream"),
+            format!("upstream `{u}` is not an http(s) URL"),
+        );
+    }
+    if let Some(bp) = &s.base_path
+        && let Some(why) = base_path_problem(bp)
+    {
+        cx.error(
+            "invalid-base-path",
+            input,
+            cx.at(input, "/base_path"),
+            format!("base_path `{bp}` {why}"),
+        );
+    }
+    for (i, dep) in s.dependencies.iter().enumerate() {
+        let loc = cx.at(input, &format!("/dependencies/{i}"));
+        if dep == &s.name {
+            cx.error(
+                "dependency-cycle",
+                input,
+                loc,
+                format!("service `{dep}` depends on itself"),
+            );
+        } else if !services.contains(&dep.as_str()) {
+            let hint = suggest(dep, services.iter().copied());
+            let d = cx.error(
+                "unknown-service",
+                input,
+                loc,
+                format!("dependency `{dep}` is not a service in services/"),
+            );
+            hint_for(d, hint);
+        }
+    }
+}
+
+/// Finds a cycle in a dependency graph; returns it as `a -> b -> a`.
+pub fn find_cycle(graph: &BTreeMap<&str, Vec<&str>>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    fn visit<'a>(
+        n: &'a str,
+        graph: &BTreeMap<&'a str, Vec<&'a str>>,
+        marks: &mut HashMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Visiting) => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(n, Mark::Visiting);
+        stack.push(n);
+        for d in graph.get(n).into_iter().flatten() {
+            if graph.contains_key(d)
+                && let Some(c) = visit(d, graph, marks, stack)
+            {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        marks.insert(n, Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    for n in graph.keys() {
+        let mut stack = Vec::new();
+        if let Some(c) = visit(n, graph, &mut marks, &mut stack) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn check_dependency_cycles(cx: &mut Ctx, st: &DesiredState, inputs: &BTreeMap<String, &Input>) {
+    let graph: BTreeMap<&str, Vec<&str>> = st
+        .services
+        .iter()
+        .map(|(n, s)| {
+            (
+                n.as_str(),
+                s.spec
+                    .dependencies
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| d != n)
+                    .collect(),
+            )
+        })
+        .collect();
+    if let Some(cycle) = find_cycle(&graph)
+        && let Some(input) = inputs.get(&cycle[0])
+    {
+        let loc = cx.at(input, "/dependencies");
+        cx.error(
+            "dependency-cycle",
+            input,
+            loc,
+            format!(
+                "services depend on each other in a cycle: {}",
+                cycle.join(" -> ")
+            ),
+        )
+        .hint = Some("remove one of the dependencies to break the cycle".into());
+    }
+}
+
+fn check_federation(
+    cx: &mut Ctx,
+    input: &Input,
+    f: &FederationSpec,
+    services: &BTreeMap<String, Entity<ServiceSpec>>,
+) -> Federation {
+    let mut members: Vec<FederatedService> = Vec::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let service_names: Vec<&str> = services.keys().map(String::as_str).collect();
+    if f.services.is_empty() {
+        cx.error(
+            "empty-federation",
+            input,
+            cx.at(input, "/services"),
+            "a federation needs at least one service",
+        );
+    }
+    for (i, m) in f.services.iter().enumerate() {
+        let ptr = format!("/services/{i}");
+        if let Some(first) = seen.insert(&m.name, i) {
+            let loc = cx.at(input, &format!("{ptr}/name"));
+            cx.error(
+                "duplicate-name",
+                input,
+                loc,
+                format!(
+                    "service `{}` appears twice in the federation (entries {} and {})",
+                    m.name,
+                    first + 1,
+                    i + 1
+                ),
+            );
+            continue;
+        }
+        let reference = m
+            .service
+            .clone()
+            .or_else(|| m.workspace_id.is_none().then(|| m.name.clone()));
+        let base = match &reference {
+            Some(r) => match services.get(r) {
+                Some(s) => Some(&s.spec),
+                None => {
+                    let key = if m.service.is_some() {
+                        "service"
+                    } else {
+                        "name"
+                    };
+                    let loc = cx.at(input, &format!("{ptr}/{key}"));
+                    let hint = suggest(r, service_names.iter().copied()).or_else(|| {
+                        Some(format!("add `services/{r}.yaml`, or define the service inline with `workspace_id` and `base_path`"))
+                    });
+                    let d = cx.error(
+                        "unknown-service",
+                        input,
+                        loc,
+                        format!("service `{r}` is not defined in services/"),
+                    );
+                    hint_for(d, hint);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let workspace_id = m
+            .workspace_id
+            .clone()
+            .or_else(|| base.map(|b| b.workspace_id.clone()))
+            .unwrap_or_default();
+        let base_path = m
+            .base_path
+            .clone()
+            .or_else(|| base.and_then(|b| b.base_path.clone()));
+        let Some(base_path) = base_path else {
+            cx.error(
+                "missing-field",
+                input,
+                cx.at(input, &ptr),
+                format!("service `{}` has no `base_path`", m.name),
+            )
+            .hint = Some("set `base_path` here or in the service's file".into());
+            continue;
+        };
+        if let Some(why) = base_path_problem(&base_path) {
+            let loc = if m.base_path.is_some() {
+                cx.at(input, &format!("{ptr}/base_path"))
+            } else {
+                cx.at(input, &ptr)
+            };
+            cx.error(
+                "invalid-base-path",
+                input,
+                loc,
+                format!("base_path `{base_path}` {why}"),
+            );
+            continue;
+        }
+        members.push(FederatedService {
+            name: m.name.clone(),
+            service: reference.clone(),
+            workspace_id,
+            base_path,
+            reality_level: m
+                .reality_level
+                .or(base.map(|b| b.reality_level))
+                .unwrap_or(crate::model::RealityLevel::MockV3),
+            dependencies: m
+                .dependencies
+                .clone()
+                .or_else(|| base.map(|b| b.dependencies.clone()))
+                .unwrap_or_default(),
+            config: m.config.clone(),
+        });
+    }
+    // Base paths: identical ones conflict; nested ones route by longest prefix (warned).
+    let index_of = |name: &str| f.services.iter().position(|m| m.name == name).unwrap_or(0);
+    for (a_i, a) in members.iter().enumerate() {
+        for b in members.iter().skip(a_i + 1) {
+            let loc = cx.at(input, &format!("/services/{}", index_of(&b.name)));
+            if a.base_path == b.base_path {
+                cx.error(
+                    "base-path-conflict",
+                    input,
+                    loc,
+                    format!(
+                        "services `{}` and `{}` both use base_path `{}`",
+                        a.name, b.name, a.base_path
+                    ),
+                )
+                .hint = Some("give each service its own path prefix".into());
+            } else if segment_prefix(&a.base_path, &b.base_path)
+                || segment_prefix(&b.base_path, &a.base_path)
+            {
+                let (outer, inner) = if segment_prefix(&a.base_path, &b.base_path) {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                cx.warn(
+                    "base-path-overlap",
+                    input,
+                    loc,
+                    format!(
+                        "base_path `{}` of `{}` is inside `{}` of `{}`",
+                        inner.base_path, inner.name, outer.base_path, outer.name
+                    ),
+                )
+                .hint = Some(format!(
+                    "requests under `{}` go to `{}` (longest prefix wins); use disjoint prefixes if that is not intended",
+                    inner.base_path, inner.name
+                ));
+            }
+        }
+    }
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    for m in &members {
+        let i = index_of(&m.name);
+        for dep in &m.dependencies {
+            if dep == &m.name {
+                let loc = cx.at(input, &format!("/services/{i}/dependencies"));
+                cx.error(
+                    "dependency-cycle",
+                    input,
+                    loc,
+                    format!("service `{dep}` depends on itself"),
+                );
+            } else if !names.contains(&dep.as_str()) {
+                let loc = cx.at(input, &format!("/services/{i}/dependencies"));
+                let hint = suggest(dep, names.iter().copied()).or_else(|| {
+                    Some(format!(
+                        "add `{dep}` to this federation's services, or remove the dependency"
+                    ))
+                });
+                let d = cx.error(
+                    "unknown-dependency",
+                    input,
+                    loc,
+                    format!(
+                        "`{}` depends on `{dep}`, which is not in this federation",
+                        m.name
+                    ),
+                );
+                hint_for(d, hint);
+            }
+        }
+    }
+    let graph: BTreeMap<&str, Vec<&str>> = members
+        .iter()
+        .map(|m| {
+            (
+                m.name.as_str(),
+                m.dependencies
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| *d != m.name)
+                    .collect(),
+            )
+        })
+        .collect();
+    if let Some(cycle) = find_cycle(&graph) {
+        let loc = cx.at(input, &format!("/services/{}", index_of(&cycle[0])));
+        cx.error(
+            "dependency-cycle",
+            input,
+            loc,
+            format!(
+                "services depend on each other in a cycle: {}",
+                cycle.join(" -> ")
+            ),
+        )
+        .hint = Some("remove one of the dependencies to break the cycle".into());
+    }
+    Federation {
+        name: f.name.clone(),
+        description: f.description.clone(),
+        services: members,
+    }
+}
+
+fn check_scenario(cx: &mut Ctx, input: &Input, s: &ScenarioSpec, st: &DesiredState) {
+    let fed = match &s.federation {
+        Some(name) => match st.federations.get(name) {
+            Some(f) => Some(&f.spec),
+            None => {
+                let hint = suggest(name, st.federations.keys().map(String::as_str));
+                let d = cx.error(
+                    "unknown-federation",
+                    input,
+                    cx.at(input, "/federation"),
+                    format!("federation `{name}` is not defined in federations/"),
+                );
+                hint_for(d, hint);
+                return;
+            }
+        },
+        None => None,
+    };
+    for (i, step) in s.steps.iter().enumerate() {
+        let Some(svc) = &step.service else { continue };
+        let known: Vec<&str> = match fed {
+            Some(f) => f.services.iter().map(|m| m.name.as_str()).collect(),
+            None => st.services.keys().map(String::as_str).collect(),
+        };
+        if !known.contains(&svc.as_str()) {
+            let loc = cx.at(input, &format!("/steps/{i}/service"));
+            let scope = if fed.is_some() {
+                "in the federation"
+            } else {
+                "in services/"
+            };
+            let hint = suggest(svc, known.iter().copied());
+            let d = cx.error(
+                "unknown-service",
+                input,
+                loc,
+                format!("scenario step names service `{svc}`, which is not {scope}"),
+            );
+            hint_for(d, hint);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelines
+
+fn parse_trigger_event(name: &str) -> Result<TriggerEvent, Option<&'static str>> {
+    if let Some(e) = EventType::parse(name) {
+        return Ok(TriggerEvent::Known(e));
+    }
+    let known = EventType::ALL.iter().map(|e| e.as_str());
+    if let Some(close) = did_you_mean(name, known) {
+        return Err(Some(close));
+    }
+    let well_formed = !name.is_empty()
+        && name.contains('.')
+        && name.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if well_formed {
+        Ok(TriggerEvent::Custom(name.to_string()))
+    } else {
+        Err(None)
+    }
+}
+
+fn check_pipeline(
+    cx: &mut Ctx,
+    input: &Input,
+    p: &PipelineSpec,
+    st: &DesiredState,
+    workspaces: &BTreeSet<&str>,
+) {
+    let def = &p.definition;
+    if def.triggers.is_empty() {
+        cx.error(
+            "no-triggers",
+            input,
+            cx.at(input, "/definition/triggers"),
+            "the pipeline has no triggers, so it can never run",
+        )
+        .hint = Some("add a trigger such as `- event: schema.changed`".into());
+    }
+    if def.steps.is_empty() {
+        cx.error(
+            "no-steps",
+            input,
+            cx.at(input, "/definition/steps"),
+            "the pipeline has no steps",
+        );
+    }
+    if let Some(ws) = &p.workspace_id
+        && !workspaces.contains(ws.as_str())
+    {
+        let hint = suggest(ws, workspaces.iter().copied());
+        let d = cx.warn(
+            "unknown-workspace",
+            input,
+            cx.at(input, "/workspace_id"),
+            format!("workspace `{ws}` belongs to no service or federation"),
+        );
+        hint_for(d, hint);
+    }
+    let mut events: Vec<TriggerEvent> = Vec::new();
+    for (i, t) in def.triggers.iter().enumerate() {
+        let ptr = format!("/definition/triggers/{i}");
+        let ev = match parse_trigger_event(&t.event) {
+            Ok(e) => e,
+            Err(close) => {
+                let loc = cx.at(input, &format!("{ptr}/event"));
+                let hint = close.map(|c| format!("did you mean `{c}`?")).or_else(|| {
+                    Some("known events: schema.changed, config.changed, scenario.published, persona.published, workspace.created, promotion.completed, drift.threshold_exceeded, pipeline.triggered|completed|failed; custom events are dotted names like `deploy.finished`".into())
+                });
+                let d = cx.error(
+                    "unknown-event",
+                    input,
+                    loc,
+                    format!("unknown event `{}`", t.event),
+                );
+                hint_for(d, hint);
+                continue;
+            }
+        };
+        if let TriggerEvent::Known(e) = &ev
+            && e.is_pipeline_event()
+            && !t.filters.contains_key("pipeline")
+        {
+            cx.warn("pipeline-loop", input, cx.at(input, &format!("{ptr}/event")), format!("`{}` without a `pipeline` filter also fires on this pipeline's own runs", t.event))
+                .hint = Some("add `filters: {pipeline: <other pipeline>}`; mockops stops runaway chains, but the first loop still runs".into());
+        }
+        for (key, value) in &t.filters {
+            let kloc = cx.key_at(input, &format!("{ptr}/filters"), key);
+            if !ev.carries(key) {
+                let fields: Vec<&str> = match &ev {
+                    TriggerEvent::Known(e) => e.fields().collect(),
+                    TriggerEvent::Custom(_) => ENVELOPE_FIELDS.to_vec(),
+                };
+                let hint = suggest(key, fields.iter().copied())
+                    .or_else(|| Some(format!("`{}` carries: {}", ev.as_str(), fields.join(", "))));
+                let d = cx.error(
+                    "unknown-filter-field",
+                    input,
+                    kloc,
+                    format!(
+                        "`{}` events do not carry `{key}`, so this filter never matches",
+                        ev.as_str()
+                    ),
+                );
+                hint_for(d, hint);
+                continue;
+            }
+            if PATH_FIELDS.contains(&key.as_str()) {
+                let vals: Vec<&crate::model::Scalar> = match value {
+                    FilterValue::One(v) => vec![v],
+                    FilterValue::AnyOf(vs) => vs.iter().collect(),
+                };
+                for v in vals {
+                    if let crate::model::Scalar::Str(g) = v
+                        && let Err(e) = globset::Glob::new(g)
+                    {
+                        let loc = cx.at(input, &format!("{ptr}/filters/{key}"));
+                        cx.error(
+                            "invalid-glob",
+                            input,
+                            loc,
+                            format!("`{g}` is not a valid glob: {}", e.kind()),
+                        );
+                    }
+                }
+            }
+            if key == "schema_type" {
+                let vals: Vec<&crate::model::Scalar> = match value {
+                    FilterValue::One(v) => vec![v],
+                    FilterValue::AnyOf(vs) => vs.iter().collect(),
+                };
+                for v in vals {
+                    let ok = matches!(v, crate::model::Scalar::Str(s) if s == "openapi" || s == "protobuf");
+                    if !ok {
+                        let loc = cx.at(input, &format!("{ptr}/filters/{key}"));
+                        cx.error(
+                            "unknown-value",
+                            input,
+                            loc,
+                            "`schema_type` is `openapi` or `protobuf`".to_string(),
+                        );
+                    }
+                }
+            }
+        }
+        events.push(ev);
+    }
+
+    // Steps.
+    let mut step_names: Vec<(&str, StepType)> = Vec::new();
+    let mut variables: BTreeSet<&str> = st.settings.variables.keys().map(String::as_str).collect();
+    variables.extend(def.variables.keys().map(String::as_str));
+    let env_names: Vec<&str> = st.settings.environments.iter().map(|e| e.name()).collect();
+    for (i, step) in def.steps.iter().enumerate() {
+        let ptr = format!("/definition/steps/{i}");
+        if step_names.iter().any(|(n, _)| *n == step.name) {
+            cx.error(
+                "duplicate-name",
+                input,
+                cx.at(input, &format!("{ptr}/name")),
+                format!("step `{}` is defined twice", step.name),
+            )
+            .hint = Some(
+                "step names are used in `{{steps.<name>.outputs…}}` and must be unique".into(),
+            );
+        }
+        if step.timeout == Some(0) {
+            cx.error(
+                "out-of-range",
+                input,
+                cx.at(input, &format!("{ptr}/timeout")),
+                "`timeout` must be at least 1 second",
+            );
+        }
+        let tctx = TemplateCtx {
+            events: &events,
+            earlier: &step_names,
+            variables: &variables,
+        };
+        for (key, value) in &step.config {
+            check_templates_in(cx, input, &format!("{ptr}/config/{key}"), value, &tctx);
+        }
+        check_step_config(
+            cx,
+            input,
+            &ptr,
+            step.step_type,
+            &step.config,
+            &events,
+            &st.settings,
+            &env_names,
+            &step_names,
+        );
+        step_names.push((&step.name, step.step_type));
+    }
+}
+
+struct TemplateCtx<'a> {
+    events: &'a [TriggerEvent],
+    earlier: &'a [(&'a str, StepType)],
+    variables: &'a BTreeSet<&'a str>,
+}
+
+/// Top-level names a template may use besides `event`, `steps` and `variables`.
+const TEMPLATE_GLOBALS: &[&str] = &[
+    "workspace_id",
+    "workspace_name",
+    "timestamp",
+    "pipeline",
+    "execution_id",
+    "event",
+    "steps",
+    "variables",
+];
+
+fn check_templates_in(cx: &mut Ctx, input: &Input, ptr: &str, value: &Json, tctx: &TemplateCtx) {
+    match value {
+        Json::String(s) if s.contains("{{") || s.contains("{%") => {
+            check_template(cx, input, ptr, s, tctx)
+        }
+        Json::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                check_templates_in(cx, input, &format!("{ptr}/{i}"), v, tctx);
+            }
+        }
+        Json::Object(map) => {
+            for (k, v) in map {
+                check_templates_in(
+                    cx,
+                    input,
+                    &format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    v,
+                    tctx,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &TemplateCtx) {
+    let loc = cx.at(input, ptr);
+    let env = crate::template::environment();
+    let tmpl = match env.template_from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.error(
+                "template-syntax",
+                input,
+                loc,
+                format!(
+                    "template does not parse: {}",
+                    e.detail().unwrap_or("syntax error")
+                ),
+            )
+            .hint =
+                Some("templates use `{{ name }}`; write `{{ '{{' }}` for a literal `{{`".into());
+            return;
+        }
+    };
+    let mut used: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+    used.sort();
+    for var in used {
+        let mut parts = var.split('.');
+        let head = parts.next().unwrap_or("");
+        match head {
+            "event" => {
+                let Some(field) = parts.next() else { continue };
+                for ev in tctx.events {
+                    if !ev.carries(field) {
+                        let fields: Vec<&str> = match ev {
+                            TriggerEvent::Known(e) => e.fields().collect(),
+                            TriggerEvent::Custom(_) => vec![],
+                        };
+                        let hint = suggest(field, fields.iter().copied()).or_else(|| {
+                            Some(format!("`{}` carries: {}", ev.as_str(), fields.join(", ")))
+                        });
+                        let d = cx.error("template-unknown-variable", input, loc, format!("`{{{{event.{field}}}}}` names a field that `{}` events do not carry", ev.as_str()));
+                        hint_for(d, hint);
+                    }
+                }
+            }
+            "variables" => {
+                let Some(name) = parts.next() else { continue };
+                if !tctx.variables.contains(name) {
+                    let hint = suggest(name, tctx.variables.iter().copied()).or_else(|| {
+                        Some(
+                            "define it under `definition.variables` or `variables` in mockops.yaml"
+                                .into(),
+                        )
+                    });
+                    let d = cx.error(
+                        "template-unknown-variable",
+                        input,
+                        loc,
+                        format!("variable `{name}` is not defined"),
+                    );
+                    hint_for(d, hint);
+                }
+            }
+            "steps" => {
+                let Some(step) = parts.next() else { continue };
+                match tctx.earlier.iter().find(|(n, _)| *n == step) {
+                    None => {
+                        let hint =
+                            suggest(step, tctx.earlier.iter().map(|(n, _)| *n)).or_else(|| {
+                                Some("a step can use the outputs of the steps before it".into())
+                            });
+                        let d = cx.error(
+                            "template-unknown-variable",
+                            input,
+                            loc,
+                            format!("`steps.{step}` is not a step that runs before this one"),
+                        );
+                        hint_for(d, hint);
+                    }
+                    Some((_, ty)) => {
+                        let next = parts.next();
+                        let key = parts.next();
+                        if next != Some("outputs") {
+                            cx.error(
+                                "template-unknown-variable",
+                                input,
+                                loc,
+                                format!("write `steps.{step}.outputs.<key>`"),
+                            );
+                        } else if let Some(key) = key
+                            && !ty.outputs().contains(&key)
+                        {
+                            let hint = suggest(key, ty.outputs().iter().copied()).or_else(|| {
+                                Some(format!(
+                                    "`{}` outputs: {}",
+                                    ty.as_str(),
+                                    ty.outputs().join(", ")
+                                ))
+                            });
+                            let d = cx.error(
+                                "template-unknown-variable",
+                                input,
+                                loc,
+                                format!("`{}` steps have no output `{key}`", ty.as_str()),
+                            );
+                            hint_for(d, hint);
+                        }
+                    }
+                }
+            }
+            other if TEMPLATE_GLOBALS.contains(&other) => {}
+            other => {
+                let hint = suggest(other, TEMPLATE_GLOBALS.iter().copied())
+                    .or_else(|| Some(format!("available: {}, event.<field>, steps.<name>.outputs.<key>, variables.<name>", TEMPLATE_GLOBALS[..5].join(", "))));
+                let d = cx.error(
+                    "template-unknown-variable",
+                    input,
+                    loc,
+                    format!("`{other}` is not a template variable"),
+                );
+                hint_for(d, hint);
+            }
+        }
+    }
+}
+
+fn is_reference(s: &str) -> bool {
+    let t = s.trim();
+    (t.starts_with("${env:") || t.starts_with("${file:")) && t.ends_with('}')
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_step_config(
+    cx: &mut Ctx,
+    input: &Input,
+    ptr: &str,
+    ty: StepType,
+    config: &indexmap::IndexMap<String, Json>,
+    events: &[TriggerEvent],
+    settings: &Settings,
+    envs: &[&str],
+    earlier: &[(&str, StepType)],
+) {
+    let cptr = format!("{ptr}/config");
+    let str_of = |k: &str| config.get(k).and_then(Json::as_str);
+    match ty {
+        StepType::RegenerateSdk => {
+            if !config.contains_key("spec_path") {
+                for ev in events {
+                    if !ev.carries("spec_path") {
+                        cx.error("missing-field", input, cx.at(input, &cptr), format!("`spec_path` is needed: `{}` events carry no spec path", ev.as_str()))
+                            .hint = Some("set `spec_path`, or trigger on `schema.changed` whose spec is the default".into());
+                    }
+                }
+            }
+            if let Some(Json::Array(langs)) = config.get("languages") {
+                let custom: Vec<&str> = config
+                    .get("generators")
+                    .and_then(Json::as_object)
+                    .map(|m| m.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                if langs.is_empty() {
+                    cx.error(
+                        "too-few-items",
+                        input,
+                        cx.at(input, &format!("{cptr}/languages")),
+                        "`languages` is empty",
+                    );
+                }
+                for (i, l) in langs.iter().enumerate() {
+                    let Some(l) = l.as_str() else { continue };
+                    if l.contains("{{") || SDK_PRESETS.contains(&l) || custom.contains(&l) {
+                        continue;
+                    }
+                    let loc = cx.at(input, &format!("{cptr}/languages/{i}"));
+                    let hint = suggest(l, SDK_PRESETS.iter().copied()).or_else(|| {
+                        Some(format!("presets: {}; for another language add `generators: {{{l}: {{command: [...]}}}}`", SDK_PRESETS.join(", ")))
+                    });
+                    let d = cx.error(
+                        "unknown-language",
+                        input,
+                        loc,
+                        format!("no generator for language `{l}`"),
+                    );
+                    hint_for(d, hint);
+                }
+            }
+        }
+        StepType::AutoPromote => {
+            let from = str_of("from_environment");
+            let to = str_of("to_environment");
+            for (k, v) in [("from_environment", from), ("to_environment", to)] {
+                if let Some(v) = v
+                    && !v.contains("{{")
+                    && !envs.contains(&v)
+                {
+                    let hint = suggest(v, envs.iter().copied())
+                        .or_else(|| Some(format!("declared environments: {}", envs.join(", "))));
+                    let d = cx.error(
+                        "unknown-environment",
+                        input,
+                        cx.at(input, &format!("{cptr}/{k}")),
+                        format!("environment `{v}` is not declared"),
+                    );
+                    hint_for(d, hint);
+                }
+            }
+            if let (Some(f), Some(t)) = (from, to) {
+                if f == t {
+                    cx.error(
+                        "invalid-promotion",
+                        input,
+                        cx.at(input, &format!("{cptr}/to_environment")),
+                        "a promotion needs two different environments",
+                    );
+                } else if let (Some(fi), Some(ti)) = (
+                    envs.iter().position(|e| *e == f),
+                    envs.iter().position(|e| *e == t),
+                ) {
+                    if ti < fi {
+                        cx.error(
+                            "invalid-promotion",
+                            input,
+                            cx.at(input, &format!("{cptr}/to_environment")),
+                            format!("promotion goes backwards: `{t}` comes before `{f}`"),
+                        )
+                        .hint = Some(format!(
+                            "environments promote in order: {}",
+                            envs.join(" -> ")
+                        ));
+                    } else if ti > fi + 1 {
+                        cx.warn(
+                            "promotion-skips-environment",
+                            input,
+                            cx.at(input, &format!("{cptr}/to_environment")),
+                            format!(
+                                "promotion from `{f}` to `{t}` skips {}",
+                                envs[fi + 1..ti].join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        StepType::Notify => match str_of("type") {
+            Some("slack") => {
+                if !config.contains_key("slack_webhook_url") && settings.notify.slack.is_none() {
+                    cx.error("missing-field", input, cx.at(input, &cptr), "no Slack webhook URL: set `slack_webhook_url` or `notify.slack.webhook_url` in mockops.yaml")
+                        .hint = Some("write it as `${env:SLACK_WEBHOOK_URL}` so the URL stays out of the repository".into());
+                }
+            }
+            Some("email") => {
+                if !config.contains_key("smtp") && settings.notify.email.is_none() {
+                    cx.error(
+                        "missing-field",
+                        input,
+                        cx.at(input, &cptr),
+                        "no SMTP server: set `smtp` or `notify.email.smtp` in mockops.yaml",
+                    );
+                }
+                let has_to = ["to", "email_to"].iter().any(|k| {
+                    config
+                        .get(*k)
+                        .and_then(Json::as_array)
+                        .is_some_and(|a| !a.is_empty())
+                }) || settings
+                    .notify
+                    .email
+                    .as_ref()
+                    .is_some_and(|e| !e.to.is_empty());
+                if !has_to {
+                    cx.error(
+                        "missing-field",
+                        input,
+                        cx.at(input, &cptr),
+                        "no recipients: set `to`",
+                    );
+                }
+            }
+            Some("webhook") => {
+                let has_url = config.contains_key("webhook_url")
+                    || config
+                        .get("webhook_urls")
+                        .and_then(Json::as_array)
+                        .is_some_and(|a| !a.is_empty());
+                if !has_url {
+                    cx.error(
+                        "missing-field",
+                        input,
+                        cx.at(input, &cptr),
+                        "no webhook URL: set `webhook_url` or `webhook_urls`",
+                    );
+                }
+            }
+            _ => {}
+        },
+        StepType::CreatePr => {
+            if let Some(Json::Array(files)) = config.get("files") {
+                if files.is_empty() {
+                    cx.error(
+                        "too-few-items",
+                        input,
+                        cx.at(input, &format!("{cptr}/files")),
+                        "`files` is empty: a pull request needs at least one change",
+                    );
+                }
+                for (i, f) in files.iter().enumerate() {
+                    let fptr = format!("{cptr}/files/{i}");
+                    if let Some(path) = f.get("path").and_then(Json::as_str)
+                        && !path.contains("{{")
+                        && let Some(why) = unsafe_path(path)
+                    {
+                        cx.error(
+                            "unsafe-path",
+                            input,
+                            cx.at(input, &format!("{fptr}/path")),
+                            format!("file path `{path}` {why}"),
+                        )
+                        .hint = Some("write a path relative to the repository root".into());
+                    }
+                    let op = f
+                        .get("operation")
+                        .and_then(Json::as_str)
+                        .unwrap_or("update");
+                    let has_content = f.get("content").is_some() || f.get("from_step").is_some();
+                    if op != "delete" && !has_content {
+                        cx.error(
+                            "missing-field",
+                            input,
+                            cx.at(input, &fptr),
+                            format!("a `{op}` needs `content` or `from_step`"),
+                        );
+                    }
+                    if let Some(from) = f.get("from_step").and_then(Json::as_str)
+                        && !earlier.iter().any(|(n, _)| *n == from)
+                    {
+                        let hint = suggest(from, earlier.iter().map(|(n, _)| *n)).or_else(|| {
+                            Some("`from_step` names a step that runs before this one".into())
+                        });
+                        let d = cx.error(
+                            "unknown-step",
+                            input,
+                            cx.at(input, &format!("{fptr}/from_step")),
+                            format!("`{from}` is not an earlier step"),
+                        );
+                        hint_for(d, hint);
+                    }
+                }
+            }
+            if let Some(repo) = str_of("repository")
+                && !repo.contains("{{")
+                && repo_spec_problem(repo)
+            {
+                cx.error(
+                    "invalid-repository",
+                    input,
+                    cx.at(input, &format!("{cptr}/repository")),
+                    format!("`{repo}` is neither `OWNER/REPO` nor a Git URL"),
+                );
+            }
+        }
+    }
+}
+
+/// Why a path for a file operation is unsafe, if it is.
+pub fn unsafe_path(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("is empty");
+    }
+    if path.starts_with('/') || path.starts_with('\\') || path.get(1..2) == Some(":") {
+        return Some("is absolute");
+    }
+    let parts: Vec<&str> = path.split(['/', '\\']).collect();
+    if parts.iter().any(|p| *p == "..") {
+        return Some("climbs out of the repository with `..`");
+    }
+    if parts.iter().any(|p| p.eq_ignore_ascii_case(".git")) {
+        return Some("writes under `.git`");
+    }
+    if path.contains('\0') {
+        return Some("contains a NUL byte");
+    }
+    None
+}
+
+fn repo_spec_problem(repo: &str) -> bool {
+    let is_url = repo.starts_with("https://")
+        || repo.starts_with("http://")
+        || repo.starts_with("ssh://")
+        || repo.starts_with("git@")
+        || repo.starts_with("file://");
+    let is_slug = {
+        let parts: Vec<&str> = repo.split('/').collect();
+        parts.len() == 2
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            })
+    };
+    !(is_url || is_slug)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "client_secret",
+];
+
+fn looks_like_token(s: &str) -> bool {
+    let prefixes = [
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "ghu_",
+        "github_pat_",
+        "xoxb-",
+        "xoxp-",
+        "xoxa-",
+        "glpat-",
+        "AKIA",
+        "sk_live_",
+    ];
+    prefixes
+        .iter()
+        .any(|p| s.starts_with(p) && s.len() >= p.len() + 12)
+}
+
+fn scan_secrets(cx: &mut Ctx, input: &Input, node: &Node, ptr: &str) {
+    match &node.value {
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                let child = format!("{ptr}/{}", k.name.replace('~', "~0").replace('/', "~1"));
+                if let Value::Str(s) = &v.value
+                    && !is_reference(s)
+                    && !s.contains("{{")
+                    && !s.is_empty()
+                {
+                    let key = k.name.to_ascii_lowercase();
+                    let slack = s.starts_with("https://hooks.slack.com/");
+                    let secret_key = SECRET_KEYS
+                        .iter()
+                        .any(|sk| key == *sk || key.ends_with(&format!("_{sk}")));
+                    if slack || secret_key || looks_like_token(s) {
+                        let env = k.name.to_ascii_uppercase().replace(['-', '.'], "_");
+                        let what = if slack {
+                            "a Slack webhook URL"
+                        } else {
+                            "a secret"
+                        };
+                        cx.warn(
+                            "inline-secret",
+                            input,
+                            v.loc,
+                            format!("`{}` holds {what} written in the repository", k.name),
+                        )
+                        .hint = Some(format!(
+                            "write `{}: ${{env:{env}}}` or `${{file:/run/secrets/{}}}` and supply the value at run time",
+                            k.name,
+                            k.name.to_ascii_lowercase()
+                        ));
+                        continue;
+                    }
+                }
+                scan_secrets(cx, input, v, &child);
+            }
+        }
+        Value::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                if let Value::Str(s) = &v.value
+                    && looks_like_token(s)
+                {
+                    cx.warn(
+                        "inline-secret",
+                        input,
+                        v.loc,
+                        "a token is written in the repository",
+                    )
+                    .hint = Some("reference it as `${env:NAME}` or `${file:PATH}`".into());
+                    continue;
+                }
+                scan_secrets(cx, input, v, &format!("{ptr}/{i}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths_match_by_segment() {
+        assert!(segment_prefix("/auth", "/auth/login"));
+        assert!(!segment_prefix("/auth", "/authz"));
+        assert!(segment_prefix("/", "/x"));
+        assert_eq!(base_path_problem("/auth"), None);
+        assert!(base_path_problem("auth").is_some());
+        assert!(base_path_problem("/auth/").is_some());
+        assert!(base_path_problem("/a//b").is_some());
+        assert!(base_path_problem("/a/../b").is_some());
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let mut g: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        g.insert("a", vec!["b"]);
+        g.insert("b", vec!["c"]);
+        g.insert("c", vec!["a"]);
+        assert_eq!(
+            find_cycle(&g).map(|c| c.join(" -> ")).as_deref(),
+            Some("a -> b -> c -> a")
+        );
+        g.insert("c", vec![]);
+        assert_eq!(find_cycle(&g), None);
+    }
+
+    #[test]
+    fn unsafe_paths() {
+        assert!(unsafe_path("../x").is_some());
+        assert!(unsafe_path("/etc/passwd").is_some());
+        assert!(unsafe_path(".git/config").is_some());
+        assert!(unsafe_path("a/.GIT/hooks/x").is_some());
+        assert_eq!(unsafe_path("sdk/index.ts"), None);
+    }
+}

@@ -1,0 +1,523 @@
+//! The loader: reads every file of a snapshot, parses each once per blob id (cache), checks
+//! its shape, then runs the cross-file checks and builds the [`DesiredState`]. `mockops
+//! validate` and the daemon both call [`Loader::load`], so they agree on what is valid.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::check;
+use super::shape;
+use super::snapshot::{Entry, EntryKind, Snapshot, SnapshotError};
+use crate::diag::{self, Diagnostic};
+use crate::model::{
+    FederationSpec, Kind, PersonaSpec, PipelineSpec, ScenarioSpec, ServiceSpec, Settings,
+};
+use crate::schema_diff::SchemaType;
+use crate::source::ReadError;
+use crate::yaml::{self, Limits, Loc, Node, Value};
+
+/// What a path in the repository is, by convention of the layout.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FileClass {
+    Config(Kind),
+    /// `environments/<env>/scenarios|personas/*.yaml`: the kind and the environment.
+    EnvEntity(Kind, String),
+    Spec(SchemaType),
+    /// A file under a watched directory that mockops does not read.
+    Ignored,
+}
+
+fn is_yaml(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
+}
+
+/// Classifies a repo-relative path.
+pub fn classify(path: &str) -> FileClass {
+    if path == "mockops.yaml" || path == "mockops.yml" {
+        return FileClass::Config(Kind::Settings);
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["services", f] if is_yaml(f) => FileClass::Config(Kind::Service),
+        ["federations", f] if is_yaml(f) => FileClass::Config(Kind::Federation),
+        ["pipelines", f] if is_yaml(f) => FileClass::Config(Kind::Pipeline),
+        ["environments", env, "scenarios", f] if is_yaml(f) => {
+            FileClass::EnvEntity(Kind::Scenario, (*env).to_string())
+        }
+        ["environments", env, "personas", f] if is_yaml(f) => {
+            FileClass::EnvEntity(Kind::Persona, (*env).to_string())
+        }
+        ["specs", .., f] if f.ends_with(".proto") => FileClass::Spec(SchemaType::Protobuf),
+        ["specs", .., f] if is_yaml(f) || f.ends_with(".json") => {
+            FileClass::Spec(SchemaType::Openapi)
+        }
+        _ => FileClass::Ignored,
+    }
+}
+
+/// The file name without directory and extension.
+pub fn file_stem(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
+
+/// One parsed config document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Doc {
+    Settings(Settings),
+    Service(ServiceSpec),
+    Federation(FederationSpec),
+    Pipeline(PipelineSpec),
+    Scenario(ScenarioSpec),
+    Persona(PersonaSpec),
+    /// A spec file; `document` when it is a whole OpenAPI document or a .proto file.
+    Spec {
+        document: bool,
+    },
+}
+
+/// The outcome of parsing one blob as one kind. Diagnostics have an empty `file`; the loader
+/// fills it in, since the same blob may sit at several paths.
+#[derive(Debug)]
+pub struct ParsedFile {
+    pub node: Option<Node>,
+    pub doc: Option<Doc>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A validated entity with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entity<T> {
+    pub path: String,
+    pub blob: String,
+    pub spec: T,
+}
+
+/// A spec file of the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecFile {
+    pub schema_type: SchemaType,
+    pub blob: String,
+    /// Whether the file is a whole document (an OpenAPI root or a .proto), not a fragment
+    /// referenced by `$ref`.
+    pub document: bool,
+}
+
+/// A federation with its members resolved against `services/`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Federation {
+    pub name: String,
+    pub description: Option<String>,
+    pub services: Vec<FederatedService>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FederatedService {
+    pub name: String,
+    /// The entry of `services/` this member refers to, if any.
+    pub service: Option<String>,
+    pub workspace_id: String,
+    pub base_path: String,
+    pub reality_level: crate::model::RealityLevel,
+    pub dependencies: Vec<String>,
+    pub config: indexmap::IndexMap<String, Json>,
+}
+
+/// The whole desired state of one revision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DesiredState {
+    pub settings: Settings,
+    pub services: BTreeMap<String, Entity<ServiceSpec>>,
+    pub federations: BTreeMap<String, Entity<Federation>>,
+    pub pipelines: BTreeMap<String, Entity<PipelineSpec>>,
+    /// Keyed by (environment, scenario id).
+    pub scenarios: BTreeMap<(String, String), Entity<ScenarioSpec>>,
+    /// Keyed by (environment, persona id).
+    pub personas: BTreeMap<(String, String), Entity<PersonaSpec>>,
+    pub specs: BTreeMap<String, SpecFile>,
+}
+
+/// What loading a revision produced.
+#[derive(Debug)]
+pub struct Loaded {
+    pub state: DesiredState,
+    /// Sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> usize {
+        diag::counts(&self.diagnostics).0
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.errors() == 0
+    }
+}
+
+/// Counters of the parse cache, for tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// Loads snapshots. Keeps parsed files by (class, blob id), so an unchanged file is never
+/// parsed twice; entries unused by the last two loads are dropped.
+#[derive(Default)]
+pub struct Loader {
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<(FileClass, String), (u64, Arc<ParsedFile>)>,
+    generation: u64,
+    stats: CacheStats,
+}
+
+/// A file of the snapshot, read and parsed.
+pub(crate) struct Input {
+    pub path: String,
+    pub blob: String,
+    pub class: FileClass,
+    pub parsed: Arc<ParsedFile>,
+}
+
+fn schema_json(kind: Kind) -> &'static Json {
+    static SCHEMAS: OnceLock<Vec<(Kind, Json)>> = OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| {
+        Kind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    serde_json::to_value(k.schema()).expect("a generated schema is JSON"),
+                )
+            })
+            .collect()
+    });
+    &all.iter()
+        .find(|(k, _)| *k == kind)
+        .expect("every kind has a schema")
+        .1
+}
+
+fn read_problem(path: &str, e: &ReadError) -> Diagnostic {
+    let d = Diagnostic::error(
+        "unreadable-file",
+        path,
+        Loc::new(1, 1),
+        format!("cannot read file: {e}"),
+    );
+    match e {
+        ReadError::TooLarge { .. } => {
+            d.with_hint("keep config files small; large content belongs under specs/")
+        }
+        _ => d,
+    }
+}
+
+impl Loader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.cache.lock().map(|c| c.stats).unwrap_or_default()
+    }
+
+    /// Loads, checks and assembles one revision. Errors only when the snapshot itself cannot
+    /// be listed; everything wrong with its content is a diagnostic.
+    pub fn load(&self, snap: &dyn Snapshot) -> Result<Loaded, SnapshotError> {
+        let entries = snap.entries()?;
+        let mut diagnostics = Vec::new();
+        let mut inputs = Vec::new();
+        let generation = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.generation += 1;
+            cache.generation
+        };
+        for Entry { path, kind } in entries {
+            let class = classify(&path);
+            if class == FileClass::Ignored {
+                if let Some(d) = ignored_file_warning(&path) {
+                    diagnostics.push(d);
+                }
+                continue;
+            }
+            let (read_path, blob) = match kind {
+                EntryKind::File { blob } => (path.clone(), blob),
+                EntryKind::Link { target, blob } => (target, blob),
+                EntryKind::LinkOutside { target } => {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            "symlink-outside-repo",
+                            &path,
+                            Loc::new(1, 1),
+                            format!("symlink to `{target}` points outside the repository"),
+                        )
+                        .with_hint("replace the symlink with the file's content"),
+                    );
+                    continue;
+                }
+                EntryKind::Special { what } => {
+                    diagnostics.push(Diagnostic::error(
+                        "not-a-regular-file",
+                        &path,
+                        Loc::new(1, 1),
+                        format!("{what} where a file was expected"),
+                    ));
+                    continue;
+                }
+            };
+            let key = (class.clone(), blob.clone());
+            let cached = {
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                let hit = cache.entries.get_mut(&key).map(|(g, p)| {
+                    *g = generation;
+                    Arc::clone(p)
+                });
+                if hit.is_some() {
+                    cache.stats.hits += 1;
+                }
+                hit
+            };
+            let parsed = match cached {
+                Some(p) => p,
+                None => {
+                    let parsed = match snap.read(&read_path) {
+                        Ok(bytes) => Arc::new(parse_file(&class, &bytes, snap, &read_path)),
+                        Err(e) => {
+                            diagnostics.push(read_problem(&path, &e));
+                            continue;
+                        }
+                    };
+                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                    cache.stats.misses += 1;
+                    cache.entries.insert(key, (generation, Arc::clone(&parsed)));
+                    parsed
+                }
+            };
+            diagnostics.extend(parsed.diagnostics.iter().map(|d| Diagnostic {
+                file: path.clone(),
+                ..d.clone()
+            }));
+            inputs.push(Input {
+                path,
+                blob,
+                class,
+                parsed,
+            });
+        }
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.entries.retain(|_, (g, _)| *g + 1 >= generation);
+        }
+        let state = check::check(&inputs, snap, &mut diagnostics);
+        diag::sort(&mut diagnostics);
+        diagnostics.dedup();
+        Ok(Loaded { state, diagnostics })
+    }
+}
+
+fn ignored_file_warning(path: &str) -> Option<Diagnostic> {
+    let top = path.split('/').next().unwrap_or("");
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name.starts_with('.') || name.ends_with(".md") || top == "specs" {
+        return None;
+    }
+    let hint = match top {
+        "services" | "federations" | "pipelines" => {
+            format!("{top} are read from `{top}/<name>.yaml` (no subdirectories, .yaml or .yml)")
+        }
+        _ => "scenarios and personas are read from `environments/<env>/scenarios/*.yaml` and `environments/<env>/personas/*.yaml`".to_string(),
+    };
+    Some(
+        Diagnostic::warning(
+            "ignored-file",
+            path,
+            Loc::new(1, 1),
+            "file is not read: it is not where mockops looks for config",
+        )
+        .with_hint(hint),
+    )
+}
+
+fn yaml_problem(e: &yaml::YamlError) -> Diagnostic {
+    let code = match e {
+        yaml::YamlError::TooLarge { .. } => "file-too-large",
+        yaml::YamlError::InvalidUtf8 { .. } => "invalid-utf8",
+        yaml::YamlError::Syntax { .. } => "yaml-syntax",
+        yaml::YamlError::Empty => "empty-file",
+    };
+    Diagnostic::error(code, "", e.loc(), e.to_string()).with_hint_opt(e.hint())
+}
+
+fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str) -> ParsedFile {
+    let kind = match class {
+        FileClass::Config(k) | FileClass::EnvEntity(k, _) => *k,
+        FileClass::Spec(t) => {
+            let (document, diagnostics) = super::spec::check_spec(*t, path, bytes, files);
+            return ParsedFile {
+                node: None,
+                doc: Some(Doc::Spec { document }),
+                diagnostics,
+            };
+        }
+        FileClass::Ignored => {
+            return ParsedFile {
+                node: None,
+                doc: None,
+                diagnostics: Vec::new(),
+            };
+        }
+    };
+    let mut node = match yaml::parse(bytes, Limits::CONFIG) {
+        Ok(n) => n,
+        Err(e) => {
+            return ParsedFile {
+                node: None,
+                doc: None,
+                diagnostics: vec![yaml_problem(&e)],
+            };
+        }
+    };
+    if kind == Kind::Pipeline {
+        merge_step_defaults(&mut node);
+    }
+    let problems = shape::check(&node, schema_json(kind));
+    // Unknown keys alone do not stop the cross-file checks: they are dropped for those, so a
+    // misspelt key and a wrong reference in one file are reported together.
+    let only_unknown_keys = problems.iter().all(|p| p.code == "unknown-field");
+    let unknown_at: Vec<Loc> = problems.iter().map(|p| p.loc).collect();
+    let mut diagnostics: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| Diagnostic::error(p.code, "", p.loc, p.message).with_hint_opt(p.hint))
+        .collect();
+    let doc = if only_unknown_keys {
+        let json = if diagnostics.is_empty() {
+            node.to_json()
+        } else {
+            without_keys_at(&node, &unknown_at).to_json()
+        };
+        let result = match kind {
+            Kind::Settings => serde_json::from_value(json).map(Doc::Settings),
+            Kind::Service => serde_json::from_value(json).map(Doc::Service),
+            Kind::Federation => serde_json::from_value(json).map(Doc::Federation),
+            Kind::Pipeline => serde_json::from_value(json).map(Doc::Pipeline),
+            Kind::Scenario => serde_json::from_value(json).map(Doc::Scenario),
+            Kind::Persona => serde_json::from_value(json).map(Doc::Persona),
+        };
+        match result {
+            Ok(doc) => Some(doc),
+            Err(e) => {
+                diagnostics.push(Diagnostic::error(
+                    "invalid-document",
+                    "",
+                    node.loc,
+                    format!("not a valid {}: {e}", kind.as_str()),
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    ParsedFile {
+        node: Some(node),
+        doc,
+        diagnostics,
+    }
+}
+
+/// A copy of `node` without the mapping entries whose key is at one of `locs`.
+fn without_keys_at(node: &Node, locs: &[Loc]) -> Node {
+    let value = match &node.value {
+        Value::Map(entries) => Value::Map(
+            entries
+                .iter()
+                .filter(|(k, _)| !locs.contains(&k.loc))
+                .map(|(k, v)| (k.clone(), without_keys_at(v, locs)))
+                .collect(),
+        ),
+        Value::Seq(items) => Value::Seq(items.iter().map(|n| without_keys_at(n, locs)).collect()),
+        other => other.clone(),
+    };
+    Node {
+        loc: node.loc,
+        value,
+    }
+}
+
+/// Merges `definition.step_defaults.<type>` under each step's `config` (the step's keys win),
+/// keeping the defaults' own locations, so checks see what will run.
+fn merge_step_defaults(root: &mut Node) {
+    let Some(defaults) = root
+        .get("definition")
+        .and_then(|d| d.get("step_defaults"))
+        .cloned()
+    else {
+        return;
+    };
+    let Value::Map(root_entries) = &mut root.value else {
+        return;
+    };
+    let Some((_, def)) = root_entries
+        .iter_mut()
+        .find(|(k, _)| k.name == "definition")
+    else {
+        return;
+    };
+    let Value::Map(def_entries) = &mut def.value else {
+        return;
+    };
+    let Some((_, steps)) = def_entries.iter_mut().find(|(k, _)| k.name == "steps") else {
+        return;
+    };
+    let Value::Seq(steps) = &mut steps.value else {
+        return;
+    };
+    for step in steps {
+        let Some(step_type) = step
+            .get("step_type")
+            .and_then(Node::as_str)
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let Some(default_cfg) = defaults.get(&step_type) else {
+            continue;
+        };
+        let Value::Map(step_entries) = &mut step.value else {
+            continue;
+        };
+        let step_loc = step_entries.first().map_or(Loc::UNKNOWN, |(k, _)| k.loc);
+        if !step_entries.iter().any(|(k, _)| k.name == "config") {
+            step_entries.push((
+                yaml::Key {
+                    loc: step_loc,
+                    name: "config".into(),
+                },
+                Node {
+                    loc: step_loc,
+                    value: Value::Map(Vec::new()),
+                },
+            ));
+        }
+        let Some((_, config)) = step_entries.iter_mut().find(|(k, _)| k.name == "config") else {
+            continue;
+        };
+        let Value::Map(cfg) = &mut config.value else {
+            continue;
+        };
+        for (k, v) in default_cfg.as_map() {
+            if !cfg.iter().any(|(ck, _)| ck.name == k.name) {
+                cfg.push((k.clone(), v.clone()));
+            }
+        }
+    }
+}
