@@ -145,7 +145,10 @@ pub(crate) fn check(
             );
         }
     }
-    let service_names: Vec<&str> = st.services.keys().map(String::as_str).collect();
+    // Services whose file has errors still exist: references to them are not reported again.
+    let declared = declared_names(inputs, Kind::Service);
+    let mut service_names: Vec<&str> = st.services.keys().map(String::as_str).collect();
+    service_names.extend(declared.iter().map(String::as_str));
     for (name, input) in &service_inputs {
         let s = &st.services[name].spec;
         check_service(&mut cx, input, s, &st.specs, &spec_errors, &service_names);
@@ -165,7 +168,7 @@ pub(crate) fn check(
             ) {
                 continue;
             }
-            let fed = check_federation(&mut cx, input, f, &st.services);
+            let fed = check_federation(&mut cx, input, f, &st.services, &declared);
             st.federations.insert(
                 f.name.clone(),
                 Entity {
@@ -194,6 +197,7 @@ pub(crate) fn check(
                 .flat_map(|f| f.spec.services.iter().map(|s| s.workspace_id.as_str())),
         )
         .collect();
+    let invalid_federations = declared_names(inputs, Kind::Federation);
     let mut seen_env_entities: HashMap<(Kind, String, String), &Input> = HashMap::new();
     for input in inputs {
         let FileClass::EnvEntity(kind, env) = &input.class else {
@@ -248,7 +252,7 @@ pub(crate) fn check(
         }
         match &input.parsed.doc {
             Some(Doc::Scenario(s)) => {
-                check_scenario(&mut cx, input, s, &st);
+                check_scenario(&mut cx, input, s, &st, &invalid_federations);
                 st.scenarios.insert(
                     (env.clone(), id),
                     Entity {
@@ -301,6 +305,22 @@ pub(crate) fn check(
         }
     }
     st
+}
+
+/// Names of the entities of `kind` whose files did not load (their own errors say why).
+fn declared_names(inputs: &[Input], kind: Kind) -> BTreeSet<String> {
+    inputs
+        .iter()
+        .filter(|i| i.class == FileClass::Config(kind) && i.parsed.doc.is_none())
+        .filter_map(|i| {
+            i.parsed
+                .node
+                .as_ref()
+                .and_then(|n| n.get("name"))
+                .and_then(Node::as_str)
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 fn unique_name<'a>(
@@ -603,6 +623,7 @@ fn check_federation(
     input: &Input,
     f: &FederationSpec,
     services: &BTreeMap<String, Entity<ServiceSpec>>,
+    invalid_services: &BTreeSet<String>,
 ) -> Federation {
     let mut members: Vec<FederatedService> = Vec::new();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -639,6 +660,7 @@ fn check_federation(
         let base = match &reference {
             Some(r) => match services.get(r) {
                 Some(s) => Some(&s.spec),
+                None if invalid_services.contains(r) => continue,
                 None => {
                     let key = if m.service.is_some() {
                         "service"
@@ -816,10 +838,17 @@ fn check_federation(
     }
 }
 
-fn check_scenario(cx: &mut Ctx, input: &Input, s: &ScenarioSpec, st: &DesiredState) {
+fn check_scenario(
+    cx: &mut Ctx,
+    input: &Input,
+    s: &ScenarioSpec,
+    st: &DesiredState,
+    invalid_federations: &BTreeSet<String>,
+) {
     let fed = match &s.federation {
         Some(name) => match st.federations.get(name) {
             Some(f) => Some(&f.spec),
+            None if invalid_federations.contains(name) => return,
             None => {
                 let hint = suggest(name, st.federations.keys().map(String::as_str));
                 let d = cx.error(

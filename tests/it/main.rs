@@ -1,1 +1,5 @@
+//! The integration test binary: every test that crosses module boundaries or runs the CLI.
 
+mod support;
+
+mod config_validate;
