@@ -1,1 +1,1 @@
-
+mod schema_diff_proto;
