@@ -47,6 +47,8 @@ pub struct CompiledProto {
     pub(crate) local_files: BTreeSet<String>,
     /// Include root of each local file, repo-relative (`""` is the repository root).
     pub(crate) roots: HashMap<String, String>,
+    /// Source text of each local file, by import name.
+    pub(crate) sources: HashMap<String, String>,
 }
 
 impl CompiledProto {
@@ -148,6 +150,11 @@ pub fn compile(
         file_roots.insert(name, root);
     }
 
+    let loaded_sources: Vec<(String, String)> = loaded
+        .iter()
+        .filter(|(name, _)| **name != target)
+        .filter_map(|(name, file)| file.source().map(|s| (name.clone(), s.to_string())))
+        .collect();
     let mut resolver = ChainFileResolver::new();
     resolver.add(GoogleFileResolver::new());
     resolver.add(Preloaded { files: loaded });
@@ -163,17 +170,24 @@ pub fn compile(
     })?;
 
     let pool = compiler.descriptor_pool();
+    let mut sources = HashMap::new();
+    sources.insert(target.clone(), text);
+    for (name, file) in &loaded_sources {
+        sources.insert(name.clone(), file.clone());
+    }
     let local_files: BTreeSet<String> = pool
         .files()
         .map(|f| f.name().to_string())
         .filter(|n| !is_well_known(n) && file_roots.contains_key(n))
         .collect();
     file_roots.retain(|k, _| local_files.contains(k));
+    sources.retain(|k, _| local_files.contains(k));
     Ok(CompiledProto {
         pool,
         target,
         local_files,
         roots: file_roots,
+        sources,
     })
 }
 

@@ -137,12 +137,10 @@ pub fn diff_proto(
     new_path: &str,
     opts: &ProtoOptions,
 ) -> Result<Vec<Change>, ProtoError> {
-    Ok(
-        diff_proto_findings(old, old_path, new, new_path, opts)?
-            .into_iter()
-            .map(ProtoFinding::into_change)
-            .collect(),
-    )
+    Ok(diff_proto_findings(old, old_path, new, new_path, opts)?
+        .into_iter()
+        .map(ProtoFinding::into_change)
+        .collect())
 }
 
 /// [`diff_proto`] keeping `buf`'s detail (file, span) on each finding.
@@ -159,7 +157,11 @@ pub fn diff_proto_findings(
 }
 
 /// Compares two compilations. Pure: no IO.
-pub fn diff_compiled(old: &CompiledProto, new: &CompiledProto, opts: &ProtoOptions) -> Vec<ProtoFinding> {
+pub fn diff_compiled(
+    old: &CompiledProto,
+    new: &CompiledProto,
+    opts: &ProtoOptions,
+) -> Vec<ProtoFinding> {
     let rename = (old.target != new.target).then_some((old.target.as_str(), new.target.as_str()));
     let old_model = Model::build(old, rename);
     let new_model = Model::build(new, None);
@@ -190,7 +192,11 @@ pub fn diff_compiled(old: &CompiledProto, new: &CompiledProto, opts: &ProtoOptio
             };
             let (file, import_name) = match &raw.file {
                 Some((name, side)) => {
-                    let model = if *side == Side::Old { &old_model } else { &new_model };
+                    let model = if *side == Side::Old {
+                        &old_model
+                    } else {
+                        &new_model
+                    };
                     let repo = model
                         .files
                         .get(name)
@@ -214,9 +220,8 @@ pub fn diff_compiled(old: &CompiledProto, new: &CompiledProto, opts: &ProtoOptio
         })
         .collect();
     findings.sort_by(|a, b| {
-        (&a.file, &a.span, &a.rule, &a.message, &a.element).cmp(&(
-            &b.file, &b.span, &b.rule, &b.message, &b.element,
-        ))
+        (&a.file, &a.span, &a.rule, &a.message, &a.element)
+            .cmp(&(&b.file, &b.span, &b.rule, &b.message, &b.element))
     });
     findings.dedup();
     findings
@@ -247,7 +252,14 @@ fn operations(subject: &Subject, old: &Reach, new: &Reach) -> (BTreeSet<String>,
         }
         Subject::Service(name, side) => {
             for reach in sides(*side) {
-                ops.extend(reach.ops_by_service.get(name).into_iter().flatten().cloned());
+                ops.extend(
+                    reach
+                        .ops_by_service
+                        .get(name)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
             }
         }
         Subject::File(name) => {

@@ -119,7 +119,10 @@ impl FieldKind {
     }
 
     pub(crate) fn is_named(self) -> bool {
-        matches!(self, FieldKind::Group | FieldKind::Message | FieldKind::Enum)
+        matches!(
+            self,
+            FieldKind::Group | FieldKind::Message | FieldKind::Enum
+        )
     }
 
     fn of(field_kind: &Kind, is_group: bool) -> Self {
@@ -179,7 +182,7 @@ pub(crate) struct FieldInfo {
     pub card: Card,
     /// Short name of the containing message (for extensions: the scope, or the file's package).
     pub parent_name: String,
-    /// Extendee, fully-qualified with a leading dot, for extensions.
+    /// Extendee, fully-qualified, for extensions.
     pub extendee: Option<String>,
     pub in_map_entry: bool,
     /// Name of the (non-synthetic) oneof holding the field.
@@ -193,6 +196,11 @@ pub(crate) struct FieldInfo {
     pub java_utf8_verify: bool,
     pub file: String,
     pub path: Vec<i32>,
+    /// Where to report when the field itself has no source span: for fields of a synthesized
+    /// map entry, the map field's type and the map field.
+    pub fallback: Vec<Vec<i32>>,
+    /// Whether the field declares `[default = ...]`.
+    pub explicit_default: bool,
 }
 
 /// One message.
@@ -269,7 +277,6 @@ pub(crate) struct ServiceInfo {
 /// File options `buf` checks, as strings in `buf`'s spelling; `(value, source field number)`.
 #[derive(Debug, Clone)]
 pub(crate) struct FileInfo {
-    pub name: String,
     pub package: String,
     pub syntax: Syntax,
     pub options: Vec<(&'static str, &'static str, i32, String)>,
@@ -284,7 +291,7 @@ pub(crate) struct Model {
     pub messages: BTreeMap<String, MessageInfo>,
     pub enums: BTreeMap<String, EnumInfo>,
     pub services: BTreeMap<String, ServiceInfo>,
-    /// (extendee with leading dot, number) -> extension.
+    /// (extendee, number) -> extension.
     pub extensions: BTreeMap<(String, i32), FieldInfo>,
     /// file -> source path -> span.
     pub spans: HashMap<String, HashMap<Vec<i32>, Span>>,
@@ -303,7 +310,8 @@ impl Model {
                 Some((from, to)) if from == file.name() => to.to_string(),
                 _ => file.name().to_string(),
             };
-            model.add_file(&file, &name, compiled.repo_path(file.name()));
+            let source = compiled.sources.get(file.name()).map(String::as_str);
+            model.add_file(&file, &name, compiled.repo_path(file.name()), source);
         }
         model
     }
@@ -313,7 +321,13 @@ impl Model {
         self.spans.get(file).and_then(|m| m.get(path)).copied()
     }
 
-    fn add_file(&mut self, file: &FileDescriptor, name: &str, repo_path: String) {
+    fn add_file(
+        &mut self,
+        file: &FileDescriptor,
+        name: &str,
+        repo_path: String,
+        source: Option<&str>,
+    ) {
         let fdp = file.file_descriptor_proto();
         let syntax = match fdp.syntax() {
             "proto3" => Syntax::Proto3,
@@ -454,7 +468,6 @@ impl Model {
         self.files.insert(
             name.to_string(),
             FileInfo {
-                name: name.to_string(),
                 package: fdp.package().to_string(),
                 syntax,
                 options,
@@ -508,6 +521,41 @@ impl Model {
                     methods,
                 },
             );
+        }
+        if let Some(source) = source {
+            self.widen_default_spans(name, source);
+        }
+    }
+
+    /// protox places `[default = 4]`'s span on the value alone; buf (protoc) spans
+    /// `default = 4`. Widen to the option name so locations agree.
+    fn widen_default_spans(&mut self, file: &str, source: &str) {
+        let paths: Vec<Vec<i32>> = self
+            .messages
+            .values()
+            .flat_map(|m| m.fields.values())
+            .chain(self.extensions.values())
+            .filter(|f| f.file == file && f.explicit_default)
+            .map(|f| {
+                let mut p = f.path.clone();
+                p.push(7);
+                p
+            })
+            .collect();
+        let lines: Vec<&str> = source.lines().collect();
+        let Some(spans) = self.spans.get_mut(file) else {
+            return;
+        };
+        for path in paths {
+            let Some(span) = spans.get_mut(&path) else {
+                continue;
+            };
+            let Some(line) = lines.get(span.line as usize - 1) else {
+                continue;
+            };
+            if let Some(col) = option_name_start(line, span.column as usize - 1, "default") {
+                span.column = col as u32 + 1;
+            }
         }
     }
 
@@ -607,7 +655,7 @@ impl Model {
             Cardinality::Optional => Card::Explicit,
         };
         let (default, default_printable) = default_of(&ext.kind(), ext.default_value());
-        let extendee = format!(".{}", ext.containing_message().full_name());
+        let extendee = ext.containing_message().full_name().to_string();
         let parent_name = match ext.parent_message() {
             Some(m) => m.name().to_string(),
             None => ctx.package.to_string(),
@@ -632,6 +680,8 @@ impl Model {
             java_utf8_verify: ctx.java_utf8 || ctx.syntax != Syntax::Proto2,
             file: ctx.name.to_string(),
             path: ext.path().to_vec(),
+            fallback: Vec::new(),
+            explicit_default: fdp.default_value.is_some(),
         };
         self.extensions.insert((extendee, info.number), info);
     }
@@ -661,6 +711,27 @@ impl Model {
     ) -> impl Iterator<Item = &'a FieldInfo> {
         self.extensions.values().filter(move |e| e.file == file)
     }
+}
+
+/// Char index where `name = ` starts when it ends right before char index `value_start`.
+fn option_name_start(line: &str, value_start: usize, name: &str) -> Option<usize> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = value_start.min(chars.len());
+    while i > 0 && chars[i - 1].is_whitespace() {
+        i -= 1;
+    }
+    if i == 0 || chars[i - 1] != '=' {
+        return None;
+    }
+    i -= 1;
+    while i > 0 && chars[i - 1].is_whitespace() {
+        i -= 1;
+    }
+    let n = name.chars().count();
+    if i < n || chars[i - n..i].iter().collect::<String>() != name {
+        return None;
+    }
+    Some(i - n)
 }
 
 struct FileCtx<'a> {
@@ -736,7 +807,29 @@ fn field_info(ctx: &FileCtx<'_>, field: &FieldDescriptor) -> FieldInfo {
         java_utf8_verify: ctx.java_utf8 || ctx.syntax != Syntax::Proto2,
         file: ctx.name.to_string(),
         path: field.path().to_vec(),
+        fallback: map_field_paths(field),
+        explicit_default: fdp.default_value.is_some(),
     }
+}
+
+/// For a field of a map entry: the paths of the map field declaring the entry.
+fn map_field_paths(field: &FieldDescriptor) -> Vec<Vec<i32>> {
+    let entry = field.parent_message();
+    if !entry.is_map_entry() {
+        return Vec::new();
+    }
+    let Some(owner) = entry.parent_message() else {
+        return Vec::new();
+    };
+    owner
+        .fields()
+        .find(|f| matches!(f.kind(), Kind::Message(m) if m.full_name() == entry.full_name()))
+        .map(|f| {
+            let mut type_path = f.path().to_vec();
+            type_path.push(6);
+            vec![type_path, f.path().to_vec()]
+        })
+        .unwrap_or_default()
 }
 
 /// The default of a field as a comparable value and as `buf` prints it.

@@ -10,7 +10,9 @@ use super::reach::Dir;
 
 /// A `buf breaking` category. Categories overlap but do not strictly nest: a few rules are
 /// specific to one (`FIELD_WIRE_COMPATIBLE_TYPE` only in WIRE, `PACKAGE_*` only in PACKAGE).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Category {
     /// Generated-code compatibility per file (buf's default).
@@ -212,6 +214,21 @@ impl Out<'_> {
         });
     }
 
+    /// [`Out::at_new`] for a field finding: `paths` first, then the field's fallbacks.
+    fn at_field(
+        &mut self,
+        rule: &'static str,
+        field: &FieldInfo,
+        paths: &[&[i32]],
+        element: String,
+        message: String,
+        subject: Subject,
+    ) {
+        let mut all: Vec<&[i32]> = paths.to_vec();
+        all.extend(field.fallback.iter().map(Vec::as_slice));
+        self.at_new(rule, &field.file, &all, element, message, subject);
+    }
+
     fn raw(&mut self, raw: Raw) {
         self.found.push(raw);
     }
@@ -222,7 +239,11 @@ fn q(s: &str) -> String {
 }
 
 fn join_quoted<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
-    names.into_iter().map(|n| q(n)).collect::<Vec<_>>().join(", ")
+    names
+        .into_iter()
+        .map(|n| q(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn with(path: &[i32], tail: &[i32]) -> Vec<i32> {
@@ -233,7 +254,14 @@ fn with(path: &[i32], tail: &[i32]) -> Vec<i32> {
 
 /// `Field "3" with name "x" on message "M"`, as `buf` describes a field.
 fn describe(f: &FieldInfo) -> String {
-    describe_named(f, Some(if f.extendee.is_some() { &f.full_name } else { &f.name }))
+    describe_named(
+        f,
+        Some(if f.extendee.is_some() {
+            &f.full_name
+        } else {
+            &f.name
+        }),
+    )
 }
 
 fn describe_named(f: &FieldInfo, name: Option<&str>) -> String {
@@ -242,7 +270,12 @@ fn describe_named(f: &FieldInfo, name: Option<&str>) -> String {
         _ => String::new(),
     };
     match &f.extendee {
-        Some(ext) => format!("Extension {}{} on message {}", q(&f.number.to_string()), name, q(ext)),
+        Some(ext) => format!(
+            "Extension {}{} on message {}",
+            q(&f.number.to_string()),
+            name,
+            q(ext)
+        ),
         None => format!(
             "Field {}{} on message {}",
             q(&f.number.to_string()),
@@ -267,7 +300,7 @@ fn field_element(f: &FieldInfo) -> String {
 /// The subject of a field finding: its message, or for an extension, its extendee.
 fn field_subject(f: &FieldInfo, msg_full: &str) -> Subject {
     match &f.extendee {
-        Some(ext) => Subject::Type(ext.trim_start_matches('.').to_string(), Side::Both),
+        Some(ext) => Subject::Type(ext.clone(), Side::Both),
         None => Subject::Type(msg_full.to_string(), Side::Both),
     }
 }
@@ -293,7 +326,7 @@ pub(crate) fn breaking(old: &Model, new: &Model) -> Vec<Raw> {
     }
     for (key, of) in &old.extensions {
         if let Some(nf) = new.extensions.get(key) {
-            field_pair(&mut out, of, nf, key.0.trim_start_matches('.'));
+            field_pair(&mut out, of, nf, &key.0);
         }
     }
     for (name, oe) in &old.enums {
@@ -431,8 +464,10 @@ fn files(out: &mut Out<'_>) {
                 );
             }
         }
-        let new_services: BTreeSet<&str> =
-            new.services_in_file(name).map(|s| s.name.as_str()).collect();
+        let new_services: BTreeSet<&str> = new
+            .services_in_file(name)
+            .map(|s| s.name.as_str())
+            .collect();
         for os in old.services_in_file(name) {
             if !new_services.contains(os.name.as_str()) {
                 out.raw(Raw {
@@ -505,15 +540,10 @@ fn packages(out: &mut Out<'_>) {
     let new_pkgs: BTreeSet<&str> = new.files.values().map(|f| f.package.as_str()).collect();
     for pkg in &old_pkgs {
         if !new_pkgs.contains(pkg) {
-            let first = old
-                .files
-                .values()
-                .filter(|f| f.package == *pkg)
-                .map(|f| f.name.clone())
-                .min();
+            // buf names no file for a deleted package.
             out.raw(Raw {
                 rule: "PACKAGE_NO_DELETE",
-                file: first.map(|f| (f, Side::Old)),
+                file: None,
                 span: None,
                 element: pkg.to_string(),
                 message: format!("Previously present package {} was deleted.", q(pkg)),
@@ -676,7 +706,10 @@ fn message_pair(out: &mut Out<'_>, om: &MessageInfo, nm: &MessageInfo) {
         if !number_reserved {
             push(
                 "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED",
-                format!(" without reserving the number {}", q(&of.number.to_string())),
+                format!(
+                    " without reserving the number {}",
+                    q(&of.number.to_string())
+                ),
             );
         }
         if !name_reserved {
@@ -971,7 +1004,6 @@ fn defaults_equal(a: &DefaultValue, b: &DefaultValue) -> bool {
 }
 
 fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str) {
-    let file = nf.file.clone();
     let fpath = nf.path.clone();
     let element = field_element(nf);
     let subject = || field_subject(nf, msg_full);
@@ -985,12 +1017,19 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
             q(nf.card.as_str())
         );
         if of.card != nf.card {
-            out.at_new("FIELD_SAME_CARDINALITY", &file, &[&fpath], element.clone(), msg.clone(), subject());
+            out.at_field(
+                "FIELD_SAME_CARDINALITY",
+                nf,
+                &[&fpath],
+                element.clone(),
+                msg.clone(),
+                subject(),
+            );
         }
         if card_wire_group(of.card) != card_wire_group(nf.card) {
-            out.at_new(
+            out.at_field(
                 "FIELD_WIRE_COMPATIBLE_CARDINALITY",
-                &file,
+                nf,
                 &[&fpath],
                 element.clone(),
                 msg.clone(),
@@ -998,9 +1037,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
             );
         }
         if card_wire_json_group(of.card) != card_wire_json_group(nf.card) {
-            out.at_new(
+            out.at_field(
                 "FIELD_WIRE_JSON_COMPATIBLE_CARDINALITY",
-                &file,
+                nf,
                 &[&fpath],
                 element.clone(),
                 msg,
@@ -1016,9 +1055,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
         let (ct, cp) = cpp_string_type(nf.ctype);
         if (pt != ct || pp != cp) && !(pp && ct == "STRING") {
             let show = |t: &'static str, piece: bool| if piece { "STRING_PIECE" } else { t };
-            out.at_new(
+            out.at_field(
                 "FIELD_SAME_CPP_STRING_TYPE",
-                &file,
+                nf,
                 &[&with(&fpath, &[8, 1]), &fpath],
                 element.clone(),
                 format!(
@@ -1034,9 +1073,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
     if of.kind == FieldKind::String && nf.kind == FieldKind::String {
         let name = |v: bool| if v { "VERIFY" } else { "NONE" };
         if of.java_utf8_verify != nf.java_utf8_verify {
-            out.at_new(
+            out.at_field(
                 "FIELD_SAME_JAVA_UTF8_VALIDATION",
-                &file,
+                nf,
                 &[&[8, 27], &fpath],
                 element.clone(),
                 format!(
@@ -1048,9 +1087,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
             );
         }
         if of.utf8_verify != nf.utf8_verify {
-            out.at_new(
+            out.at_field(
                 "FIELD_SAME_UTF8_VALIDATION",
-                &file,
+                nf,
                 &[&fpath],
                 element.clone(),
                 format!(
@@ -1064,9 +1103,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
     }
 
     if of.kind.is_64bit_integer() && nf.kind.is_64bit_integer() && of.jstype != nf.jstype {
-        out.at_new(
+        out.at_field(
             "FIELD_SAME_JSTYPE",
-            &file,
+            nf,
             &[&with(&fpath, &[8, 6]), &fpath],
             element.clone(),
             format!(
@@ -1106,9 +1145,23 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
     let kind_path = type_path(nf, &fpath);
     let name_path = with(&fpath, &[6]);
     if of.kind != nf.kind {
-        out.at_new("FIELD_SAME_TYPE", &file, &[&kind_path], element.clone(), changed_kind(""), subject());
+        out.at_field(
+            "FIELD_SAME_TYPE",
+            nf,
+            &[&kind_path],
+            element.clone(),
+            changed_kind(""),
+            subject(),
+        );
     } else if nf.kind.is_named() && of.type_name != nf.type_name {
-        out.at_new("FIELD_SAME_TYPE", &file, &[&name_path], element.clone(), changed_name.clone(), subject());
+        out.at_field(
+            "FIELD_SAME_TYPE",
+            nf,
+            &[&name_path],
+            element.clone(),
+            changed_name.clone(),
+            subject(),
+        );
     }
 
     if wire_group(of.kind) != wire_group(nf.kind) {
@@ -1121,9 +1174,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
             } else {
                 WIRE_DOC.to_string()
             };
-            out.at_new(
+            out.at_field(
                 "FIELD_WIRE_COMPATIBLE_TYPE",
-                &file,
+                nf,
                 &[&kind_path],
                 element.clone(),
                 changed_kind(&extra),
@@ -1134,9 +1187,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
         && of.type_name != nf.type_name
         && !enum_compatible(out.old, out.new, of, nf)
     {
-        out.at_new(
+        out.at_field(
             "FIELD_WIRE_COMPATIBLE_TYPE",
-            &file,
+            nf,
             &[&name_path],
             element.clone(),
             changed_name.clone(),
@@ -1145,9 +1198,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
     }
 
     if wire_json_group(of.kind) != wire_json_group(nf.kind) {
-        out.at_new(
+        out.at_field(
             "FIELD_WIRE_JSON_COMPATIBLE_TYPE",
-            &file,
+            nf,
             &[&kind_path],
             element.clone(),
             changed_kind(WIRE_JSON_DOC),
@@ -1157,9 +1210,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
         && of.type_name != nf.type_name
         && !enum_compatible(out.old, out.new, of, nf)
     {
-        out.at_new(
+        out.at_field(
             "FIELD_WIRE_JSON_COMPATIBLE_TYPE",
-            &file,
+            nf,
             &[&name_path],
             element.clone(),
             changed_name,
@@ -1168,9 +1221,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
     }
 
     if of.extendee.is_none() && of.json_name != nf.json_name {
-        out.at_new(
+        out.at_field(
             "FIELD_SAME_JSON_NAME",
-            &file,
+            nf,
             &[&with(&fpath, &[10]), &fpath],
             element.clone(),
             format!(
@@ -1188,9 +1241,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
         (&of.name, &nf.name)
     };
     if oname != nname {
-        out.at_new(
+        out.at_field(
             "FIELD_SAME_NAME",
-            &file,
+            nf,
             &[&with(&fpath, &[1])],
             element.clone(),
             format!(
@@ -1207,9 +1260,9 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
         && !(od.is_zero() && nd.is_zero())
         && !defaults_equal(od, nd)
     {
-        out.at_new(
+        out.at_field(
             "FIELD_SAME_DEFAULT",
-            &file,
+            nf,
             &[&with(&fpath, &[7]), &fpath],
             element.clone(),
             format!(
@@ -1233,7 +1286,7 @@ fn field_pair(out: &mut Out<'_>, of: &FieldInfo, nf: &FieldInfo, msg_full: &str)
             (None, Some(_)) => Some(format!("{desc} moved from outside to inside a oneof.")),
         };
         if let Some(msg) = msg {
-            out.at_new("FIELD_SAME_ONEOF", &file, &[&fpath], element, msg, subject());
+            out.at_field("FIELD_SAME_ONEOF", nf, &[&fpath], element, msg, subject());
         }
     }
 }
@@ -1283,7 +1336,11 @@ fn enum_pair(out: &mut Out<'_>, oe: &EnumInfo, ne: &EnumInfo) {
             format!("{base}."),
             subject(),
         );
-        if !ne.reserved_ranges.iter().any(|(s, e)| s <= number && number <= e) {
+        if !ne
+            .reserved_ranges
+            .iter()
+            .any(|(s, e)| s <= number && number <= e)
+        {
             out.at_new(
                 "ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED",
                 &file,
@@ -1315,7 +1372,8 @@ fn enum_pair(out: &mut Out<'_>, oe: &EnumInfo, ne: &EnumInfo) {
         let Some(nnames) = ne.values.get(number) else {
             continue;
         };
-        if nnames.keys().all(|n| onames.contains_key(n)) {
+        // Every previous name must survive; aliases may be added.
+        if onames.keys().all(|n| nnames.contains_key(n)) {
             continue;
         }
         let s = if onames.len() > 1 && nnames.len() > 1 {
@@ -1665,7 +1723,10 @@ mod tests {
             "FIELD_NO_DELETE_UNLESS_NAME_RESERVED",
             Category::File
         ));
-        assert!(rule_in_category("FIELD_WIRE_COMPATIBLE_TYPE", Category::Wire));
+        assert!(rule_in_category(
+            "FIELD_WIRE_COMPATIBLE_TYPE",
+            Category::Wire
+        ));
         assert!(rule_in_category("PACKAGE_NO_DELETE", Category::Package));
         assert!(!rule_in_category("PACKAGE_NO_DELETE", Category::File));
         assert_eq!(RULES.len(), 64);
