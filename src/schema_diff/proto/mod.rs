@@ -151,8 +151,28 @@ pub fn diff_proto_findings(
     new_path: &str,
     opts: &ProtoOptions,
 ) -> Result<Vec<ProtoFinding>, ProtoError> {
-    let old_c = compile(old, old_path, opts)?;
+    let mut old_c = compile(old, old_path, opts)?;
     let new_c = compile(new, new_path, opts)?;
+    // A file the new target no longer imports but that still exists was not deleted: it just
+    // left the comparison.
+    let new_root = new_c.roots.get(&new_c.target).cloned().unwrap_or_default();
+    let dropped: Vec<String> = old_c
+        .local_files
+        .iter()
+        .filter(|f| **f != old_c.target && !new_c.local_files.contains(*f))
+        .filter(|f| {
+            let path = if new_root.is_empty() {
+                (*f).clone()
+            } else {
+                format!("{new_root}/{f}")
+            };
+            new.read(&path).is_ok()
+        })
+        .cloned()
+        .collect();
+    for f in dropped {
+        old_c.local_files.remove(&f);
+    }
     Ok(diff_compiled(&old_c, &new_c, opts))
 }
 

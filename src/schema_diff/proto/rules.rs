@@ -342,9 +342,10 @@ fn files(out: &mut Out<'_>) {
     let (old, new) = (out.old, out.new);
     for (name, of) in &old.files {
         let Some(nf) = new.files.get(name) else {
+            // buf names no file for a deleted file; the element carries its path.
             out.raw(Raw {
                 rule: "FILE_NO_DELETE",
-                file: Some((name.clone(), Side::Old)),
+                file: None,
                 span: None,
                 element: of.repo_path.clone(),
                 message: format!("Previously present file {} was deleted.", q(name)),
@@ -621,11 +622,10 @@ fn packages(out: &mut Out<'_>) {
             continue;
         }
         if !new.services.contains_key(&os.full_name) {
-            let file = if new.files.contains_key(&os.file) {
-                Some((os.file.clone(), Side::New))
-            } else {
-                Some((os.file.clone(), Side::Old))
-            };
+            let file = new
+                .files
+                .contains_key(&os.file)
+                .then(|| (os.file.clone(), Side::New));
             out.raw(Raw {
                 rule: "PACKAGE_SERVICE_NO_DELETE",
                 file,
@@ -667,9 +667,10 @@ fn package_deleted(
         let parent = nearest_parent(&new_msgs, nested_name);
         deleted_in_file(out, rule, old_file, parent, element, message, subject);
     } else {
+        // The file is gone too; buf names no file.
         out.raw(Raw {
             rule,
-            file: Some((old_file.to_string(), Side::Old)),
+            file: None,
             span: None,
             element,
             message,
