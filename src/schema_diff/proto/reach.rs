@@ -84,10 +84,8 @@ fn reachable(root: &MessageDescriptor) -> BTreeSet<String> {
     while let Some(message) = stack.pop() {
         for field in message.fields() {
             match field.kind() {
-                Kind::Message(m) => {
-                    if seen.insert(m.full_name().to_string()) {
-                        stack.push(m);
-                    }
+                Kind::Message(m) if seen.insert(m.full_name().to_string()) => {
+                    stack.push(m);
                 }
                 Kind::Enum(e) => {
                     seen.insert(e.full_name().to_string());

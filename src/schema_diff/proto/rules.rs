@@ -692,7 +692,7 @@ fn message_pair(out: &mut Out<'_>, om: &MessageInfo, nm: &MessageInfo) {
             .reserved_ranges
             .iter()
             .any(|(s, e)| s <= number && number <= e);
-        let name_reserved = nm.reserved_names.iter().any(|n| *n == of.name);
+        let name_reserved = nm.reserved_names.contains(&of.name);
         let mut push = |rule: &'static str, suffix: String| {
             out.at_new(
                 rule,
