@@ -220,6 +220,14 @@ fn rule_cases_snapshots() {
             .collect();
         insta::assert_json_snapshot!(format!("rule_{case}"), changes);
     }
+    // The PACKAGE view of deletions, where PACKAGE_ENUM_NO_DELETE shows.
+    for case in ["deletions", "package_deletions"] {
+        let changes: Vec<_> = case_findings(case, Category::Package)
+            .into_iter()
+            .map(ProtoFinding::into_change)
+            .collect();
+        insta::assert_json_snapshot!(format!("rule_{case}_package"), changes);
+    }
 }
 
 /// An in-memory revision, for generated inputs.
