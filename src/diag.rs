@@ -147,7 +147,7 @@ pub fn render_github(diags: &[Diagnostic], root_prefix: &str) -> String {
         };
         let mut msg = d.message.clone();
         if let Some(h) = &d.hint {
-            msg.push_str("\n");
+            msg.push('\n');
             msg.push_str(h);
         }
         let _ = writeln!(

@@ -101,7 +101,7 @@ pub(crate) fn check(
         && let Some(Doc::Settings(s)) = &input.parsed.doc
     {
         check_settings(&mut cx, input, s);
-        st.settings = s.clone();
+        st.settings = (**s).clone();
     }
 
     for input in inputs {
@@ -1373,11 +1373,11 @@ fn check_step_config(
             }
         }
         StepType::Notify => match str_of("type") {
-            Some("slack") => {
-                if !config.contains_key("slack_webhook_url") && settings.notify.slack.is_none() {
-                    cx.error("missing-field", input, cx.at(input, &cptr), "no Slack webhook URL: set `slack_webhook_url` or `notify.slack.webhook_url` in mockops.yaml")
+            Some("slack")
+                if !config.contains_key("slack_webhook_url") && settings.notify.slack.is_none() =>
+            {
+                cx.error("missing-field", input, cx.at(input, &cptr), "no Slack webhook URL: set `slack_webhook_url` or `notify.slack.webhook_url` in mockops.yaml")
                         .hint = Some("write it as `${env:SLACK_WEBHOOK_URL}` so the URL stays out of the repository".into());
-                }
             }
             Some("email") => {
                 if !config.contains_key("smtp") && settings.notify.email.is_none() {
@@ -1501,7 +1501,7 @@ pub fn unsafe_path(path: &str) -> Option<&'static str> {
         return Some("is absolute");
     }
     let parts: Vec<&str> = path.split(['/', '\\']).collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         return Some("climbs out of the repository with `..`");
     }
     if parts.iter().any(|p| p.eq_ignore_ascii_case(".git")) {

@@ -67,7 +67,7 @@ pub fn file_stem(path: &str) -> &str {
 /// One parsed config document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc {
-    Settings(Settings),
+    Settings(Box<Settings>),
     Service(ServiceSpec),
     Federation(FederationSpec),
     Pipeline(PipelineSpec),
@@ -405,7 +405,7 @@ fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str)
             without_keys_at(&node, &unknown_at).to_json()
         };
         let result = match kind {
-            Kind::Settings => serde_json::from_value(json).map(Doc::Settings),
+            Kind::Settings => serde_json::from_value(json).map(|s| Doc::Settings(Box::new(s))),
             Kind::Service => serde_json::from_value(json).map(Doc::Service),
             Kind::Federation => serde_json::from_value(json).map(Doc::Federation),
             Kind::Pipeline => serde_json::from_value(json).map(Doc::Pipeline),

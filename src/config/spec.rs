@@ -123,118 +123,22 @@ fn check_openapi(path: &str, bytes: &[u8]) -> (bool, Vec<Diagnostic>) {
 }
 
 fn check_proto(path: &str, files: &dyn SourceFiles) -> Vec<Diagnostic> {
-    let source = match files.read(path) {
-        Ok(b) => b,
-        Err(e) => return vec![spec_error(Loc::new(1, 1), format!("cannot read: {e}"))],
-    };
-    let Ok(text) = std::str::from_utf8(&source) else {
-        return vec![spec_error(Loc::new(1, 1), "file is not valid UTF-8")];
-    };
-    let root = proto_include_root(path, text);
-    let name = path.strip_prefix(&root).unwrap_or(path).to_string();
-    let mut resolver = protox::file::ChainFileResolver::new();
-    resolver.add(RepoResolver {
-        sources: collect_imports(files, &root, &name, text),
-    });
-    resolver.add(protox::file::GoogleFileResolver::new());
-    let mut compiler = protox::Compiler::with_file_resolver(resolver);
-    match compiler.open_file(&name) {
-        Ok(_) => Vec::new(),
-        Err(e) => {
-            let loc = proto_error_loc(&e, text);
-            vec![spec_error(loc, format!("protobuf does not compile: {e}"))]
-        }
-    }
-}
-
-/// The include root implied by a .proto file's package (`a/b/google/pubsub/v1/x.proto` with
-/// `package google.pubsub.v1;` has root `a/b/`), as protoc's `-I` would be set; else its dir.
-pub fn proto_include_root(path: &str, text: &str) -> String {
-    let package = text.lines().find_map(|l| {
-        let l = l.trim();
-        l.strip_prefix("package ")
-            .and_then(|r| r.split(';').next())
-            .map(|p| p.trim().to_string())
-    });
-    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-    if let Some(pkg) = package {
-        let pkg_path = pkg.replace('.', "/");
-        if let Some(prefix) = dir.strip_suffix(pkg_path.as_str())
-            && (prefix.is_empty() || prefix.ends_with('/'))
-        {
-            return prefix.to_string();
-        }
-    }
-    if dir.is_empty() {
-        String::new()
-    } else {
-        format!("{dir}/")
-    }
-}
-
-/// Location of the first labelled span of a protox error, if it has one.
-fn proto_error_loc(e: &protox::Error, text: &str) -> Loc {
-    use miette::Diagnostic as _;
-    e.labels()
-        .and_then(|mut l| l.next())
-        .map(|l| yaml::loc_of_offset(text.as_bytes(), l.offset()))
-        .unwrap_or(Loc::new(1, 1))
-}
-
-/// Reads the entry file and, transitively, the files it imports from under `root` (at most
-/// 1,000 files), so the compiler resolves from memory.
-fn collect_imports(
-    files: &dyn SourceFiles,
-    root: &str,
-    entry: &str,
-    entry_text: &str,
-) -> std::collections::HashMap<String, String> {
-    let mut sources = std::collections::HashMap::new();
-    sources.insert(entry.to_string(), entry_text.to_string());
-    let mut queue = vec![entry_text.to_string()];
-    while let Some(text) = queue.pop() {
-        for import in imports_of(&text) {
-            if sources.len() >= 1000 || sources.contains_key(&import) {
-                continue;
-            }
-            if let Ok(bytes) = files.read(&format!("{root}{import}"))
-                && let Ok(t) = String::from_utf8(bytes)
-            {
-                queue.push(t.clone());
-                sources.insert(import, t);
-            }
-        }
-    }
-    sources
-}
-
-/// The paths named by `import "…";` statements.
-fn imports_of(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let rest = l.strip_prefix("import ")?;
-            let rest = rest
-                .trim_start_matches("public ")
-                .trim_start_matches("weak ")
-                .trim();
-            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-            let inner = &rest[1..];
-            inner.find(quote).map(|end| inner[..end].to_string())
-        })
-        .collect()
-}
-
-/// Resolves imports from files read out of one revision of the repository.
-struct RepoResolver {
-    sources: std::collections::HashMap<String, String>,
-}
-
-impl protox::file::FileResolver for RepoResolver {
-    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
-        match self.sources.get(name) {
-            Some(text) => protox::file::File::from_source(name, text),
-            None => Err(protox::Error::file_not_found(name)),
-        }
+    use crate::schema_diff::proto::{ProtoError, ProtoOptions, check_proto};
+    match check_proto(path, files, &ProtoOptions::default()) {
+        Ok(()) => Vec::new(),
+        Err(ProtoError::Compile {
+            file: Some(file),
+            line: Some(line),
+            column: Some(column),
+            message,
+            ..
+        }) if file == path => vec![spec_error(
+            Loc::new(line, column),
+            format!("protobuf does not compile: {message}"),
+        )],
+        Err(e) => vec![spec_error(
+            Loc::new(1, 1),
+            format!("protobuf does not compile: {e}"),
+        )],
     }
 }

@@ -3,6 +3,8 @@
 //! (INFO). The types here are the contract shared by both front ends, the `mockops diff` CLI
 //! and the daemon's `schema.changed` payload.
 
+pub mod proto;
+
 use serde::{Deserialize, Serialize};
 
 /// How severe a change is for existing clients. Ordered: `Info < Warn < Err`.

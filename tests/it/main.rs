@@ -3,3 +3,4 @@
 mod support;
 
 mod config_validate;
+mod schema_diff_proto;
