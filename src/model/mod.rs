@@ -64,7 +64,7 @@ impl Kind {
 // mockops.yaml
 
 /// Repository-wide settings (`mockops.yaml`, optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Environments in promotion order. Default: `dev`, `test`, `prod`.
@@ -82,6 +82,19 @@ pub struct Settings {
     /// Execution defaults (timeout, retries) per step type.
     #[serde(default)]
     pub step_defaults: IndexMap<StepType, ExecutionDefaults>,
+}
+
+/// The settings of a repository without `mockops.yaml`: the same as an empty file.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            environments: default_environments(),
+            variables: IndexMap::new(),
+            notify: NotifyDefaults::default(),
+            pull_requests: PullRequestSettings::default(),
+            step_defaults: IndexMap::new(),
+        }
+    }
 }
 
 fn default_environments() -> Vec<EnvironmentEntry> {
@@ -839,6 +852,13 @@ definition:
         let p: PipelineSpec = serde_saphyr::from_str(yaml).expect("loads");
         assert_eq!(p.definition.steps[0].step_type, StepType::RegenerateSdk);
         assert_eq!(p.definition.steps[0].timeout, Some(300));
+    }
+
+    #[test]
+    fn default_settings_equal_an_empty_file() {
+        let empty: Settings = serde_json::from_value(serde_json::json!({})).expect("empty");
+        assert_eq!(Settings::default(), empty);
+        assert_eq!(Settings::default().environments.len(), 3);
     }
 
     #[test]

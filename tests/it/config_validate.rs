@@ -416,6 +416,16 @@ fn broken_repos_corpus() {
 }
 
 #[test]
+fn settings_file_is_optional() {
+    let fx = Fixture::example();
+    fx.remove("mockops.yaml");
+    // The example's notify steps rely on mockops.yaml's Slack and SMTP defaults.
+    let out = render(&fx);
+    assert!(!out.contains("unknown-environment"), "{out}");
+    assert!(out.contains("no Slack webhook URL"), "{out}");
+}
+
+#[test]
 fn fifo_is_refused() {
     let fx = Fixture::example();
     let path = fx.path().join("services/pipe.yaml");
