@@ -133,6 +133,25 @@ impl GitFiles {
         self.commit
     }
 
+    /// Reads a blob by id (size-capped), without walking the tree.
+    pub fn read_blob(&self, id: git2::Oid) -> Result<Vec<u8>, ReadError> {
+        let repo = self
+            .repo
+            .lock()
+            .map_err(|_| ReadError::Io("repository lock poisoned".into()))?;
+        let blob = repo
+            .find_blob(id)
+            .map_err(|e| ReadError::Io(e.message().to_string()))?;
+        let size = blob.size() as u64;
+        if size > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge {
+                size,
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        Ok(blob.content().to_vec())
+    }
+
     /// The repository's `.git` directory.
     pub fn repo_path(&self) -> &Path {
         &self.repo_path

@@ -289,7 +289,7 @@ impl Loader {
             let parsed = match cached {
                 Some(p) => p,
                 None => {
-                    let parsed = match snap.read(&read_path) {
+                    let parsed = match snap.read_entry(&read_path, &blob) {
                         Ok(bytes) => Arc::new(parse_file(&class, &bytes, snap, &read_path)),
                         Err(e) => {
                             diagnostics.push(read_problem(&path, &e));

@@ -41,6 +41,13 @@ pub enum SnapshotError {
 pub trait Snapshot: SourceFiles {
     /// Every file of the revision (outside `.git`), sorted by path.
     fn entries(&self) -> Result<Vec<Entry>, SnapshotError>;
+
+    /// Reads a file listed by [`Snapshot::entries`]; `blob` is its id from that listing.
+    /// Git snapshots read the blob directly instead of walking the tree again.
+    fn read_entry(&self, path: &str, blob: &str) -> Result<Vec<u8>, ReadError> {
+        let _ = blob;
+        self.read(path)
+    }
 }
 
 /// Top-level directories mockops reads; others are never listed (so a large unrelated tree
@@ -163,6 +170,13 @@ fn walk_dir(
 }
 
 impl Snapshot for GitFiles {
+    fn read_entry(&self, path: &str, blob: &str) -> Result<Vec<u8>, ReadError> {
+        match git2::Oid::from_str(blob) {
+            Ok(id) => self.read_blob(id),
+            Err(_) => self.read(path),
+        }
+    }
+
     fn entries(&self) -> Result<Vec<Entry>, SnapshotError> {
         let repo = git2::Repository::open(self.repo_path())?;
         let tree = repo.find_tree(self.tree_id())?;
