@@ -33,9 +33,10 @@ pub fn normalize(path: &str) -> Result<String, ReadError> {
     let mut parts: Vec<&str> = Vec::new();
     for comp in Path::new(path).components() {
         match comp {
-            Component::Normal(p) => {
-                parts.push(p.to_str().ok_or_else(|| ReadError::OutsideRepo(path.into()))?)
-            }
+            Component::Normal(p) => parts.push(
+                p.to_str()
+                    .ok_or_else(|| ReadError::OutsideRepo(path.into()))?,
+            ),
             Component::CurDir => {}
             Component::ParentDir => {
                 if parts.pop().is_none() {
@@ -168,7 +169,13 @@ mod tests {
     fn normalize_refuses_escapes() {
         assert_eq!(normalize("a/./b/../c").as_deref(), Ok("a/c"));
         assert!(matches!(normalize("../x"), Err(ReadError::OutsideRepo(_))));
-        assert!(matches!(normalize("/etc/passwd"), Err(ReadError::OutsideRepo(_))));
-        assert!(matches!(normalize("a/../../x"), Err(ReadError::OutsideRepo(_))));
+        assert!(matches!(
+            normalize("/etc/passwd"),
+            Err(ReadError::OutsideRepo(_))
+        ));
+        assert!(matches!(
+            normalize("a/../../x"),
+            Err(ReadError::OutsideRepo(_))
+        ));
     }
 }
