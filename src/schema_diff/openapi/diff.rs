@@ -80,23 +80,27 @@ impl Ctx {
         }
     }
 
-    /// `the \`code\` response property (schema \`Error\`)`.
+    /// `the \`code\` response property of schema \`Error\``, or the subject at the root.
     fn what(&self) -> String {
+        if self.prop.is_empty() {
+            self.subject.clone()
+        } else {
+            format!("the {}", self.prop_desc())
+        }
+    }
+
+    /// `\`code\` response property of schema \`Error\``.
+    fn prop_desc(&self) -> String {
         let side = match self.side {
             Side::Request => "request",
             Side::Response => "response",
         };
-        if self.prop.is_empty() {
-            self.subject.clone()
-        } else if self.scope == Scope::Body {
-            match &self.reached {
-                Reached::Unit(..) => {
-                    format!("the `{}` {side} property of {}", self.prop, self.subject)
-                }
-                Reached::Ops(_) => format!("the `{}` {side} property", self.prop),
+        match (self.scope, &self.reached) {
+            (Scope::Body, Reached::Unit(..)) => {
+                format!("`{}` {side} property of {}", self.prop, self.subject)
             }
-        } else {
-            format!("`{}` in {}", self.prop, self.subject)
+            (Scope::Body, Reached::Ops(_)) => format!("`{}` {side} property", self.prop),
+            _ => format!("`{}` property of {}", self.prop, self.subject),
         }
     }
 
@@ -1749,19 +1753,33 @@ impl<'s> Differ<'s> {
     /// among untitled inline branches.
     fn branch_keys(&self, new_side: bool, file: &str, b: &[(usize, &'s Value)]) -> Vec<String> {
         let spec = if new_side { self.new } else { self.old };
-        let mut inline = 0;
+        let mut seen: HashMap<String, usize> = HashMap::new();
         b.iter()
             .map(|(_, v)| {
-                if let Some(r) = v.get("$ref").and_then(Value::as_str) {
-                    return spec
-                        .ref_target(file, r)
-                        .map_or_else(|| r.to_string(), |t| t.key);
+                let base = if let Some(r) = v.get("$ref").and_then(Value::as_str) {
+                    spec.ref_target(file, r)
+                        .map_or_else(|| r.to_string(), |t| t.key)
+                } else if let Some(t) = str_of(v, "title") {
+                    format!("title: {t}")
+                } else {
+                    let types = v
+                        .as_object()
+                        .map(Types::of)
+                        .map(|t| t.types)
+                        .unwrap_or_default();
+                    if types.is_empty() {
+                        "subschema".to_string()
+                    } else {
+                        format!("type: {}", types.into_iter().collect::<Vec<_>>().join("|"))
+                    }
+                };
+                let n = seen.entry(base.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    base
+                } else {
+                    format!("{base} #{n}")
                 }
-                if let Some(t) = str_of(v, "title") {
-                    return format!("title: {t}");
-                }
-                inline += 1;
-                format!("subschema #{inline}")
             })
             .collect()
     }
@@ -1809,7 +1827,7 @@ impl<'s> Differ<'s> {
                     &child,
                     rule,
                     level,
-                    format!("removed the {kind} property {what}"),
+                    format!("removed the {kind} {}", child.prop_desc()),
                 );
                 continue;
             };
@@ -1865,7 +1883,6 @@ impl<'s> Differ<'s> {
                 continue;
             }
             let child = ctx.child(&format!("properties/{}", escape_pointer(name)), Some(name));
-            let what = child.what();
             let (nvr, _, _) = self.resolve(true, &ctx.new_file, nv);
             let required = nreq.contains(name.as_str());
             let read_only = bool_of(nvr, "readOnly");
@@ -1891,7 +1908,7 @@ impl<'s> Differ<'s> {
                 &child,
                 rule,
                 level,
-                format!("added the new {kind} property {what}"),
+                format!("added the new {kind} {}", child.prop_desc()),
             );
             // The new property's own referenced schemas are new to these operations; nothing
             // to compare inside them.

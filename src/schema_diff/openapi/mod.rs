@@ -32,14 +32,23 @@ pub fn diff_specs(old: &Spec, new: &Spec) -> Vec<Change> {
 /// True when the two descriptions differ, but only in documentation: descriptions, summaries,
 /// examples, titles, `externalDocs`, `info`, top-level `tags` and `x-` extensions.
 pub fn documentation_only(old: &Spec, new: &Spec) -> bool {
-    if old.docs == new.docs {
+    // The root documents may sit at different paths (two files compared); others by path.
+    let others = |s: &'_ Spec| -> Vec<(String, serde_json::Value)> {
+        s.docs
+            .iter()
+            .filter(|(p, _)| **p != s.root_path)
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect()
+    };
+    let (oo, no) = (others(old), others(new));
+    if old.root() == new.root() && oo == no {
         return false;
     }
-    old.docs.len() == new.docs.len()
-        && old
-            .docs
+    eq_ignoring_docs(old.root(), new.root(), true)
+        && oo.len() == no.len()
+        && oo
             .iter()
-            .zip(new.docs.iter())
+            .zip(&no)
             .all(|((op, ov), (np, nv))| op == np && eq_ignoring_docs(ov, nv, true))
 }
 
