@@ -59,6 +59,8 @@ struct Ctx {
     old_file: String,
     new_file: String,
     depth: usize,
+    /// Nullability at this level was already compared (a `{type: null}` union was unwrapped).
+    skip_nullable: bool,
 }
 
 impl Ctx {
@@ -116,6 +118,7 @@ impl Ctx {
             c.root = false;
         }
         c.depth += 1;
+        c.skip_nullable = false;
         c
     }
 }
@@ -313,6 +316,7 @@ impl<'s> Differ<'s> {
             old_file: ot.file.clone(),
             new_file: nt.file.clone(),
             depth: 0,
+            skip_nullable: false,
         };
         self.stack.insert((key.to_string(), key.to_string()));
         self.compare_schemas(&ctx, ov, nv);
@@ -588,6 +592,7 @@ impl<'s> Differ<'s> {
                     old_file: ofile.clone(),
                     new_file: nfile.clone(),
                     depth: 0,
+                    skip_nullable: false,
                 };
                 self.diff_schema(&ctx, os, ns);
             }
@@ -728,6 +733,7 @@ impl<'s> Differ<'s> {
                     old_file: ofile.clone(),
                     new_file: nfile.clone(),
                     depth: 0,
+                    skip_nullable: false,
                 };
                 self.diff_schema(&ctx, os, ns);
             }
@@ -886,6 +892,7 @@ impl<'s> Differ<'s> {
                     old_file: ohfile.clone(),
                     new_file: nhfile.clone(),
                     depth: 0,
+                    skip_nullable: false,
                 };
                 self.diff_schema(&ctx, os, ns);
             }
@@ -1170,6 +1177,38 @@ impl<'s> Differ<'s> {
         if guarded && !self.stack.insert(pair.clone()) {
             return;
         }
+        let (ou, nu) = (null_union(ov), null_union(nv));
+        if ou.is_some() || nu.is_some() {
+            // `anyOf/oneOf: [X, {type: null}]` is X made nullable: compare the nullability,
+            // then X itself (through its `$ref`, so shared components stay units).
+            let nullable = |u: Option<&Value>, v: &Value| {
+                u.is_some() || v.as_object().is_some_and(|m| Types::of(m).nullable)
+            };
+            if !ctx.skip_nullable {
+                self.compare_nullable(ctx, nullable(ou, ov), nullable(nu, nv));
+            }
+            let mut inner = ctx.clone();
+            inner.skip_nullable = true;
+            let oi = match ou {
+                Some(i) => {
+                    inner.old_file = ofile;
+                    i
+                }
+                None => o,
+            };
+            let ni = match nu {
+                Some(i) => {
+                    inner.new_file = nfile;
+                    i
+                }
+                None => n,
+            };
+            self.diff_schema(&inner, oi, ni);
+            if guarded {
+                self.stack.remove(&pair);
+            }
+            return;
+        }
         let mut c = ctx.clone();
         c.old_file = ofile;
         c.new_file = nfile;
@@ -1216,7 +1255,9 @@ impl<'s> Differ<'s> {
         let ot = Types::of(o);
         let nt = Types::of(n);
         self.compare_types(ctx, &ot, &nt);
-        self.compare_nullable(ctx, ot.nullable, nt.nullable);
+        if !ctx.skip_nullable {
+            self.compare_nullable(ctx, ot.nullable, nt.nullable);
+        }
         self.compare_enum(ctx, o, n);
         self.compare_constraints(ctx, o, n);
         self.compare_misc(ctx, o, n);
@@ -1932,6 +1973,41 @@ fn branches<'v>(m: &'v Map<String, Value>, kw: &str) -> Vec<(usize, &'v Value)> 
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The non-null branch of `anyOf/oneOf: [X, {type: null}]` when that union is all the schema
+/// says (besides documentation and annotations).
+fn null_union(v: &Value) -> Option<&Value> {
+    let m = v.as_object()?;
+    let kw = if m.contains_key("oneOf") {
+        "oneOf"
+    } else {
+        "anyOf"
+    };
+    let list = m.get(kw)?.as_array()?;
+    if list.len() != 2 || !list.iter().any(is_null_schema) {
+        return None;
+    }
+    let structural = m.keys().any(|k| {
+        !(k == kw
+            || k.starts_with("x-")
+            || matches!(
+                k.as_str(),
+                "description"
+                    | "title"
+                    | "nullable"
+                    | "default"
+                    | "example"
+                    | "examples"
+                    | "deprecated"
+                    | "readOnly"
+                    | "writeOnly"
+            ))
+    });
+    if structural {
+        return None;
+    }
+    list.iter().find(|b| !is_null_schema(b))
 }
 
 fn is_null_schema(v: &Value) -> bool {
