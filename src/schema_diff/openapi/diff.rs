@@ -252,10 +252,9 @@ impl<'s> Differ<'s> {
     }
 
     fn emit_schema(&mut self, ctx: &Ctx, rule: &str, level: Level, message: String) {
-        let id = if rule.starts_with('!') {
-            rule[1..].to_string()
-        } else {
-            format!("{}-{rule}", ctx.prefix())
+        let id = match rule.strip_prefix('!') {
+            Some(own) => own.to_string(),
+            None => format!("{}-{rule}", ctx.prefix()),
         };
         self.emit(
             id,
@@ -1159,15 +1158,15 @@ impl<'s> Differ<'s> {
         }
         let (ov, ofile, okey) = self.resolve(false, &ctx.old_file, o);
         let (nv, nfile, nkey) = self.resolve(true, &ctx.new_file, n);
-        if let (Some(ok), Some(nk)) = (&okey, &nkey) {
-            if ok == nk {
-                // Same component on both sides: compared once, on its own.
-                let unit = (ok.clone(), ctx.side, ctx.scope);
-                if self.queued.insert(unit.clone()) {
-                    self.queue.push(unit);
-                }
-                return;
+        if let (Some(ok), Some(nk)) = (&okey, &nkey)
+            && ok == nk
+        {
+            // Same component on both sides: compared once, on its own.
+            let unit = (ok.clone(), ctx.side, ctx.scope);
+            if self.queued.insert(unit.clone()) {
+                self.queue.push(unit);
             }
+            return;
         }
         let pair = (
             okey.clone().unwrap_or_default(),
