@@ -1900,3 +1900,108 @@ fn levels_match_oasdiff_or_are_explained() {
         "unexplained level differences: {unexplained:#?}"
     );
 }
+
+// ---- the command line ------------------------------------------------------------------------
+
+fn mockops(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mockops"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run mockops");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_exit_codes_and_formats() {
+    let dir = fixtures().join("pets");
+    let (code, out, _) = mockops(&["diff", "old.yaml", "new.yaml"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.contains("4 breaking"), "{out}");
+    assert_eq!(
+        mockops(&["diff", "old.yaml", "new.yaml", "--fail-on", "ERR"], &dir).0,
+        1
+    );
+    assert_eq!(
+        mockops(&["diff", "old.yaml", "old.yaml", "--fail-on", "WARN"], &dir).0,
+        0
+    );
+    let (code, out, _) = mockops(&["diff", "old.yaml", "new.yaml", "--format", "json"], &dir);
+    assert_eq!(code, 0);
+    let report: DiffReport = serde_json::from_str(&out).expect("json report");
+    assert!(report.breaking);
+    let (code, _, err) = mockops(&["diff", "old.yaml", "missing.yaml"], &dir);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = mockops(&["diff", "old.yaml", "new.yaml", "--fail-on", "INFO"], &dir);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = mockops(&["diff", "old.yaml", "x.proto"], &dir);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn cli_reads_revisions_of_a_repository() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = git2::Repository::init(tmp.path()).expect("init");
+    let sig = git2::Signature::now("t", "t@example.com").expect("sig");
+    let mut parent: Option<git2::Oid> = None;
+    for name in ["old.yaml", "new.yaml"] {
+        std::fs::create_dir_all(tmp.path().join("specs")).expect("mkdir");
+        std::fs::copy(
+            fixtures().join("pets").join(name),
+            tmp.path().join("specs/pets.yaml"),
+        )
+        .expect("copy");
+        let mut index = repo.index().expect("index");
+        index
+            .add_path(std::path::Path::new("specs/pets.yaml"))
+            .expect("add");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        index.write().expect("index write");
+        let parents: Vec<git2::Commit> = parent
+            .iter()
+            .map(|p| repo.find_commit(*p).expect("parent"))
+            .collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        parent = Some(
+            repo.commit(Some("HEAD"), &sig, &sig, name, &tree, &refs)
+                .expect("commit"),
+        );
+    }
+    let repo_arg = tmp.path().to_str().expect("utf-8");
+    let (code, out, err) = mockops(
+        &[
+            "diff",
+            "HEAD~1:specs/pets.yaml",
+            "HEAD:specs/pets.yaml",
+            "--repo",
+            repo_arg,
+            "--format",
+            "github",
+            "--fail-on",
+            "WARN",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains("::error file=specs/pets.yaml,title=request-parameter-became-required::"),
+        "{out}"
+    );
+    let (code, _, err) = mockops(
+        &[
+            "diff",
+            "nosuchrev:specs/pets.yaml",
+            "HEAD:specs/pets.yaml",
+            "--repo",
+            repo_arg,
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+}
