@@ -249,3 +249,65 @@ pub fn github(report: &DiffReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema_diff::{Direction, SchemaType};
+
+    fn report(n_ops: usize, message: &str) -> DiffReport {
+        let change = Change {
+            id: "response-property-enum-value-added".into(),
+            level: Level::Warn,
+            direction: Direction::Response,
+            location: "#/components/schemas/Error/properties/code".into(),
+            message: message.into(),
+            operations: (0..n_ops)
+                .map(|i| format!("GET /v1/things/{i:03}"))
+                .collect(),
+        };
+        DiffReport::new(
+            SchemaType::Openapi,
+            "a".into(),
+            "b".into(),
+            "specs/api.yaml".into(),
+            vec![change],
+            false,
+        )
+    }
+
+    #[test]
+    fn long_operation_lists_are_truncated() {
+        let r = report(454, "added `x`");
+        let md = markdown(&r);
+        assert!(md.contains("454 operations: `GET /v1/things/000`"), "{md}");
+        assert!(md.contains("and 449 more"), "{md}");
+        assert!(text(&r).contains("and 451 more"));
+        assert!(github(&r).contains("and 449 more"));
+    }
+
+    #[test]
+    fn github_commands_are_escaped() {
+        let r = report(1, "50% of\nvalues");
+        let out = github(&r);
+        assert!(out.starts_with("::warning file=specs/api.yaml,title=response-property-enum-value-added::50%25 of%0Avalues"), "{out}");
+        assert_eq!(out.lines().count(), 1);
+    }
+
+    #[test]
+    fn markdown_tables_escape_pipes_and_cap_the_list() {
+        let mut r = report(1, "a | b");
+        let one = r.changes[0].clone();
+        r.changes = std::iter::repeat_n(one, MARKDOWN_MAX_CHANGES + 10).collect();
+        let md = markdown(&r);
+        assert!(md.contains("a \\| b"));
+        assert!(md.contains("and 10 more changes"), "{md}");
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let r = report(2, "m");
+        let back: DiffReport = serde_json::from_str(&json(&r)).expect("valid json");
+        assert_eq!(back, r);
+    }
+}

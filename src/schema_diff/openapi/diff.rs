@@ -2111,3 +2111,41 @@ impl Bounds {
         b
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn null_unions_unwrap_only_when_they_are_the_whole_schema() {
+        let u = json!({"anyOf": [{"$ref": "#/x"}, {"type": "null"}], "description": "d"});
+        assert_eq!(null_union(&u), Some(&json!({"$ref": "#/x"})));
+        let not = json!({"anyOf": [{"type": "string"}, {"type": "null"}], "properties": {}});
+        assert_eq!(null_union(&not), None);
+        let three = json!({"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]});
+        assert_eq!(null_union(&three), None);
+    }
+
+    #[test]
+    fn openapi_3_0_exclusive_bounds_fold_into_3_1_numbers() {
+        let m = json!({"minimum": 1, "exclusiveMinimum": true, "maximum": 5});
+        let b = Bounds::of(m.as_object().expect("object"));
+        assert_eq!(
+            (b.min, b.xmin, b.max, b.xmax),
+            (None, Some(1.0), Some(5.0), None)
+        );
+    }
+
+    #[test]
+    fn nullability_spellings_agree() {
+        for v in [
+            json!({"type": "string", "nullable": true}),
+            json!({"type": ["string", "null"]}),
+            json!({"oneOf": [{"type": "string"}, {"type": "null"}]}),
+            json!({"type": "string", "enum": ["a", null]}),
+        ] {
+            assert!(Types::of(v.as_object().expect("object")).nullable, "{v}");
+        }
+    }
+}
