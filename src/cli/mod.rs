@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per module; each returns its exit code.
 
+pub mod diff;
 pub mod schemas;
 pub mod validate;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Write the JSON Schemas of every kind (for editors), or check they are current.
     Schemas(schemas::SchemasArgs),
+    /// Compare two versions of an API description (OpenAPI or protobuf) and classify changes.
+    Diff(diff::DiffArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -42,6 +45,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schemas(args) => schemas::run(&args),
+        Command::Diff(args) => return diff::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -7,6 +7,9 @@ pub mod proto;
 
 use serde::{Deserialize, Serialize};
 
+pub mod openapi;
+pub mod render;
+
 /// How severe a change is for existing clients. Ordered: `Info < Warn < Err`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -61,3 +64,170 @@ pub struct Change {
 }
 
 pub use crate::source::{ReadError, SourceFiles};
+
+/// Counts of changes per level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub err: usize,
+    pub warn: usize,
+    pub info: usize,
+}
+
+/// The result of comparing two versions of one API description: what the `schema.changed`
+/// event carries and what `mockops diff` renders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffReport {
+    pub schema_type: SchemaType,
+    /// Label of the old side (`specs/pets.yaml`, `HEAD~1:specs/pets.yaml`).
+    pub old: String,
+    /// Label of the new side.
+    pub new: String,
+    /// Repo-relative path of the new side (where annotations point).
+    pub path: String,
+    /// At least one ERR change.
+    pub breaking: bool,
+    /// The two versions differ only in documentation (descriptions, summaries, examples,
+    /// titles, `info`, `x-` extensions): nothing for a client to adapt to.
+    pub description_only: bool,
+    pub summary: Summary,
+    /// Sorted: most severe first, then by location.
+    pub changes: Vec<Change>,
+}
+
+impl DiffReport {
+    pub fn new(
+        schema_type: SchemaType,
+        old: String,
+        new: String,
+        path: String,
+        changes: Vec<Change>,
+        description_only: bool,
+    ) -> Self {
+        let mut summary = Summary::default();
+        for c in &changes {
+            match c.level {
+                Level::Err => summary.err += 1,
+                Level::Warn => summary.warn += 1,
+                Level::Info => summary.info += 1,
+            }
+        }
+        DiffReport {
+            schema_type,
+            old,
+            new,
+            path,
+            breaking: summary.err > 0,
+            description_only,
+            summary,
+            changes,
+        }
+    }
+
+    /// The most severe level present, if any change.
+    pub fn max_level(&self) -> Option<Level> {
+        self.changes.iter().map(|c| c.level).max()
+    }
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Err => "ERR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+        }
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "ERR" | "ERROR" => Ok(Level::Err),
+            "WARN" | "WARNING" => Ok(Level::Warn),
+            "INFO" => Ok(Level::Info),
+            other => Err(format!(
+                "unknown level `{other}`: expected ERR, WARN or INFO"
+            )),
+        }
+    }
+}
+
+/// One side of a comparison: a repo-relative `path` read through `files`, shown as `label`.
+pub struct DiffInput<'a> {
+    pub label: String,
+    pub path: String,
+    pub files: &'a dyn SourceFiles,
+}
+
+/// Why two descriptions could not be compared.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("{label}: cannot read: {source}")]
+    Read { label: String, source: ReadError },
+    #[error("{0}")]
+    Openapi(#[from] openapi::LoadError),
+    #[error("{label}: cannot tell the kind of description: expected .yaml, .yml, .json or .proto")]
+    UnknownType { label: String },
+    #[error("{old} and {new} are not the same kind of description")]
+    Mismatch { old: String, new: String },
+    #[error("{label}: protobuf comparison is not available in this build")]
+    ProtobufUnavailable { label: String },
+}
+
+/// The kind of description a path holds, by extension.
+pub fn schema_type_of(path: &str) -> Option<SchemaType> {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
+    match ext.as_str() {
+        "yaml" | "yml" | "json" => Some(SchemaType::Openapi),
+        "proto" => Some(SchemaType::Protobuf),
+        _ => None,
+    }
+}
+
+/// Compares two descriptions, dispatching on their kind (by extension).
+pub fn diff_files(old: &DiffInput<'_>, new: &DiffInput<'_>) -> Result<DiffReport, DiffError> {
+    let kind = |i: &DiffInput<'_>| {
+        schema_type_of(&i.path).ok_or_else(|| DiffError::UnknownType {
+            label: i.label.clone(),
+        })
+    };
+    let (ok, nk) = (kind(old)?, kind(new)?);
+    if ok != nk {
+        return Err(DiffError::Mismatch {
+            old: old.label.clone(),
+            new: new.label.clone(),
+        });
+    }
+    match ok {
+        SchemaType::Openapi => {
+            let read = |i: &DiffInput<'_>| {
+                i.files.read(&i.path).map_err(|source| DiffError::Read {
+                    label: i.label.clone(),
+                    source,
+                })
+            };
+            let (ob, nb) = (read(old)?, read(new)?);
+            let (os, ns) = std::thread::scope(|s| {
+                let h = s.spawn(|| openapi::load(&old.path, &ob, old.files));
+                let n = openapi::load(&new.path, &nb, new.files);
+                (h.join().expect("loading does not panic"), n)
+            });
+            let (os, ns) = (os?, ns?);
+            let changes = openapi::diff_specs(&os, &ns);
+            let description_only = changes.is_empty() && openapi::documentation_only(&os, &ns);
+            Ok(DiffReport::new(
+                SchemaType::Openapi,
+                old.label.clone(),
+                new.label.clone(),
+                new.path.clone(),
+                changes,
+                description_only,
+            ))
+        }
+        // The protobuf engine plugs in here (`proto::diff_proto`).
+        SchemaType::Protobuf => Err(DiffError::ProtobufUnavailable {
+            label: new.label.clone(),
+        }),
+    }
+}

@@ -355,6 +355,12 @@ const BROKEN: &[(&str, Edit)] = &[
             "environments:\n  - dev\n  - dev\n  - {name: prod, direct_commit: true}\n  - {name: \"qa env\"}\npull_requests: {max_per_hour: many}\n",
         );
     }),
+    ("settings_semantic_errors", |f| {
+        f.write(
+            "mockops.yaml",
+            "environments:\n  - dev\n  - dev\n  - {name: prod, direct_commit: true}\n  - {name: \"qa env\"}\n",
+        );
+    }),
     ("pipeline_without_triggers_or_steps", |f| {
         f.write(
             "pipelines/p.yaml",

@@ -3,4 +3,5 @@
 mod support;
 
 mod config_validate;
+mod schema_diff_openapi;
 mod schema_diff_proto;

@@ -1,0 +1,170 @@
+//! Which operations reach which referenced components (through any chain of `$ref`), per
+//! side of the exchange. Computed once per spec so a change inside a shared component can be
+//! reported once with the operations it affects.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::load::Spec;
+use super::ops::{Operation, operations};
+
+/// Component reachability of one spec: for each `$ref` key, the operations (by their
+/// normalised id) that reach it from their request side and from their response side.
+#[derive(Debug, Default)]
+pub struct Reach {
+    ops: Vec<String>,
+    nodes: HashMap<String, usize>,
+    request: Vec<Vec<u32>>,
+    response: Vec<Vec<u32>>,
+}
+
+impl Reach {
+    /// Operation ids reaching `key` from the request (`request == true`) or the response side.
+    pub fn operations(&self, key: &str, request: bool) -> impl Iterator<Item = &str> {
+        let lists = if request {
+            &self.request
+        } else {
+            &self.response
+        };
+        self.nodes
+            .get(key)
+            .and_then(|&n| lists.get(n))
+            .into_iter()
+            .flatten()
+            .map(|&op| self.ops[op as usize].as_str())
+    }
+}
+
+struct Graph<'s> {
+    spec: &'s Spec,
+    nodes: HashMap<String, usize>,
+    keys: Vec<String>,
+    edges: Vec<Option<Vec<usize>>>,
+}
+
+impl<'s> Graph<'s> {
+    fn node(&mut self, key: &str) -> usize {
+        if let Some(&n) = self.nodes.get(key) {
+            return n;
+        }
+        let n = self.edges.len();
+        self.nodes.insert(key.to_string(), n);
+        self.keys.push(key.to_string());
+        self.edges.push(None);
+        n
+    }
+
+    /// Nodes referenced directly from `v` (a value inside `file`), without following them.
+    fn refs_in(&mut self, file: &str, v: &Value, out: &mut Vec<usize>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref")
+                    && let Some(t) = self.spec.ref_target(file, r)
+                {
+                    out.push(self.node(&t.key));
+                }
+                for (k, child) in map {
+                    if k != "$ref" && (child.is_object() || child.is_array()) {
+                        self.refs_in(file, child, out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for child in items {
+                    if child.is_object() || child.is_array() {
+                        self.refs_in(file, child, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn edges(&mut self, n: usize, key: &str) -> Vec<usize> {
+        if let Some(e) = &self.edges[n] {
+            return e.clone();
+        }
+        let mut out = Vec::new();
+        let spec = self.spec;
+        if let Some(t) = spec.ref_target(&spec.root_path, key)
+            && let Some((v, resolved)) = spec.lookup(&t)
+        {
+            if resolved.key != t.key {
+                out.push(self.node(&resolved.key));
+            }
+            self.refs_in(&resolved.file, v, &mut out);
+        }
+        out.sort_unstable();
+        out.dedup();
+        self.edges[n] = Some(out.clone());
+        out
+    }
+}
+
+/// Computes the reachability of every component of `spec` from its operations.
+pub fn compute(spec: &Spec) -> Reach {
+    let mut g = Graph {
+        spec,
+        nodes: HashMap::new(),
+        keys: Vec::new(),
+        edges: Vec::new(),
+    };
+    let ops: Vec<Operation> = operations(spec);
+    let mut reach = Reach::default();
+    let mut seeds: Vec<(Vec<usize>, Vec<usize>)> = Vec::with_capacity(ops.len());
+    for op in &ops {
+        let mut req = Vec::new();
+        let mut resp = Vec::new();
+        for p in &op.parameters {
+            g.refs_in(&op.file, p, &mut req);
+        }
+        if let Some(b) = op.value.get("requestBody") {
+            g.refs_in(&op.file, b, &mut req);
+        }
+        if let Some(r) = op.value.get("responses") {
+            g.refs_in(&op.file, r, &mut resp);
+        }
+        if let Some(c) = op.value.get("callbacks") {
+            g.refs_in(&op.file, c, &mut resp);
+        }
+        seeds.push((req, resp));
+    }
+    let mut stamp: Vec<u32> = Vec::new();
+    let mut generation = 0u32;
+    let mut request: Vec<Vec<u32>> = Vec::new();
+    let mut response: Vec<Vec<u32>> = Vec::new();
+    for (op_idx, (req, resp)) in seeds.into_iter().enumerate() {
+        reach.ops.push(ops[op_idx].id.clone());
+        for (side_seeds, is_request) in [(req, true), (resp, false)] {
+            generation += 1;
+            let mut stack = side_seeds;
+            while let Some(n) = stack.pop() {
+                if stamp.len() <= n {
+                    stamp.resize(n + 1, 0);
+                }
+                if stamp[n] == generation {
+                    continue;
+                }
+                stamp[n] = generation;
+                let lists = if is_request {
+                    &mut request
+                } else {
+                    &mut response
+                };
+                if lists.len() <= n {
+                    lists.resize_with(n + 1, Vec::new);
+                }
+                lists[n].push(op_idx as u32);
+                let key = g.keys[n].clone();
+                for m in g.edges(n, &key) {
+                    stack.push(m);
+                }
+            }
+        }
+    }
+    reach.nodes = g.nodes;
+    reach.request = request;
+    reach.response = response;
+    reach
+}
