@@ -171,8 +171,8 @@ pub enum DiffError {
     UnknownType { label: String },
     #[error("{old} and {new} are not the same kind of description")]
     Mismatch { old: String, new: String },
-    #[error("{label}: protobuf comparison is not available in this build")]
-    ProtobufUnavailable { label: String },
+    #[error("{0}")]
+    Proto(#[from] proto::ProtoError),
 }
 
 /// The kind of description a path holds, by extension.
@@ -225,9 +225,22 @@ pub fn diff_files(old: &DiffInput<'_>, new: &DiffInput<'_>) -> Result<DiffReport
                 description_only,
             ))
         }
-        // The protobuf engine plugs in here (`proto::diff_proto`).
-        SchemaType::Protobuf => Err(DiffError::ProtobufUnavailable {
-            label: new.label.clone(),
-        }),
+        SchemaType::Protobuf => {
+            let changes = proto::diff_proto(
+                old.files,
+                &old.path,
+                new.files,
+                &new.path,
+                &proto::ProtoOptions::default(),
+            )?;
+            Ok(DiffReport::new(
+                SchemaType::Protobuf,
+                old.label.clone(),
+                new.label.clone(),
+                new.path.clone(),
+                changes,
+                false,
+            ))
+        }
     }
 }

@@ -493,3 +493,41 @@ mod properties {
         }
     }
 }
+
+/// `mockops diff` dispatches .proto files to the protobuf engine.
+#[test]
+fn cli_diff_compares_proto_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("old.proto"),
+        "syntax = \"proto3\";\npackage a.v1;\nmessage M { string x = 1; string y = 2; }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("new.proto"),
+        "syntax = \"proto3\";\npackage a.v1;\nmessage M { string x = 1; }\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(crate::support::bin())
+        .current_dir(dir.path())
+        .args([
+            "diff",
+            "old.proto",
+            "new.proto",
+            "--format",
+            "json",
+            "--fail-on",
+            "ERR",
+        ])
+        .output()
+        .expect("run mockops");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let text = report.to_string();
+    assert!(text.contains("FIELD_NO_DELETE"), "{text}");
+}
