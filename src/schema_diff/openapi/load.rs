@@ -192,6 +192,8 @@ fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = 1_000_000;
+    // Comments are never needed here; not capturing their text saves work on large files.
+    options.emit_comments = false;
     options
 }
 
@@ -293,7 +295,7 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
     let mut seen_files: HashSet<String> = HashSet::from([path.to_string()]);
     while let Some(file) = queue.pop() {
         let mut refs = Vec::new();
-        collect_refs(&spec.docs[&file], "", &mut refs);
+        collect_refs(&spec.docs[&file], &mut refs);
         for (at, reference) in refs {
             let prob = |message: String| SpecProblem {
                 path: file.clone(),
@@ -352,32 +354,48 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
     }
 }
 
-/// Every `$ref` string in `v` with the JSON pointer where it sits.
-fn collect_refs(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                if k == "$ref" {
-                    if let Value::String(s) = child {
-                        out.push((at.to_string(), s.clone()));
+/// Every `$ref` string in `v` with the JSON pointer where it sits. The pointer is only
+/// spelled out for the nodes that hold a `$ref` (a 4 MB description has ~1 M nodes, ~10 k refs).
+fn collect_refs(v: &Value, out: &mut Vec<(String, String)>) {
+    fn walk<'v>(v: &'v Value, path: &mut Vec<Segment<'v>>, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(s)) = map.get("$ref") {
+                    let mut at = String::new();
+                    for seg in path.iter() {
+                        at.push('/');
+                        match seg {
+                            Segment::Key(k) => at.push_str(&escape_pointer(k)),
+                            Segment::Index(i) => at.push_str(&i.to_string()),
+                        }
                     }
-                    continue;
+                    out.push((at, s.clone()));
                 }
-                if child.is_object() || child.is_array() {
-                    let at = format!("{at}/{}", escape_pointer(k));
-                    collect_refs(child, &at, out);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                if child.is_object() || child.is_array() {
-                    collect_refs(child, &format!("{at}/{i}"), out);
+                for (k, child) in map {
+                    if k != "$ref" && (child.is_object() || child.is_array()) {
+                        path.push(Segment::Key(k));
+                        walk(child, path, out);
+                        path.pop();
+                    }
                 }
             }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    if child.is_object() || child.is_array() {
+                        path.push(Segment::Index(i));
+                        walk(child, path, out);
+                        path.pop();
+                    }
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
+    enum Segment<'v> {
+        Key(&'v str),
+        Index(usize),
+    }
+    walk(v, &mut Vec::new(), out);
 }
 
 /// Escapes one JSON-pointer segment (RFC 6901).
