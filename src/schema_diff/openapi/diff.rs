@@ -126,7 +126,7 @@ impl Ctx {
 /// Compares two loaded descriptions. Changes are sorted by level (most severe first), then
 /// location and rule id.
 pub fn diff(old: &Spec, new: &Spec) -> Vec<Change> {
-    let mut d = Differ {
+    let d = Differ {
         old,
         new,
         pending: Vec::new(),
@@ -135,12 +135,19 @@ pub fn diff(old: &Spec, new: &Spec) -> Vec<Change> {
         stack: HashSet::new(),
     };
     // Reachability does not depend on the comparison: compute it alongside.
-    let (old_reach, new_reach) = std::thread::scope(|s| {
-        let h = s.spawn(|| (compute(old), compute(new)));
-        d.run();
-        h.join().expect("reachability computation does not panic")
+    let (pending, (old_reach, new_reach)) = std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .stack_size(super::load::WALK_STACK_BYTES)
+            .spawn_scoped(s, move || {
+                let mut d = d;
+                d.run();
+                d.pending
+            })
+            .expect("spawning a thread succeeds");
+        let reach = (compute(old), compute(new));
+        (h.join().expect("the comparison does not panic"), reach)
     });
-    finish(d.pending, &old_reach, &new_reach, old, new)
+    finish(pending, &old_reach, &new_reach, old, new)
 }
 
 fn finish(

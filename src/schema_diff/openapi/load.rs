@@ -186,7 +186,8 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_events = 20_000_000;
     budget.max_nodes = 10_000_000;
     budget.max_total_scalar_bytes = 256 * 1024 * 1024;
-    budget.max_depth = 512;
+    // Deeper than any real schema; keeps recursive walks far from the stack limit.
+    budget.max_depth = 200;
     budget.max_aliases = 50_000;
     budget.max_anchors = 50_000;
     let mut options = serde_saphyr::Options::default();
@@ -197,8 +198,31 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
+/// Stack for parsing and for the recursive walks over a parsed tree: the parsers recurse once
+/// per nesting level, and an unoptimised build needs far more than the 2 MiB a spawned thread
+/// gets by default to reach the nesting limit.
+pub const WALK_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Runs `f` on a thread with a [`WALK_STACK_BYTES`] stack (address space only; pages are
+/// touched as the recursion needs them).
+pub fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("mockops-walk".into())
+            .stack_size(WALK_STACK_BYTES)
+            .spawn_scoped(s, f)
+            .expect("spawning a thread succeeds")
+            .join()
+            .expect("the parser and walks do not panic")
+    })
+}
+
 /// Parses YAML or JSON bytes into a JSON tree. JSON is recognised by its first byte.
 pub fn parse_document(path: &str, bytes: &[u8]) -> Result<Value, SpecProblem> {
+    with_big_stack(|| parse_document_here(path, bytes))
+}
+
+fn parse_document_here(path: &str, bytes: &[u8]) -> Result<Value, SpecProblem> {
     let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
     let problem = |line, column, message: String| SpecProblem {
         path: path.to_string(),
@@ -438,6 +462,20 @@ mod tests {
         let e = parse_document("a.yaml", b"openapi: 3.0.0\npaths:\n  - a\n  b: [\n")
             .expect_err("invalid");
         assert!(e.line.is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_or_loaded_without_overflow() {
+        for depth in [150, 1000] {
+            let mut doc = String::from("openapi: 3.0.0\npaths: {}\nx:\n");
+            for i in 0..depth {
+                doc.push_str(&" ".repeat(2 * (i + 1)));
+                doc.push_str("a:\n");
+            }
+            let json = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let _ = load("deep.yaml", doc.as_bytes(), &NoFiles);
+            let _ = parse_document("deep.json", json.as_bytes());
+        }
     }
 
     #[test]
