@@ -216,6 +216,9 @@ pub fn diff_files(old: &DiffInput<'_>, new: &DiffInput<'_>) -> Result<DiffReport
             let (os, ns) = (os?, ns?);
             let changes = openapi::diff_specs(&os, &ns);
             let description_only = changes.is_empty() && openapi::documentation_only(&os, &ns);
+            // Freeing two large trees takes tens of milliseconds: do it off the caller's path
+            // (a CLI process exits without waiting for it).
+            std::thread::spawn(move || drop((os, ns)));
             Ok(DiffReport::new(
                 SchemaType::Openapi,
                 old.label.clone(),

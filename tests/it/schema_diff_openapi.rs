@@ -2005,3 +2005,21 @@ fn cli_reads_revisions_of_a_repository() {
     );
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn deeply_nested_schemas_do_not_overflow() {
+    let nest = |leaf: &str| {
+        let mut v = json!({"type": leaf});
+        // JSON input stops at 128 levels (serde_json's limit): 55 schema levels are 110.
+        for _ in 0..55 {
+            v = json!({"type": "object", "properties": {"n": v}});
+        }
+        v
+    };
+    let c = diff_values(
+        &response_with(nest("string"), false),
+        &response_with(nest("integer"), false),
+    );
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!(c[0].id, "response-property-type-changed");
+}

@@ -126,7 +126,7 @@ impl Ctx {
 /// Compares two loaded descriptions. Changes are sorted by level (most severe first), then
 /// location and rule id.
 pub fn diff(old: &Spec, new: &Spec) -> Vec<Change> {
-    let mut d = Differ {
+    let d = Differ {
         old,
         new,
         pending: Vec::new(),
@@ -134,16 +134,20 @@ pub fn diff(old: &Spec, new: &Spec) -> Vec<Change> {
         queue: Vec::new(),
         stack: HashSet::new(),
     };
-    d.run();
-    let (old_reach, new_reach) = std::thread::scope(|s| {
-        let h = s.spawn(|| compute(old));
-        let n = compute(new);
-        (
-            h.join().expect("reachability computation does not panic"),
-            n,
-        )
+    // Reachability does not depend on the comparison: compute it alongside.
+    let (pending, (old_reach, new_reach)) = std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .stack_size(super::load::WALK_STACK_BYTES)
+            .spawn_scoped(s, move || {
+                let mut d = d;
+                d.run();
+                d.pending
+            })
+            .expect("spawning a thread succeeds");
+        let reach = (compute(old), compute(new));
+        (h.join().expect("the comparison does not panic"), reach)
     });
-    finish(d.pending, &old_reach, &new_reach, old, new)
+    finish(pending, &old_reach, &new_reach, old, new)
 }
 
 fn finish(
@@ -1246,9 +1250,7 @@ impl<'s> Differ<'s> {
             }
             return;
         };
-        if o == n && ctx.old_file == ctx.new_file {
-            // Identical text; refs inside still need queueing when they point at units.
-            self.queue_refs_in(ctx, nv);
+        if ctx.old_file == ctx.new_file && self.same_queueing_units(ctx, ov, nv) {
             return;
         }
         let ot = Types::of(o);
@@ -1272,13 +1274,21 @@ impl<'s> Differ<'s> {
         }
     }
 
-    /// Units reached from an unchanged subtree still have to be compared on their own.
-    fn queue_refs_in(&mut self, ctx: &Ctx, v: &'s Value) {
-        match v {
-            Value::Object(m) => {
-                if m.contains_key("$ref") {
-                    let (_, _, ok) = self.resolve(false, &ctx.old_file, v);
-                    let (_, _, nk) = self.resolve(true, &ctx.new_file, v);
+    /// Whether two schema subtrees are identical, queueing the units their `$ref`s reach on
+    /// the way (an unchanged subtree still leads to components that may have changed). One
+    /// pass instead of a comparison plus a walk: most of a large description is unchanged.
+    fn same_queueing_units(&mut self, ctx: &Ctx, o: &'s Value, n: &'s Value) -> bool {
+        match (o, n) {
+            (Value::Object(a), Value::Object(b)) => {
+                if a.len() != b.len() {
+                    return false;
+                }
+                if let Some(r) = a.get("$ref") {
+                    if b.get("$ref") != Some(r) {
+                        return false;
+                    }
+                    let (_, _, ok) = self.resolve(false, &ctx.old_file, o);
+                    let (_, _, nk) = self.resolve(true, &ctx.new_file, n);
                     if let (Some(ok), Some(nk)) = (ok, nk)
                         && ok == nk
                     {
@@ -1287,28 +1297,30 @@ impl<'s> Differ<'s> {
                             self.queue.push(unit);
                         }
                     }
-                    return;
                 }
-                for (k, c) in m {
-                    if matches!(
-                        k.as_str(),
-                        "enum" | "example" | "examples" | "default" | "const"
-                    ) {
+                for (k, v) in a {
+                    if k == "$ref" {
                         continue;
                     }
-                    if c.is_object() || c.is_array() {
-                        self.queue_refs_in(ctx, c);
+                    let Some(w) = b.get(k) else { return false };
+                    if !self.same_queueing_units(ctx, v, w) {
+                        return false;
                     }
                 }
+                true
             }
-            Value::Array(a) => {
-                for c in a {
-                    if c.is_object() || c.is_array() {
-                        self.queue_refs_in(ctx, c);
+            (Value::Array(a), Value::Array(b)) => {
+                if a.len() != b.len() {
+                    return false;
+                }
+                for (v, w) in a.iter().zip(b) {
+                    if !self.same_queueing_units(ctx, v, w) {
+                        return false;
                     }
                 }
+                true
             }
-            _ => {}
+            _ => o == n,
         }
     }
 

@@ -186,17 +186,43 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_events = 20_000_000;
     budget.max_nodes = 10_000_000;
     budget.max_total_scalar_bytes = 256 * 1024 * 1024;
-    budget.max_depth = 512;
+    // Deeper than any real schema; keeps recursive walks far from the stack limit.
+    budget.max_depth = 200;
     budget.max_aliases = 50_000;
     budget.max_anchors = 50_000;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.alias_limits.max_total_replayed_events = 1_000_000;
+    // Comments are never needed here; not capturing their text saves work on large files.
+    options.emit_comments = false;
     options
+}
+
+/// Stack for parsing and for the recursive walks over a parsed tree: the parsers recurse once
+/// per nesting level, and an unoptimised build needs far more than the 2 MiB a spawned thread
+/// gets by default to reach the nesting limit.
+pub const WALK_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Runs `f` on a thread with a [`WALK_STACK_BYTES`] stack (address space only; pages are
+/// touched as the recursion needs them).
+pub fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("mockops-walk".into())
+            .stack_size(WALK_STACK_BYTES)
+            .spawn_scoped(s, f)
+            .expect("spawning a thread succeeds")
+            .join()
+            .expect("the parser and walks do not panic")
+    })
 }
 
 /// Parses YAML or JSON bytes into a JSON tree. JSON is recognised by its first byte.
 pub fn parse_document(path: &str, bytes: &[u8]) -> Result<Value, SpecProblem> {
+    with_big_stack(|| parse_document_here(path, bytes))
+}
+
+fn parse_document_here(path: &str, bytes: &[u8]) -> Result<Value, SpecProblem> {
     let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
     let problem = |line, column, message: String| SpecProblem {
         path: path.to_string(),
@@ -293,7 +319,7 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
     let mut seen_files: HashSet<String> = HashSet::from([path.to_string()]);
     while let Some(file) = queue.pop() {
         let mut refs = Vec::new();
-        collect_refs(&spec.docs[&file], "", &mut refs);
+        collect_refs(&spec.docs[&file], &mut refs);
         for (at, reference) in refs {
             let prob = |message: String| SpecProblem {
                 path: file.clone(),
@@ -352,32 +378,48 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
     }
 }
 
-/// Every `$ref` string in `v` with the JSON pointer where it sits.
-fn collect_refs(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                if k == "$ref" {
-                    if let Value::String(s) = child {
-                        out.push((at.to_string(), s.clone()));
+/// Every `$ref` string in `v` with the JSON pointer where it sits. The pointer is only
+/// spelled out for the nodes that hold a `$ref` (a 4 MB description has ~1 M nodes, ~10 k refs).
+fn collect_refs(v: &Value, out: &mut Vec<(String, String)>) {
+    fn walk<'v>(v: &'v Value, path: &mut Vec<Segment<'v>>, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(s)) = map.get("$ref") {
+                    let mut at = String::new();
+                    for seg in path.iter() {
+                        at.push('/');
+                        match seg {
+                            Segment::Key(k) => at.push_str(&escape_pointer(k)),
+                            Segment::Index(i) => at.push_str(&i.to_string()),
+                        }
                     }
-                    continue;
+                    out.push((at, s.clone()));
                 }
-                if child.is_object() || child.is_array() {
-                    let at = format!("{at}/{}", escape_pointer(k));
-                    collect_refs(child, &at, out);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                if child.is_object() || child.is_array() {
-                    collect_refs(child, &format!("{at}/{i}"), out);
+                for (k, child) in map {
+                    if k != "$ref" && (child.is_object() || child.is_array()) {
+                        path.push(Segment::Key(k));
+                        walk(child, path, out);
+                        path.pop();
+                    }
                 }
             }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    if child.is_object() || child.is_array() {
+                        path.push(Segment::Index(i));
+                        walk(child, path, out);
+                        path.pop();
+                    }
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
+    enum Segment<'v> {
+        Key(&'v str),
+        Index(usize),
+    }
+    walk(v, &mut Vec::new(), out);
 }
 
 /// Escapes one JSON-pointer segment (RFC 6901).
@@ -420,6 +462,20 @@ mod tests {
         let e = parse_document("a.yaml", b"openapi: 3.0.0\npaths:\n  - a\n  b: [\n")
             .expect_err("invalid");
         assert!(e.line.is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_or_loaded_without_overflow() {
+        for depth in [150, 1000] {
+            let mut doc = String::from("openapi: 3.0.0\npaths: {}\nx:\n");
+            for i in 0..depth {
+                doc.push_str(&" ".repeat(2 * (i + 1)));
+                doc.push_str("a:\n");
+            }
+            let json = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let _ = load("deep.yaml", doc.as_bytes(), &NoFiles);
+            let _ = parse_document("deep.json", json.as_bytes());
+        }
     }
 
     #[test]

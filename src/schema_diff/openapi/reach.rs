@@ -81,13 +81,12 @@ impl<'s> Graph<'s> {
         }
     }
 
-    fn edges(&mut self, n: usize, key: &str) -> Vec<usize> {
-        if let Some(e) = &self.edges[n] {
-            return e.clone();
-        }
-        let mut out = Vec::new();
+    /// Computes the outgoing edges of node `n` (the `$ref`s inside its target).
+    fn expand(&mut self, n: usize) {
         let spec = self.spec;
-        if let Some(t) = spec.ref_target(&spec.root_path, key)
+        let key = self.keys[n].clone();
+        let mut out = Vec::new();
+        if let Some(t) = spec.ref_target(&spec.root_path, &key)
             && let Some((v, resolved)) = spec.lookup(&t)
         {
             if resolved.key != t.key {
@@ -97,8 +96,7 @@ impl<'s> Graph<'s> {
         }
         out.sort_unstable();
         out.dedup();
-        self.edges[n] = Some(out.clone());
-        out
+        self.edges[n] = Some(out);
     }
 }
 
@@ -130,36 +128,37 @@ pub fn compute(spec: &Spec) -> Reach {
         }
         seeds.push((req, resp));
     }
-    let mut stamp: Vec<u32> = Vec::new();
+    // Expand every node reachable from any seed once, so the walks below only read.
+    let mut next = 0;
+    while next < g.edges.len() {
+        if g.edges[next].is_none() {
+            g.expand(next);
+        }
+        next += 1;
+    }
+    let edges: Vec<Vec<usize>> = g
+        .edges
+        .iter_mut()
+        .map(|e| e.take().unwrap_or_default())
+        .collect();
+    let mut stamp: Vec<u32> = vec![0; edges.len()];
     let mut generation = 0u32;
-    let mut request: Vec<Vec<u32>> = Vec::new();
-    let mut response: Vec<Vec<u32>> = Vec::new();
+    let mut request: Vec<Vec<u32>> = vec![Vec::new(); edges.len()];
+    let mut response: Vec<Vec<u32>> = vec![Vec::new(); edges.len()];
+    let mut stack = Vec::new();
     for (op_idx, (req, resp)) in seeds.into_iter().enumerate() {
         reach.ops.push(ops[op_idx].id.clone());
-        for (side_seeds, is_request) in [(req, true), (resp, false)] {
+        for (side_seeds, lists) in [(req, &mut request), (resp, &mut response)] {
             generation += 1;
-            let mut stack = side_seeds;
+            stack.clear();
+            stack.extend(side_seeds);
             while let Some(n) = stack.pop() {
-                if stamp.len() <= n {
-                    stamp.resize(n + 1, 0);
-                }
                 if stamp[n] == generation {
                     continue;
                 }
                 stamp[n] = generation;
-                let lists = if is_request {
-                    &mut request
-                } else {
-                    &mut response
-                };
-                if lists.len() <= n {
-                    lists.resize_with(n + 1, Vec::new);
-                }
                 lists[n].push(op_idx as u32);
-                let key = g.keys[n].clone();
-                for m in g.edges(n, &key) {
-                    stack.push(m);
-                }
+                stack.extend(edges[n].iter().copied().filter(|&m| stamp[m] != generation));
             }
         }
     }
