@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::load::{Spec, escape_pointer};
+use super::load::{Spec, escape_pointer, ref_of};
 use super::ops::{Operation, operations, path_param_names};
 use super::reach::{Reach, compute};
 use crate::schema_diff::{Change, Direction, Level};
@@ -278,7 +278,7 @@ impl<'s> Differ<'s> {
         v: &'s Value,
     ) -> (&'s Value, String, Option<String>) {
         let spec = if new_side { self.new } else { self.old };
-        if let Some(r) = v.get("$ref").and_then(Value::as_str)
+        if let Some(r) = v.as_object().and_then(ref_of).and_then(Value::as_str)
             && let Some(t) = spec.ref_target(file, r)
             && let Some((target, resolved)) = spec.lookup(&t)
         {
@@ -1283,8 +1283,8 @@ impl<'s> Differ<'s> {
                 if a.len() != b.len() {
                     return false;
                 }
-                if let Some(r) = a.get("$ref") {
-                    if b.get("$ref") != Some(r) {
+                if let Some(r) = ref_of(a) {
+                    if ref_of(b) != Some(r) {
                         return false;
                     }
                     let (_, _, ok) = self.resolve(false, &ctx.old_file, o);
@@ -1298,13 +1298,23 @@ impl<'s> Differ<'s> {
                         }
                     }
                 }
-                for (k, v) in a {
-                    if k == "$ref" {
-                        continue;
+                // Unchanged maps keep their key order: walk both in step and only hash keys
+                // when the orders differ.
+                if a.keys().zip(b.keys()).all(|(x, y)| x == y) {
+                    for ((k, v), (_, w)) in a.iter().zip(b.iter()) {
+                        if k != "$ref" && !self.same_queueing_units(ctx, v, w) {
+                            return false;
+                        }
                     }
-                    let Some(w) = b.get(k) else { return false };
-                    if !self.same_queueing_units(ctx, v, w) {
-                        return false;
+                } else {
+                    for (k, v) in a {
+                        if k == "$ref" {
+                            continue;
+                        }
+                        let Some(w) = b.get(k) else { return false };
+                        if !self.same_queueing_units(ctx, v, w) {
+                            return false;
+                        }
                     }
                 }
                 true

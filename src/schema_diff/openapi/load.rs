@@ -105,7 +105,7 @@ impl Spec {
         for _ in 0..MAX_REF_CHAIN {
             let doc = self.docs.get(&t.file)?;
             let v = doc.pointer(&t.pointer)?;
-            match v.get("$ref").and_then(Value::as_str) {
+            match v.as_object().and_then(ref_of).and_then(Value::as_str) {
                 Some(r) if v.as_object().is_some_and(|o| o.len() == 1) => {
                     t = self.ref_target(&t.file, r)?;
                 }
@@ -384,7 +384,7 @@ fn collect_refs(v: &Value, out: &mut Vec<(String, String)>) {
     fn walk<'v>(v: &'v Value, path: &mut Vec<Segment<'v>>, out: &mut Vec<(String, String)>) {
         match v {
             Value::Object(map) => {
-                if let Some(Value::String(s)) = map.get("$ref") {
+                if let Some(Value::String(s)) = ref_of(map) {
                     let mut at = String::new();
                     for seg in path.iter() {
                         at.push('/');
@@ -420,6 +420,17 @@ fn collect_refs(v: &Value, out: &mut Vec<(String, String)>) {
         Index(usize),
     }
     walk(v, &mut Vec::new(), out);
+}
+
+/// The `$ref` of a mapping, found without hashing: schema mappings are small, and this runs
+/// on every node of a large description.
+pub fn ref_of(map: &serde_json::Map<String, Value>) -> Option<&Value> {
+    if map.len() > 16 {
+        return map.get("$ref");
+    }
+    map.iter()
+        .find(|(k, _)| k.as_str() == "$ref")
+        .map(|(_, v)| v)
 }
 
 /// Escapes one JSON-pointer segment (RFC 6901).

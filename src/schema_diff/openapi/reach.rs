@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::load::Spec;
+use super::load::{Spec, ref_of};
 use super::ops::{Operation, operations};
 
 /// Component reachability of one spec: for each `$ref` key, the operations (by their
@@ -59,7 +59,7 @@ impl<'s> Graph<'s> {
     fn refs_in(&mut self, file: &str, v: &Value, out: &mut Vec<usize>) {
         match v {
             Value::Object(map) => {
-                if let Some(Value::String(r)) = map.get("$ref")
+                if let Some(Value::String(r)) = ref_of(map)
                     && let Some(t) = self.spec.ref_target(file, r)
                 {
                     out.push(self.node(&t.key));
