@@ -2023,3 +2023,133 @@ fn deeply_nested_schemas_do_not_overflow() {
     assert_eq!(c.len(), 1, "{c:#?}");
     assert_eq!(c[0].id, "response-property-type-changed");
 }
+
+#[test]
+fn a_path_level_parameter_change_is_one_change_for_the_path() {
+    let with = |params: Value| {
+        spec(
+            json!({"/a/{id}": {"parameters": params, "get": op(json!({})), "delete": op(json!({}))}}),
+        )
+    };
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let base = with(json!([id]));
+    let c = diff_values(
+        &base,
+        &with(json!([id, {"name": "tenant", "in": "header", "required": true}])),
+    );
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!(
+        c[0].id,
+        "new-required-request-default-parameter-to-existing-path"
+    );
+    assert_eq!(c[0].location, "#/paths/~1a~1{id}/parameters/header/tenant");
+    assert_eq!(c[0].operations, vec!["DELETE /a/{id}", "GET /a/{id}"]);
+    let c = diff_values(&base, &with(json!([id, {"name": "v", "in": "query"}])));
+    assert_finds(
+        &c,
+        "new-optional-request-default-parameter-to-existing-path",
+        Level::Info,
+        "optional",
+    );
+    let c = diff_values(
+        &base,
+        &with(
+            json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}]),
+        ),
+    );
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!(c[0].operations.len(), 2);
+}
+
+#[test]
+fn read_only_request_and_write_only_response_properties_cannot_break_that_side() {
+    let ro = |max: u64| json!({"type": "string", "readOnly": true, "maxLength": max});
+    let c = diff_values(&request_with(ro(10), false), &request_with(ro(5), false));
+    assert_finds(
+        &c,
+        "request-read-only-property-max-length-decreased",
+        Level::Info,
+        "read-only request",
+    );
+    let wo = |e: Value| json!({"type": "string", "writeOnly": true, "enum": e});
+    let c = diff_values(
+        &response_with(wo(json!(["a"])), false),
+        &response_with(wo(json!(["a", "b"])), false),
+    );
+    assert_finds(
+        &c,
+        "response-write-only-property-enum-value-added",
+        Level::Info,
+        "write-only response",
+    );
+}
+
+#[test]
+fn extensible_enums() {
+    let x = |v: Value| json!({"type": "string", "x-extensible-enum": v});
+    let c = diff_values(
+        &request_with(x(json!(["a", "b"])), false),
+        &request_with(x(json!(["a"])), false),
+    );
+    assert_finds(
+        &c,
+        "request-property-x-extensible-enum-value-removed",
+        Level::Err,
+        "request removal",
+    );
+    let c = diff_values(
+        &response_with(x(json!(["a"])), false),
+        &response_with(x(json!(["a", "b"])), false),
+    );
+    assert_finds(
+        &c,
+        "response-property-x-extensible-enum-value-added",
+        Level::Info,
+        "response addition",
+    );
+    assert!(c.iter().all(|c| c.level == Level::Info), "{c:#?}");
+}
+
+#[test]
+fn security_scheme_components() {
+    let with = |schemes: Value| {
+        let mut v = spec(json!({"/a": {"get": op(json!({"security": [{"oauth": ["read"]}]}))}}));
+        v["components"] = json!({"securitySchemes": schemes});
+        v
+    };
+    let oauth = |scopes: Value| json!({"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "https://t.example/token", "scopes": scopes}}});
+    let old = with(
+        json!({"oauth": oauth(json!({"read": "r", "write": "w"})), "key": {"type": "apiKey", "in": "header", "name": "k"}}),
+    );
+    let new = with(
+        json!({"oauth": oauth(json!({"read": "r", "admin": "a"})), "basic": {"type": "http", "scheme": "basic"}}),
+    );
+    let c = diff_values(&old, &new);
+    assert_finds(&c, "api-security-component-removed", Level::Info, "removed");
+    assert_finds(&c, "api-security-component-added", Level::Info, "added");
+    assert_finds(
+        &c,
+        "api-security-component-oauth-scope-removed",
+        Level::Info,
+        "scope removed",
+    );
+    assert_finds(
+        &c,
+        "api-security-component-oauth-scope-added",
+        Level::Info,
+        "scope added",
+    );
+    let removed = c
+        .iter()
+        .find(|c| c.id == "api-security-component-oauth-scope-removed")
+        .expect("found");
+    assert_eq!(removed.operations, vec!["GET /a"]);
+    let retyped =
+        with(json!({"oauth": {"type": "openIdConnect", "openIdConnectUrl": "https://o.example"}}));
+    assert_finds(
+        &diff_values(&with(json!({"oauth": oauth(json!({}))})), &retyped),
+        "api-security-component-type-changed",
+        Level::Info,
+        "type",
+    );
+}

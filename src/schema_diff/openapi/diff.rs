@@ -61,6 +61,9 @@ struct Ctx {
     depth: usize,
     /// Nullability at this level was already compared (a `{type: null}` union was unwrapped).
     skip_nullable: bool,
+    /// Inside a property that this side never carries (readOnly in a request, writeOnly in a
+    /// response): its changes cannot break that side.
+    exempt: bool,
 }
 
 impl Ctx {
@@ -166,7 +169,7 @@ fn finish(
         names.insert(op.id.clone(), op.display());
     }
     let mut cache: HashMap<(String, Side), Vec<String>> = HashMap::new();
-    let mut out: Vec<Change> = pending
+    let out: Vec<Change> = pending
         .into_iter()
         .map(|p| {
             let mut change = p.change;
@@ -187,6 +190,33 @@ fn finish(
             };
             change
         })
+        .collect();
+    // Changes that are the same finding reached from several operations (a path-level
+    // parameter) become one change listing all of them.
+    let mut merged: indexmap::IndexMap<(String, Level, Direction, String, String), Vec<String>> =
+        indexmap::IndexMap::new();
+    for c in out {
+        merged
+            .entry((c.id, c.level, c.direction, c.location, c.message))
+            .or_default()
+            .extend(c.operations);
+    }
+    let mut out: Vec<Change> = merged
+        .into_iter()
+        .map(
+            |((id, level, direction, location, message), mut operations)| {
+                operations.sort();
+                operations.dedup();
+                Change {
+                    id,
+                    level,
+                    direction,
+                    location,
+                    message,
+                    operations,
+                }
+            },
+        )
         .collect();
     out.sort_by(|a, b| {
         b.level
@@ -256,10 +286,20 @@ impl<'s> Differ<'s> {
     }
 
     fn emit_schema(&mut self, ctx: &Ctx, rule: &str, level: Level, message: String) {
-        let id = match rule.strip_prefix('!') {
+        let mut id = match rule.strip_prefix('!') {
             Some(own) => own.to_string(),
             None => format!("{}-{rule}", ctx.prefix()),
         };
+        let mut level = level;
+        if ctx.exempt {
+            // oasdiff's `request-read-only-property-*` / `response-write-only-property-*`.
+            level = Level::Info;
+            if let Some(rest) = id.strip_prefix("request-property-") {
+                id = format!("request-read-only-property-{rest}");
+            } else if let Some(rest) = id.strip_prefix("response-property-") {
+                id = format!("response-write-only-property-{rest}");
+            }
+        }
         self.emit(
             id,
             level,
@@ -290,6 +330,7 @@ impl<'s> Differ<'s> {
     fn run(&mut self) {
         self.diff_paths();
         self.diff_global_security();
+        self.diff_security_schemes();
         self.diff_components();
         self.diff_webhooks();
         while let Some((key, side, scope)) = self.queue.pop() {
@@ -320,6 +361,7 @@ impl<'s> Differ<'s> {
             new_file: nt.file.clone(),
             depth: 0,
             skip_nullable: false,
+            exempt: false,
         };
         self.stack.insert((key.to_string(), key.to_string()));
         self.compare_schemas(&ctx, ov, nv);
@@ -488,10 +530,10 @@ impl<'s> Differ<'s> {
         &self,
         new_side: bool,
         op: &Operation<'s>,
-    ) -> BTreeMap<String, (&'s Value, String, String)> {
+    ) -> BTreeMap<String, (&'s Value, String, String, bool)> {
         let positions: Vec<&str> = path_param_names(&op.path);
         let mut out = BTreeMap::new();
-        for p in &op.parameters {
+        for (i, p) in op.parameters.iter().enumerate() {
             let (v, file, _) = self.resolve(new_side, &op.file, p);
             let (Some(pin), Some(pname)) = (str_of(v, "in"), str_of(v, "name")) else {
                 continue;
@@ -504,7 +546,8 @@ impl<'s> Differ<'s> {
                 "header" => format!("header:{}", pname.to_ascii_lowercase()),
                 _ => format!("{pin}:{pname}"),
             };
-            out.insert(key, (v, file, pname.to_string()));
+            // Operation-level parameters come later and override path-level ones.
+            out.insert(key, (v, file, pname.to_string(), i < op.path_level));
         }
         out
     }
@@ -513,10 +556,15 @@ impl<'s> Differ<'s> {
         let op_ = self.params(false, o);
         let np = self.params(true, n);
         let ops = || Reached::Ops(vec![name.to_string()]);
-        for (key, (ov, ofile, oname)) in &op_ {
+        // A parameter declared on the path item is located there, so its changes (identical
+        // for every operation of the path) merge into one change listing those operations.
+        let path_loc = format!("#/paths/{}", escape_pointer(&n.path));
+        let old_path_loc = format!("#/paths/{}", escape_pointer(&o.path));
+        for (key, (ov, ofile, oname, o_from_path)) in &op_ {
             let pin = str_of(ov, "in").unwrap_or("query");
-            let ploc = format!("{loc}/parameters/{pin}/{}", escape_pointer(oname));
-            let Some((nv, nfile, nname)) = np.get(key) else {
+            let base = if *o_from_path { &old_path_loc } else { loc };
+            let ploc = format!("{base}/parameters/{pin}/{}", escape_pointer(oname));
+            let Some((nv, nfile, nname, n_from_path)) = np.get(key) else {
                 let (id, level) = if bool_of(ov, "deprecated") {
                     ("request-parameter-removed-with-deprecation", Level::Info)
                 } else {
@@ -532,7 +580,8 @@ impl<'s> Differ<'s> {
                 );
                 continue;
             };
-            let ploc = format!("{loc}/parameters/{pin}/{}", escape_pointer(nname));
+            let base = if *n_from_path { &path_loc } else { loc };
+            let ploc = format!("{base}/parameters/{pin}/{}", escape_pointer(nname));
             let oreq = pin == "path" || bool_of(ov, "required");
             let nreq = pin == "path" || bool_of(nv, "required");
             if !oreq && nreq {
@@ -596,22 +645,33 @@ impl<'s> Differ<'s> {
                     new_file: nfile.clone(),
                     depth: 0,
                     skip_nullable: false,
+                    exempt: false,
                 };
                 self.diff_schema(&ctx, os, ns);
             }
         }
-        for (key, (nv, _, nname)) in &np {
+        for (key, (nv, _, nname, n_from_path)) in &np {
             if op_.contains_key(key) {
                 continue;
             }
             let pin = str_of(nv, "in").unwrap_or("query");
-            let ploc = format!("{loc}/parameters/{pin}/{}", escape_pointer(nname));
-            let (id, level, what) = if pin == "path" {
-                ("new-request-path-parameter", Level::Err, "path")
-            } else if bool_of(nv, "required") {
-                ("new-required-request-parameter", Level::Err, "required")
-            } else {
-                ("new-optional-request-parameter", Level::Info, "optional")
+            let base = if *n_from_path { &path_loc } else { loc };
+            let ploc = format!("{base}/parameters/{pin}/{}", escape_pointer(nname));
+            let required = bool_of(nv, "required");
+            let (id, level, what) = match (pin, required, *n_from_path) {
+                ("path", _, _) => ("new-request-path-parameter", Level::Err, "path"),
+                (_, true, true) => (
+                    "new-required-request-default-parameter-to-existing-path",
+                    Level::Err,
+                    "required",
+                ),
+                (_, false, true) => (
+                    "new-optional-request-default-parameter-to-existing-path",
+                    Level::Info,
+                    "optional",
+                ),
+                (_, true, false) => ("new-required-request-parameter", Level::Err, "required"),
+                (_, false, false) => ("new-optional-request-parameter", Level::Info, "optional"),
             };
             self.emit(
                 id.into(),
@@ -737,6 +797,7 @@ impl<'s> Differ<'s> {
                     new_file: nfile.clone(),
                     depth: 0,
                     skip_nullable: false,
+                    exempt: false,
                 };
                 self.diff_schema(&ctx, os, ns);
             }
@@ -896,6 +957,7 @@ impl<'s> Differ<'s> {
                     new_file: nhfile.clone(),
                     depth: 0,
                     skip_nullable: false,
+                    exempt: false,
                 };
                 self.diff_schema(&ctx, os, ns);
             }
@@ -1080,6 +1142,116 @@ impl<'s> Differ<'s> {
                     loc.to_string(),
                     format!("added the security requirement {}", label(k)),
                     reached.clone(),
+                );
+            }
+        }
+    }
+
+    /// `components.securitySchemes`: schemes removed, added or retyped, and OAuth scopes.
+    /// Informational (as in oasdiff): what breaks clients is the operations' requirements.
+    fn diff_security_schemes(&mut self) {
+        let schemes = |s: &'s Spec| {
+            s.root()
+                .pointer("/components/securitySchemes")
+                .and_then(Value::as_object)
+        };
+        let (Some(o), Some(n)) = (schemes(self.old), schemes(self.new)) else {
+            return;
+        };
+        let users = |scheme: &str| -> Vec<String> {
+            let global = self.new.root().get("security");
+            operations(self.new)
+                .iter()
+                .filter(|op| {
+                    op.value
+                        .get("security")
+                        .or(global)
+                        .and_then(Value::as_array)
+                        .is_some_and(|reqs| reqs.iter().any(|r| r.get(scheme).is_some()))
+                })
+                .map(Operation::display)
+                .collect()
+        };
+        for (name, ov) in o {
+            let loc = format!("#/components/securitySchemes/{}", escape_pointer(name));
+            let Some(nv) = n.get(name) else {
+                self.emit(
+                    "api-security-component-removed".into(),
+                    Level::Info,
+                    Direction::None,
+                    loc,
+                    format!("removed the security scheme `{name}`"),
+                    Reached::Ops(vec![]),
+                );
+                continue;
+            };
+            let (ov, _, _) = self.resolve(false, &self.old.root_path, ov);
+            let (nv, _, _) = self.resolve(true, &self.new.root_path, nv);
+            if str_of(ov, "type") != str_of(nv, "type") {
+                let msg = format!(
+                    "the type of the security scheme `{name}` changed from `{}` to `{}`",
+                    str_of(ov, "type").unwrap_or(""),
+                    str_of(nv, "type").unwrap_or("")
+                );
+                self.emit(
+                    "api-security-component-type-changed".into(),
+                    Level::Info,
+                    Direction::Request,
+                    loc.clone(),
+                    msg,
+                    Reached::Ops(users(name)),
+                );
+            }
+            let flows = |v: &'s Value| v.get("flows").and_then(Value::as_object);
+            if let (Some(of), Some(nf)) = (flows(ov), flows(nv)) {
+                for (flow, ofv) in of {
+                    let Some(nfv) = nf.get(flow) else { continue };
+                    let scopes = |v: &'s Value| -> BTreeSet<&'s str> {
+                        v.get("scopes")
+                            .and_then(Value::as_object)
+                            .map(|m| m.keys().map(String::as_str).collect())
+                            .unwrap_or_default()
+                    };
+                    let (os, ns) = (scopes(ofv), scopes(nfv));
+                    for sc in os.difference(&ns) {
+                        let msg = format!(
+                            "removed the scope `{sc}` from the `{flow}` flow of the security scheme `{name}`"
+                        );
+                        self.emit(
+                            "api-security-component-oauth-scope-removed".into(),
+                            Level::Info,
+                            Direction::Request,
+                            loc.clone(),
+                            msg,
+                            Reached::Ops(users(name)),
+                        );
+                    }
+                    for sc in ns.difference(&os) {
+                        let msg = format!(
+                            "added the scope `{sc}` to the `{flow}` flow of the security scheme `{name}`"
+                        );
+                        self.emit(
+                            "api-security-component-oauth-scope-added".into(),
+                            Level::Info,
+                            Direction::Request,
+                            loc.clone(),
+                            msg,
+                            Reached::Ops(vec![]),
+                        );
+                    }
+                }
+            }
+        }
+        for name in n.keys() {
+            if !o.contains_key(name) {
+                let loc = format!("#/components/securitySchemes/{}", escape_pointer(name));
+                self.emit(
+                    "api-security-component-added".into(),
+                    Level::Info,
+                    Direction::None,
+                    loc,
+                    format!("added the security scheme `{name}`"),
+                    Reached::Ops(vec![]),
                 );
             }
         }
@@ -1411,6 +1583,32 @@ impl<'s> Differ<'s> {
     }
 
     fn compare_enum(&mut self, ctx: &Ctx, o: &Map<String, Value>, n: &Map<String, Value>) {
+        // `x-extensible-enum` announces that values will be added: adding one breaks nobody,
+        // removing one breaks requests that send it.
+        let (oe, ne) = (o.get("x-extensible-enum"), n.get("x-extensible-enum"));
+        if let (Some(Value::Array(oe)), Some(Value::Array(ne))) = (oe, ne) {
+            for v in oe.iter().filter(|v| !ne.contains(v)) {
+                let level = if ctx.side == Side::Request {
+                    Level::Err
+                } else {
+                    Level::Info
+                };
+                let msg = format!(
+                    "removed the `{}` x-extensible-enum value from {}",
+                    fmt_value(v),
+                    ctx.what()
+                );
+                self.emit_schema(ctx, "x-extensible-enum-value-removed", level, msg);
+            }
+            for v in ne.iter().filter(|v| !oe.contains(v)) {
+                let msg = format!(
+                    "added the `{}` x-extensible-enum value to {}",
+                    fmt_value(v),
+                    ctx.what()
+                );
+                self.emit_schema(ctx, "x-extensible-enum-value-added", Level::Info, msg);
+            }
+        }
         let (ov, nv) = (enum_values(o), enum_values(n));
         let what = ctx.what();
         match (ov, nv) {
@@ -1938,7 +2136,11 @@ impl<'s> Differ<'s> {
                     );
                 }
             }
-            self.diff_schema(&child, ov, nv);
+            let mut inner = child;
+            if (req && bool_of(nvr, "readOnly")) || (!req && bool_of(nvr, "writeOnly")) {
+                inner.exempt = true;
+            }
+            self.diff_schema(&inner, ov, nv);
         }
         for (name, nv) in np {
             if op.contains_key(name) {
