@@ -2210,3 +2210,61 @@ fn security_scheme_components() {
         "type",
     );
 }
+
+#[test]
+fn external_refs_from_a_spec_in_a_subdirectory() {
+    let root = DirFiles::new(fixtures().join("external")).expect("dir");
+    let report = diff_files(
+        &DiffInput {
+            label: "v1".into(),
+            path: "v1/api.yaml".into(),
+            files: &root,
+        },
+        &DiffInput {
+            label: "v2".into(),
+            path: "v2/api.yaml".into(),
+            files: &root,
+        },
+    )
+    .expect("diff");
+    // Both versions keep their shared schemas in a different file (v1/common vs v2/common),
+    // so the component is compared structurally rather than as one unit; the change is found.
+    assert!(
+        report.changes.iter().any(|c| c.id == "response-property-became-nullable" && c.operations == ["GET /things"]),
+        "{:#?}",
+        report.changes
+    );
+}
+
+#[test]
+fn external_units_in_a_subdirectory_keep_their_operations() {
+    // Two revisions of one repository: `specs/api.yaml` refers to `specs/common.yaml`, so the
+    // component is the same unit on both sides.
+    let api = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /x:\n    get:\n      responses:\n        '200':\n          description: ok\n          content:\n            application/json:\n              schema: {$ref: 'common.yaml#/X'}\n";
+    let revision = |common: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("specs")).expect("mkdir");
+        std::fs::write(dir.path().join("specs/api.yaml"), api).expect("write");
+        std::fs::write(dir.path().join("specs/common.yaml"), common).expect("write");
+        dir
+    };
+    let old = revision("X: {type: object, properties: {a: {type: string}}}\n");
+    let new = revision("X: {type: object, properties: {a: {type: string}, b: {type: string}}}\n");
+    let (of, nf) = (
+        DirFiles::new(old.path()).expect("dir"),
+        DirFiles::new(new.path()).expect("dir"),
+    );
+    fn input(files: &DirFiles) -> DiffInput<'_> {
+        DiffInput {
+            label: "specs/api.yaml".into(),
+            path: "specs/api.yaml".into(),
+            files,
+        }
+    }
+    let report = diff_files(&input(&of), &input(&nf)).expect("diff");
+    assert_eq!(report.changes.len(), 1, "{:#?}", report.changes);
+    let c = &report.changes[0];
+    assert_eq!(c.id, "response-optional-property-added");
+    assert_eq!(c.location, "specs/common.yaml#/X/properties/b");
+    assert_eq!(c.operations, vec!["GET /x"]);
+}

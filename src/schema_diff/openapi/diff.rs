@@ -339,12 +339,7 @@ impl<'s> Differ<'s> {
     }
 
     fn diff_unit(&mut self, key: &str, side: Side, scope: Scope) {
-        let (Some(ot), Some(nt)) = (
-            self.old.ref_target(&self.old.root_path, key),
-            self.new.ref_target(&self.new.root_path, key),
-        ) else {
-            return;
-        };
+        let (ot, nt) = (self.old.key_target(key), self.new.key_target(key));
         let (Some((ov, ot)), Some((nv, nt))) = (self.old.lookup(&ot), self.new.lookup(&nt)) else {
             return;
         };

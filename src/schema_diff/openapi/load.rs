@@ -99,6 +99,20 @@ impl Spec {
         ref_target(&self.root_path, file, reference)
     }
 
+    /// The target a canonical key (as in [`RefTarget::key`]) names.
+    pub fn key_target(&self, key: &str) -> RefTarget {
+        let (file, pointer) = match key.split_once('#') {
+            Some(("", p)) => (self.root_path.clone(), p),
+            Some((f, p)) => (f.to_string(), p),
+            None => (key.to_string(), ""),
+        };
+        RefTarget {
+            key: key.to_string(),
+            file,
+            pointer: pointer.to_string(),
+        }
+    }
+
     /// The value behind a resolved reference, following chains of `$ref`.
     pub fn lookup(&self, target: &RefTarget) -> Option<(&Value, RefTarget)> {
         let mut t = target.clone();

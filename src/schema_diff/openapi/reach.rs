@@ -86,9 +86,8 @@ impl<'s> Graph<'s> {
         let spec = self.spec;
         let key = self.keys[n].clone();
         let mut out = Vec::new();
-        if let Some(t) = spec.ref_target(&spec.root_path, &key)
-            && let Some((v, resolved)) = spec.lookup(&t)
-        {
+        let t = spec.key_target(&key);
+        if let Some((v, resolved)) = spec.lookup(&t) {
             if resolved.key != t.key {
                 out.push(self.node(&resolved.key));
             }
