@@ -1503,8 +1503,15 @@ impl<'s> Differ<'s> {
 
     fn compare_types(&mut self, ctx: &Ctx, ot: &Types, nt: &Types) {
         let fmt = |t: &Types| {
-            let ty = t.types.iter().cloned().collect::<Vec<_>>().join("|");
-            format!("{ty}/{}", t.format.as_deref().unwrap_or(""))
+            let ty = if t.types.is_empty() {
+                "any".to_string()
+            } else {
+                t.types.iter().cloned().collect::<Vec<_>>().join("|")
+            };
+            match &t.format {
+                Some(f) => format!("{ty} ({f})"),
+                None => ty,
+            }
         };
         let changed_types = ot.types != nt.types;
         let changed_format = ot.format != nt.format;
