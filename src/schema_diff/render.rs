@@ -80,19 +80,36 @@ pub fn text(report: &DiffReport) -> String {
         }
         let _ = writeln!(out, "\n{} {label} ({})", level.as_str(), group.len());
         for c in group {
-            let _ = writeln!(out, "  {}  {}", c.id, c.message);
-            let _ = writeln!(out, "      at {}", c.location);
+            let _ = writeln!(out, "  {}", c.id);
+            wrap_into(&mut out, &c.message, "    ");
+            wrap_into(&mut out, &format!("at {}", c.location), "    ");
             if !c.operations.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "      {}: {}",
-                    affects(c),
-                    ops_list(&c.operations, 3, false)
-                );
+                let ops = format!("{}: {}", affects(c), ops_list(&c.operations, 3, false));
+                wrap_into(&mut out, &ops, "    ");
             }
         }
     }
     out
+}
+
+/// Width the text form wraps at (a terminal of 100 columns; long tokens are not split).
+const TEXT_WIDTH: usize = 100;
+
+/// Appends `text` word-wrapped at [`TEXT_WIDTH`], every line starting with `indent`.
+fn wrap_into(out: &mut String, text: &str, indent: &str) {
+    let mut line = String::from(indent);
+    for word in text.split(' ') {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > TEXT_WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = format!("{indent}  ");
+        } else if line.len() > indent.len() && !line.ends_with("  ") {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
 }
 
 /// The report as pretty JSON (field order fixed by the struct definitions).
@@ -284,6 +301,13 @@ mod tests {
         assert!(md.contains("and 449 more"), "{md}");
         assert!(text(&r).contains("and 451 more"));
         assert!(github(&r).contains("and 449 more"));
+    }
+
+    #[test]
+    fn text_fits_a_terminal() {
+        let long = "word ".repeat(60);
+        let out = text(&report(40, long.trim()));
+        assert!(out.lines().all(|l| l.len() <= TEXT_WIDTH), "{out}");
     }
 
     #[test]

@@ -99,13 +99,27 @@ impl Spec {
         ref_target(&self.root_path, file, reference)
     }
 
+    /// The target a canonical key (as in [`RefTarget::key`]) names.
+    pub fn key_target(&self, key: &str) -> RefTarget {
+        let (file, pointer) = match key.split_once('#') {
+            Some(("", p)) => (self.root_path.clone(), p),
+            Some((f, p)) => (f.to_string(), p),
+            None => (key.to_string(), ""),
+        };
+        RefTarget {
+            key: key.to_string(),
+            file,
+            pointer: pointer.to_string(),
+        }
+    }
+
     /// The value behind a resolved reference, following chains of `$ref`.
     pub fn lookup(&self, target: &RefTarget) -> Option<(&Value, RefTarget)> {
         let mut t = target.clone();
         for _ in 0..MAX_REF_CHAIN {
             let doc = self.docs.get(&t.file)?;
             let v = doc.pointer(&t.pointer)?;
-            match v.get("$ref").and_then(Value::as_str) {
+            match v.as_object().and_then(ref_of).and_then(Value::as_str) {
                 Some(r) if v.as_object().is_some_and(|o| o.len() == 1) => {
                     t = self.ref_target(&t.file, r)?;
                 }
@@ -384,7 +398,7 @@ fn collect_refs(v: &Value, out: &mut Vec<(String, String)>) {
     fn walk<'v>(v: &'v Value, path: &mut Vec<Segment<'v>>, out: &mut Vec<(String, String)>) {
         match v {
             Value::Object(map) => {
-                if let Some(Value::String(s)) = map.get("$ref") {
+                if let Some(Value::String(s)) = ref_of(map) {
                     let mut at = String::new();
                     for seg in path.iter() {
                         at.push('/');
@@ -420,6 +434,17 @@ fn collect_refs(v: &Value, out: &mut Vec<(String, String)>) {
         Index(usize),
     }
     walk(v, &mut Vec::new(), out);
+}
+
+/// The `$ref` of a mapping, found without hashing: schema mappings are small, and this runs
+/// on every node of a large description.
+pub fn ref_of(map: &serde_json::Map<String, Value>) -> Option<&Value> {
+    if map.len() > 16 {
+        return map.get("$ref");
+    }
+    map.iter()
+        .find(|(k, _)| k.as_str() == "$ref")
+        .map(|(_, v)| v)
 }
 
 /// Escapes one JSON-pointer segment (RFC 6901).

@@ -6,7 +6,7 @@ mod load;
 mod ops;
 mod reach;
 
-pub use load::{LoadError, OpenapiVersion, Spec, SpecProblem, load, parse_document};
+pub use load::{LoadError, OpenapiVersion, RefTarget, Spec, SpecProblem, load, parse_document};
 
 use crate::schema_diff::{Change, SourceFiles};
 

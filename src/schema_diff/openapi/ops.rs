@@ -23,6 +23,8 @@ pub struct Operation<'s> {
     pub value: &'s Value,
     /// Path-level parameters followed by operation-level ones, unresolved.
     pub parameters: Vec<&'s Value>,
+    /// How many of `parameters` come from the path item.
+    pub path_level: usize,
 }
 
 impl Operation<'_> {
@@ -106,6 +108,7 @@ pub fn operations(spec: &Spec) -> Vec<Operation<'_>> {
                 continue;
             };
             let mut parameters = common.clone();
+            let path_level = parameters.len();
             if let Some(own) = op.get("parameters").and_then(Value::as_array) {
                 parameters.extend(own.iter());
             }
@@ -116,6 +119,7 @@ pub fn operations(spec: &Spec) -> Vec<Operation<'_>> {
                 file: file.clone(),
                 value: op,
                 parameters,
+                path_level,
             });
         }
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::load::Spec;
+use super::load::{Spec, ref_of};
 use super::ops::{Operation, operations};
 
 /// Component reachability of one spec: for each `$ref` key, the operations (by their
@@ -59,7 +59,7 @@ impl<'s> Graph<'s> {
     fn refs_in(&mut self, file: &str, v: &Value, out: &mut Vec<usize>) {
         match v {
             Value::Object(map) => {
-                if let Some(Value::String(r)) = map.get("$ref")
+                if let Some(Value::String(r)) = ref_of(map)
                     && let Some(t) = self.spec.ref_target(file, r)
                 {
                     out.push(self.node(&t.key));
@@ -86,9 +86,8 @@ impl<'s> Graph<'s> {
         let spec = self.spec;
         let key = self.keys[n].clone();
         let mut out = Vec::new();
-        if let Some(t) = spec.ref_target(&spec.root_path, &key)
-            && let Some((v, resolved)) = spec.lookup(&t)
-        {
+        let t = spec.key_target(&key);
+        if let Some((v, resolved)) = spec.lookup(&t) {
             if resolved.key != t.key {
                 out.push(self.node(&resolved.key));
             }
