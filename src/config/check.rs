@@ -16,7 +16,7 @@ use crate::model::{
     FederationSpec, FilterValue, Kind, PersonaSpec, PipelineSpec, SDK_PRESETS, ScenarioSpec,
     ServiceSpec, Settings, StepType,
 };
-use crate::yaml::{Loc, Node, Value};
+use crate::yaml::{Loc, Node};
 
 struct Ctx<'a> {
     out: &'a mut Vec<Diagnostic>,
@@ -301,14 +301,6 @@ pub(crate) fn check(
         }
     }
 
-    // Secrets written inline, in every config file.
-    for input in inputs {
-        if let (Some(node), FileClass::Config(_) | FileClass::EnvEntity(..)) =
-            (&input.parsed.node, &input.class)
-        {
-            scan_secrets(&mut cx, input, node, "");
-        }
-    }
     st
 }
 
@@ -1264,11 +1256,6 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
     }
 }
 
-fn is_reference(s: &str) -> bool {
-    let t = s.trim();
-    (t.starts_with("${env:") || t.starts_with("${file:")) && t.ends_with('}')
-}
-
 #[allow(clippy::too_many_arguments)]
 fn check_step_config(
     cx: &mut Ctx,
@@ -1543,95 +1530,6 @@ fn repo_spec_problem(repo: &str) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Secrets
-
-const SECRET_KEYS: &[&str] = &[
-    "password",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "private_key",
-    "client_secret",
-];
-
-fn looks_like_token(s: &str) -> bool {
-    let prefixes = [
-        "ghp_",
-        "gho_",
-        "ghs_",
-        "ghu_",
-        "github_pat_",
-        "xoxb-",
-        "xoxp-",
-        "xoxa-",
-        "glpat-",
-        "AKIA",
-        "sk_live_",
-    ];
-    prefixes
-        .iter()
-        .any(|p| s.starts_with(p) && s.len() >= p.len() + 12)
-}
-
-fn scan_secrets(cx: &mut Ctx, input: &Input, node: &Node, ptr: &str) {
-    match &node.value {
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                let child = format!("{ptr}/{}", k.name.replace('~', "~0").replace('/', "~1"));
-                if let Value::Str(s) = &v.value
-                    && !is_reference(s)
-                    && !s.contains("{{")
-                    && !s.is_empty()
-                {
-                    let key = k.name.to_ascii_lowercase();
-                    let slack = s.starts_with("https://hooks.slack.com/");
-                    let secret_key = SECRET_KEYS
-                        .iter()
-                        .any(|sk| key == *sk || key.ends_with(&format!("_{sk}")));
-                    if slack || secret_key || looks_like_token(s) {
-                        let env = k.name.to_ascii_uppercase().replace(['-', '.'], "_");
-                        let what = if slack {
-                            "a Slack webhook URL"
-                        } else {
-                            "a secret"
-                        };
-                        cx.warn(
-                            "inline-secret",
-                            input,
-                            v.loc,
-                            format!("`{}` holds {what} written in the repository", k.name),
-                        )
-                        .hint = Some(format!(
-                            "write `{}: ${{env:{env}}}` or `${{file:/run/secrets/{}}}` and supply the value at run time",
-                            k.name,
-                            k.name.to_ascii_lowercase()
-                        ));
-                        continue;
-                    }
-                }
-                scan_secrets(cx, input, v, &child);
-            }
-        }
-        Value::Seq(items) => {
-            for (i, v) in items.iter().enumerate() {
-                if let Value::Str(s) = &v.value
-                    && looks_like_token(s)
-                {
-                    cx.warn(
-                        "inline-secret",
-                        input,
-                        v.loc,
-                        "a token is written in the repository",
-                    )
-                    .hint = Some("reference it as `${env:NAME}` or `${file:PATH}`".into());
-                    continue;
-                }
-                scan_secrets(cx, input, v, &format!("{ptr}/{i}"));
-            }
-        }
-        _ => {}
-    }
-}
 
 #[cfg(test)]
 mod tests {

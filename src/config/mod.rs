@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod load;
+pub mod secrets;
 pub mod shape;
 pub mod snapshot;
 pub mod spec;
