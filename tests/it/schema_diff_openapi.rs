@@ -105,6 +105,33 @@ fn schema_cases() -> Vec<SchemaCase> {
     let s = |t: &str| json!({"type": t});
     vec![
         (
+            "const added (request)",
+            Req,
+            s("string"),
+            json!({"type": "string", "const": "a"}),
+            (false, false),
+            "request-property-const-added",
+            Err,
+        ),
+        (
+            "const removed (response)",
+            Resp,
+            json!({"type": "string", "const": "a"}),
+            s("string"),
+            (false, false),
+            "response-property-const-removed",
+            Err,
+        ),
+        (
+            "const added (response)",
+            Resp,
+            s("string"),
+            json!({"type": "string", "const": "a"}),
+            (false, false),
+            "response-property-const-added",
+            Info,
+        ),
+        (
             "type changed (request)",
             Req,
             s("string"),

@@ -520,6 +520,29 @@ impl<'s> Differ<'s> {
                 );
             }
         }
+        // `const` (3.1): a single allowed value narrows like an enum of one.
+        let req = ctx.side == Side::Request;
+        match (o.get("const"), n.get("const")) {
+            (None, Some(v)) => {
+                let level = if req { Level::Err } else { Level::Info };
+                let msg = format!("{what} was restricted to the constant `{}`", fmt_value(v));
+                self.emit_schema(ctx, "const-added", level, msg);
+            }
+            (Some(v), None) => {
+                let level = if req { Level::Info } else { Level::Err };
+                let msg = format!("{what} is no longer the constant `{}`", fmt_value(v));
+                self.emit_schema(ctx, "const-removed", level, msg);
+            }
+            (Some(a), Some(b)) if a != b => {
+                let msg = format!(
+                    "the constant of {what} changed from `{}` to `{}`",
+                    fmt_value(a),
+                    fmt_value(b)
+                );
+                self.emit_schema(ctx, "const-changed", Level::Err, msg);
+            }
+            _ => {}
+        }
         match (o.get("default"), n.get("default")) {
             (None, Some(v)) => self.emit_schema(
                 ctx,
