@@ -1086,6 +1086,18 @@ fn parameter_rules() {
             "request-parameter-deprecated",
             Level::Info,
         ),
+        (
+            "style changed",
+            p(json!([id, {"name": "q", "in": "query", "style": "pipeDelimited", "schema": s}])),
+            "request-parameter-style-changed",
+            Level::Warn,
+        ),
+        (
+            "explode changed",
+            p(json!([id, {"name": "q", "in": "query", "explode": false, "schema": s}])),
+            "request-parameter-style-changed",
+            Level::Warn,
+        ),
     ];
     for (name, new, rule, level) in cases {
         assert_finds(&diff_values(&base, &new), rule, level, name);
