@@ -119,8 +119,11 @@ pub fn json(report: &DiffReport) -> String {
     s
 }
 
-/// Most changes listed in the markdown body (a pull-request body holds 65,536 characters).
+/// Most changes listed in the markdown body.
 const MARKDOWN_MAX_CHANGES: usize = 150;
+/// Size after which the markdown body stops listing changes (a pull-request body or comment
+/// holds 65,536 characters; this leaves room for the caller's own text).
+const MARKDOWN_MAX_BYTES: usize = 56_000;
 
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -166,9 +169,10 @@ pub fn markdown(report: &DiffReport) -> String {
         let _ = writeln!(out, "| {} | `{id}` | {n} | {ops} |", level.as_str());
     }
     let mut listed = 0usize;
+    let mut truncated = false;
     for (level, label) in LEVELS {
         let group: Vec<&Change> = report.changes.iter().filter(|c| c.level == level).collect();
-        if group.is_empty() {
+        if group.is_empty() || truncated {
             continue;
         }
         let fold = level == Level::Info;
@@ -183,16 +187,13 @@ pub fn markdown(report: &DiffReport) -> String {
             let _ = writeln!(out, "\n#### {} {label} ({})\n", level.as_str(), group.len());
         }
         for c in &group {
-            if listed == MARKDOWN_MAX_CHANGES {
+            if listed == MARKDOWN_MAX_CHANGES || out.len() > MARKDOWN_MAX_BYTES {
                 let rest = report.changes.len() - listed;
                 let _ = writeln!(
                     out,
                     "- … and {rest} more changes (see `mockops diff --format json`)"
                 );
-                listed += 1;
-                break;
-            }
-            if listed > MARKDOWN_MAX_CHANGES {
+                truncated = true;
                 break;
             }
             listed += 1;
@@ -326,6 +327,16 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("a \\| b"));
         assert!(md.contains("and 10 more changes"), "{md}");
+    }
+
+    #[test]
+    fn markdown_fits_a_pull_request_body() {
+        let mut r = report(454, &"long message ".repeat(40));
+        let one = r.changes[0].clone();
+        r.changes = std::iter::repeat_n(one, 1000).collect();
+        let md = markdown(&r);
+        assert!(md.len() < 65_536, "{}", md.len());
+        assert!(md.contains("more changes"));
     }
 
     #[test]

@@ -617,6 +617,35 @@ impl<'s> Differ<'s> {
                 ),
                 _ => {}
             }
+            // Serialisation: `style` and `explode` with their defaults per location. A change
+            // alters how clients must encode arrays and objects.
+            let style = |v: &Value| -> (String, bool) {
+                let default = if matches!(pin, "query" | "cookie") {
+                    "form"
+                } else {
+                    "simple"
+                };
+                let st = str_of(v, "style").unwrap_or(default).to_string();
+                let explode = v
+                    .get("explode")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(st == "form");
+                (st, explode)
+            };
+            let (os, ns) = (style(ov), style(nv));
+            if os != ns {
+                self.emit(
+                    "request-parameter-style-changed".into(),
+                    Level::Warn,
+                    Direction::Request,
+                    ploc.clone(),
+                    format!(
+                        "the serialisation of the {pin} request parameter `{nname}` changed from style `{}` (explode {}) to `{}` (explode {})",
+                        os.0, os.1, ns.0, ns.1
+                    ),
+                    ops(),
+                );
+            }
             let schema_of = |v: &'s Value| -> Option<(&'s Value, String)> {
                 if let Some(s) = v.get("schema") {
                     return Some((s, "schema".into()));

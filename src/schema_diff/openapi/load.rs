@@ -2,7 +2,7 @@
 //! detection, and every `$ref` resolved up front (internal, or repo-relative external files read
 //! through [`SourceFiles`]), so the diff itself never fails on a dangling reference.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -329,20 +329,30 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
     };
     spec.docs.insert(path.to_string(), root);
     let mut problems = Vec::new();
+    // Text of the external files, to point problems at a line.
+    let mut texts: HashMap<String, Vec<u8>> = HashMap::new();
     let mut queue = vec![path.to_string()];
     let mut seen_files: HashSet<String> = HashSet::from([path.to_string()]);
     while let Some(file) = queue.pop() {
         let mut refs = Vec::new();
         collect_refs(&spec.docs[&file], &mut refs);
         for (at, reference) in refs {
-            let prob = |message: String| SpecProblem {
-                path: file.clone(),
-                line: None,
-                column: None,
-                message: format!("at {}: {message}", if at.is_empty() { "/" } else { &at }),
+            let prob = |texts: &HashMap<String, Vec<u8>>, message: String| {
+                let text = if file == path {
+                    Some(bytes)
+                } else {
+                    texts.get(&file).map(Vec::as_slice)
+                };
+                let pos = text.and_then(|t| position_of(t, &reference));
+                SpecProblem {
+                    path: file.clone(),
+                    line: pos.map(|p| p.0),
+                    column: pos.map(|p| p.1),
+                    message: format!("at {}: {message}", if at.is_empty() { "/" } else { &at }),
+                }
             };
             let Some(target) = spec.ref_target(&file, &reference) else {
-                problems.push(prob(format!(
+                problems.push(prob(&texts, format!(
                     "`$ref: {reference}` cannot be resolved: only JSON pointers into this file or repo-relative files are supported, and they must stay inside the repository"
                 )));
                 continue;
@@ -353,15 +363,17 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
                 }
                 seen_files.insert(target.file.clone());
                 if seen_files.len() > MAX_EXTERNAL_FILES {
-                    problems.push(prob(format!(
-                        "more than {MAX_EXTERNAL_FILES} external files referenced"
-                    )));
+                    problems.push(prob(
+                        &texts,
+                        format!("more than {MAX_EXTERNAL_FILES} external files referenced"),
+                    ));
                     break;
                 }
                 match files.read(&target.file) {
                     Ok(b) => match parse_document(&target.file, &b) {
                         Ok(v) => {
                             spec.docs.insert(target.file.clone(), v);
+                            texts.insert(target.file.clone(), b);
                             queue.push(target.file.clone());
                         }
                         Err(p) => {
@@ -370,18 +382,19 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
                         }
                     },
                     Err(e) => {
-                        problems.push(prob(format!(
-                            "`$ref: {reference}`: cannot read `{}`: {e}",
-                            target.file
-                        )));
+                        problems.push(prob(
+                            &texts,
+                            format!("`$ref: {reference}`: cannot read `{}`: {e}", target.file),
+                        ));
                         continue;
                     }
                 }
             }
             if spec.lookup(&target).is_none() {
-                problems.push(prob(format!(
-                    "`$ref: {reference}` points at nothing (or at a cycle of $refs)"
-                )));
+                problems.push(prob(
+                    &texts,
+                    format!("`$ref: {reference}` points at nothing (or at a cycle of $refs)"),
+                ));
             }
         }
     }
@@ -390,6 +403,25 @@ pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, L
     } else {
         Err(invalid(problems))
     }
+}
+
+/// Line and column (1-based) of the first occurrence of `needle` in `text`: where a dangling
+/// `$ref` is written (every occurrence of a dangling reference dangles).
+fn position_of(text: &[u8], needle: &str) -> Option<(u64, u64)> {
+    let n = needle.as_bytes();
+    if n.is_empty() || n.len() > text.len() {
+        return None;
+    }
+    let at = text.windows(n.len()).position(|w| w == n)?;
+    let before = &text[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let column = (at
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)) as u64
+        + 1;
+    Some((line, column))
 }
 
 /// Every `$ref` string in `v` with the JSON pointer where it sits. The pointer is only
@@ -517,7 +549,13 @@ mod tests {
     fn dangling_and_escaping_refs_are_problems() {
         let doc = b"openapi: 3.0.0\npaths: {}\ncomponents:\n  schemas:\n    A: {$ref: '#/components/schemas/B'}\n    C: {$ref: '../../etc/passwd#/x'}\n";
         let e = load("specs/a.yaml", doc, &NoFiles).expect_err("invalid");
-        assert_eq!(e.problems().len(), 2, "{e}");
+        let problems = e.problems();
+        assert_eq!(problems.len(), 2, "{e}");
+        assert_eq!(
+            (problems[0].line, problems[0].column),
+            (Some(5), Some(16)),
+            "{e}"
+        );
     }
 
     #[test]

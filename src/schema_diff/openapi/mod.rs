@@ -1,5 +1,18 @@
 //! OpenAPI 3.0/3.1 front end of the schema diff: loading (`load`), operation identity
 //! (`ops`), component reachability (`reach`) and the classified comparison (`diff`).
+//!
+//! How a comparison goes:
+//! - Operations are matched by method and path with parameter names erased, so
+//!   `/pets/{id}` and `/pets/{petId}` are one endpoint; path parameters match by position.
+//! - Everything an operation holds inline is compared in the operation's context and carries
+//!   that one operation. A schema reached through the same `$ref` on both sides is not
+//!   descended into there: it is compared once, on its own (a *unit*), per side of the
+//!   exchange, and its changes carry every operation that reaches it through any chain of
+//!   references (`reach`). That is how one enum value added to a shared error schema is one
+//!   change with 454 operations rather than 1.2 million findings.
+//! - Rule ids are oasdiff's where the meaning is the same; levels follow "request-side
+//!   narrowing and response-side widening break clients". The deliberate level differences
+//!   from oasdiff are listed (with reasons) in the integration tests.
 
 mod diff;
 mod load;

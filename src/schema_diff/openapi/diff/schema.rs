@@ -36,7 +36,14 @@ impl<'s> Differ<'s> {
         if guarded && !self.stack.insert(pair.clone()) {
             return;
         }
-        let (ou, nu) = (null_union(ov), null_union(nv));
+        let (mut ou, mut nu) = (null_union(ov), null_union(nv));
+        // Against another union, compare the lists branch by branch instead.
+        if ou.is_some() && nu.is_none() && has_union(nv) {
+            ou = None;
+        }
+        if nu.is_some() && ou.is_none() && has_union(ov) {
+            nu = None;
+        }
         if ou.is_some() || nu.is_some() {
             // `anyOf/oneOf: [X, {type: null}]` is X made nullable: compare the nullability,
             // then X itself (through its `$ref`, so shared components stay units).
@@ -109,8 +116,10 @@ impl<'s> Differ<'s> {
         if ctx.old_file == ctx.new_file && self.same_queueing_units(ctx, ov, nv) {
             return;
         }
-        let ot = Types::of(o);
-        let nt = Types::of(n);
+        let mut ot = Types::of(o);
+        let mut nt = Types::of(n);
+        self.all_of_types(false, &ctx.old_file, o, &mut ot);
+        self.all_of_types(true, &ctx.new_file, n, &mut nt);
         self.compare_types(ctx, &ot, &nt);
         if !ctx.skip_nullable {
             self.compare_nullable(ctx, ot.nullable, nt.nullable);
@@ -511,6 +520,29 @@ impl<'s> Differ<'s> {
                 );
             }
         }
+        // `const` (3.1): a single allowed value narrows like an enum of one.
+        let req = ctx.side == Side::Request;
+        match (o.get("const"), n.get("const")) {
+            (None, Some(v)) => {
+                let level = if req { Level::Err } else { Level::Info };
+                let msg = format!("{what} was restricted to the constant `{}`", fmt_value(v));
+                self.emit_schema(ctx, "const-added", level, msg);
+            }
+            (Some(v), None) => {
+                let level = if req { Level::Info } else { Level::Err };
+                let msg = format!("{what} is no longer the constant `{}`", fmt_value(v));
+                self.emit_schema(ctx, "const-removed", level, msg);
+            }
+            (Some(a), Some(b)) if a != b => {
+                let msg = format!(
+                    "the constant of {what} changed from `{}` to `{}`",
+                    fmt_value(a),
+                    fmt_value(b)
+                );
+                self.emit_schema(ctx, "const-changed", Level::Err, msg);
+            }
+            _ => {}
+        }
         match (o.get("default"), n.get("default")) {
             (None, Some(v)) => self.emit_schema(
                 ctx,
@@ -662,6 +694,13 @@ impl<'s> Differ<'s> {
                         let child = ctx.child(&format!("{kw}/{}", nb[j].0), None);
                         self.diff_schema(&child, ob[i].1, nb[j].1);
                     }
+                    None if kw == "allOf"
+                        && self
+                            .object_shape_branch(false, &ctx.old_file, ob[i].1)
+                            .is_some() =>
+                    {
+                        // Its properties were compared as the schema's own.
+                    }
                     None => {
                         let level = match (kw, ctx.side) {
                             ("allOf", Side::Request) => Level::Warn,
@@ -678,7 +717,14 @@ impl<'s> Differ<'s> {
                     }
                 }
             }
-            for k in &nkeys {
+            for (j, k) in nkeys.iter().enumerate() {
+                if kw == "allOf"
+                    && self
+                        .object_shape_branch(true, &ctx.new_file, nb[j].1)
+                        .is_some()
+                {
+                    continue;
+                }
                 if !okeys.contains(k) {
                     // Response side: a new alternative is a value old clients cannot decode.
                     let level = match (kw, ctx.side) {
@@ -735,31 +781,108 @@ impl<'s> Differ<'s> {
             .collect()
     }
 
+    /// A schema that declares no type of its own takes the types its `allOf` branches declare
+    /// (`allOf: [{$ref: Base}, {properties: ..}]` is an object when `Base` is).
+    fn all_of_types(&self, new_side: bool, file: &str, m: &'s Map<String, Value>, t: &mut Types) {
+        if !t.types.is_empty() {
+            return;
+        }
+        for (_, b) in branches(m, "allOf") {
+            let (v, _, _) = self.resolve(new_side, file, b);
+            if let Some(bm) = v.as_object() {
+                let bt = Types::of(bm);
+                if !bt.types.is_empty() {
+                    t.types = bt.types;
+                    if t.format.is_none() {
+                        t.format = bt.format;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// An `allOf` branch that only shapes an object (properties, required) and has no
+    /// counterpart on the other side: its properties count as the schema's own, so moving
+    /// properties into or out of a shared base schema is not reported as removing and adding
+    /// them. Returns the resolved branch and its file.
+    fn object_shape_branch(
+        &self,
+        new_side: bool,
+        file: &str,
+        branch: &'s Value,
+    ) -> Option<(&'s Map<String, Value>, String)> {
+        let (v, file, _) = self.resolve(new_side, file, branch);
+        let m = v.as_object()?;
+        let shape_only = m.iter().all(|(k, v)| match k.as_str() {
+            "type" => v.as_str() == Some("object"),
+            "properties" | "required" | "description" | "title" | "example" | "examples" => true,
+            other => other.starts_with("x-"),
+        });
+        (shape_only && (m.contains_key("properties") || m.contains_key("required")))
+            .then_some((m, file))
+    }
+
+    /// Properties and required names of `own`, with those of its unmatched object-shape
+    /// `allOf` branches merged in (see [`Self::object_shape_branch`]). Each property carries
+    /// the file its schema was written in.
+    fn effective_properties(
+        &self,
+        new_side: bool,
+        (file, own): (&str, &'s Map<String, Value>),
+        (other_file, other): (&str, &'s Map<String, Value>),
+    ) -> (
+        indexmap::IndexMap<&'s str, (&'s Value, String)>,
+        HashSet<&'s str>,
+    ) {
+        let mut props = indexmap::IndexMap::new();
+        let mut required = required_set(own);
+        if let Some(p) = own.get("properties").and_then(Value::as_object) {
+            for (k, v) in p {
+                props.insert(k.as_str(), (v, file.to_string()));
+            }
+        }
+        let mine = branches(own, "allOf");
+        if mine.is_empty() {
+            return (props, required);
+        }
+        let theirs = branches(other, "allOf");
+        let their_keys = self.branch_keys(!new_side, other_file, &theirs);
+        let my_keys = self.branch_keys(new_side, file, &mine);
+        for ((_, b), key) in mine.iter().zip(&my_keys) {
+            if their_keys.contains(key) {
+                continue;
+            }
+            let Some((m, bfile)) = self.object_shape_branch(new_side, file, b) else {
+                continue;
+            };
+            required.extend(required_set(m));
+            if let Some(p) = m.get("properties").and_then(Value::as_object) {
+                for (k, v) in p {
+                    props.entry(k.as_str()).or_insert((v, bfile.clone()));
+                }
+            }
+        }
+        (props, required)
+    }
+
     fn compare_properties(
         &mut self,
         ctx: &Ctx,
         o: &'s Map<String, Value>,
         n: &'s Map<String, Value>,
     ) {
-        let empty: &'static Map<String, Value> = &EMPTY;
-        let op = o
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(empty);
-        let np = n
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(empty);
-        let oreq = required_set(o);
-        let nreq = required_set(n);
+        let (op, oreq) = self.effective_properties(false, (&ctx.old_file, o), (&ctx.new_file, n));
+        let (np, nreq) = self.effective_properties(true, (&ctx.new_file, n), (&ctx.old_file, o));
         let req = ctx.side == Side::Request;
-        for (name, ov) in op {
-            let child = ctx.child(&format!("properties/{}", escape_pointer(name)), Some(name));
+        for (&name, (ov, ofile)) in &op {
+            let mut child = ctx.child(&format!("properties/{}", escape_pointer(name)), Some(name));
+            child.old_file = ofile.clone();
             let what = child.what();
-            let (ovr, _, _) = self.resolve(false, &ctx.old_file, ov);
-            let Some(nv) = np.get(name) else {
+            let (ovr, _, _) = self.resolve(false, ofile, ov);
+            let Some((nv, nfile)) = np.get(name) else {
                 let write_only = bool_of(ovr, "writeOnly");
-                let required = oreq.contains(name.as_str());
+                let required = oreq.contains(name);
                 let (rule, level) = match (req, required, write_only) {
                     (true, _, _) => ("!request-property-removed", Level::Warn),
                     (false, true, true) => (
@@ -782,8 +905,9 @@ impl<'s> Differ<'s> {
                 );
                 continue;
             };
-            let (nvr, _, _) = self.resolve(true, &ctx.new_file, nv);
-            let (was, is) = (oreq.contains(name.as_str()), nreq.contains(name.as_str()));
+            child.new_file = nfile.clone();
+            let (nvr, _, _) = self.resolve(true, nfile, nv);
+            let (was, is) = (oreq.contains(name), nreq.contains(name));
             if was != is {
                 let read_only = bool_of(nvr, "readOnly");
                 let write_only = bool_of(nvr, "writeOnly");
@@ -833,13 +957,13 @@ impl<'s> Differ<'s> {
             }
             self.diff_schema(&inner, ov, nv);
         }
-        for (name, nv) in np {
+        for (&name, (nv, nfile)) in &np {
             if op.contains_key(name) {
                 continue;
             }
             let child = ctx.child(&format!("properties/{}", escape_pointer(name)), Some(name));
-            let (nvr, _, _) = self.resolve(true, &ctx.new_file, nv);
-            let required = nreq.contains(name.as_str());
+            let (nvr, _, _) = self.resolve(true, nfile, nv);
+            let required = nreq.contains(name);
             let read_only = bool_of(nvr, "readOnly");
             let write_only = bool_of(nvr, "writeOnly");
             let (rule, level) = match (req, required) {
@@ -922,6 +1046,12 @@ fn null_union(v: &Value) -> Option<&Value> {
         return None;
     }
     list.iter().find(|b| !is_null_schema(b))
+}
+
+/// Whether a schema has a `oneOf` or `anyOf` list.
+fn has_union(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|m| m.contains_key("oneOf") || m.contains_key("anyOf"))
 }
 
 fn is_null_schema(v: &Value) -> bool {
