@@ -27,8 +27,33 @@ pub fn check_spec(
     files: &dyn SourceFiles,
 ) -> (bool, Vec<Diagnostic>) {
     match schema_type {
-        SchemaType::Openapi => check_openapi(path, bytes),
+        SchemaType::Openapi => {
+            let (document, mut diags) = check_openapi(path, bytes);
+            if document && diags.is_empty() {
+                diags = check_refs(path, bytes, files);
+            }
+            (document, diags)
+        }
         SchemaType::Protobuf => (true, check_proto(path, files)),
+    }
+}
+
+/// The diff engine's own load of the document: `$ref`s that dangle or leave the repository,
+/// unreadable external files. Problems in another file are reported here, naming that file.
+fn check_refs(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Vec<Diagnostic> {
+    match crate::schema_diff::openapi::check_openapi(path, bytes, files) {
+        Ok(()) => Vec::new(),
+        Err(problems) => problems
+            .into_iter()
+            .map(|p| {
+                let to_u32 = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(1);
+                if p.path == path {
+                    spec_error(Loc::new(to_u32(p.line), to_u32(p.column)), p.message)
+                } else {
+                    spec_error(Loc::new(1, 1), p.to_string())
+                }
+            })
+            .collect(),
     }
 }
 

@@ -315,6 +315,21 @@ const BROKEN: &[(&str, Edit)] = &[
             "swagger: \"2.0\"\ninfo: {title: x, version: \"1\"}\npaths: {}\n",
         );
     }),
+    ("spec_dangling_and_escaping_refs", |f| {
+        let text =
+            std::fs::read_to_string(f.path().join("specs/payments/openapi.yaml")).expect("read");
+        f.write(
+            "specs/payments/openapi.yaml",
+            text.replace(
+                "#/components/schemas/ChargeRequest",
+                "#/components/schemas/ChargeRequst",
+            )
+            .replace(
+                "\"#/components/schemas/Error\"",
+                "\"../../../outside.yaml#/Error\"",
+            ),
+        );
+    }),
     ("spec_unparseable_json", |f| {
         f.write(
             "specs/auth/openapi.json",
