@@ -102,11 +102,10 @@ impl SourceFiles for DirFiles {
 
 /// Files of one commit of a Git repository, read as blobs from its tree.
 ///
-/// `git2::Repository` is not `Sync`, so this holds the repository path and tree id and opens
-/// the repository behind a mutex; callers on one thread pay one open.
+/// `git2::Repository` is `Send` but not `Sync`, so the one open repository sits behind a
+/// mutex; every read locks it briefly.
 pub struct GitFiles {
     repo: std::sync::Mutex<git2::Repository>,
-    repo_path: PathBuf,
     tree: git2::Oid,
     commit: Option<git2::Oid>,
 }
@@ -121,7 +120,6 @@ impl GitFiles {
             (commit, object.peel_to_tree()?.id())
         };
         Ok(Self {
-            repo_path: repo.path().to_path_buf(),
             repo: std::sync::Mutex::new(repo),
             tree,
             commit,
@@ -133,42 +131,40 @@ impl GitFiles {
         self.commit
     }
 
-    /// Reads a blob by id (size-capped), without walking the tree.
-    pub fn read_blob(&self, id: git2::Oid) -> Result<Vec<u8>, ReadError> {
-        let repo = self
-            .repo
-            .lock()
-            .map_err(|_| ReadError::Io("repository lock poisoned".into()))?;
-        let blob = repo
-            .find_blob(id)
-            .map_err(|e| ReadError::Io(e.message().to_string()))?;
-        let size = blob.size() as u64;
-        if size > MAX_FILE_BYTES {
-            return Err(ReadError::TooLarge {
-                size,
-                limit: MAX_FILE_BYTES,
-            });
-        }
-        Ok(blob.content().to_vec())
-    }
-
-    /// The repository's `.git` directory.
-    pub fn repo_path(&self) -> &Path {
-        &self.repo_path
-    }
-
     pub fn tree_id(&self) -> git2::Oid {
         self.tree
     }
+
+    /// The open repository. A panic while it was locked leaves nothing half-done in it (reads
+    /// only), so a poisoned lock is taken over.
+    pub fn repository(&self) -> std::sync::MutexGuard<'_, git2::Repository> {
+        self.repo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads a blob by id (size-capped), without walking the tree.
+    pub fn read_blob(&self, id: git2::Oid) -> Result<Vec<u8>, ReadError> {
+        blob_bytes(&self.repository(), id)
+    }
+}
+
+fn blob_bytes(repo: &git2::Repository, id: git2::Oid) -> Result<Vec<u8>, ReadError> {
+    let blob = repo
+        .find_blob(id)
+        .map_err(|e| ReadError::Io(e.message().to_string()))?;
+    let size = blob.size() as u64;
+    if size > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            size,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(blob.content().to_vec())
 }
 
 impl SourceFiles for GitFiles {
     fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
         let rel = normalize(path)?;
-        let repo = self
-            .repo
-            .lock()
-            .map_err(|_| ReadError::Io("repository lock poisoned".into()))?;
+        let repo = self.repository();
         let tree = repo
             .find_tree(self.tree)
             .map_err(|e| ReadError::Io(e.message().to_string()))?;
@@ -178,23 +174,12 @@ impl SourceFiles for GitFiles {
             Err(e) => return Err(ReadError::Io(e.message().to_string())),
         };
         // Symlinks in Git are blobs holding the target; config loaders never follow them.
-        if entry.filemode() == i32::from(git2::FileMode::Link) {
+        if entry.filemode() == i32::from(git2::FileMode::Link)
+            || entry.kind() != Some(git2::ObjectType::Blob)
+        {
             return Err(ReadError::NotRegular);
         }
-        if entry.kind() != Some(git2::ObjectType::Blob) {
-            return Err(ReadError::NotRegular);
-        }
-        let blob = repo
-            .find_blob(entry.id())
-            .map_err(|e| ReadError::Io(e.message().to_string()))?;
-        let size = blob.size() as u64;
-        if size > MAX_FILE_BYTES {
-            return Err(ReadError::TooLarge {
-                size,
-                limit: MAX_FILE_BYTES,
-            });
-        }
-        Ok(blob.content().to_vec())
+        blob_bytes(&repo, entry.id())
     }
 }
 

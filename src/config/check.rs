@@ -1,6 +1,6 @@
 //! Cross-file checks of a parsed revision (duplicate names, references, dependency cycles,
 //! base paths, trigger filters, templates, environments, inline secrets), and assembly of the
-//! validated [`DesiredState`]. Does no IO beyond what the snapshot already holds.
+//! validated [`DesiredState`]. Works on the parsed files alone: no IO.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,12 +9,11 @@ use serde_json::Value as Json;
 use super::load::{
     DesiredState, Doc, Entity, FederatedService, Federation, FileClass, Input, SpecFile, file_stem,
 };
-use super::snapshot::Snapshot;
 use crate::diag::{Diagnostic, Severity, did_you_mean};
 use crate::model::events::{ENVELOPE_FIELDS, EventType, PATH_FIELDS, TriggerEvent};
 use crate::model::{
-    FederationSpec, FilterValue, Kind, PersonaSpec, PipelineSpec, SDK_PRESETS, ScenarioSpec,
-    ServiceSpec, Settings, StepType,
+    FederationSpec, FilterValue, Kind, PipelineSpec, SDK_PRESETS, ScenarioSpec, ServiceSpec,
+    Settings, StepType,
 };
 use crate::yaml::{Loc, Node};
 
@@ -65,21 +64,12 @@ impl Ctx<'_> {
     }
 }
 
-fn hint_for(d: &mut Diagnostic, hint: Option<String>) {
-    d.hint = hint;
-}
-
 fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     did_you_mean(input, candidates).map(|s| format!("did you mean `{s}`?"))
 }
 
 /// Entry point: checks everything across files and builds the desired state.
-pub(crate) fn check(
-    inputs: &[Input],
-    snap: &dyn Snapshot,
-    out: &mut Vec<Diagnostic>,
-) -> DesiredState {
-    let _ = snap;
+pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>) -> DesiredState {
     let mut cx = Ctx { out };
     let mut st = DesiredState::default();
 
@@ -247,13 +237,13 @@ pub(crate) fn check(
         {
             let loc = cx.at(input, "/workspace_id");
             let hint = suggest(ws, workspaces.iter().copied());
-            let d = cx.warn(
+            cx.warn(
                 "unknown-workspace",
                 input,
                 loc,
                 format!("workspace `{ws}` belongs to no service or federation"),
-            );
-            hint_for(d, hint);
+            )
+            .hint = hint;
         }
         match &input.parsed.doc {
             Some(Doc::Scenario(s)) => {
@@ -268,7 +258,6 @@ pub(crate) fn check(
                 );
             }
             Some(Doc::Persona(p)) => {
-                let _: &PersonaSpec = p;
                 st.personas.insert(
                     (env.clone(), id),
                     Entity {
@@ -474,13 +463,13 @@ fn check_service(
                             (!p.starts_with("specs/"))
                                 .then(|| "spec files live under `specs/`".to_string())
                         });
-                        let d = cx.error(
+                        cx.error(
                             "spec-missing",
                             input,
                             loc,
                             format!("spec `{spec}` does not exist in this revision"),
-                        );
-                        hint_for(d, hint);
+                        )
+                        .hint = hint;
                     }
                     Some(f) if !f.document => {
                         cx.error("spec-invalid", input, loc, format!("spec `{spec}` is not an OpenAPI document (no top-level `openapi` key)"));
@@ -525,13 +514,13 @@ fn check_service(
             );
         } else if !services.contains(&dep.as_str()) {
             let hint = suggest(dep, services.iter().copied());
-            let d = cx.error(
+            cx.error(
                 "unknown-service",
                 input,
                 loc,
                 format!("dependency `{dep}` is not a service in services/"),
-            );
-            hint_for(d, hint);
+            )
+            .hint = hint;
         }
     }
 }
@@ -668,13 +657,13 @@ fn check_federation(
                     let hint = suggest(r, service_names.iter().copied()).or_else(|| {
                         Some(format!("add `services/{r}.yaml`, or define the service inline with `workspace_id` and `base_path`"))
                     });
-                    let d = cx.error(
+                    cx.error(
                         "unknown-service",
                         input,
                         loc,
                         format!("service `{r}` is not defined in services/"),
-                    );
-                    hint_for(d, hint);
+                    )
+                    .hint = hint;
                     continue;
                 }
             },
@@ -789,7 +778,7 @@ fn check_federation(
                         "add `{dep}` to this federation's services, or remove the dependency"
                     ))
                 });
-                let d = cx.error(
+                cx.error(
                     "unknown-dependency",
                     input,
                     loc,
@@ -797,8 +786,8 @@ fn check_federation(
                         "`{}` depends on `{dep}`, which is not in this federation",
                         m.name
                     ),
-                );
-                hint_for(d, hint);
+                )
+                .hint = hint;
             }
         }
     }
@@ -848,13 +837,13 @@ fn check_scenario(
             None if invalid_federations.contains(name) => return,
             None => {
                 let hint = suggest(name, st.federations.keys().map(String::as_str));
-                let d = cx.error(
+                cx.error(
                     "unknown-federation",
                     input,
                     cx.at(input, "/federation"),
                     format!("federation `{name}` is not defined in federations/"),
-                );
-                hint_for(d, hint);
+                )
+                .hint = hint;
                 return;
             }
         },
@@ -874,13 +863,13 @@ fn check_scenario(
                 "in services/"
             };
             let hint = suggest(svc, known.iter().copied());
-            let d = cx.error(
+            cx.error(
                 "unknown-service",
                 input,
                 loc,
                 format!("scenario step names service `{svc}`, which is not {scope}"),
-            );
-            hint_for(d, hint);
+            )
+            .hint = hint;
         }
     }
 }
@@ -940,13 +929,13 @@ fn check_pipeline(
         && !workspaces.contains(ws.as_str())
     {
         let hint = suggest(ws, workspaces.iter().copied());
-        let d = cx.warn(
+        cx.warn(
             "unknown-workspace",
             input,
             cx.at(input, "/workspace_id"),
             format!("workspace `{ws}` belongs to no service or federation"),
-        );
-        hint_for(d, hint);
+        )
+        .hint = hint;
     }
     let mut events: Vec<TriggerEvent> = Vec::new();
     for (i, t) in def.triggers.iter().enumerate() {
@@ -958,13 +947,13 @@ fn check_pipeline(
                 let hint = close.map(|c| format!("did you mean `{c}`?")).or_else(|| {
                     Some("known events: schema.changed, config.changed, scenario.published, persona.published, workspace.created, promotion.completed, drift.threshold_exceeded, pipeline.triggered|completed|failed; custom events are dotted names like `deploy.finished`".into())
                 });
-                let d = cx.error(
+                cx.error(
                     "unknown-event",
                     input,
                     loc,
                     format!("unknown event `{}`", t.event),
-                );
-                hint_for(d, hint);
+                )
+                .hint = hint;
                 continue;
             }
         };
@@ -984,7 +973,7 @@ fn check_pipeline(
                 };
                 let hint = suggest(key, fields.iter().copied())
                     .or_else(|| Some(format!("`{}` carries: {}", ev.as_str(), fields.join(", "))));
-                let d = cx.error(
+                cx.error(
                     "unknown-filter-field",
                     input,
                     kloc,
@@ -992,8 +981,8 @@ fn check_pipeline(
                         "`{}` events do not carry `{key}`, so this filter never matches",
                         ev.as_str()
                     ),
-                );
-                hint_for(d, hint);
+                )
+                .hint = hint;
                 continue;
             }
             if PATH_FIELDS.contains(&key.as_str()) {
@@ -1170,8 +1159,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                         let hint = suggest(field, fields.iter().copied()).or_else(|| {
                             Some(format!("`{}` carries: {}", ev.as_str(), fields.join(", ")))
                         });
-                        let d = cx.error("template-unknown-variable", input, loc, format!("`{{{{event.{field}}}}}` names a field that `{}` events do not carry", ev.as_str()));
-                        hint_for(d, hint);
+                        cx.error("template-unknown-variable", input, loc, format!("`{{{{event.{field}}}}}` names a field that `{}` events do not carry", ev.as_str())).hint = hint;
                     }
                 }
             }
@@ -1184,13 +1172,13 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                                 .into(),
                         )
                     });
-                    let d = cx.error(
+                    cx.error(
                         "template-unknown-variable",
                         input,
                         loc,
                         format!("variable `{name}` is not defined"),
-                    );
-                    hint_for(d, hint);
+                    )
+                    .hint = hint;
                 }
             }
             "steps" => {
@@ -1201,13 +1189,13 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                             suggest(step, tctx.earlier.iter().map(|(n, _)| *n)).or_else(|| {
                                 Some("a step can use the outputs of the steps before it".into())
                             });
-                        let d = cx.error(
+                        cx.error(
                             "template-unknown-variable",
                             input,
                             loc,
                             format!("`steps.{step}` is not a step that runs before this one"),
-                        );
-                        hint_for(d, hint);
+                        )
+                        .hint = hint;
                     }
                     Some((_, ty)) => {
                         let next = parts.next();
@@ -1229,13 +1217,13 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                                     ty.outputs().join(", ")
                                 ))
                             });
-                            let d = cx.error(
+                            cx.error(
                                 "template-unknown-variable",
                                 input,
                                 loc,
                                 format!("`{}` steps have no output `{key}`", ty.as_str()),
-                            );
-                            hint_for(d, hint);
+                            )
+                            .hint = hint;
                         }
                     }
                 }
@@ -1244,13 +1232,13 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
             other => {
                 let hint = suggest(other, TEMPLATE_GLOBALS.iter().copied())
                     .or_else(|| Some(format!("available: {}, event.<field>, steps.<name>.outputs.<key>, variables.<name>", TEMPLATE_GLOBALS[..5].join(", "))));
-                let d = cx.error(
+                cx.error(
                     "template-unknown-variable",
                     input,
                     loc,
                     format!("`{other}` is not a template variable"),
-                );
-                hint_for(d, hint);
+                )
+                .hint = hint;
             }
         }
     }
@@ -1303,13 +1291,13 @@ fn check_step_config(
                     let hint = suggest(l, SDK_PRESETS.iter().copied()).or_else(|| {
                         Some(format!("presets: {}; for another language add `generators: {{{l}: {{command: [...]}}}}`", SDK_PRESETS.join(", ")))
                     });
-                    let d = cx.error(
+                    cx.error(
                         "unknown-language",
                         input,
                         loc,
                         format!("no generator for language `{l}`"),
-                    );
-                    hint_for(d, hint);
+                    )
+                    .hint = hint;
                 }
             }
         }
@@ -1323,13 +1311,13 @@ fn check_step_config(
                 {
                     let hint = suggest(v, envs.iter().copied())
                         .or_else(|| Some(format!("declared environments: {}", envs.join(", "))));
-                    let d = cx.error(
+                    cx.error(
                         "unknown-environment",
                         input,
                         cx.at(input, &format!("{cptr}/{k}")),
                         format!("environment `{v}` is not declared"),
-                    );
-                    hint_for(d, hint);
+                    )
+                    .hint = hint;
                 }
             }
             if let (Some(f), Some(t)) = (from, to) {
@@ -1464,13 +1452,13 @@ fn check_step_config(
                         let hint = suggest(from, earlier.iter().map(|(n, _)| *n)).or_else(|| {
                             Some("`from_step` names a step that runs before this one".into())
                         });
-                        let d = cx.error(
+                        cx.error(
                             "unknown-step",
                             input,
                             cx.at(input, &format!("{fptr}/from_step")),
                             format!("`{from}` is not an earlier step"),
-                        );
-                        hint_for(d, hint);
+                        )
+                        .hint = hint;
                     }
                 }
             }

@@ -317,7 +317,7 @@ impl Loader {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.entries.retain(|_, (g, _)| *g + 1 >= generation);
         }
-        let state = check::check(&inputs, snap, &mut diagnostics);
+        let state = check::check(&inputs, &mut diagnostics);
         diag::sort(&mut diagnostics);
         diagnostics.dedup();
         Ok(Loaded { state, diagnostics })

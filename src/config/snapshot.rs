@@ -44,8 +44,7 @@ pub trait Snapshot: SourceFiles {
 
     /// Reads a file listed by [`Snapshot::entries`]; `blob` is its id from that listing.
     /// Git snapshots read the blob directly instead of walking the tree again.
-    fn read_entry(&self, path: &str, blob: &str) -> Result<Vec<u8>, ReadError> {
-        let _ = blob;
+    fn read_entry(&self, path: &str, _blob: &str) -> Result<Vec<u8>, ReadError> {
         self.read(path)
     }
 }
@@ -178,7 +177,7 @@ impl Snapshot for GitFiles {
     }
 
     fn entries(&self) -> Result<Vec<Entry>, SnapshotError> {
-        let repo = git2::Repository::open(self.repo_path())?;
+        let repo = self.repository();
         let tree = repo.find_tree(self.tree_id())?;
         let mut out = Vec::new();
         let mut links = Vec::new();

@@ -6,18 +6,6 @@ use crate::schema_diff::SchemaType;
 use crate::source::SourceFiles;
 use crate::yaml::{self, Limits, Loc, Node, Value};
 
-/// Parses an OpenAPI file (YAML or JSON) into a located tree.
-pub fn parse_openapi_file(path: &str, bytes: &[u8]) -> Result<Node, yaml::YamlError> {
-    // JSON is YAML 1.2; one parser gives locations for both.
-    let _ = path;
-    yaml::parse(bytes, Limits::SPEC)
-}
-
-/// Whether a parsed spec file is a whole OpenAPI document (has a top-level `openapi` key).
-pub fn is_openapi_document(node: &Node) -> bool {
-    node.get("openapi").is_some() || node.get("swagger").is_some()
-}
-
 /// Whether the file is a whole document (not a `$ref` fragment), and its diagnostics (empty
 /// when it is fine; with an empty `file`).
 pub fn check_spec(
@@ -27,23 +15,19 @@ pub fn check_spec(
     files: &dyn SourceFiles,
 ) -> (bool, Vec<Diagnostic>) {
     match schema_type {
-        SchemaType::Openapi => {
-            let (document, mut diags) = check_openapi(path, bytes);
-            if document && diags.is_empty() {
-                diags = check_refs(path, bytes, files);
-            }
-            (document, diags)
-        }
+        SchemaType::Openapi => check_openapi(path, bytes, files),
         SchemaType::Protobuf => (true, check_proto(path, files)),
     }
 }
 
-/// The diff engine's own load of the document: `$ref`s that dangle or leave the repository,
-/// unreadable external files. Problems in another file are reported here, naming that file.
-fn check_refs(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Vec<Diagnostic> {
-    match crate::schema_diff::openapi::check_openapi(path, bytes, files) {
-        Ok(()) => Vec::new(),
-        Err(problems) => problems
+/// The diff engine's own load of the parsed document: `$ref`s that dangle or leave the
+/// repository, unreadable external files. Problems in another file are reported here, naming
+/// that file.
+fn check_refs(path: &str, bytes: &[u8], root: &Node, files: &dyn SourceFiles) -> Vec<Diagnostic> {
+    match crate::schema_diff::openapi::load_root(path, bytes, root.to_json(), files) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .problems()
             .into_iter()
             .map(|p| {
                 let to_u32 = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(1);
@@ -61,8 +45,9 @@ fn spec_error(loc: Loc, message: impl Into<String>) -> Diagnostic {
     Diagnostic::error("invalid-spec", "", loc, message)
 }
 
-fn check_openapi(path: &str, bytes: &[u8]) -> (bool, Vec<Diagnostic>) {
-    let node = match parse_openapi_file(path, bytes) {
+fn check_openapi(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> (bool, Vec<Diagnostic>) {
+    // JSON is YAML 1.2: one parser gives locations for both.
+    let node = match yaml::parse(bytes, Limits::SPEC) {
         Ok(n) => n,
         Err(e) => {
             let d = Diagnostic::error(
@@ -143,6 +128,9 @@ fn check_openapi(path: &str, bytes: &[u8]) -> (bool, Vec<Diagnostic>) {
             }
             _ => out.push(spec_error(paths.loc, "`paths` must be a mapping")),
         }
+    }
+    if out.is_empty() {
+        out = check_refs(path, bytes, &node, files);
     }
     (true, out)
 }

@@ -308,11 +308,24 @@ pub fn detect_version(path: &str, doc: &Value) -> Result<OpenapiVersion, SpecPro
 /// Loads the description at repo-relative `path` from `bytes`, reading external `$ref`
 /// targets through `files`. All problems found are returned together.
 pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, LoadError> {
+    let root = parse_document(path, bytes).map_err(|p| LoadError::Invalid {
+        path: path.to_string(),
+        problems: vec![p],
+    })?;
+    load_root(path, bytes, root, files)
+}
+
+/// [`load`] for a document already parsed into `root` (from `bytes`, which locate problems).
+pub fn load_root(
+    path: &str,
+    bytes: &[u8],
+    root: Value,
+    files: &dyn SourceFiles,
+) -> Result<Spec, LoadError> {
     let invalid = |problems| LoadError::Invalid {
         path: path.to_string(),
         problems,
     };
-    let root = parse_document(path, bytes).map_err(|p| invalid(vec![p]))?;
     let version = detect_version(path, &root).map_err(|p| invalid(vec![p]))?;
     if !root.get("paths").is_none_or(Value::is_object) {
         return Err(invalid(vec![SpecProblem {

@@ -19,7 +19,9 @@ mod load;
 mod ops;
 mod reach;
 
-pub use load::{LoadError, OpenapiVersion, RefTarget, Spec, SpecProblem, load, parse_document};
+pub use load::{
+    LoadError, OpenapiVersion, RefTarget, Spec, SpecProblem, load, load_root, parse_document,
+};
 
 use crate::schema_diff::{Change, SourceFiles};
 
