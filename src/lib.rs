@@ -6,5 +6,6 @@ pub mod diag;
 pub mod model;
 pub mod schema_diff;
 pub mod source;
+pub mod step;
 pub mod template;
 pub mod yaml;
