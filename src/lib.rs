@@ -2,10 +2,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod diag;
 pub mod model;
+pub mod reconcile;
 pub mod schema_diff;
 pub mod source;
 pub mod step;
+pub mod store;
 pub mod template;
+pub mod time;
 pub mod yaml;

@@ -1,5 +1,7 @@
 //! Command-line interface: one subcommand per module; each returns its exit code.
 
+pub mod client;
+pub mod daemon;
 pub mod diff;
 pub mod schemas;
 pub mod validate;
@@ -37,6 +39,12 @@ pub enum Command {
     Schemas(schemas::SchemasArgs),
     /// Compare two versions of an API description (OpenAPI or protobuf) and classify changes.
     Diff(diff::DiffArgs),
+    /// Follow a config repository: apply every commit, store its events, serve the API.
+    Daemon(daemon::DaemonArgs),
+    /// Show where a running daemon stands (last applied and attempted commit, errors).
+    Status(client::StatusArgs),
+    /// List or post events of a running daemon.
+    Events(client::EventsArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -46,6 +54,9 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Schemas(args) => schemas::run(&args),
         Command::Diff(args) => return diff::run(&args),
+        Command::Daemon(args) => daemon::run(&args),
+        Command::Status(args) => client::status(&args),
+        Command::Events(args) => client::events(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

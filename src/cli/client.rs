@@ -1,0 +1,277 @@
+//! `mockops status` and `mockops events`: clients of a running daemon's HTTP API.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Map, Value as Json, json};
+
+use super::exit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Base URL of the daemon's API.
+    #[arg(
+        long,
+        env = "MOCKOPS_API",
+        default_value = "http://127.0.0.1:8480",
+        global = true
+    )]
+    pub api: String,
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List stored events, oldest first.
+    List {
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events with an id above this one.
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Post a custom event (it lands in the same log and triggers pipelines).
+    Emit {
+        /// Event name, e.g. `release.published`.
+        event_type: String,
+        /// Payload as a JSON object.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Posting twice with the same key stores the event once.
+        #[arg(long)]
+        dedup_key: Option<String>,
+        /// File with the API token (default: `.state/api-token`; or set MOCKOPS_API_TOKEN).
+        #[arg(
+            long,
+            env = "MOCKOPS_API_TOKEN_FILE",
+            default_value = ".state/api-token"
+        )]
+        api_token_file: PathBuf,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
+}
+
+async fn get(api: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<Json> {
+    let url = format!("{}{}", api.trim_end_matches('/'), path);
+    let resp = client()?
+        .get(&url)
+        .query(query)
+        .send()
+        .await
+        .with_context(|| {
+            format!("cannot reach the daemon at {api} (is `mockops daemon` running?)")
+        })?;
+    let status = resp.status();
+    let body: Json = resp.json().await.unwrap_or(Json::Null);
+    anyhow::ensure!(
+        status.is_success(),
+        "{url}: {status}: {}",
+        body.get("error").and_then(Json::as_str).unwrap_or("")
+    );
+    Ok(body)
+}
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
+    let body = runtime()?.block_on(get(&args.api.api, "/api/v1/status", &[]))?;
+    if args.api.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(exit::OK);
+    }
+    let s = |v: &Json| v.as_str().unwrap_or("-").to_string();
+    let rev = |v: &Json| match v.get("sha").and_then(Json::as_str) {
+        Some(sha) => format!(
+            "{} (at {})",
+            &sha[..sha.len().min(12)],
+            s(v.get("at").unwrap_or(&Json::Null))
+        ),
+        None => "-".into(),
+    };
+    println!("source:          {}", s(&body["source"]));
+    println!("branch:          {}", s(&body["branch"]));
+    println!(
+        "head:            {}",
+        body["head"]
+            .as_str()
+            .map(|h| h[..h.len().min(12)].to_string())
+            .unwrap_or("-".into())
+    );
+    println!("last applied:    {}", rev(&body["last_applied"]));
+    println!(
+        "last attempted:  {} {}",
+        rev(&body["last_attempted"]),
+        match body["last_attempted_status"].as_str() {
+            Some("invalid") => format!(
+                "INVALID ({} errors; see `mockops validate --rev`)",
+                body["last_attempted_errors"]
+            ),
+            Some(st) => st.to_string(),
+            None => String::new(),
+        }
+    );
+    if let Some(e) = body["last_error"].as_str() {
+        println!("last error:      {e}");
+    }
+    if let Some(r) = body["rebuilt"].as_str() {
+        println!("note:            {r}");
+    }
+    let c = &body["counts"];
+    println!(
+        "store:           {} entities, {} revisions, {} events ({} not yet dispatched)",
+        c["entities"], c["revisions"], c["events"], c["outbox"]
+    );
+    Ok(exit::OK)
+}
+
+pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    match &args.command {
+        EventsCommand::List {
+            event_type,
+            workspace,
+            since,
+            after,
+            limit,
+        } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(t) = event_type {
+                q.push(("type", t.clone()));
+            }
+            if let Some(w) = workspace {
+                q.push(("workspace", w.clone()));
+            }
+            if let Some(s) = since {
+                q.push(("since", s.clone()));
+            }
+            if let Some(a) = after {
+                q.push(("after", a.to_string()));
+            }
+            let body = rt.block_on(get(&args.api.api, "/api/v1/events", &q))?;
+            if args.api.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(exit::OK);
+            }
+            for e in body["events"].as_array().into_iter().flatten() {
+                println!("{}", one_line(e));
+            }
+            Ok(exit::OK)
+        }
+        EventsCommand::Emit {
+            event_type,
+            payload,
+            workspace,
+            dedup_key,
+            api_token_file,
+        } => {
+            let payload: Map<String, Json> = serde_json::from_str(payload)
+                .context("--payload must be a JSON object, e.g. '{\"version\": \"1.2.0\"}'")?;
+            let token = match std::env::var("MOCKOPS_API_TOKEN") {
+                Ok(t) if !t.is_empty() => t,
+                _ => std::fs::read_to_string(api_token_file)
+                    .with_context(|| {
+                        format!(
+                            "cannot read the API token from {} (set --api-token-file or MOCKOPS_API_TOKEN)",
+                            api_token_file.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string(),
+            };
+            let body = json!({
+                "event_type": event_type,
+                "workspace_id": workspace,
+                "payload": payload,
+                "dedup_key": dedup_key,
+                "caller": "cli",
+            });
+            let url = format!("{}/api/v1/events", args.api.api.trim_end_matches('/'));
+            let out: Json = rt.block_on(async {
+                let resp = client()?
+                    .post(&url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach the daemon at {}", args.api.api))?;
+                let status = resp.status();
+                let v: Json = resp.json().await.unwrap_or(Json::Null);
+                anyhow::ensure!(
+                    status.is_success(),
+                    "{status}: {}",
+                    v.get("error").and_then(Json::as_str).unwrap_or("")
+                );
+                Ok::<_, anyhow::Error>(v)
+            })?;
+            if args.api.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("stored: {}", one_line(&out));
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn one_line(e: &Json) -> String {
+    let p = &e["payload"];
+    let detail = [
+        "spec_path",
+        "config_path",
+        "scenario_id",
+        "persona_id",
+        "summary",
+    ]
+    .iter()
+    .filter_map(|k| p.get(*k).and_then(Json::as_str).map(|v| format!("{k}={v}")))
+    .collect::<Vec<_>>()
+    .join(" ");
+    format!(
+        "{:>6}  {}  {:<22} {:<28} {}",
+        e["id"],
+        e["timestamp"].as_str().unwrap_or(""),
+        e["event_type"].as_str().unwrap_or(""),
+        e["workspace_id"].as_str().unwrap_or("-"),
+        detail
+    )
+}

@@ -1,0 +1,105 @@
+//! `mockops daemon`: run the reconciler.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::daemon::{self, DaemonConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Local config repository to follow. Without it (and without --repo-url) the daemon
+    /// follows a demo repository it creates in the state directory.
+    #[arg(long, env = "MOCKOPS_REPO", conflicts_with = "repo_url")]
+    pub repo: Option<PathBuf>,
+    /// Remote config repository to clone and follow.
+    #[arg(long, env = "MOCKOPS_REPO_URL")]
+    pub repo_url: Option<String>,
+    /// Branch to follow (default: the local repository's current branch, or `main`).
+    #[arg(long, env = "MOCKOPS_BRANCH")]
+    pub branch: Option<String>,
+    /// Directory of the store; one daemon owns it.
+    #[arg(long, env = "MOCKOPS_STATE_DIR", default_value = ".state")]
+    pub state_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, env = "MOCKOPS_LISTEN", default_value = "127.0.0.1:8480")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "MOCKOPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Re-read the branch at least this often, whatever watching says (e.g. `30s`, `5m`).
+    #[arg(long, env = "MOCKOPS_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// File holding the secret of the GitHub push webhook (`POST /api/v1/webhooks/github`).
+    #[arg(long, env = "MOCKOPS_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// File holding the bearer token of write endpoints (default: `<state-dir>/api-token`,
+    /// generated on first start).
+    #[arg(long, env = "MOCKOPS_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// On a fresh store, start from this revision and replay every commit up to the head,
+    /// with their events (default: take the head as the baseline).
+    #[arg(long)]
+    pub replay_from: Option<String>,
+    /// How long shutdown waits for the commit in progress.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let s = s.trim_end_matches(['\n', '\r']).to_string();
+    anyhow::ensure!(!s.is_empty(), "the {what} file {} is empty", path.display());
+    Ok(s)
+}
+
+pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
+    init_logging(args.log_format);
+    let cfg = DaemonConfig {
+        repo: args.repo.clone(),
+        repo_url: args.repo_url.clone(),
+        branch: args.branch.clone(),
+        state_dir: args.state_dir.clone(),
+        listen: args.listen,
+        poll_interval: args.poll_interval,
+        webhook_secret: args
+            .webhook_secret_file
+            .as_ref()
+            .map(|p| read_secret(p, "webhook secret").map(String::into_bytes))
+            .transpose()?,
+        api_token: args
+            .api_token_file
+            .as_ref()
+            .map(|p| read_secret(p, "API token"))
+            .transpose()?,
+        replay_from: args.replay_from.clone(),
+        drain_timeout: args.drain_timeout,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(daemon::run(cfg))?;
+    Ok(super::exit::OK)
+}

@@ -1,0 +1,449 @@
+//! The HTTP API (axum): health, readiness, metrics, status, desired state, events, revisions,
+//! and the GitHub push webhook.
+//!
+//! Reads go to the store through MVCC read transactions; the only writes are event ingestion
+//! (bearer token) and the webhook's wake-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use super::Shared;
+use crate::store::{EventFilter, NewEvent, Source, StoreError};
+
+/// Largest request body accepted (events, webhooks).
+const MAX_BODY: usize = 1024 * 1024;
+/// Most events or revisions returned per page.
+const MAX_PAGE: usize = 1000;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/services", get(|s| list(s, "service")))
+        .route("/api/v1/services/{name}", get(|s, n| one(s, "service", n)))
+        .route("/api/v1/federations", get(|s| list(s, "federation")))
+        .route(
+            "/api/v1/federations/{name}",
+            get(|s, n| one(s, "federation", n)),
+        )
+        .route("/api/v1/pipelines", get(|s| list(s, "pipeline")))
+        .route(
+            "/api/v1/pipelines/{name}",
+            get(|s, n| one(s, "pipeline", n)),
+        )
+        .route("/api/v1/events", get(events).post(post_event))
+        .route("/api/v1/events/{id}", get(event))
+        .route("/api/v1/revisions", get(revisions))
+        .route("/api/v1/revisions/{seq}", get(revision))
+        .route("/api/v1/webhooks/github", post(github_webhook))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(shared)
+}
+
+/// An API error: a status and a JSON body `{"error": ...}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    let store_ok = s.store.cursor().is_ok();
+    let loop_age = s.since_beat();
+    // The reconcile loop passes at least once per poll interval; a loop silent for ten
+    // minutes is stuck.
+    if store_ok && loop_age < 600 {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: store readable: {store_ok}, reconcile loop last seen {loop_age}s ago\n"
+            ),
+        )
+            .into_response()
+    }
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    match s.store.cursor() {
+        Ok(c) if c.last_applied.is_some() => (StatusCode::OK, "ready\n").into_response(),
+        Ok(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no revision applied yet\n",
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> ApiResult<Json<Value>> {
+    let cursor = s.store.cursor()?;
+    let counts = s.store.counts()?;
+    let live = s.live.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let last_attempted = match &cursor.last_attempted {
+        Some(r) => s.store.revision(r.seq)?,
+        None => None,
+    };
+    Ok(Json(json!({
+        "source": live.source,
+        "branch": live.branch,
+        "head": live.head,
+        "in_sync": live.head.is_some()
+            && live.head.as_deref() == cursor.last_attempted.as_ref().map(|r| r.sha.as_str()),
+        "last_applied": cursor.last_applied,
+        "last_attempted": cursor.last_attempted,
+        "last_attempted_status": last_attempted.as_ref().map(|r| r.status),
+        "last_attempted_errors": last_attempted.as_ref().map(|r| r.errors),
+        "last_sync_at": live.last_sync_at,
+        "last_error": live.last_error,
+        "consecutive_failures": live.consecutive_failures,
+        "watcher_degraded": live.watcher_degraded,
+        "rebuilt": cursor.rebuilt,
+        "counts": counts,
+        "version": env!("CARGO_PKG_VERSION"),
+    })))
+}
+
+async fn list(State(s): State<Arc<Shared>>, kind: &'static str) -> ApiResult<Json<Value>> {
+    let rows = s.store.rows_of(kind)?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| json!({"name": r.name, "path": r.path, "spec": r.value}))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn one(
+    State(s): State<Arc<Shared>>,
+    kind: &'static str,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    match s.store.row(&format!("{kind}/{name}"))? {
+        Some(r) => Ok(Json(
+            json!({"name": r.name, "path": r.path, "blob": r.blob, "spec": r.value}),
+        )),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no {kind} named `{name}` in the applied state"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    workspace: Option<String>,
+    since: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Json<Value>> {
+    if let Some(since) = &q.since
+        && crate::time::parse(since).is_none()
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("since=`{since}` is not an RFC 3339 time (e.g. 2026-11-21T10:00:00Z)"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let filter = EventFilter {
+        event_type: q.event_type,
+        workspace_id: q.workspace,
+        after: q.after,
+        since: q.since,
+        limit,
+    };
+    let events = s.store.events(&filter)?;
+    let next = if events.len() == limit {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({"events": events, "next_after": next})))
+}
+
+async fn event(State(s): State<Arc<Shared>>, Path(id): Path<u64>) -> ApiResult<Json<Value>> {
+    match s.store.event(id)? {
+        Some(e) => Ok(Json(serde_json::to_value(e).unwrap_or(Value::Null))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no event {id}"))),
+    }
+}
+
+/// The body of `POST /api/v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostedEvent {
+    pub event_type: String,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub workspace_name: Option<String>,
+    #[serde(default)]
+    pub org_id: Option<String>,
+    #[serde(default)]
+    pub payload: Map<String, Value>,
+    /// Posting again with the same key returns the stored event instead of a new one.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+    /// Who posts (shown as the event's source `api:<caller>`).
+    #[serde(default)]
+    pub caller: Option<String>,
+}
+
+fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &s.api_token else {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "write endpoints are disabled: start the daemon with --api-token-file".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "wrong bearer token".into(),
+        )),
+        None => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>` (the token is in the state directory's \
+             api-token file, or the file given with --api-token-file)"
+                .into(),
+        )),
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn post_event(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    authorized(&s, &headers)?;
+    let posted: PostedEvent = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid event: {e}")))?;
+    validate_event_type(&posted.event_type)?;
+    let mut e = NewEvent::new(
+        &posted.event_type,
+        Source::api(posted.caller.as_deref().unwrap_or("api")),
+    )
+    .workspace(posted.workspace_id, posted.workspace_name);
+    e.org_id = posted.org_id;
+    e.payload = posted.payload;
+    e.dedup_key = posted.dedup_key;
+    let store = s.store.clone();
+    let stored = tokio::task::spawn_blocking(move || store.append_events(vec![e]))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    for ev in &stored {
+        s.metrics
+            .events
+            .get_or_create(&super::metrics::Metrics::label(
+                "type",
+                ev.event_type.clone(),
+            ))
+            .inc();
+    }
+    let ev = stored.into_iter().next();
+    Ok((StatusCode::CREATED, Json(json!(ev))).into_response())
+}
+
+/// Events produced by the daemon itself cannot be posted; names are dotted lower-case words.
+fn validate_event_type(t: &str) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, m));
+    if crate::model::events::EventType::parse(t).is_some() {
+        return bad(format!(
+            "`{t}` is produced by mockops itself and cannot be posted; use a custom name such as `release.published`"
+        ));
+    }
+    let ok = !t.is_empty()
+        && t.len() <= 100
+        && t.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        });
+    if !ok {
+        return bad(format!(
+            "`{t}` is not an event name: use dotted lower-case words, e.g. `release.published`"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct RevisionsQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn revisions(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<RevisionsQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let revs = s.store.revisions(q.before, limit)?;
+    let next = if revs.len() == limit {
+        revs.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(Json(json!({"revisions": revs, "next_before": next})))
+}
+
+async fn revision(State(s): State<Arc<Shared>>, Path(seq): Path<u64>) -> ApiResult<Json<Value>> {
+    match s.store.revision(seq)? {
+        Some(r) => Ok(Json(serde_json::to_value(r).unwrap_or(Value::Null))),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no revision {seq}"),
+        )),
+    }
+}
+
+async fn github_webhook(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let Some(secret) = &s.webhook_secret else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "the webhook is disabled: start the daemon with --webhook-secret-file".into(),
+        ));
+    };
+    let sig = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = verify_signature(secret, &body, sig) {
+        s.metrics.failure("webhook_signature");
+        return Err(ApiError(StatusCode::UNAUTHORIZED, e));
+    }
+    let kind = headers
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match kind {
+        "ping" => Ok((StatusCode::OK, Json(json!({"ok": true, "pong": true}))).into_response()),
+        "push" => {
+            let branch = s
+                .live
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .branch
+                .clone();
+            let pushed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let r = pushed.get("ref").and_then(Value::as_str).unwrap_or("");
+            let ours = r == format!("refs/heads/{branch}");
+            if ours {
+                s.wake.notify_one();
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"ok": true, "fetch": ours, "ref": r})),
+            )
+                .into_response())
+        }
+        _ => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"ok": true, "ignored": kind})),
+        )
+            .into_response()),
+    }
+}
+
+/// Checks GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), String> {
+    use hmac::{Hmac, Mac};
+    let Some(h) = header else {
+        return Err("missing X-Hub-Signature-256 header".into());
+    };
+    let Some(hexsig) = h.strip_prefix("sha256=") else {
+        return Err("X-Hub-Signature-256 must start with `sha256=`".into());
+    };
+    let sig = hex::decode(hexsig).map_err(|_| "X-Hub-Signature-256 is not hex".to_string())?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret)
+        .map_err(|_| "webhook secret unusable".to_string())?;
+    mac.update(body);
+    mac.verify_slice(&sig)
+        .map_err(|_| "X-Hub-Signature-256 does not match the body and the configured secret".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_checked() {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(b"{}");
+        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert!(verify_signature(b"s3cret", b"{}", Some(&good)).is_ok());
+        assert!(verify_signature(b"other", b"{}", Some(&good)).is_err());
+        assert!(verify_signature(b"s3cret", b"{ }", Some(&good)).is_err());
+        assert!(verify_signature(b"s3cret", b"{}", None).is_err());
+        assert!(verify_signature(b"s3cret", b"{}", Some("sha1=00")).is_err());
+        assert!(verify_signature(b"s3cret", b"{}", Some("sha256=zz")).is_err());
+    }
+
+    #[test]
+    fn event_names() {
+        assert!(validate_event_type("release.published").is_ok());
+        assert!(validate_event_type("schema.changed").is_err());
+        assert!(validate_event_type("Release").is_err());
+        assert!(validate_event_type("a..b").is_err());
+    }
+}

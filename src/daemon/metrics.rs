@@ -1,0 +1,119 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric the daemon exports. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile_duration: Histogram,
+    pub commits: Family<Labels, Counter>,
+    pub failures: Family<Labels, Counter>,
+    pub events: Family<Labels, Counter>,
+    pub last_applied: Gauge<f64, AtomicU64>,
+    pub watcher_degraded: Gauge,
+    pub executions: Family<Labels, Counter>,
+    pub steps: Family<Labels, Counter>,
+    pub step_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mockops");
+        let reconcile_duration = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time to load, validate, diff and apply one commit",
+            reconcile_duration.clone(),
+        );
+        let commits = Family::<Labels, Counter>::default();
+        registry.register(
+            "commits_processed",
+            "Commits processed, by outcome (applied, invalid, baseline)",
+            commits.clone(),
+        );
+        let failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "failures",
+            "Failures by kind (fetch, reconcile, store, watch)",
+            failures.clone(),
+        );
+        let events = Family::<Labels, Counter>::default();
+        registry.register("events", "Events stored, by type", events.clone());
+        let last_applied = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_applied_timestamp_seconds",
+            "Unix time at which the last commit was applied",
+            last_applied.clone(),
+        );
+        let watcher_degraded = Gauge::default();
+        registry.register(
+            "watcher_degraded",
+            "1 when file watching failed and the daemon relies on polling alone",
+            watcher_degraded.clone(),
+        );
+        let executions = Family::<Labels, Counter>::default();
+        registry.register(
+            "pipeline_executions",
+            "Pipeline executions finished, by pipeline and status",
+            executions.clone(),
+        );
+        let steps = Family::<Labels, Counter>::default();
+        registry.register(
+            "pipeline_steps",
+            "Pipeline step attempts, by step type and status",
+            steps.clone(),
+        );
+        let step_duration = Histogram::new([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0]);
+        registry.register(
+            "pipeline_step_duration_seconds",
+            "Duration of step attempts",
+            step_duration.clone(),
+        );
+        Self {
+            registry,
+            reconcile_duration,
+            commits,
+            failures,
+            events,
+            last_applied,
+            watcher_degraded,
+            executions,
+            steps,
+            step_duration,
+        }
+    }
+
+    pub fn label(k: &'static str, v: impl Into<String>) -> Labels {
+        vec![(k, v.into())]
+    }
+
+    pub fn failure(&self, kind: &str) {
+        self.failures
+            .get_or_create(&Self::label("kind", kind))
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,422 @@
+//! `mockops daemon`: follows one branch of one config repository into the store, serves the
+//! HTTP API, and stops cleanly.
+//!
+//! Tasks: the reconcile loop (the only writer of commits), the API server, the systemd
+//! watchdog. Watch events, webhooks and the poll timer only wake the reconcile loop: it always
+//! reads the head from Git.
+
+pub mod api;
+pub mod demo;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use git2::Oid;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::reconcile::{Reconciler, SyncReport};
+use crate::store::{Opened, Store};
+use metrics::Metrics;
+
+/// How the daemon is configured (from the command line and the environment).
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// A local repository to follow. With neither this nor `repo_url`, a demo repository is
+    /// created in the state directory.
+    pub repo: Option<PathBuf>,
+    pub repo_url: Option<String>,
+    /// Branch to follow; default: the repository's current branch (local) or `main`.
+    pub branch: Option<String>,
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub poll_interval: Duration,
+    pub webhook_secret: Option<Vec<u8>>,
+    /// Bearer token for write endpoints; generated into the state directory when not given.
+    pub api_token: Option<String>,
+    pub replay_from: Option<String>,
+    /// How long shutdown waits for the commit in progress.
+    pub drain_timeout: Duration,
+}
+
+/// What the reconcile loop last saw, for status and health.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Live {
+    pub source: String,
+    pub branch: String,
+    pub head: Option<String>,
+    pub last_sync_at: Option<String>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub watcher_degraded: bool,
+}
+
+/// State shared by the tasks of one daemon.
+pub struct Shared {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub live: RwLock<Live>,
+    /// Wakes the reconcile loop ("look now").
+    pub wake: Notify,
+    pub api_token: Option<String>,
+    pub webhook_secret: Option<Vec<u8>>,
+    /// Monotonic seconds of the reconcile loop's last pass (watchdog and health).
+    pub heartbeat: AtomicU64,
+    pub started: Instant,
+    pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    pub fn beat(&self) {
+        self.heartbeat
+            .store(self.started.elapsed().as_secs(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the reconcile loop last made a pass.
+    pub fn since_beat(&self) -> u64 {
+        self.started
+            .elapsed()
+            .as_secs()
+            .saturating_sub(self.heartbeat.load(Ordering::Relaxed))
+    }
+}
+
+/// Where the followed branch's head comes from.
+#[derive(Debug, Clone)]
+pub enum HeadSource {
+    Local { path: PathBuf, branch: String },
+}
+
+impl HeadSource {
+    pub fn describe(&self) -> String {
+        match self {
+            HeadSource::Local { path, .. } => format!("local:{}", path.display()),
+        }
+    }
+
+    pub fn branch(&self) -> &str {
+        match self {
+            HeadSource::Local { branch, .. } => branch,
+        }
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        match self {
+            HeadSource::Local { path, .. } => path,
+        }
+    }
+
+    /// The commit at the head of the branch (blocking).
+    pub fn head(&self) -> Result<Oid, git2::Error> {
+        match self {
+            HeadSource::Local { path, branch } => {
+                let repo = git2::Repository::open(path)?;
+                let r = repo.find_branch(branch, git2::BranchType::Local)?;
+                r.get().peel_to_commit().map(|c| c.id())
+            }
+        }
+    }
+}
+
+/// The current branch of a local repository.
+pub fn current_branch(path: &Path) -> anyhow::Result<String> {
+    let repo = git2::Repository::open(path)
+        .with_context(|| format!("{} is not a Git repository", path.display()))?;
+    let head = repo
+        .find_reference("HEAD")
+        .context("the repository has no HEAD")?;
+    let target = head
+        .symbolic_target()
+        .ok()
+        .flatten()
+        .context("HEAD is detached: pass --branch")?;
+    Ok(target.trim_start_matches("refs/heads/").to_string())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
+    let (store, opened) = Store::open(&cfg.state_dir)?;
+    match &opened {
+        Opened::Rebuilt { moved_to, reason } => tracing::warn!(
+            moved_to = %moved_to.display(), %reason,
+            "the store was unreadable; it was moved aside and is rebuilt from Git"
+        ),
+        Opened::Created => tracing::info!(dir = %cfg.state_dir.display(), "new store"),
+        Opened::Existing => {}
+    }
+    let source = resolve_source(&cfg)?;
+    let api_token = match &cfg.api_token {
+        Some(t) => Some(t.clone()),
+        None => Some(api_token_in(&cfg.state_dir)?),
+    };
+    let reconciler = Reconciler::new(
+        store.clone(),
+        source.git_dir(),
+        source.branch(),
+        cfg.replay_from.clone(),
+        &opened,
+    )?;
+    let shared = Arc::new(Shared {
+        store,
+        metrics: Metrics::new(),
+        live: RwLock::new(Live {
+            source: source.describe(),
+            branch: source.branch().to_string(),
+            ..Live::default()
+        }),
+        wake: Notify::new(),
+        api_token,
+        webhook_secret: cfg.webhook_secret.clone(),
+        heartbeat: AtomicU64::new(0),
+        started: Instant::now(),
+        shutting_down: AtomicBool::new(false),
+    });
+    let cancel = CancellationToken::new();
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, source = %source.describe(), branch = %source.branch(), "mockops daemon started");
+
+    let stop = reconciler.stop_flag();
+    let reconcile = tokio::spawn(reconcile_loop(
+        shared.clone(),
+        reconciler,
+        source.clone(),
+        cfg.poll_interval,
+        cancel.clone(),
+    ));
+    let server = {
+        let app = api::router(shared.clone());
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await
+        })
+    };
+    let watchdog = tokio::spawn(watchdog(shared.clone(), cancel.clone()));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing the commit in progress");
+    shared.shutting_down.store(true, Ordering::Relaxed);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    stop.store(true, Ordering::Relaxed);
+    cancel.cancel();
+    let drained = tokio::time::timeout(cfg.drain_timeout, async {
+        let _ = reconcile.await;
+        let _ = server.await;
+    })
+    .await;
+    watchdog.abort();
+    if drained.is_err() {
+        tracing::warn!(
+            timeout = ?cfg.drain_timeout,
+            "drain deadline passed; exiting (every commit is applied atomically, so nothing is half-written)"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<HeadSource> {
+    if cfg.repo_url.is_some() {
+        anyhow::bail!("--repo-url is not available in this build; use --repo PATH");
+    }
+    let path = match &cfg.repo {
+        Some(p) => p.clone(),
+        None => {
+            let p = demo::ensure(&cfg.state_dir).context("cannot create the demo repository")?;
+            tracing::info!(
+                repo = %p.display(),
+                "no repository given: following the demo repository (commit to it to see events)"
+            );
+            p
+        }
+    };
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("cannot open repository {}", path.display()))?;
+    let branch = match &cfg.branch {
+        Some(b) => b.clone(),
+        None => current_branch(&path)?,
+    };
+    Ok(HeadSource::Local { path, branch })
+}
+
+/// The API token kept in the state directory, made on first use (readable by the owner only).
+pub fn api_token_in(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("api-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token: String = (0..32)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect();
+    write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated an API token for write endpoints");
+    Ok(token)
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())
+}
+
+async fn reconcile_loop(
+    shared: Arc<Shared>,
+    reconciler: Reconciler,
+    source: HeadSource,
+    poll: Duration,
+    cancel: CancellationToken,
+) {
+    let reconciler = Arc::new(Mutex::new(reconciler));
+    let mut backoff = Duration::ZERO;
+    let mut ready_sent = false;
+    loop {
+        shared.beat();
+        let outcome = {
+            let source = source.clone();
+            let reconciler = reconciler.clone();
+            tokio::task::spawn_blocking(move || {
+                let head = source.head().map_err(|e| ("fetch", e.to_string()))?;
+                let mut r = reconciler
+                    .lock()
+                    .map_err(|_| ("reconcile", "reconciler poisoned".to_string()))?;
+                let report = r.sync(head).map_err(|e| ("reconcile", e.to_string()))?;
+                Ok::<_, (&str, String)>((head, report))
+            })
+            .await
+        };
+        let now = crate::time::now_rfc3339();
+        match outcome {
+            Ok(Ok((head, report))) => {
+                record(&shared, &report);
+                let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
+                live.head = Some(head.to_string());
+                live.last_sync_at = Some(now);
+                live.last_error = None;
+                live.consecutive_failures = 0;
+                backoff = Duration::ZERO;
+            }
+            Ok(Err((kind, msg))) => {
+                shared.metrics.failure(kind);
+                tracing::error!(kind, error = %msg, "sync failed; the last applied state keeps serving");
+                let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
+                live.last_error = Some(format!("{kind}: {msg}"));
+                live.consecutive_failures += 1;
+                backoff = next_backoff(backoff, poll);
+            }
+            Err(join) => {
+                shared.metrics.failure("reconcile");
+                tracing::error!(error = %join, "sync task failed");
+                backoff = next_backoff(backoff, poll);
+            }
+        }
+        if !ready_sent
+            && matches!(
+                shared.store.cursor().map(|c| c.last_applied.is_some()),
+                Ok(true)
+            )
+        {
+            ready_sent = true;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
+        let wait = if backoff.is_zero() { poll } else { backoff };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, from 1 s up to the poll interval (at least 60 s).
+fn next_backoff(prev: Duration, poll: Duration) -> Duration {
+    let cap = poll.max(Duration::from_secs(60));
+    let base = if prev.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        (prev * 2).min(cap)
+    };
+    let jitter = fastrand::f64();
+    Duration::from_secs_f64((base.as_secs_f64() * (0.5 + jitter / 2.0)).max(0.5))
+}
+
+fn record(shared: &Shared, report: &SyncReport) {
+    let m = &shared.metrics;
+    for p in &report.processed {
+        let status = serde_json::to_value(p.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        m.commits
+            .get_or_create(&Metrics::label("status", status))
+            .inc();
+        m.reconcile_duration.observe(p.duration_ms / 1000.0);
+        for t in &p.event_types {
+            m.events
+                .get_or_create(&Metrics::label("type", t.clone()))
+                .inc();
+        }
+        if p.status != crate::store::RevisionStatus::Invalid {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default();
+            m.last_applied.set(secs);
+        }
+    }
+}
+
+async fn watchdog(shared: Arc<Shared>, cancel: CancellationToken) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let tick = period / 2;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        // Only vouch for the daemon while its reconcile loop is alive.
+        if shared.since_beat() < period.as_secs().max(1) * 4 {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

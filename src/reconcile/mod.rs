@@ -1,0 +1,383 @@
+//! Per-commit processing: from the last applied commit to the head of the followed branch,
+//! each commit on the first-parent chain is loaded, validated, compared with the applied
+//! state and applied, with its events, in one store transaction.
+//!
+//! Invariants:
+//! - A commit is compared with the last *applied* state (never with an invalid commit), so a
+//!   bad commit followed by a fixing one produces the events of the net change once.
+//! - Nothing of an invalid commit is applied; it is recorded with all its diagnostics.
+//! - The cursor moves in the same transaction as the state and events it stands for, so after
+//!   a crash the daemon starts again at the first commit not recorded.
+
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use git2::{Oid, Repository};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::config::load::Loader;
+use crate::diag::Severity;
+use crate::source::{GitFiles, SourceFiles};
+use crate::store::{
+    Commit, Committed, CursorUpdate, Opened, Revision, RevisionStatus, Store, StoreError,
+};
+use plan::{CommitInfo, Rows, Sides};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot load commit {sha}: {message}")]
+    Load { sha: String, message: String },
+    #[error("--replay-from {rev}: {message}")]
+    Replay { rev: String, message: String },
+}
+
+/// What one call to [`Reconciler::sync`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    pub processed: Vec<Processed>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Processed {
+    pub sha: String,
+    pub status: RevisionStatus,
+    pub forced: bool,
+    pub events: Vec<u64>,
+    pub event_types: Vec<String>,
+    pub errors: usize,
+    pub duration_ms: f64,
+}
+
+/// Follows one branch of one repository into one store.
+pub struct Reconciler {
+    store: Store,
+    loader: Loader,
+    git_dir: PathBuf,
+    branch: String,
+    /// The applied rows, as in the store.
+    rows: Rows,
+    /// Start from this revision instead of the head (first run only).
+    replay_from: Option<String>,
+    rebuilt: Option<String>,
+    /// Set to stop between two commits (shutdown).
+    stop: Arc<AtomicBool>,
+}
+
+impl Reconciler {
+    /// `opened` tells whether the store was just rebuilt (recorded in the cursor).
+    pub fn new(
+        store: Store,
+        git_dir: &Path,
+        branch: &str,
+        replay_from: Option<String>,
+        opened: &Opened,
+    ) -> Result<Self, ReconcileError> {
+        let rows = store.rows()?;
+        let cursor = store.cursor()?;
+        let rebuilt = match opened {
+            Opened::Rebuilt { moved_to, reason } => Some(format!(
+                "the store was unreadable ({reason}); it was moved to {} and rebuilt from Git",
+                moved_to.display()
+            )),
+            _ => None,
+        };
+        if let Some(b) = &cursor.branch
+            && b != branch
+            && cursor.last_applied.is_some()
+        {
+            tracing::warn!(
+                stored = %b, following = %branch,
+                "the store followed another branch; comparing tree to tree"
+            );
+        }
+        Ok(Self {
+            store,
+            loader: Loader::new(),
+            git_dir: git_dir.to_path_buf(),
+            branch: branch.to_string(),
+            rows,
+            replay_from,
+            rebuilt,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A flag that, once set, stops [`Reconciler::sync`] between two commits.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Processes every commit between the last applied one and `head`, in order.
+    pub fn sync(&mut self, head: Oid) -> Result<SyncReport, ReconcileError> {
+        let mut report = SyncReport::default();
+        let cursor = self.store.cursor()?;
+        if cursor.last_attempted.as_ref().map(|r| r.sha.as_str()) == Some(&head.to_string()) {
+            return Ok(report);
+        }
+        let repo = Repository::open(&self.git_dir)?;
+        let Some(applied) = cursor.last_applied.as_ref() else {
+            // A fresh store: take a baseline without replaying history, unless asked to.
+            let base = match self.replay_from.take() {
+                Some(rev) => {
+                    let obj = repo
+                        .revparse_single(&rev)
+                        .map_err(|e| ReconcileError::Replay {
+                            rev: rev.clone(),
+                            message: e.message().to_string(),
+                        })?;
+                    let c = obj.peel_to_commit().map_err(|e| ReconcileError::Replay {
+                        rev: rev.clone(),
+                        message: e.message().to_string(),
+                    })?;
+                    if c.id() != head && !repo.graph_descendant_of(head, c.id())? {
+                        return Err(ReconcileError::Replay {
+                            rev,
+                            message: format!("is not an ancestor of the head of {}", self.branch),
+                        });
+                    }
+                    c.id()
+                }
+                None => head,
+            };
+            let p = self.process(&repo, base, Step::Baseline)?;
+            let baseline_applied = p.status == RevisionStatus::Baseline;
+            report.processed.push(p);
+            if base == head || !baseline_applied {
+                return Ok(report);
+            }
+            return self.walk(
+                &repo,
+                base,
+                head,
+                cursor.last_attempted.map(|r| r.sha),
+                report,
+            );
+        };
+        let applied_oid = Oid::from_str(&applied.sha)?;
+        let descends = repo.find_commit(applied_oid).is_ok()
+            && (applied_oid == head || repo.graph_descendant_of(head, applied_oid)?);
+        if !descends {
+            // Force-push (or another branch): the applied commit is gone from the chain.
+            let p = self.process(&repo, head, Step::Forced)?;
+            report.processed.push(p);
+            return Ok(report);
+        }
+        let attempted = cursor.last_attempted.map(|r| r.sha);
+        self.walk(&repo, applied_oid, head, attempted, report)
+    }
+
+    fn walk(
+        &mut self,
+        repo: &Repository,
+        from: Oid,
+        head: Oid,
+        attempted: Option<String>,
+        mut report: SyncReport,
+    ) -> Result<SyncReport, ReconcileError> {
+        let mut chain = first_parent_chain(repo, from, head)?;
+        // Commits up to the last attempted one were already recorded (invalid ones).
+        if let Some(a) = attempted
+            && let Some(pos) = chain.iter().position(|c| c.to_string() == a)
+        {
+            chain.drain(..=pos);
+        }
+        for oid in chain {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            report.processed.push(self.process(repo, oid, Step::Next)?);
+        }
+        Ok(report)
+    }
+
+    fn process(
+        &mut self,
+        repo: &Repository,
+        oid: Oid,
+        step: Step,
+    ) -> Result<Processed, ReconcileError> {
+        let started = std::time::Instant::now();
+        let sha = oid.to_string();
+        let commit = repo.find_commit(oid)?;
+        let author = {
+            let a = commit.author();
+            format!(
+                "{} <{}>",
+                String::from_utf8_lossy(a.name_bytes()),
+                String::from_utf8_lossy(a.email_bytes())
+            )
+        };
+        let summary = String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into();
+        let committed_at = crate::time::unix_rfc3339(commit.time().seconds());
+        let files = GitFiles::open(&self.git_dir, &sha)?;
+        let loaded = self.loader.load(&files).map_err(|e| ReconcileError::Load {
+            sha: sha.clone(),
+            message: e.to_string(),
+        })?;
+        let (errors, warnings) = crate::diag::counts(&loaded.diagnostics);
+        let previous = self.store.cursor()?.last_applied.map(|r| r.sha);
+        let mut revision = Revision {
+            seq: 0,
+            sha: sha.clone(),
+            status: RevisionStatus::Applied,
+            compared_with: previous.clone(),
+            forced: step == Step::Forced,
+            author: author.clone(),
+            summary,
+            committed_at,
+            processed_at: crate::time::now_rfc3339(),
+            diagnostics: loaded
+                .diagnostics
+                .iter()
+                .map(|d| serde_json::to_value(d).unwrap_or(Json::Null))
+                .collect(),
+            errors,
+            warnings,
+            events: Vec::new(),
+            changed_entities: 0,
+        };
+        let cursor_update = match self.rebuilt.take() {
+            Some(reason) => CursorUpdate::Rebuilt {
+                branch: self.branch.clone(),
+                reason,
+            },
+            None => CursorUpdate::Branch(self.branch.clone()),
+        };
+        if loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+        {
+            revision.status = RevisionStatus::Invalid;
+            tracing::warn!(commit = %sha, errors, "commit is invalid; the last good state stays");
+            let c = self.store.commit(
+                Commit {
+                    revision: Some(revision),
+                    ..Commit::default()
+                },
+                cursor_update,
+            )?;
+            return Ok(processed(
+                &sha,
+                RevisionStatus::Invalid,
+                step,
+                &c,
+                errors,
+                started,
+            ));
+        }
+        let new_rows = plan::rows(&loaded.state, &self.rows);
+        let changes = plan::entity_changes(&self.rows, &new_rows);
+        let known = plan::workspaces(&new_rows);
+        let mut fresh_ws = Vec::new();
+        for (id, (name, service)) in &known {
+            if !self.store.workspace_known(id)? {
+                fresh_ws.push((id.clone(), name.clone(), service.clone()));
+            }
+        }
+        let mut events = Vec::new();
+        if step != Step::Baseline {
+            let old_files = previous
+                .as_deref()
+                .and_then(|p| GitFiles::open(&self.git_dir, p).ok());
+            let blob = |id: &str| Oid::from_str(id).ok().and_then(|o| files.read_blob(o).ok());
+            let sides = Sides {
+                old: old_files.as_ref().map(|f| f as &dyn SourceFiles),
+                new: &files,
+                blob: &blob,
+            };
+            let info = CommitInfo {
+                sha: sha.clone(),
+                author,
+            };
+            events = plan::events(&changes, &new_rows, &fresh_ws, &info, &sides);
+        } else {
+            revision.status = RevisionStatus::Baseline;
+        }
+        revision.changed_entities = changes.len();
+        let mut put = Vec::new();
+        let mut delete = Vec::new();
+        for c in &changes {
+            match &c.new {
+                Some(r) => put.push((c.key.clone(), Arc::clone(r))),
+                None => delete.push(c.key.clone()),
+            }
+        }
+        let status = revision.status;
+        let c = self.store.commit(
+            Commit {
+                revision: Some(revision),
+                put,
+                delete,
+                events,
+                workspaces: fresh_ws.into_iter().map(|w| w.0).collect(),
+                replace_all: false,
+            },
+            cursor_update,
+        )?;
+        self.rows = new_rows;
+        tracing::info!(
+            commit = %sha, status = ?status, events = c.events.len(),
+            changed = changes.len(), "commit applied"
+        );
+        Ok(processed(&sha, status, step, &c, errors, started))
+    }
+}
+
+fn processed(
+    sha: &str,
+    status: RevisionStatus,
+    step: Step,
+    c: &Committed,
+    errors: usize,
+    started: std::time::Instant,
+) -> Processed {
+    Processed {
+        sha: sha.to_string(),
+        status,
+        forced: step == Step::Forced,
+        events: c.events.iter().map(|e| e.id).collect(),
+        event_types: c.events.iter().map(|e| e.event_type.clone()).collect(),
+        errors,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Baseline,
+    Next,
+    Forced,
+}
+
+/// Commits on the first-parent chain of `head` after `from`, oldest first.
+fn first_parent_chain(repo: &Repository, from: Oid, head: Oid) -> Result<Vec<Oid>, git2::Error> {
+    let mut chain = Vec::new();
+    let mut cur = repo.find_commit(head)?;
+    while cur.id() != from {
+        chain.push(cur.id());
+        if cur.parent_count() == 0 {
+            break;
+        }
+        // Stop once the chain has reached history the applied commit already contains.
+        let parent = cur.parent(0)?;
+        if parent.id() != from && repo.graph_descendant_of(from, parent.id())? {
+            break;
+        }
+        cur = parent;
+    }
+    chain.reverse();
+    Ok(chain)
+}
