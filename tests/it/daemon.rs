@@ -1,0 +1,482 @@
+//! The daemon end to end: the real binary following a real Git repository, observed through
+//! its HTTP API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+use crate::support::daemon::{Daemon, Repo, http};
+
+const SERVICE: &str = "services/payments.yaml";
+
+fn set_description(repo: &Repo, text: &str) {
+    let s = repo.read(SERVICE);
+    let mut out = String::new();
+    let mut done = false;
+    for line in s.lines() {
+        if line.starts_with("description:") {
+            out.push_str(&format!("description: {text}\n"));
+            done = true;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !done {
+        out.push_str(&format!("description: {text}\n"));
+    }
+    repo.write(SERVICE, &out);
+}
+
+fn of_type<'a>(events: &'a [Json], t: &str) -> Vec<&'a Json> {
+    events.iter().filter(|e| e["event_type"] == t).collect()
+}
+
+#[test]
+fn baseline_then_each_commit_in_order_with_its_events() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    // The baseline produces no events.
+    assert!(d.all_events().is_empty());
+    let status = d.get("/api/v1/status");
+    assert_eq!(status["last_attempted_status"], "baseline");
+
+    // Three commits land at once: each is processed, in order.
+    let mut shas = Vec::new();
+    for i in 1..=3 {
+        set_description(&repo, &format!("Payments v{i}"));
+        shas.push(repo.commit(&format!("payments v{i}")));
+    }
+    d.wait_attempted(shas.last().unwrap());
+    let events = d.all_events();
+    let changed = of_type(&events, "config.changed");
+    let commits: Vec<&str> = changed
+        .iter()
+        .map(|e| e["payload"]["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(commits, shas.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = changed[0];
+    assert_eq!(first["payload"]["config_path"], SERVICE);
+    assert_eq!(first["payload"]["action"], "modified");
+    assert_eq!(
+        first["payload"]["author"],
+        "Test Author <author@example.com>"
+    );
+    assert_eq!(first["workspace_id"], "workspace-payments-456");
+    assert_eq!(first["source"], format!("commit:{}", shas[0]));
+    let ch = &first["payload"]["changes"][0];
+    assert_eq!(ch["field"], "description");
+    assert_eq!(ch["new"], "Payments v1");
+    assert!(
+        first["payload"]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+description: Payments v1")
+    );
+    // The applied state is served.
+    let svc = d.get("/api/v1/services/payments");
+    assert_eq!(svc["spec"]["description"], "Payments v3");
+    let revs = d.get("/api/v1/revisions");
+    assert_eq!(revs["revisions"].as_array().unwrap().len(), 4);
+    assert!(d.terminate(), "graceful shutdown: {}", d.log_text());
+}
+
+#[test]
+fn schema_scenario_and_workspace_events() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    // A breaking spec change: an endpoint moves.
+    let spec = repo.read("specs/payments/openapi.yaml");
+    assert!(spec.contains("  /charges/{id}:"));
+    let spec = spec.replacen("  /charges/{id}:", "  /charges/{id}/details:", 1);
+    repo.write("specs/payments/openapi.yaml", &spec);
+    // A new scenario version and a new service with a new workspace.
+    let sc = repo.read("environments/dev/scenarios/card-declined.yaml");
+    let sc = sc
+        .lines()
+        .map(|l| {
+            if l.starts_with("version:") {
+                "version: 99".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    repo.write("environments/dev/scenarios/card-declined.yaml", &sc);
+    repo.write(
+        "services/ledger.yaml",
+        "name: ledger\nworkspace_id: workspace-ledger-789\n",
+    );
+    let sha = repo.commit("breaking change, scenario v99, ledger service");
+    let st = d.wait_attempted(&sha);
+    assert_eq!(st["last_attempted_status"], "applied", "{st}");
+    let events = d.all_events();
+    let schema = of_type(&events, "schema.changed");
+    assert_eq!(schema.len(), 1, "{events:#?}");
+    let p = &schema[0]["payload"];
+    assert_eq!(p["spec_path"], "specs/payments/openapi.yaml");
+    assert_eq!(p["schema_type"], "openapi");
+    assert_eq!(p["breaking"], true);
+    assert_eq!(p["service"], "payments");
+    assert!(!p["changes"].as_array().unwrap().is_empty());
+    assert!(p["changes"][0]["kind"].is_string());
+    assert!(p["changes"][0]["level"].is_string());
+    let sc = of_type(&events, "scenario.published");
+    assert_eq!(sc.len(), 1);
+    assert_eq!(sc[0]["payload"]["version"], "99");
+    assert_eq!(sc[0]["payload"]["environment"], "dev");
+    let ws = of_type(&events, "workspace.created");
+    assert_eq!(ws.len(), 1);
+    assert_eq!(ws[0]["workspace_id"], "workspace-ledger-789");
+    // Filters of the events endpoint.
+    let page = d.get("/api/v1/events?type=workspace.created");
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    let page = d.get("/api/v1/events?workspace=workspace-payments-456");
+    assert!(
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["workspace_id"] == "workspace-payments-456")
+    );
+}
+
+#[test]
+fn bad_commit_keeps_last_good_state_and_fixing_commit_applies() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let good = d.get("/api/v1/status")["last_applied"]["sha"].clone();
+    let original = repo.read(SERVICE);
+    repo.write(SERVICE, &format!("{original}reality_levle: real\n"));
+    repo.write("pipelines/broken.yaml", "name: broken\ndefinition: [\n");
+    let bad = repo.commit("two mistakes");
+    let st = d.wait_attempted(&bad);
+    assert_eq!(
+        st["last_applied"]["sha"],
+        good,
+        "nothing of a bad commit is applied: {st} {}",
+        d.get("/api/v1/revisions")
+    );
+    assert_eq!(st["last_attempted_status"], "invalid");
+    let rev = d.get(&format!(
+        "/api/v1/revisions/{}",
+        st["last_attempted"]["seq"]
+    ));
+    let diags = rev["diagnostics"].as_array().unwrap();
+    let files: Vec<&str> = diags.iter().map(|d| d["file"].as_str().unwrap()).collect();
+    assert!(files.contains(&SERVICE), "{diags:#?}");
+    assert!(files.contains(&"pipelines/broken.yaml"), "{diags:#?}");
+    assert!(diags.iter().all(|d| d["line"].as_u64().unwrap() > 0));
+    assert!(d.all_events().is_empty(), "an invalid commit emits nothing");
+    // The daemon keeps serving, and the fix applies the net change once.
+    assert_eq!(http("GET", &d.url("/readyz"), None, None).unwrap().0, 200);
+    std::fs::remove_file(repo.path().join("pipelines/broken.yaml")).unwrap();
+    repo.write(SERVICE, &original);
+    set_description(&repo, "fixed");
+    let fix = repo.commit("fix");
+    let st = d.wait_attempted(&fix);
+    assert_eq!(st["last_applied"]["sha"], fix);
+    let events = d.all_events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["payload"]["commit"], fix);
+    assert_eq!(events[0]["payload"]["changes"][0]["field"], "description");
+}
+
+#[test]
+fn force_push_is_compared_tree_to_tree_and_flagged() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let base = d.get("/api/v1/status")["last_applied"]["sha"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set_description(&repo, "first try");
+    let dropped = repo.commit("first try");
+    d.wait_attempted(&dropped);
+    repo.reset_hard(&base);
+    set_description(&repo, "second try");
+    let rewritten = repo.commit("second try");
+    let st = d.wait_attempted(&rewritten);
+    let rev = d.get(&format!(
+        "/api/v1/revisions/{}",
+        st["last_attempted"]["seq"]
+    ));
+    assert_eq!(rev["forced"], true);
+    assert_eq!(rev["compared_with"], dropped);
+    let events = d.all_events();
+    let last = events.last().unwrap();
+    assert_eq!(last["payload"]["changes"][0]["old"], "first try");
+    assert_eq!(last["payload"]["changes"][0]["new"], "second try");
+}
+
+#[test]
+fn restart_resumes_without_duplicates_and_replay_from_replays() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let first = repo.commit("empty");
+    set_description(&repo, "one");
+    let c1 = repo.commit("one");
+    {
+        let mut d = Daemon::start(repo.path(), state.path(), &[]);
+        d.wait_ready();
+        d.wait_attempted(&c1);
+        assert!(d.terminate());
+    }
+    // Commits made while the daemon is down are processed on start, once.
+    set_description(&repo, "two");
+    let c2 = repo.commit("two");
+    set_description(&repo, "three");
+    let c3 = repo.commit("three");
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    d.wait_attempted(&c3);
+    let commits: Vec<Json> = d
+        .all_events()
+        .iter()
+        .map(|e| e["payload"]["commit"].clone())
+        .collect();
+    assert_eq!(commits, vec![json!(c2), json!(c3)]);
+    drop(d);
+
+    // A fresh store with --replay-from replays history from that revision.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), fresh.path(), &["--replay-from", &first]);
+    d.wait_ready();
+    d.wait_attempted(&c3);
+    let commits: Vec<Json> = d
+        .all_events()
+        .iter()
+        .map(|e| e["payload"]["commit"].clone())
+        .collect();
+    assert_eq!(commits, vec![json!(c1), json!(c2), json!(c3)]);
+}
+
+#[test]
+fn second_daemon_on_the_same_state_dir_is_refused() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["daemon", "--repo"])
+        .arg(repo.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another mockops process"), "{err}");
+}
+
+#[test]
+fn corrupt_store_is_rebuilt_from_git_and_says_so() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        state.path().join("mockops.redb"),
+        b"this is not a redb file, it was damaged",
+    )
+    .unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let st = d.get("/api/v1/status");
+    assert!(
+        st["rebuilt"].as_str().unwrap().contains("rebuilt from Git"),
+        "{st}"
+    );
+    assert_eq!(st["counts"]["entities"].as_u64().unwrap() > 0, true);
+    assert!(d.log_text().contains("rebuilt from Git"));
+}
+
+#[test]
+fn events_can_be_posted_with_the_token_only() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let body = serde_json::to_vec(&json!({
+        "event_type": "release.published",
+        "workspace_id": "workspace-payments-456",
+        "payload": {"version": "2.0.0"},
+        "dedup_key": "release-2.0.0",
+    }))
+    .unwrap();
+    let url = d.url("/api/v1/events");
+    let (status, err) = http("POST", &url, Some(body.clone()), None).unwrap();
+    assert_eq!(status, 401, "{err}");
+    let wrong = [("authorization", "Bearer nope".to_string())];
+    assert_eq!(
+        http("POST", &url, Some(body.clone()), Some(&wrong))
+            .unwrap()
+            .0,
+        401
+    );
+    let auth = [("authorization", format!("Bearer {}", d.token()))];
+    let (status, ev) = http("POST", &url, Some(body.clone()), Some(&auth)).unwrap();
+    assert_eq!(status, 201, "{ev}");
+    assert_eq!(ev["source"], "api:api");
+    // Posting again with the same dedup key stores nothing new.
+    let (_, again) = http("POST", &url, Some(body), Some(&auth)).unwrap();
+    assert_eq!(again["id"], ev["id"]);
+    assert_eq!(d.all_events().len(), 1);
+    // Events mockops produces itself cannot be forged.
+    let forged = serde_json::to_vec(&json!({"event_type": "schema.changed"})).unwrap();
+    assert_eq!(
+        http("POST", &url, Some(forged), Some(&auth)).unwrap().0,
+        422
+    );
+    // The CLI reads the same log.
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["events", "list", "--api", &d.url(""), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["events"][0]["event_type"], "release.published");
+}
+
+#[test]
+fn github_webhook_checks_the_signature_and_wakes_the_loop() {
+    use hmac::{Hmac, Mac};
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let secret_file = state.path().join("webhook-secret");
+    std::fs::write(&secret_file, "hook-secret\n").unwrap();
+    // A long poll interval: only the webhook can make the daemon look in time.
+    let mut d = Daemon::start(
+        repo.path(),
+        state.path(),
+        &[
+            "--webhook-secret-file",
+            secret_file.to_str().unwrap(),
+            "--poll-interval",
+            "1h",
+        ],
+    );
+    d.wait_ready();
+    set_description(&repo, "via webhook");
+    let sha = repo.commit("via webhook");
+    let body = serde_json::to_vec(&json!({"ref": "refs/heads/main", "after": sha})).unwrap();
+    let sign = |key: &[u8]| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let url = d.url("/api/v1/webhooks/github");
+    let push = |sig: Option<String>| {
+        let mut h = vec![("x-github-event", "push".to_string())];
+        if let Some(s) = sig {
+            h.push(("x-hub-signature-256", s));
+        }
+        http("POST", &url, Some(body.clone()), Some(&h)).unwrap()
+    };
+    assert_eq!(push(None).0, 401);
+    assert_eq!(push(Some(sign(b"wrong-secret"))).0, 401);
+    assert_eq!(push(Some("sha256=nothex".into())).0, 401);
+    let (status, reply) = push(Some(sign(b"hook-secret")));
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["fetch"], true);
+    std::thread::sleep(Duration::from_millis(100));
+    d.wait_attempted(&sha);
+}
+
+#[test]
+fn health_metrics_and_status_cli() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    set_description(&repo, "metrics");
+    let sha = repo.commit("metrics");
+    d.wait_attempted(&sha);
+    assert_eq!(http("GET", &d.url("/healthz"), None, None).unwrap().0, 200);
+    let (_, text) = http("GET", &d.url("/metrics"), None, None).unwrap();
+    let text = text.as_str().unwrap().to_string();
+    for needle in [
+        "mockops_commits_processed_total{status=\"applied\"} 1",
+        "mockops_commits_processed_total{status=\"baseline\"} 1",
+        "mockops_events_total{type=\"config.changed\"} 1",
+        "mockops_reconcile_duration_seconds_count 2",
+        "mockops_last_applied_timestamp_seconds",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["status", "--api", &d.url("")])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}");
+    assert!(s.contains(&sha[..12]), "{s}");
+    assert!(s.contains("1 events"), "{s}");
+}
+
+/// Kills the daemon with SIGKILL at many points while commits keep arriving; after each
+/// restart it resumes, and in the end every commit produced its event exactly once and the
+/// store matches the head.
+#[test]
+fn survives_sigkill_at_any_point_with_every_event_exactly_once() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    drop(d);
+    let mut shas = Vec::new();
+    let mut n = 0;
+    for round in 0..8 {
+        let mut d = Daemon::start(repo.path(), state.path(), &[]);
+        // Commits arrive while the daemon starts and works.
+        for _ in 0..6 {
+            n += 1;
+            set_description(&repo, &format!("rev {n}"));
+            shas.push(repo.commit(&format!("rev {n}")));
+            std::thread::sleep(Duration::from_millis(fastrand_ms(round, n)));
+        }
+        d.kill9();
+    }
+    let d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_attempted(shas.last().unwrap());
+    let events = d.all_events();
+    let mut per_commit: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &events {
+        assert_eq!(e["event_type"], "config.changed", "{e}");
+        *per_commit
+            .entry(e["payload"]["commit"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for sha in &shas {
+        assert_eq!(
+            per_commit.get(sha),
+            Some(&1),
+            "commit {sha}: {per_commit:?}"
+        );
+    }
+    assert_eq!(per_commit.len(), shas.len());
+    // Ids are dense and in commit order.
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    let order: Vec<&str> = events
+        .iter()
+        .map(|e| e["payload"]["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, shas.iter().map(String::as_str).collect::<Vec<_>>());
+    let svc = d.get("/api/v1/services/payments");
+    assert_eq!(svc["spec"]["description"], format!("rev {n}"));
+}
+
+/// A spread of delays so kills land before, during and after processing.
+fn fastrand_ms(round: usize, n: usize) -> u64 {
+    ((round * 37 + n * 53) % 90) as u64
+}
