@@ -296,7 +296,7 @@ fn corrupt_store_is_rebuilt_from_git_and_says_so() {
         st["rebuilt"].as_str().unwrap().contains("rebuilt from Git"),
         "{st}"
     );
-    assert_eq!(st["counts"]["entities"].as_u64().unwrap() > 0, true);
+    assert!(st["counts"]["entities"].as_u64().unwrap() > 0);
     assert!(d.log_text().contains("rebuilt from Git"));
 }
 
