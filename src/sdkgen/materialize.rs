@@ -95,13 +95,14 @@ pub fn materialize(
             paths.extend(spec.docs.keys().filter(|k| **k != spec_path).cloned());
         }
         SchemaType::Protobuf => {
-            let compiled = proto::compile(files, &spec_path, &ProtoOptions::default()).map_err(
-                |e| MaterializeError::Invalid {
-                    path: spec_path.clone(),
-                    commit: commit.clone(),
-                    problems: e.to_string(),
-                },
-            )?;
+            let compiled =
+                proto::compile(files, &spec_path, &ProtoOptions::default()).map_err(|e| {
+                    MaterializeError::Invalid {
+                        path: spec_path.clone(),
+                        commit: commit.clone(),
+                        problems: e.to_string(),
+                    }
+                })?;
             let mut imports: Vec<String> = compiled
                 .local_files
                 .iter()

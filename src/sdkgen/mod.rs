@@ -71,6 +71,12 @@ pub struct SdkRequest {
     pub timeout: Duration,
     /// Directories searched for preset programs before `PATH`.
     pub tool_dirs: Vec<PathBuf>,
+    /// `PATH` for finding programs and for the generators (default: the daemon's own).
+    pub path: Option<OsString>,
+    /// Also look for preset programs where their ecosystems install them when they are not in
+    /// `PATH`: `./node_modules/.bin`, `~/.local/bin`, `$CARGO_HOME/bin` or `~/.cargo/bin`,
+    /// and `npx --no-install` (default: true).
+    pub search_install_dirs: bool,
     pub limits: Limits,
 }
 
@@ -82,6 +88,8 @@ impl SdkRequest {
             config,
             timeout: DEFAULT_TIMEOUT,
             tool_dirs: Vec::new(),
+            path: None,
+            search_install_dirs: true,
             limits: Limits::default(),
         }
     }
@@ -149,18 +157,20 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
             let commit = files
                 .commit_id()
                 .map_or_else(|| files.tree_id().to_string(), |c| c.to_string());
-            let m = materialize(&files, &spec_path, &spec_root)
-                .map_err(|e| materialize_error(&e))?;
+            let m =
+                materialize(&files, &spec_path, &spec_root).map_err(|e| materialize_error(&e))?;
             Ok::<_, StepError>((commit, m))
         })
         .await
-        .map_err(|e| StepError::transient(format!("regenerate_sdk: reading the spec failed: {e}")))??
+        .map_err(|e| {
+            StepError::transient(format!("regenerate_sdk: reading the spec failed: {e}"))
+        })??
     };
 
     let generators = choose_generators(&req.config, &languages, materialized.schema_type)?;
     let spec_file = spec_root.join(&materialized.spec_path);
-    let env = child_env(&tmp);
-    let path_var = std::env::var_os("PATH");
+    let path_var = req.path.clone().or_else(|| std::env::var_os("PATH"));
+    let env = child_env(&tmp, path_var.as_ref());
 
     let mut collected = Collected::default();
     for (language, generator) in &generators {
@@ -320,16 +330,17 @@ fn materialize_error(e: &MaterializeError) -> StepError {
 
 /// The whole environment a generator sees: enough to find programs and a home, nothing that
 /// could carry a credential of the daemon.
-fn child_env(tmp: &Path) -> Vec<(String, OsString)> {
-    let mut env: Vec<(String, OsString)> = Vec::new();
-    let inherit = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "CARGO_HOME", "RUSTUP_HOME"];
+fn child_env(tmp: &Path, path: Option<&OsString>) -> Vec<(String, OsString)> {
+    let mut env: Vec<(String, OsString)> = vec![(
+        "PATH".into(),
+        path.cloned()
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    )];
+    let inherit = ["HOME", "LANG", "LC_ALL", "TZ", "CARGO_HOME", "RUSTUP_HOME"];
     for key in inherit {
         if let Some(v) = std::env::var_os(key) {
             env.push((key.to_string(), v));
         }
-    }
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
     }
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".into(), tmp.as_os_str().to_owned()));
@@ -357,13 +368,13 @@ async fn locate_preset(
     cwd: &Path,
     env: &[(String, OsString)],
 ) -> Option<Located> {
-    if let Some(program) = preset.locate(&req.tool_dirs, path_var) {
+    if let Some(program) = preset.locate(&req.tool_dirs, path_var, req.search_install_dirs) {
         return Some(Located {
             program,
             prefix_args: Vec::new(),
         });
     }
-    if preset != Preset::Typescript {
+    if preset != Preset::Typescript || !req.search_install_dirs {
         return None;
     }
     // A global npm prefix outside PATH: `npx --no-install` finds it without downloading.
@@ -415,7 +426,11 @@ async fn run_one(
     tracing::info!(language, program = %program, "running SDK generator");
     match run::run(inv, deadline, limits.max_log_bytes).await {
         Ok(done) if done.status.success() => {
-            tracing::info!(language, elapsed_ms = done.elapsed.as_millis() as u64, "SDK generator finished");
+            tracing::info!(
+                language,
+                elapsed_ms = done.elapsed.as_millis() as u64,
+                "SDK generator finished"
+            );
             Ok(())
         }
         Ok(done) => {
@@ -539,7 +554,7 @@ fn collect_dir(
 }
 
 fn human_bytes(n: u64) -> String {
-    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
         format!("{} MiB", n / (1024 * 1024))
     } else {
         format!("{n} bytes")
@@ -616,19 +631,31 @@ mod tests {
             SchemaType::Protobuf,
         )
         .expect_err("no preset for proto");
-        assert!(e.message.contains("no preset generator for .proto"), "{}", e.message);
+        assert!(
+            e.message.contains("no preset generator for .proto"),
+            "{}",
+            e.message
+        );
         let e = choose_generators(&config(&["go"]), &["go".into()], SchemaType::Openapi)
             .expect_err("no go preset");
         assert!(e.message.contains("has no preset"), "{}", e.message);
-        assert!(e.message.contains("typescript, python, rust"), "{}", e.message);
+        assert!(
+            e.message.contains("typescript, python, rust"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn child_env_carries_no_daemon_secrets() {
-        let env = child_env(Path::new("/tmp/x"));
+        let env = child_env(Path::new("/tmp/x"), None);
         let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         assert!(keys.contains(&"PATH") && keys.contains(&"HOME") && keys.contains(&"TMPDIR"));
-        assert!(!keys.iter().any(|k| k.contains("TOKEN") || k.contains("SECRET")));
+        assert!(
+            !keys
+                .iter()
+                .any(|k| k.contains("TOKEN") || k.contains("SECRET"))
+        );
     }
 
     #[test]

@@ -55,11 +55,9 @@ impl Preset {
     /// directory (created empty beforehand).
     pub fn args(self, spec: &Path, out: &Path, crate_name: &str) -> Vec<OsString> {
         match self {
-            Preset::Typescript => vec![
-                spec.into(),
-                "--output".into(),
-                out.join("schema.ts").into(),
-            ],
+            Preset::Typescript => {
+                vec![spec.into(), "--output".into(), out.join("schema.ts").into()]
+            }
             Preset::Python => vec![
                 "generate".into(),
                 "--path".into(),
@@ -91,9 +89,7 @@ impl Preset {
             Preset::Typescript => std::env::current_dir()
                 .map(|d| vec![d.join("node_modules/.bin")])
                 .unwrap_or_default(),
-            Preset::Python => home
-                .map(|h| vec![h.join(".local/bin")])
-                .unwrap_or_default(),
+            Preset::Python => home.map(|h| vec![h.join(".local/bin")]).unwrap_or_default(),
             Preset::Rust => cargo_home
                 .map(|c| c.join("bin"))
                 .into_iter()
@@ -102,16 +98,26 @@ impl Preset {
         }
     }
 
-    /// Finds the preset's program: in `extra`, then `PATH`, then the usual install places of
-    /// its ecosystem. `None` when it is not installed.
-    pub fn locate(self, extra: &[PathBuf], path: Option<&OsString>) -> Option<PathBuf> {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from);
+    /// Finds the preset's program: in `extra`, then `path`, then (with `install_dirs`) the
+    /// usual install places of its ecosystem. `None` when it is not installed.
+    pub fn locate(
+        self,
+        extra: &[PathBuf],
+        path: Option<&OsString>,
+        install_dirs: bool,
+    ) -> Option<PathBuf> {
+        let fallbacks = if install_dirs {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from);
+            self.fallback_dirs(home.as_deref(), cargo_home.as_deref())
+        } else {
+            Vec::new()
+        };
         let dirs = extra
             .iter()
             .cloned()
             .chain(path.into_iter().flat_map(std::env::split_paths))
-            .chain(self.fallback_dirs(home.as_deref(), cargo_home.as_deref()));
+            .chain(fallbacks);
         find_in(self.program(), dirs)
     }
 }

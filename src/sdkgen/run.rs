@@ -118,7 +118,11 @@ impl Drop for GroupGuard {
 
 /// Runs `inv` until it exits or `deadline` passes; stdout and stderr keep their last
 /// `output_cap` bytes each.
-pub async fn run(inv: &Invocation, deadline: Instant, output_cap: usize) -> Result<Finished, RunError> {
+pub async fn run(
+    inv: &Invocation,
+    deadline: Instant,
+    output_cap: usize,
+) -> Result<Finished, RunError> {
     let program = inv.program.display().to_string();
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(&inv.program);
@@ -254,6 +258,10 @@ mod tests {
             .expect("runs");
         assert!(done.status.success());
         assert_eq!(done.stdout.text(), "started");
-        assert!(begin.elapsed() < Duration::from_secs(10), "{:?}", begin.elapsed());
+        assert!(
+            begin.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            begin.elapsed()
+        );
     }
 }
