@@ -232,9 +232,21 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
             .await
             .map_err(|e| prefixed(e, &format!("regenerate_sdk: language `{language}`: ")))?;
         let before = collected.count;
-        collect_dir(&out, language, &req.limits, &mut collected).map_err(|e| {
-            StepError::permanent(format!("regenerate_sdk: language `{language}`: {e}"))
-        })?;
+        collected = {
+            let (out, lang, limits) = (out.clone(), language.clone(), req.limits.clone());
+            tokio::task::spawn_blocking(move || {
+                collect_dir(&out, &lang, &limits, &mut collected).map(|()| collected)
+            })
+            .await
+            .map_err(|e| {
+                StepError::transient(format!(
+                    "regenerate_sdk: reading the generated files failed: {e}"
+                ))
+            })?
+            .map_err(|e| {
+                StepError::permanent(format!("regenerate_sdk: language `{language}`: {e}"))
+            })?
+        };
         if collected.count == before {
             return Err(StepError::permanent(format!(
                 "regenerate_sdk: language `{language}`: the generator `{}` succeeded but wrote no files into its output directory (`{{out}}`); check that its command writes there",
