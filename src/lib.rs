@@ -7,6 +7,7 @@ pub mod diag;
 pub mod model;
 pub mod reconcile;
 pub mod schema_diff;
+pub mod sdkgen;
 pub mod source;
 pub mod step;
 pub mod store;

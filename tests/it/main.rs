@@ -6,3 +6,4 @@ mod config_validate;
 mod daemon;
 mod schema_diff_openapi;
 mod schema_diff_proto;
+mod sdkgen;

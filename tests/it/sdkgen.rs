@@ -1,0 +1,665 @@
+//! `regenerate_sdk` against real Git repositories and real generator processes: the spec as of
+//! the triggering commit (never the working tree), the real `openapi-typescript`, `command`
+//! generators, failures, timeouts, missing tools and escaping paths. Also checks the files of
+//! `deploy/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mockops::model::RegenerateSdkConfig;
+use mockops::sdkgen::{SdkRequest, generate};
+use mockops::step::{StepContext, StepError};
+use serde_json::{Value as Json, json};
+
+use crate::support::Fixture;
+
+const API_YAML: &str = r#"openapi: 3.1.0
+info: {title: Pets, version: 1.0.0}
+paths:
+  /pets:
+    get:
+      operationId: listPets
+      responses:
+        '200':
+          description: the pets
+          content:
+            application/json:
+              schema:
+                type: array
+                items:
+                  $ref: 'common/pet.yaml#/Pet'
+"#;
+
+fn pet_yaml(field: &str) -> String {
+    format!(
+        "Pet:\n  type: object\n  required: [name]\n  properties:\n    name: {{type: string}}\n    {field}: {{type: string}}\n"
+    )
+}
+
+/// A config repository with the spec split across two files: commit A has `nickname_at_a`,
+/// commit B (the head) has `nickname_at_b`, and the working tree holds an uncommitted
+/// `nickname_uncommitted`.
+struct Repo {
+    fixture: Fixture,
+    a: git2::Oid,
+    b: git2::Oid,
+}
+
+fn repo() -> Repo {
+    let fixture = Fixture::empty();
+    fixture
+        .write("specs/api.yaml", API_YAML)
+        .write("specs/common/pet.yaml", pet_yaml("nickname_at_a"))
+        .write("specs/unrelated.yaml", "not: referenced\n")
+        .write("README.md", "config repo\n");
+    let a = fixture.commit("A");
+    fixture.write("specs/common/pet.yaml", pet_yaml("nickname_at_b"));
+    let b = fixture.commit("B");
+    fixture.write("specs/common/pet.yaml", pet_yaml("nickname_uncommitted"));
+    Repo { fixture, a, b }
+}
+
+fn config(value: Json) -> RegenerateSdkConfig {
+    serde_json::from_value(value).expect("valid regenerate_sdk config")
+}
+
+fn ctx(event: Json) -> StepContext {
+    StepContext {
+        execution_id: "exec-1".into(),
+        pipeline: "auto-sdk-regeneration".into(),
+        step: "regenerate_sdk".into(),
+        attempt: 1,
+        idempotency_key: "exec-1/regenerate_sdk".into(),
+        event,
+    }
+}
+
+fn request(repo: &Path, config_value: Json) -> SdkRequest {
+    SdkRequest::new(repo, config(config_value))
+}
+
+/// A `command` generator running `script` with `sh -c`; `{spec}`, `{out}` and `{root}` are
+/// replaced inside the script.
+fn sh(language: &str, script: &str) -> Json {
+    json!({language: {"command": ["sh", "-c", script]}})
+}
+
+async fn run(req: &SdkRequest, event: Json) -> Result<serde_json::Map<String, Json>, StepError> {
+    generate(req, &ctx(event)).await
+}
+
+fn file<'a>(outputs: &'a serde_json::Map<String, Json>, key: &str) -> &'a str {
+    outputs["files"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no file {key} in {:#}", outputs["files"]))
+}
+
+#[tokio::test]
+async fn generates_from_the_triggering_commit_not_the_working_tree() {
+    let r = repo();
+    let req = request(
+        r.fixture.path(),
+        json!({
+            "spec_path": "specs/api.yaml",
+            "languages": ["listing"],
+            "generators": sh("listing", "cd {root} && find . -type f | sort > {out}/files.txt && cat {spec} specs/common/pet.yaml > {out}/spec.txt"),
+        }),
+    );
+
+    let at_a = run(&req, json!({"commit": r.a.to_string()}))
+        .await
+        .expect("generates at A");
+    assert_eq!(at_a["commit"], json!(r.a.to_string()));
+    assert_eq!(at_a["spec_path"], json!("specs/api.yaml"));
+    assert_eq!(
+        at_a["spec_files"],
+        json!(["specs/api.yaml", "specs/common/pet.yaml"])
+    );
+    // Only the spec and what it references: no README, no unrelated spec, no .git.
+    assert_eq!(
+        file(&at_a, "listing/files.txt"),
+        "./specs/api.yaml\n./specs/common/pet.yaml\n"
+    );
+    let spec_a = file(&at_a, "listing/spec.txt");
+    assert!(spec_a.contains("nickname_at_a"), "{spec_a}");
+    assert!(!spec_a.contains("nickname_at_b") && !spec_a.contains("uncommitted"));
+
+    // No commit in the event: the head (B), still not the working tree.
+    let at_head = run(&req, json!({})).await.expect("generates at HEAD");
+    assert_eq!(at_head["commit"], json!(r.b.to_string()));
+    let spec_b = file(&at_head, "listing/spec.txt");
+    assert!(spec_b.contains("nickname_at_b"), "{spec_b}");
+    assert!(!spec_b.contains("uncommitted"));
+}
+
+#[tokio::test]
+async fn spec_path_comes_from_the_event_when_not_configured() {
+    let r = repo();
+    let req = request(
+        r.fixture.path(),
+        json!({"languages": ["copy"], "generators": sh("copy", "cp {spec} {out}/")}),
+    );
+    let out = run(
+        &req,
+        json!({"commit": r.a.to_string(), "spec_path": "specs/./common/../api.yaml"}),
+    )
+    .await
+    .expect("generates");
+    assert_eq!(out["spec_path"], json!("specs/api.yaml"));
+    assert_eq!(file(&out, "copy/api.yaml"), API_YAML);
+
+    let e = run(&req, json!({"commit": r.a.to_string()}))
+        .await
+        .expect_err("no spec path anywhere");
+    assert!(!e.retryable);
+    assert!(e.message.contains("config.spec_path"), "{}", e.message);
+}
+
+fn openapi_typescript_installed() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/openapi-typescript");
+    assert!(
+        bin.exists(),
+        "openapi-typescript is not installed: run `npm install --no-save openapi-typescript@7` in the repository root (as .ci/run does)"
+    );
+    bin
+}
+
+#[tokio::test]
+async fn typescript_preset_runs_the_real_openapi_typescript() {
+    openapi_typescript_installed();
+    let r = repo();
+    // Found the way the daemon finds it: ./node_modules/.bin of the working directory (the
+    // test binary runs in the package root).
+    let mut req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["typescript"]}),
+    );
+    req.timeout = Duration::from_secs(120);
+
+    let at_a = run(&req, json!({"commit": r.a.to_string()}))
+        .await
+        .expect("openapi-typescript at A");
+    let files = at_a["files"].as_object().expect("files object");
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["typescript/schema.ts"]);
+    let ts = file(&at_a, "typescript/schema.ts");
+    assert!(ts.contains("auto-generated by openapi-typescript"), "{ts}");
+    assert!(ts.contains("listPets"), "{ts}");
+    // The $ref'd file was resolved from commit A's blobs.
+    assert!(ts.contains("nickname_at_a?: string"), "{ts}");
+    assert!(!ts.contains("nickname_at_b") && !ts.contains("uncommitted"));
+    assert_eq!(at_a["languages"], json!(["typescript"]));
+    assert_eq!(at_a["output_dir"], json!("./generated-sdks"));
+
+    let at_b = run(&req, json!({"commit": r.b.to_string()}))
+        .await
+        .expect("openapi-typescript at B");
+    assert!(file(&at_b, "typescript/schema.ts").contains("nickname_at_b?: string"));
+}
+
+#[tokio::test]
+async fn several_languages_each_get_their_own_directory() {
+    let r = repo();
+    let mut generators = sh("one", "mkdir -p {out}/src && echo one > {out}/src/lib.txt");
+    generators.as_object_mut().expect("object").extend(
+        sh(
+            "two",
+            "printf '\\377\\000' > {out}/blob.bin && echo two > {out}/two.txt",
+        )
+        .as_object()
+        .expect("object")
+        .clone(),
+    );
+    let req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["one", "two"], "generators": generators}),
+    );
+    let out = run(&req, json!({})).await.expect("generates");
+    assert_eq!(file(&out, "one/src/lib.txt"), "one\n");
+    assert_eq!(file(&out, "two/two.txt"), "two\n");
+    assert_eq!(out["binary_files"]["two/blob.bin"], json!("/wA="));
+    assert_eq!(out["languages"], json!(["one", "two"]));
+}
+
+#[tokio::test]
+async fn a_failing_generator_reports_its_stderr() {
+    let r = repo();
+    let req = request(
+        r.fixture.path(),
+        json!({
+            "spec_path": "specs/api.yaml",
+            "languages": ["broken"],
+            "generators": sh("broken", "echo 'some progress' ; echo 'error: unsupported schema at #/paths/~1pets' >&2; exit 2"),
+        }),
+    );
+    let e = run(&req, json!({})).await.expect_err("generator fails");
+    assert!(!e.retryable, "a generator's own failure is permanent");
+    assert!(e.message.contains("language `broken`"), "{}", e.message);
+    assert!(e.message.contains("exited with status 2"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("error: unsupported schema at #/paths/~1pets"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn long_stderr_is_cut_to_its_end() {
+    let r = repo();
+    let req = request(
+        r.fixture.path(),
+        json!({
+            "spec_path": "specs/api.yaml",
+            "languages": ["noisy"],
+            "generators": sh("noisy", "i=0; while [ $i -lt 20000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; echo 'the real cause' >&2; exit 1"),
+        }),
+    );
+    let e = run(&req, json!({})).await.expect_err("fails");
+    assert!(
+        e.message.ends_with("the real cause"),
+        "{}",
+        &e.message[e.message.len().saturating_sub(200)..]
+    );
+    assert!(e.message.len() < 6 * 1024, "{} bytes", e.message.len());
+}
+
+#[tokio::test]
+async fn a_hanging_generator_is_killed_with_its_children_at_the_timeout() {
+    let r = repo();
+    let pid_file = r.fixture.path().join("sleeper.pid");
+    let script = format!(
+        "sleep 300 & echo $! > {}; echo 'still working' >&2; wait",
+        pid_file.display()
+    );
+    let mut req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["slow"], "generators": sh("slow", &script)}),
+    );
+    req.timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let e = run(&req, json!({})).await.expect_err("times out");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(e.retryable, "a timeout may pass on a retry");
+    assert!(e.message.contains("did not finish within"), "{}", e.message);
+    assert!(e.message.contains("still working"), "{}", e.message);
+
+    // The background `sleep` was in the generator's process group and is gone too.
+    let pid = std::fs::read_to_string(&pid_file).expect("pid written");
+    let stat = PathBuf::from(format!("/proc/{}/stat", pid.trim()));
+    let gone = (0..50).any(|_| {
+        let alive = std::fs::read_to_string(&stat)
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        if alive {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        !alive
+    });
+    assert!(gone, "the generator's child {pid} outlived the timeout");
+}
+
+#[tokio::test]
+async fn a_missing_preset_tool_says_what_to_install() {
+    let r = repo();
+    let empty = tempfile::tempdir().expect("tempdir");
+    for (language, program, hint) in [
+        ("rust", "cargo-progenitor", "cargo install cargo-progenitor"),
+        (
+            "python",
+            "openapi-python-client",
+            "pipx install openapi-python-client",
+        ),
+        (
+            "typescript",
+            "openapi-typescript",
+            "npm install -g openapi-typescript@7",
+        ),
+    ] {
+        let mut req = request(
+            r.fixture.path(),
+            json!({"spec_path": "specs/api.yaml", "languages": [language]}),
+        );
+        req.path = Some(empty.path().as_os_str().to_owned());
+        req.search_install_dirs = false;
+        let e = run(&req, json!({})).await.expect_err("tool missing");
+        assert!(!e.retryable, "installing a tool needs an operator");
+        assert!(
+            e.message
+                .contains(&format!("`{program}`, which is not installed")),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains(hint), "{}", e.message);
+        assert!(
+            e.message
+                .contains(&format!("generators.{language}.command")),
+            "{}",
+            e.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_command_program_is_a_clear_error() {
+    let r = repo();
+    let req = request(
+        r.fixture.path(),
+        json!({
+            "spec_path": "specs/api.yaml",
+            "languages": ["go"],
+            "generators": {"go": {"command": ["oapi-codegen-not-installed", "{spec}"]}},
+        }),
+    );
+    let e = run(&req, json!({})).await.expect_err("no such program");
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("no such program in PATH"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn paths_escaping_the_repository_are_refused() {
+    let r = repo();
+    for spec_path in ["../outside.yaml", "/etc/passwd.yaml", "specs/../../x.yaml"] {
+        let req = request(
+            r.fixture.path(),
+            json!({"spec_path": spec_path, "languages": ["x"], "generators": sh("x", "touch {out}/x")}),
+        );
+        let e = run(&req, json!({})).await.expect_err("escapes");
+        assert!(!e.retryable);
+        assert!(
+            e.message.contains("leaves the repository"),
+            "{spec_path}: {}",
+            e.message
+        );
+    }
+
+    // A $ref that climbs out of the repository is refused too, before any generator runs.
+    r.fixture.write(
+        "specs/escape.yaml",
+        "openapi: 3.0.3\ninfo: {title: x, version: '1'}\npaths: {}\ncomponents:\n  schemas:\n    A: {$ref: '../../../etc/passwd#/x'}\n",
+    );
+    r.fixture.commit("escape");
+    let marker = r.fixture.path().join("ran");
+    let req = request(
+        r.fixture.path(),
+        json!({
+            "spec_path": "specs/escape.yaml",
+            "languages": ["x"],
+            "generators": sh("x", &format!("touch {}", marker.display())),
+        }),
+    );
+    let e = run(&req, json!({})).await.expect_err("escaping $ref");
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("must stay inside the repository"),
+        "{}",
+        e.message
+    );
+    assert!(
+        !marker.exists(),
+        "the generator ran on a spec that did not load"
+    );
+}
+
+#[tokio::test]
+async fn unknown_commit_and_missing_spec_are_permanent() {
+    let r = repo();
+    let req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["x"], "generators": sh("x", "touch {out}/x")}),
+    );
+    let e = run(
+        &req,
+        json!({"commit": "0123456789abcdef0123456789abcdef01234567"}),
+    )
+    .await
+    .expect_err("unknown commit");
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("not found in the repository"),
+        "{}",
+        e.message
+    );
+
+    let req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/gone.yaml", "languages": ["x"], "generators": sh("x", "touch {out}/x")}),
+    );
+    let e = run(&req, json!({})).await.expect_err("no such spec");
+    assert!(e.message.contains("specs/gone.yaml"), "{}", e.message);
+    assert!(e.message.contains(&r.b.to_string()), "{}", e.message);
+}
+
+#[tokio::test]
+async fn output_over_the_cap_is_refused() {
+    let r = repo();
+    let mut req = request(
+        r.fixture.path(),
+        json!({
+            "spec_path": "specs/api.yaml",
+            "languages": ["big"],
+            "generators": sh("big", "head -c 3000000 /dev/zero | tr '\\0' a > {out}/big.txt"),
+        }),
+    );
+    req.limits.max_total_bytes = 1024 * 1024;
+    let e = run(&req, json!({})).await.expect_err("too big");
+    assert!(e.message.contains("exceed 1 MiB"), "{}", e.message);
+
+    let req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["none"], "generators": sh("none", "true")}),
+    );
+    let e = run(&req, json!({})).await.expect_err("nothing written");
+    assert!(e.message.contains("wrote no files"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn proto_specs_bring_their_imports_and_need_a_command() {
+    let fixture = Fixture::empty();
+    fixture
+        .write(
+            "specs/proto/acme/pets/v1/pets.proto",
+            "syntax = \"proto3\";\npackage acme.pets.v1;\nimport \"acme/common/v1/money.proto\";\nmessage Pet { string name = 1; acme.common.v1.Money price = 2; }\n",
+        )
+        .write(
+            "specs/proto/acme/common/v1/money.proto",
+            "syntax = \"proto3\";\npackage acme.common.v1;\nmessage Money { int64 units = 1; }\n",
+        )
+        .write(
+            "specs/proto/acme/other/v1/other.proto",
+            "syntax = \"proto3\";\npackage acme.other.v1;\n",
+        );
+    fixture.commit("protos");
+    let req = request(
+        fixture.path(),
+        json!({
+            "spec_path": "specs/proto/acme/pets/v1/pets.proto",
+            "languages": ["listing"],
+            "generators": sh("listing", "cd {root} && find . -type f | sort > {out}/files.txt"),
+        }),
+    );
+    let out = run(&req, json!({})).await.expect("generates");
+    assert_eq!(
+        file(&out, "listing/files.txt"),
+        "./specs/proto/acme/common/v1/money.proto\n./specs/proto/acme/pets/v1/pets.proto\n"
+    );
+
+    let req = request(
+        fixture.path(),
+        json!({"spec_path": "specs/proto/acme/pets/v1/pets.proto", "languages": ["python"]}),
+    );
+    let e = run(&req, json!({})).await.expect_err("no proto preset");
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("no preset generator for .proto"),
+        "{}",
+        e.message
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy/
+
+fn deploy(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn kubernetes_sidecar_probes_the_daemon_on_its_listen_port() {
+    let docs: Vec<Json> =
+        serde_saphyr::from_multiple(&deploy("kubernetes/sidecar.yaml")).expect("valid YAML");
+    let pod = docs
+        .iter()
+        .find(|d| d["kind"] == "Pod")
+        .expect("a Pod in the manifest");
+    let spec = &pod["spec"];
+    assert!(
+        spec["terminationGracePeriodSeconds"]
+            .as_u64()
+            .is_some_and(|s| s >= 30)
+    );
+    let containers = spec["containers"].as_array().expect("containers");
+    assert!(
+        containers.len() >= 2,
+        "an app container and the mockops sidecar"
+    );
+    let mockops = containers
+        .iter()
+        .find(|c| c["name"] == "mockops")
+        .expect("a mockops container");
+
+    let args: Vec<&str> = mockops["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    assert_eq!(args.first(), Some(&"daemon"));
+    let listen = args
+        .iter()
+        .position(|a| *a == "--listen")
+        .and_then(|i| args.get(i + 1))
+        .expect("--listen ADDR:PORT");
+    let port: u64 = listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("a port");
+    let port_name = mockops["ports"][0]["name"].as_str().expect("a named port");
+    assert_eq!(mockops["ports"][0]["containerPort"].as_u64(), Some(port));
+
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &mockops[probe]["httpGet"];
+        assert_eq!(get["path"], json!(path), "{probe}");
+        let probe_port = &get["port"];
+        assert!(
+            probe_port.as_u64() == Some(port) || probe_port.as_str() == Some(port_name),
+            "{probe} port {probe_port}"
+        );
+    }
+
+    let security = &mockops["securityContext"];
+    assert_eq!(security["runAsNonRoot"], json!(true));
+    assert_eq!(security["readOnlyRootFilesystem"], json!(true));
+    assert_eq!(security["allowPrivilegeEscalation"], json!(false));
+    assert_eq!(mockops["resources"]["limits"]["memory"], json!("128Mi"));
+
+    let mounts: Vec<&str> = mockops["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .filter_map(|m| m["mountPath"].as_str())
+        .collect();
+    let state_dir = args
+        .iter()
+        .position(|a| *a == "--state-dir")
+        .and_then(|i| args.get(i + 1))
+        .expect("--state-dir");
+    assert!(
+        mounts.contains(state_dir),
+        "{state_dir} is mounted: {mounts:?}"
+    );
+    let volumes = spec["volumes"].as_array().expect("volumes");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["secret"]["secretName"].is_string()),
+        "secrets come from a Secret as files"
+    );
+}
+
+#[test]
+fn systemd_unit_is_hardened_and_notifies() {
+    let unit = deploy("systemd/mockops.service");
+    for line in [
+        "Type=notify",
+        "WatchdogSec=30",
+        "NotifyAccess=main",
+        "Restart=on-failure",
+        "StateDirectory=mockops",
+        "ProtectSystem=strict",
+        "ProtectHome=true",
+        "PrivateTmp=true",
+        "NoNewPrivileges=true",
+        "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.trim() == line),
+            "missing `{line}` in the unit"
+        );
+    }
+    let exec = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("ExecStart");
+    assert!(exec.contains("/usr/local/bin/mockops daemon"), "{exec}");
+    assert!(exec.contains("--state-dir /var/lib/mockops"), "{exec}");
+    assert!(
+        unit.contains("LoadCredential="),
+        "secrets come as credentials"
+    );
+
+    // Where systemd is installed, it must accept the unit (with a program that exists).
+    if which("systemd-analyze") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = dir.path().join("mockops.service");
+        std::fs::write(&copy, unit.replace("/usr/local/bin/mockops", "/bin/true")).expect("write");
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .expect("run systemd-analyze");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+#[test]
+fn containerfile_builds_locked_and_runs_unprivileged() {
+    let file = deploy("Containerfile");
+    assert!(file.contains("FROM rust:1.95-bookworm AS build"));
+    assert!(file.contains("cargo build --release --locked"));
+    assert!(file.contains("FROM debian:bookworm-slim"));
+    assert!(
+        file.lines()
+            .any(|l| l.starts_with("USER ") && !l.contains("root"))
+    );
+    assert!(file.contains(r#"ENTRYPOINT ["mockops"]"#));
+    assert!(file.lines().any(|l| l.starts_with("EXPOSE 8480")));
+}
