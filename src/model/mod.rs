@@ -448,7 +448,16 @@ impl StepType {
     /// Outputs a step of this type records, for `{{steps.<name>.outputs.<key>}}`.
     pub fn outputs(self) -> &'static [&'static str] {
         match self {
-            StepType::RegenerateSdk => &["files", "output_dir", "languages", "spec_path"],
+            StepType::RegenerateSdk => &[
+                "files",
+                "binary_files",
+                "output_dir",
+                "languages",
+                "spec_path",
+                "spec_files",
+                "commit",
+                "notes",
+            ],
             StepType::AutoPromote => &[
                 "promotion_id",
                 "from_path",
@@ -559,8 +568,8 @@ fn default_output_dir() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
-    /// Program and arguments; `{spec}` and `{out}` are replaced by the spec file and the
-    /// output directory.
+    /// Program and arguments; `{spec}`, `{out}` and `{root}` are replaced by the spec file, the
+    /// output directory and the repository root as of the commit (also the working directory).
     pub command: Vec<String>,
 }
 
