@@ -6,6 +6,7 @@ pub mod diag;
 pub mod model;
 pub mod schema_diff;
 pub mod source;
+pub mod sources;
 pub mod step;
 pub mod template;
 pub mod yaml;
