@@ -166,7 +166,10 @@ mod tests {
         let interval = Duration::from_secs(60);
         for _ in 0..1000 {
             let d = jittered_with(&mut rng, interval, 0.1);
-            assert!(d >= Duration::from_secs(54) && d <= Duration::from_secs(66), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
+                "{d:?}"
+            );
         }
         assert_eq!(jittered_with(&mut rng, interval, 0.0), interval);
         assert_eq!(jittered_with(&mut rng, interval, f64::NAN), interval);

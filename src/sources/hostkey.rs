@@ -243,8 +243,8 @@ mod tests {
             normalize_pin(&format!(" {GITHUB_ED25519_FP}= ")).as_deref(),
             Ok(GITHUB_ED25519_FP)
         );
-        let e = normalize_pin("MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48")
-            .expect_err("md5");
+        let e =
+            normalize_pin("MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48").expect_err("md5");
         assert!(e.contains("ssh-keygen -lf"), "{e}");
         assert!(normalize_pin("SHA256:tooshort").is_err());
     }
@@ -261,7 +261,10 @@ mod tests {
             verify(&pins, None, "github.com", 22, &other),
             Verdict::Mismatch(pins.clone())
         );
-        assert_eq!(verify(&[], None, "github.com", 22, &other), Verdict::Unknown);
+        assert_eq!(
+            verify(&[], None, "github.com", 22, &other),
+            Verdict::Unknown
+        );
     }
 
     #[test]

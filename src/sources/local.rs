@@ -55,9 +55,8 @@ impl LocalSource {
         })?;
         let branch = match branch {
             Some(b) => b.strip_prefix("refs/heads/").unwrap_or(b).to_string(),
-            None => head_branch(&repo).ok_or_else(|| SourceError::DetachedHead {
-                path: path.clone(),
-            })?,
+            None => head_branch(&repo)
+                .ok_or_else(|| SourceError::DetachedHead { path: path.clone() })?,
         };
         let refname = format!("refs/heads/{branch}");
         if branch.is_empty() || !git2::Reference::is_valid_name(&refname) {
@@ -223,6 +222,12 @@ impl RefFilter {
     }
 }
 
+/// Reads (including this process's own reads of the refs) are not changes; counting them would
+/// make every look at the head cause another.
+fn is_write(kind: &notify::EventKind) -> bool {
+    !matches!(kind, notify::EventKind::Access(_))
+}
+
 fn handle(hints: &Hints, filter: &RefFilter, result: DebounceEventResult) {
     match result {
         Ok(events) => {
@@ -234,7 +239,9 @@ fn handle(hints: &Hints, filter: &RefFilter, result: DebounceEventResult) {
                         "file watcher queue overflowed; events were lost, looking at the refs again"
                     );
                     look = true;
-                } else if event.paths.iter().any(|p| filter.is_ref_change(p)) {
+                } else if is_write(&event.kind)
+                    && event.paths.iter().any(|p| filter.is_ref_change(p))
+                {
                     look = true;
                 }
             }

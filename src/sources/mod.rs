@@ -92,7 +92,9 @@ impl Source {
     /// password in the URL redacted.
     pub fn describe(&self) -> String {
         match self {
-            Source::Local(s) => format!("local {} (branch {})", s.repo_path().display(), s.branch()),
+            Source::Local(s) => {
+                format!("local {} (branch {})", s.repo_path().display(), s.branch())
+            }
             Source::Remote(s) => format!("remote {} (branch {})", s.url_redacted(), s.branch()),
         }
     }
@@ -223,7 +225,9 @@ impl Hints {
 
 impl fmt::Debug for Hints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hints").field("stats", &self.stats()).finish()
+        f.debug_struct("Hints")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use git2::{CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks};
+use git2::{
+    CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks,
+};
 
 use super::hostkey::{self, KnownHosts, Verdict};
 use super::{Hints, SecretError, SecretSource, SourceError};
@@ -159,7 +161,10 @@ pub enum FetchError {
          not answering", humantime::format_duration(*after)
     )]
     Timeout { url: String, after: Duration },
-    #[error("{url}: branch `{branch}` does not exist on the remote ({})", available_text(available))]
+    #[error(
+        "{url}: branch `{branch}` does not exist on the remote ({})",
+        available_text(available)
+    )]
     BranchMissing {
         url: String,
         branch: String,
@@ -210,7 +215,10 @@ impl FetchError {
     /// someone to change something, so a caller may back off further, but should keep trying:
     /// a branch can be created, a token rotated.
     pub fn is_transient(&self) -> bool {
-        matches!(self, FetchError::Network { .. } | FetchError::Timeout { .. })
+        matches!(
+            self,
+            FetchError::Network { .. } | FetchError::Timeout { .. }
+        )
     }
 }
 
@@ -443,7 +451,10 @@ impl RemoteSource {
             .unwrap_or(&config.branch)
             .to_string();
         if branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
-            return Err(bad(format!("`{}` is not a valid branch name", config.branch)));
+            return Err(bad(format!(
+                "`{}` is not a valid branch name",
+                config.branch
+            )));
         }
         let pins = config
             .host_keys
@@ -566,8 +577,7 @@ impl RemoteSource {
     pub async fn fetch_async(&self) -> Result<git2::Oid, FetchError> {
         let this = self.clone();
         let limit = self.inner.config.fetch_deadline + Duration::from_secs(1);
-        match tokio::time::timeout(limit, tokio::task::spawn_blocking(move || this.fetch())).await
-        {
+        match tokio::time::timeout(limit, tokio::task::spawn_blocking(move || this.fetch())).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(FetchError::Git {
                 url: self.inner.url_redacted.clone(),
@@ -592,12 +602,12 @@ impl RemoteSource {
 
         let secrets = self.read_secrets()?;
         let known_hosts = match (&inner.config.host_keys.known_hosts, inner.url_info.scheme) {
-            (Some(path), Scheme::Ssh) => Some(KnownHosts::load(path).map_err(|detail| {
-                FetchError::Config {
+            (Some(path), Scheme::Ssh) => {
+                Some(KnownHosts::load(path).map_err(|detail| FetchError::Config {
                     url: inner.url_redacted.clone(),
                     detail,
-                }
-            })?),
+                })?)
+            }
             _ => None,
         };
         let state = RefCell::new(CallState::default());
@@ -875,7 +885,9 @@ impl<'a> CallbackCx<'a> {
             return Err(git2::Error::from_str("fetch deadline passed"));
         }
         match &inner.config.auth {
-            RemoteAuth::Token { username, token } if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+            RemoteAuth::Token { username, token }
+                if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) =>
+            {
                 token_attempts.set(token_attempts.get() + 1);
                 if token_attempts.get() > 1 {
                     return Err(self.fail(FetchError::Auth {
@@ -887,9 +899,11 @@ impl<'a> CallbackCx<'a> {
                         ),
                     }));
                 }
-                let secret = self.secrets.token.as_ref().ok_or_else(|| {
-                    git2::Error::from_str("token not loaded")
-                })?;
+                let secret = self
+                    .secrets
+                    .token
+                    .as_ref()
+                    .ok_or_else(|| git2::Error::from_str("token not loaded"))?;
                 Cred::userpass_plaintext(username, secret.expose())
             }
             RemoteAuth::SshKey {
@@ -1008,12 +1022,22 @@ mod tests {
         assert_eq!(https.host.as_deref(), Some("github.com"));
         let ssh = p("ssh://git@git.example:2222/org/repo.git");
         assert_eq!(
-            (ssh.scheme, ssh.host.as_deref(), ssh.port, ssh.user.as_deref()),
+            (
+                ssh.scheme,
+                ssh.host.as_deref(),
+                ssh.port,
+                ssh.user.as_deref()
+            ),
             (Scheme::Ssh, Some("git.example"), Some(2222), Some("git"))
         );
         let scp = p("git@github.com:org/repo.git");
         assert_eq!(
-            (scp.scheme, scp.host.as_deref(), scp.port, scp.user.as_deref()),
+            (
+                scp.scheme,
+                scp.host.as_deref(),
+                scp.port,
+                scp.user.as_deref()
+            ),
             (Scheme::Ssh, Some("github.com"), None, Some("git"))
         );
         assert_eq!(p("git://127.0.0.1:9418/repo.git").port, Some(9418));

@@ -50,8 +50,7 @@ pub fn verify_github_signature(
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
     mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&sig).map_err(|_| SignatureError::Mismatch)
 }
 
 /// `sha256=<hex>` for `body`: what GitHub sends (for tests and tools that post deliveries).
@@ -263,15 +262,20 @@ mod tests {
     // The example from GitHub's "Validating webhook deliveries" documentation.
     const DOC_SECRET: &[u8] = b"It's a Secret to Everybody";
     const DOC_BODY: &[u8] = b"Hello, World!";
-    const DOC_SIG: &str =
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const DOC_SIG: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     #[test]
     fn github_documented_example() {
-        assert_eq!(verify_github_signature(DOC_SECRET, DOC_BODY, Some(DOC_SIG)), Ok(()));
+        assert_eq!(
+            verify_github_signature(DOC_SECRET, DOC_BODY, Some(DOC_SIG)),
+            Ok(())
+        );
         assert_eq!(sign_github_payload(DOC_SECRET, DOC_BODY), DOC_SIG);
         let upper = format!("sha256={}", DOC_SIG["sha256=".len()..].to_uppercase());
-        assert_eq!(verify_github_signature(DOC_SECRET, DOC_BODY, Some(&upper)), Ok(()));
+        assert_eq!(
+            verify_github_signature(DOC_SECRET, DOC_BODY, Some(&upper)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -313,8 +317,11 @@ mod tests {
         let tag = parse_event(Some("push"), br#"{"ref":"refs/tags/main"}"#).expect("tag");
         assert!(!tag.concerns_branch("main"));
 
-        let ping = parse_event(Some("ping"), br#"{"zen":"Keep it logically awesome.","hook_id":1}"#)
-            .expect("ping");
+        let ping = parse_event(
+            Some("ping"),
+            br#"{"zen":"Keep it logically awesome.","hook_id":1}"#,
+        )
+        .expect("ping");
         assert_eq!(
             ping,
             WebhookEvent::Ping {

@@ -5,3 +5,4 @@ mod support;
 mod config_validate;
 mod schema_diff_openapi;
 mod schema_diff_proto;
+mod sources;

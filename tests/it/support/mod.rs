@@ -94,3 +94,4 @@ impl Fixture {
             .expect("commit")
     }
 }
+pub mod git_server;
