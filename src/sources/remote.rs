@@ -157,8 +157,8 @@ pub enum FetchError {
     #[error("{url}: cannot reach the remote: {detail}")]
     Network { url: String, detail: String },
     #[error(
-        "{url}: the fetch did not finish within {}; the remote or the network is too slow or \
-         not answering", humantime::format_duration(*after)
+        "{url}: timed out after {}; the remote or the network is too slow or not answering",
+        humantime::format_duration(*after)
     )]
     Timeout { url: String, after: Duration },
     #[error(
@@ -497,6 +497,16 @@ impl RemoteSource {
         if let Some(kh) = &config.host_keys.known_hosts {
             KnownHosts::load(kh).map_err(bad)?;
         }
+        if url_info.scheme == Scheme::Ssh
+            && pins.is_empty()
+            && config.host_keys.known_hosts.is_none()
+        {
+            tracing::warn!(
+                url = %url_redacted,
+                "no SSH host key is pinned: fetches will be refused and report the fingerprint the \
+                 server presents, to be checked and pinned"
+            );
+        }
         let mirror_ref = format!("refs/remotes/origin/{branch}");
         let config = RemoteConfig { branch, ..config };
         Ok(Self {
@@ -751,7 +761,8 @@ impl RemoteSource {
         if let Some(f) = st.failure.take() {
             return f;
         }
-        if st.deadline_hit || e.code() == git2::ErrorCode::Timeout {
+        let timed_out = e.code() == git2::ErrorCode::Timeout || e.message().contains("timed out");
+        if st.deadline_hit || timed_out {
             return FetchError::Timeout {
                 url,
                 after: if st.deadline_hit {
@@ -786,6 +797,13 @@ impl RemoteSource {
             }
             _ => {}
         }
+        let lower = detail.to_ascii_lowercase();
+        if lower.contains("no such repository") || lower.contains("not exported") {
+            return FetchError::RepoNotFound {
+                url,
+                detail: format!("{detail}: check the URL"),
+            };
+        }
         match e.class() {
             git2::ErrorClass::Http if detail.contains("404") => FetchError::RepoNotFound {
                 url,
@@ -818,6 +836,27 @@ impl RemoteSource {
             }
         }
         s
+    }
+}
+
+fn describe_allowed(allowed: CredentialType) -> String {
+    let mut kinds = Vec::new();
+    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+        kinds.push("a user name and password or token");
+    }
+    if allowed.intersects(CredentialType::SSH_KEY | CredentialType::SSH_MEMORY) {
+        kinds.push("an SSH key");
+    }
+    if allowed.contains(CredentialType::SSH_INTERACTIVE) {
+        kinds.push("interactive SSH login");
+    }
+    if allowed.contains(CredentialType::USERNAME) {
+        kinds.push("a user name");
+    }
+    if kinds.is_empty() {
+        "credentials".to_string()
+    } else {
+        kinds.join(" or ")
     }
 }
 
@@ -920,8 +959,9 @@ impl<'a> CallbackCx<'a> {
                     return Err(self.fail(FetchError::Auth {
                         url,
                         detail: format!(
-                            "the SSH server does not accept public-key authentication (it offers \
-                             {allowed:?})"
+                            "the SSH server does not accept public-key authentication (it asks \
+                             for {})",
+                            describe_allowed(allowed)
                         ),
                     }));
                 }
@@ -951,8 +991,9 @@ impl<'a> CallbackCx<'a> {
             RemoteAuth::Token { .. } | RemoteAuth::None => Err(self.fail(FetchError::Auth {
                 url,
                 detail: format!(
-                    "the remote asks for credentials ({allowed:?}) and none that fit are \
-                     configured: give a token for HTTPS or a private key for SSH"
+                    "the remote asks for {} and none are configured: give a token for HTTPS or \
+                     a private key for SSH",
+                    describe_allowed(allowed)
                 ),
             })),
         }

@@ -151,10 +151,7 @@ fn remote_that_hangs_is_cut_off_by_the_timeout() {
         took < io_timeout() + Duration::from_secs(3),
         "took {took:?}"
     );
-    assert!(
-        matches!(err, FetchError::Timeout { .. } | FetchError::Network { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, FetchError::Timeout { .. }), "{err}");
     assert!(err.is_transient());
 }
 
@@ -217,7 +214,9 @@ fn remote_repository_missing_is_an_error() {
     let state = tempfile::tempdir().expect("tempdir");
     let src = remote_source(&daemon.url("absent.git"), "main", state.path());
     let err = src.fetch().expect_err("no repository");
+    assert!(matches!(err, FetchError::RepoNotFound { .. }), "{err}");
     assert!(err.to_string().contains("absent.git"), "{err}");
+    assert!(!err.is_transient());
 }
 
 const TOKEN: &str = "ghs_looptoken1234567890";
@@ -264,7 +263,15 @@ fn https_token_wrong_is_refused_clearly_and_right_fetches() {
     let anonymous = remote_source(&url, "main", state.path());
     let err = anonymous.fetch().expect_err("no credentials");
     assert!(matches!(err, FetchError::Auth { .. }), "{err}");
-    assert!(err.to_string().contains("none"), "{err}");
+    assert!(err.to_string().contains("none are configured"), "{err}");
+
+    let src = token_source(
+        &server.url("absent.git"),
+        SecretSource::Value(mockops::sources::Secret::new(TOKEN)),
+        state.path(),
+    );
+    let err = src.fetch().expect_err("no such repository");
+    assert!(matches!(err, FetchError::RepoNotFound { .. }), "{err}");
 
     let token_file = state.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write token");
