@@ -9,6 +9,7 @@ pub mod reconcile;
 pub mod schema_diff;
 pub mod sdkgen;
 pub mod source;
+pub mod sources;
 pub mod step;
 pub mod store;
 pub mod template;

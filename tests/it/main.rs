@@ -7,3 +7,4 @@ mod daemon;
 mod schema_diff_openapi;
 mod schema_diff_proto;
 mod sdkgen;
+mod sources;

@@ -95,3 +95,4 @@ impl Fixture {
     }
 }
 pub mod daemon;
+pub mod git_server;

@@ -1,0 +1,417 @@
+//! Where the daemon learns which commit is the head of the branch it follows: a local
+//! repository (watched with notify) or a remote URL (mirrored into the state directory with
+//! git2), plus the "look now" hints that watchers and the push webhook produce.
+//!
+//! Hints are only hints: the daemon always re-reads the branch with [`Source::head`] and keeps
+//! a periodic resync, because watch events can be lost and webhooks can be missed.
+
+pub mod backoff;
+pub mod hostkey;
+pub mod local;
+pub mod remote;
+pub mod webhook;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use backoff::{Backoff, jittered};
+pub use local::LocalSource;
+pub use remote::{FetchError, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
+
+/// A source of head commits the daemon can use without caring where the repository lives.
+#[derive(Clone)]
+pub enum Source {
+    Local(LocalSource),
+    Remote(RemoteSource),
+}
+
+impl Source {
+    /// The commit the followed branch points at, read from disk without network access
+    /// (the local repository, or the mirror as of the last successful fetch). Blocking.
+    pub fn head(&self) -> Result<git2::Oid, SourceError> {
+        match self {
+            Source::Local(s) => s.head(),
+            Source::Remote(s) => s.head(),
+        }
+    }
+
+    /// The Git directory to read commits from (`source::GitFiles::open`): the local repository
+    /// itself, or the bare mirror of the remote.
+    pub fn repo_path(&self) -> &Path {
+        match self {
+            Source::Local(s) => s.repo_path(),
+            Source::Remote(s) => s.repo_path(),
+        }
+    }
+
+    /// The branch followed (a short name such as `main`).
+    pub fn branch(&self) -> &str {
+        match self {
+            Source::Local(s) => s.branch(),
+            Source::Remote(s) => s.branch(),
+        }
+    }
+
+    /// Brings the head up to date and returns it: nothing to do for a local repository (the head
+    /// is read again), a fetch for a remote. Blocking; see [`Source::refresh_async`].
+    pub fn refresh(&self) -> Result<git2::Oid, SourceError> {
+        match self {
+            Source::Local(s) => s.head(),
+            Source::Remote(s) => s.fetch().map_err(SourceError::Fetch),
+        }
+    }
+
+    /// [`Source::refresh`] on the blocking pool. A remote fetch is also bounded by its deadline
+    /// here: if libgit2 is stuck past it (plus a grace second), this returns
+    /// [`FetchError::Timeout`] while the blocking thread finishes on its own.
+    pub async fn refresh_async(&self) -> Result<git2::Oid, SourceError> {
+        match self {
+            Source::Local(s) => {
+                let s = s.clone();
+                tokio::task::spawn_blocking(move || s.head())
+                    .await
+                    .map_err(|e| SourceError::Task(e.to_string()))?
+            }
+            Source::Remote(s) => s.fetch_async().await.map_err(SourceError::Fetch),
+        }
+    }
+
+    /// "Look now" hints for this source: file-system events of a local repository, and the
+    /// push webhook (which calls [`Hints::poke`]) for either kind.
+    pub fn hints(&self) -> &Hints {
+        match self {
+            Source::Local(s) => s.hints(),
+            Source::Remote(s) => s.hints(),
+        }
+    }
+
+    /// For logs and status: `local /path (branch main)` or `remote URL (branch main)`, with any
+    /// password in the URL redacted.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Local(s) => {
+                format!("local {} (branch {})", s.repo_path().display(), s.branch())
+            }
+            Source::Remote(s) => format!("remote {} (branch {})", s.url_redacted(), s.branch()),
+        }
+    }
+}
+
+/// Why the head of a source could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open the Git repository at {path}: {detail}")]
+    Open { path: PathBuf, detail: String },
+    #[error(
+        "HEAD of {path} is detached, so there is no branch to follow; name the branch to follow explicitly"
+    )]
+    DetachedHead { path: PathBuf },
+    #[error("branch `{branch}` does not exist in {location}")]
+    BranchMissing { branch: String, location: String },
+    #[error("`{branch}` is not a valid branch name")]
+    InvalidBranch { branch: String },
+    #[error(
+        "the mirror of {url} has no copy of branch `{branch}` yet: the first fetch has not succeeded"
+    )]
+    NotFetched { url: String, branch: String },
+    #[error("reading branch `{branch}` in {path}: {detail}")]
+    Git {
+        branch: String,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// A shared "look now" signal with the health of the watcher that feeds it.
+///
+/// Pokes coalesce: however many arrive while the consumer is busy, it wakes once. There is one
+/// consumer (the daemon's loop); any number of producers (watcher, webhook, API).
+#[derive(Clone, Default)]
+pub struct Hints {
+    inner: Arc<HintsInner>,
+}
+
+#[derive(Default)]
+struct HintsInner {
+    notify: tokio::sync::Notify,
+    pokes: AtomicU64,
+    watch_errors: AtomicU64,
+    rescans: AtomicU64,
+    degraded: AtomicBool,
+    degraded_reason: Mutex<Option<String>>,
+}
+
+/// Counters for metrics and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HintStats {
+    /// Hints produced so far.
+    pub pokes: u64,
+    /// Errors the file watcher reported (each one may mean missed events).
+    pub watch_errors: u64,
+    /// Times the kernel's event queue overflowed (`Flag::Rescan`).
+    pub rescans: u64,
+    /// The watcher could not be started or lost watches: only the periodic resync is reliable.
+    pub degraded: bool,
+}
+
+impl Hints {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the consumer to look now. Callable from any thread, including non-async ones.
+    pub fn poke(&self) {
+        self.inner.pokes.fetch_add(1, Ordering::Relaxed);
+        self.inner.notify.notify_one();
+    }
+
+    /// Waits for the next hint (returns at once if one arrived since the last wait).
+    pub async fn wait(&self) {
+        self.inner.notify.notified().await;
+    }
+
+    /// Waits for a hint or `timeout`, whichever comes first; true if a hint came.
+    pub async fn wait_timeout(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.wait()).await.is_ok()
+    }
+
+    /// True once the file watcher failed in a way that may lose events for good.
+    pub fn is_degraded(&self) -> bool {
+        self.inner.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Why the watcher is degraded, for status output.
+    pub fn degraded_reason(&self) -> Option<String> {
+        self.inner
+            .degraded_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn stats(&self) -> HintStats {
+        HintStats {
+            pokes: self.inner.pokes.load(Ordering::Relaxed),
+            watch_errors: self.inner.watch_errors.load(Ordering::Relaxed),
+            rescans: self.inner.rescans.load(Ordering::Relaxed),
+            degraded: self.is_degraded(),
+        }
+    }
+
+    pub(crate) fn mark_degraded(&self, reason: String) {
+        self.inner.degraded.store(true, Ordering::Relaxed);
+        *self
+            .inner
+            .degraded_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    pub(crate) fn count_watch_error(&self) {
+        self.inner.watch_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_rescan(&self) {
+        self.inner.rescans.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Hints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hints")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A secret value. It never prints: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a secret comes from. Read at each use, so a rotated token file takes effect at the
+/// next fetch without a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable, by name.
+    Env(String),
+    /// A file (surrounding whitespace is trimmed).
+    File(PathBuf),
+    /// A value given directly (tests, or values resolved elsewhere).
+    Value(Secret),
+}
+
+/// A secret that could not be read. Names where it was looked for, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} ({from}): {problem}")]
+pub struct SecretError {
+    pub what: String,
+    pub from: String,
+    pub problem: String,
+}
+
+impl SecretSource {
+    /// Reads `${env:NAME}` or `${file:PATH}`; `None` for anything else.
+    pub fn parse_reference(s: &str) -> Option<Self> {
+        let inner = s.trim().strip_prefix("${")?.strip_suffix('}')?;
+        if let Some(name) = inner.strip_prefix("env:") {
+            (!name.is_empty()).then(|| SecretSource::Env(name.to_string()))
+        } else if let Some(path) = inner.strip_prefix("file:") {
+            (!path.is_empty()).then(|| SecretSource::File(PathBuf::from(path)))
+        } else {
+            None
+        }
+    }
+
+    /// Where the secret comes from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Env(name) => format!("environment variable {name}"),
+            SecretSource::File(path) => format!("file {}", path.display()),
+            SecretSource::Value(_) => "value given in the configuration".to_string(),
+        }
+    }
+
+    /// Reads the secret; `what` names it in errors ("HTTPS token").
+    pub fn read(&self, what: &str) -> Result<Secret, SecretError> {
+        let err = |problem: String| SecretError {
+            what: what.to_string(),
+            from: self.describe(),
+            problem,
+        };
+        let value = match self {
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(v) => v,
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(err(format!("not set; export {name} before starting")));
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(err("not valid UTF-8".to_string()));
+                }
+            },
+            SecretSource::File(path) => match std::fs::read_to_string(path) {
+                Ok(v) => v.trim().to_string(),
+                Err(e) => return Err(err(format!("cannot read it: {e}"))),
+            },
+            SecretSource::Value(s) => s.expose().to_string(),
+        };
+        if value.is_empty() {
+            return Err(err("empty".to_string()));
+        }
+        Ok(Secret(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("ghp_abcdefghijklmnop");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        let src = SecretSource::Value(s);
+        assert!(!format!("{src:?}").contains("ghp_"));
+    }
+
+    #[test]
+    fn secret_references() {
+        assert_eq!(
+            SecretSource::parse_reference("${env:GIT_TOKEN}"),
+            Some(SecretSource::Env("GIT_TOKEN".into()))
+        );
+        assert_eq!(
+            SecretSource::parse_reference(" ${file:/run/secrets/t} "),
+            Some(SecretSource::File("/run/secrets/t".into()))
+        );
+        assert_eq!(SecretSource::parse_reference("${env:}"), None);
+        assert_eq!(SecretSource::parse_reference("plain"), None);
+        assert_eq!(SecretSource::parse_reference("${vault:x}"), None);
+    }
+
+    #[test]
+    fn secret_from_file_is_trimmed_and_errors_name_the_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        let src = SecretSource::File(path.clone());
+        assert_eq!(src.read("token").expect("read").expose(), "s3cret");
+
+        std::fs::write(&path, "  \n").expect("write");
+        let e = src.read("HTTPS token").expect_err("empty");
+        assert!(e.to_string().contains("HTTPS token"), "{e}");
+        assert!(e.to_string().contains("empty"), "{e}");
+
+        let missing = SecretSource::Env("MOCKOPS_TEST_SURELY_UNSET_VAR".into());
+        let e = missing.read("HTTPS token").expect_err("unset");
+        assert!(
+            e.to_string()
+                .contains("environment variable MOCKOPS_TEST_SURELY_UNSET_VAR"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hints_coalesce_and_wake() {
+        let hints = Hints::new();
+        assert!(!hints.wait_timeout(Duration::from_millis(20)).await);
+        hints.poke();
+        hints.poke();
+        hints.poke();
+        assert!(hints.wait_timeout(Duration::from_millis(20)).await);
+        // Three pokes while nobody waited make one wake-up.
+        assert!(!hints.wait_timeout(Duration::from_millis(20)).await);
+        assert_eq!(hints.stats().pokes, 3);
+
+        let h = hints.clone();
+        let waiter = tokio::spawn(async move { h.wait_timeout(Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        std::thread::spawn({
+            let h = hints.clone();
+            move || h.poke()
+        })
+        .join()
+        .expect("poke thread");
+        assert!(waiter.await.expect("join"));
+    }
+
+    #[test]
+    fn degraded_is_reported() {
+        let hints = Hints::new();
+        assert!(!hints.is_degraded());
+        hints.mark_degraded("OS file watch limit reached".into());
+        assert!(hints.stats().degraded);
+        assert_eq!(
+            hints.degraded_reason().as_deref(),
+            Some("OS file watch limit reached")
+        );
+    }
+}
