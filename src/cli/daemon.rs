@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use crate::daemon::{self, DaemonConfig};
+use crate::daemon::{self, DaemonConfig, RemoteOptions};
+use crate::sources::SecretSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -52,6 +53,32 @@ pub struct DaemonArgs {
     /// How long shutdown waits for the commit in progress.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// File holding the HTTPS token for --repo-url (read at every fetch).
+    #[arg(long, env = "MOCKOPS_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// User name sent with the token.
+    #[arg(long, env = "MOCKOPS_GIT_USERNAME", default_value = "x-access-token")]
+    pub git_username: String,
+    /// SSH private key for --repo-url.
+    #[arg(long, env = "MOCKOPS_SSH_KEY")]
+    pub ssh_key: Option<PathBuf>,
+    /// File holding the SSH key's passphrase.
+    #[arg(long, env = "MOCKOPS_SSH_PASSPHRASE_FILE")]
+    pub ssh_passphrase_file: Option<PathBuf>,
+    /// Pinned SSH host key fingerprint, `SHA256:...` as `ssh-keygen -lf` prints it
+    /// (repeatable).
+    #[arg(
+        long = "ssh-host-key",
+        env = "MOCKOPS_SSH_HOST_KEYS",
+        value_delimiter = ','
+    )]
+    pub ssh_host_keys: Vec<String>,
+    /// A known_hosts file to trust (never `~/.ssh/known_hosts` implicitly).
+    #[arg(long, env = "MOCKOPS_SSH_KNOWN_HOSTS")]
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// Deadline of one fetch of --repo-url.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub fetch_timeout: Duration,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -95,6 +122,22 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
             .transpose()?,
         replay_from: args.replay_from.clone(),
         drain_timeout: args.drain_timeout,
+        remote: RemoteOptions {
+            token: args
+                .git_token_file
+                .clone()
+                .map(SecretSource::File)
+                .or_else(|| {
+                    std::env::var_os("MOCKOPS_GIT_TOKEN")
+                        .map(|_| SecretSource::Env("MOCKOPS_GIT_TOKEN".into()))
+                }),
+            token_username: Some(args.git_username.clone()),
+            ssh_key: args.ssh_key.clone(),
+            ssh_passphrase: args.ssh_passphrase_file.clone().map(SecretSource::File),
+            ssh_host_keys: args.ssh_host_keys.clone(),
+            ssh_known_hosts: args.ssh_known_hosts.clone(),
+            fetch_timeout: args.fetch_timeout,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,5 +1,5 @@
 //! The HTTP API (axum): health, readiness, metrics, status, desired state, events, revisions,
-//! and the GitHub push webhook.
+//! (the GitHub push webhook is `sources::webhook`, mounted by the daemon).
 //!
 //! Reads go to the store through MVCC read transactions; the only writes are event ingestion
 //! (bearer token) and the webhook's wake-up.
@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -48,7 +48,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/events/{id}", get(event))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{seq}", get(revision))
-        .route("/api/v1/webhooks/github", post(github_webhook))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -353,91 +352,9 @@ async fn revision(State(s): State<Arc<Shared>>, Path(seq): Path<u64>) -> ApiResu
     }
 }
 
-async fn github_webhook(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let Some(secret) = &s.webhook_secret else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "the webhook is disabled: start the daemon with --webhook-secret-file".into(),
-        ));
-    };
-    let sig = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = verify_signature(secret, &body, sig) {
-        s.metrics.failure("webhook_signature");
-        return Err(ApiError(StatusCode::UNAUTHORIZED, e));
-    }
-    let kind = headers
-        .get("x-github-event")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match kind {
-        "ping" => Ok((StatusCode::OK, Json(json!({"ok": true, "pong": true}))).into_response()),
-        "push" => {
-            let branch = s
-                .live
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .branch
-                .clone();
-            let pushed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let r = pushed.get("ref").and_then(Value::as_str).unwrap_or("");
-            let ours = r == format!("refs/heads/{branch}");
-            if ours {
-                s.wake.notify_one();
-            }
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"ok": true, "fetch": ours, "ref": r})),
-            )
-                .into_response())
-        }
-        _ => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"ok": true, "ignored": kind})),
-        )
-            .into_response()),
-    }
-}
-
-/// Checks GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
-pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), String> {
-    use hmac::{Hmac, Mac};
-    let Some(h) = header else {
-        return Err("missing X-Hub-Signature-256 header".into());
-    };
-    let Some(hexsig) = h.strip_prefix("sha256=") else {
-        return Err("X-Hub-Signature-256 must start with `sha256=`".into());
-    };
-    let sig = hex::decode(hexsig).map_err(|_| "X-Hub-Signature-256 is not hex".to_string())?;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret)
-        .map_err(|_| "webhook secret unusable".to_string())?;
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| "X-Hub-Signature-256 does not match the body and the configured secret".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signatures_are_checked() {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
-        mac.update(b"{}");
-        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert!(verify_signature(b"s3cret", b"{}", Some(&good)).is_ok());
-        assert!(verify_signature(b"other", b"{}", Some(&good)).is_err());
-        assert!(verify_signature(b"s3cret", b"{ }", Some(&good)).is_err());
-        assert!(verify_signature(b"s3cret", b"{}", None).is_err());
-        assert!(verify_signature(b"s3cret", b"{}", Some("sha1=00")).is_err());
-        assert!(verify_signature(b"s3cret", b"{}", Some("sha256=zz")).is_err());
-    }
 
     #[test]
     fn event_names() {

@@ -16,12 +16,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use git2::Oid;
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::{Reconciler, SyncReport};
+use crate::sources::backoff::{Backoff, jittered};
+use crate::sources::local::{self, LocalSource};
+use crate::sources::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
+use crate::sources::webhook::{self, GithubWebhook};
+use crate::sources::{Hints, Secret, SecretSource, Source, SourceError};
 use crate::store::{Opened, Store};
 use metrics::Metrics;
 
@@ -43,6 +47,23 @@ pub struct DaemonConfig {
     pub replay_from: Option<String>,
     /// How long shutdown waits for the commit in progress.
     pub drain_timeout: Duration,
+    /// Credentials and trust for `repo_url`.
+    pub remote: RemoteOptions,
+}
+
+/// How to reach a remote config repository.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteOptions {
+    /// HTTPS token, read at every fetch (so rotated files work).
+    pub token: Option<SecretSource>,
+    /// User name sent with the token (default `x-access-token`, as GitHub expects).
+    pub token_username: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_passphrase: Option<SecretSource>,
+    /// Pinned SSH host key fingerprints (`SHA256:...`).
+    pub ssh_host_keys: Vec<String>,
+    pub ssh_known_hosts: Option<PathBuf>,
+    pub fetch_timeout: Duration,
 }
 
 /// What the reconcile loop last saw, for status and health.
@@ -62,8 +83,10 @@ pub struct Shared {
     pub store: Store,
     pub metrics: Metrics,
     pub live: RwLock<Live>,
-    /// Wakes the reconcile loop ("look now").
-    pub wake: Notify,
+    /// Wakes the reconcile loop ("look now"): the watcher, the webhook and the API poke it.
+    pub hints: Hints,
+    /// Wakes pipeline dispatch after events are stored.
+    pub events_stored: Arc<Notify>,
     pub api_token: Option<String>,
     pub webhook_secret: Option<Vec<u8>>,
     /// Monotonic seconds of the reconcile loop's last pass (watchdog and health).
@@ -87,58 +110,6 @@ impl Shared {
     }
 }
 
-/// Where the followed branch's head comes from.
-#[derive(Debug, Clone)]
-pub enum HeadSource {
-    Local { path: PathBuf, branch: String },
-}
-
-impl HeadSource {
-    pub fn describe(&self) -> String {
-        match self {
-            HeadSource::Local { path, .. } => format!("local:{}", path.display()),
-        }
-    }
-
-    pub fn branch(&self) -> &str {
-        match self {
-            HeadSource::Local { branch, .. } => branch,
-        }
-    }
-
-    pub fn git_dir(&self) -> &Path {
-        match self {
-            HeadSource::Local { path, .. } => path,
-        }
-    }
-
-    /// The commit at the head of the branch (blocking).
-    pub fn head(&self) -> Result<Oid, git2::Error> {
-        match self {
-            HeadSource::Local { path, branch } => {
-                let repo = git2::Repository::open(path)?;
-                let r = repo.find_branch(branch, git2::BranchType::Local)?;
-                r.get().peel_to_commit().map(|c| c.id())
-            }
-        }
-    }
-}
-
-/// The current branch of a local repository.
-pub fn current_branch(path: &Path) -> anyhow::Result<String> {
-    let repo = git2::Repository::open(path)
-        .with_context(|| format!("{} is not a Git repository", path.display()))?;
-    let head = repo
-        .find_reference("HEAD")
-        .context("the repository has no HEAD")?;
-    let target = head
-        .symbolic_target()
-        .ok()
-        .flatten()
-        .context("HEAD is detached: pass --branch")?;
-    Ok(target.trim_start_matches("refs/heads/").to_string())
-}
-
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     let (store, opened) = Store::open(&cfg.state_dir)?;
@@ -157,7 +128,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     };
     let reconciler = Reconciler::new(
         store.clone(),
-        source.git_dir(),
+        source.repo_path(),
         source.branch(),
         cfg.replay_from.clone(),
         &opened,
@@ -170,7 +141,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
             branch: source.branch().to_string(),
             ..Live::default()
         }),
-        wake: Notify::new(),
+        hints: source.hints().clone(),
+        events_stored: Arc::new(Notify::new()),
         api_token,
         webhook_secret: cfg.webhook_secret.clone(),
         heartbeat: AtomicU64::new(0),
@@ -194,7 +166,19 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     let server = {
-        let app = api::router(shared.clone());
+        let mut app = api::router(shared.clone());
+        if let Some(secret) = &cfg.webhook_secret {
+            app = app.route(
+                "/api/v1/webhooks/github",
+                webhook::github_route(GithubWebhook {
+                    secret: SecretSource::Value(Secret::new(
+                        String::from_utf8_lossy(secret).into_owned(),
+                    )),
+                    branch: source.branch().to_string(),
+                    hints: source.hints().clone(),
+                }),
+            );
+        }
         let cancel = cancel.clone();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -226,9 +210,36 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<HeadSource> {
-    if cfg.repo_url.is_some() {
-        anyhow::bail!("--repo-url is not available in this build; use --repo PATH");
+fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
+    if let Some(url) = &cfg.repo_url {
+        let mut rc = RemoteConfig::new(
+            url.clone(),
+            cfg.branch.clone().unwrap_or_else(|| "main".to_string()),
+            cfg.state_dir.join("mirror.git"),
+        );
+        let r = &cfg.remote;
+        if let Some(key) = &r.ssh_key {
+            rc.auth = RemoteAuth::SshKey {
+                private_key: key.clone(),
+                passphrase: r.ssh_passphrase.clone(),
+            };
+        } else if let Some(token) = &r.token {
+            rc.auth = RemoteAuth::Token {
+                username: r
+                    .token_username
+                    .clone()
+                    .unwrap_or_else(|| remote::DEFAULT_TOKEN_USERNAME.to_string()),
+                token: token.clone(),
+            };
+        }
+        rc.host_keys = HostKeyPolicy {
+            fingerprints: r.ssh_host_keys.clone(),
+            known_hosts: r.ssh_known_hosts.clone(),
+        };
+        rc.fetch_deadline = r.fetch_timeout;
+        remote::set_network_timeouts(Duration::from_secs(10), Duration::from_secs(30));
+        let source = RemoteSource::new(rc).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(Source::Remote(source));
     }
     let path = match &cfg.repo {
         Some(p) => p.clone(),
@@ -241,14 +252,10 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<HeadSource> {
             p
         }
     };
-    let path = path
-        .canonicalize()
-        .with_context(|| format!("cannot open repository {}", path.display()))?;
-    let branch = match &cfg.branch {
-        Some(b) => b.clone(),
-        None => current_branch(&path)?,
-    };
-    Ok(HeadSource::Local { path, branch })
+    let local =
+        LocalSource::open(&path, cfg.branch.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    local.start_watching(local::DEFAULT_DEBOUNCE);
+    Ok(Source::Local(local))
 }
 
 /// The API token kept in the state directory, made on first use (readable by the owner only).
@@ -283,53 +290,63 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 async fn reconcile_loop(
     shared: Arc<Shared>,
     reconciler: Reconciler,
-    source: HeadSource,
+    source: Source,
     poll: Duration,
     cancel: CancellationToken,
 ) {
     let reconciler = Arc::new(Mutex::new(reconciler));
-    let mut backoff = Duration::ZERO;
+    let mut backoff = Backoff::new(Duration::from_secs(1), poll.max(Duration::from_secs(60)));
     let mut ready_sent = false;
     loop {
         shared.beat();
-        let outcome = {
-            let source = source.clone();
-            let reconciler = reconciler.clone();
-            tokio::task::spawn_blocking(move || {
-                let head = source.head().map_err(|e| ("fetch", e.to_string()))?;
-                let mut r = reconciler
-                    .lock()
-                    .map_err(|_| ("reconcile", "reconciler poisoned".to_string()))?;
-                let report = r.sync(head).map_err(|e| ("reconcile", e.to_string()))?;
-                Ok::<_, (&str, String)>((head, report))
-            })
-            .await
+        let outcome = match source.refresh_async().await {
+            Err(e) => Err((fetch_kind(&e), e.to_string())),
+            Ok(head) => {
+                let reconciler = reconciler.clone();
+                match tokio::task::spawn_blocking(move || {
+                    let mut r = reconciler
+                        .lock()
+                        .map_err(|_| ("reconcile", "reconciler poisoned".to_string()))?;
+                    let report = r.sync(head).map_err(|e| ("reconcile", e.to_string()))?;
+                    Ok::<_, (&str, String)>((head, report))
+                })
+                .await
+                {
+                    Ok(r) => r,
+                    Err(join) => Err(("reconcile", join.to_string())),
+                }
+            }
         };
         let now = crate::time::now_rfc3339();
-        match outcome {
-            Ok(Ok((head, report))) => {
+        {
+            let degraded = source.hints().is_degraded();
+            shared.metrics.watcher_degraded.set(i64::from(degraded));
+            let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
+            live.watcher_degraded = degraded;
+        }
+        let failing = match outcome {
+            Ok((head, report)) => {
                 record(&shared, &report);
+                if report.processed.iter().any(|p| !p.events.is_empty()) {
+                    shared.events_stored.notify_one();
+                }
                 let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
                 live.head = Some(head.to_string());
                 live.last_sync_at = Some(now);
                 live.last_error = None;
                 live.consecutive_failures = 0;
-                backoff = Duration::ZERO;
+                backoff.reset();
+                false
             }
-            Ok(Err((kind, msg))) => {
+            Err((kind, msg)) => {
                 shared.metrics.failure(kind);
                 tracing::error!(kind, error = %msg, "sync failed; the last applied state keeps serving");
                 let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
                 live.last_error = Some(format!("{kind}: {msg}"));
                 live.consecutive_failures += 1;
-                backoff = next_backoff(backoff, poll);
+                true
             }
-            Err(join) => {
-                shared.metrics.failure("reconcile");
-                tracing::error!(error = %join, "sync task failed");
-                backoff = next_backoff(backoff, poll);
-            }
-        }
+        };
         if !ready_sent
             && matches!(
                 shared.store.cursor().map(|c| c.last_applied.is_some()),
@@ -339,25 +356,29 @@ async fn reconcile_loop(
             ready_sent = true;
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         }
-        let wait = if backoff.is_zero() { poll } else { backoff };
+        let wait = if failing {
+            backoff.next_delay()
+        } else if source.hints().is_degraded() {
+            jittered(poll.min(Duration::from_secs(10)), 0.1)
+        } else {
+            jittered(poll, 0.1)
+        };
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = shared.wake.notified() => {}
+            _ = source.hints().wait() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// Exponential backoff with full jitter, from 1 s up to the poll interval (at least 60 s).
-fn next_backoff(prev: Duration, poll: Duration) -> Duration {
-    let cap = poll.max(Duration::from_secs(60));
-    let base = if prev.is_zero() {
-        Duration::from_secs(1)
-    } else {
-        (prev * 2).min(cap)
-    };
-    let jitter = fastrand::f64();
-    Duration::from_secs_f64((base.as_secs_f64() * (0.5 + jitter / 2.0)).max(0.5))
+/// A bounded label for failures of the source.
+fn fetch_kind(e: &SourceError) -> &'static str {
+    match e {
+        SourceError::Fetch(f) => f.kind(),
+        SourceError::NotFetched { .. } => "not_fetched",
+        SourceError::BranchMissing { .. } => "branch_missing",
+        _ => "source",
+    }
 }
 
 fn record(shared: &Shared, report: &SyncReport) {

@@ -354,11 +354,15 @@ fn github_webhook_checks_the_signature_and_wakes_the_loop() {
     let state = tempfile::tempdir().unwrap();
     let secret_file = state.path().join("webhook-secret");
     std::fs::write(&secret_file, "hook-secret\n").unwrap();
-    // A long poll interval: only the webhook can make the daemon look in time.
-    let mut d = Daemon::start(
-        repo.path(),
+    // A remote (no watcher) and a long poll interval: only the webhook can make the daemon
+    // look in time.
+    let url = format!("file://{}", repo.path().display());
+    let mut d = Daemon::start_remote(
+        &url,
         state.path(),
         &[
+            "--branch",
+            "main",
             "--webhook-secret-file",
             secret_file.to_str().unwrap(),
             "--poll-interval",
@@ -385,10 +389,14 @@ fn github_webhook_checks_the_signature_and_wakes_the_loop() {
     assert_eq!(push(None).0, 401);
     assert_eq!(push(Some(sign(b"wrong-secret"))).0, 401);
     assert_eq!(push(Some("sha256=nothex".into())).0, 401);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(
+        d.get("/api/v1/status")["last_attempted"]["sha"],
+        sha.as_str(),
+        "nothing looked before the webhook"
+    );
     let (status, reply) = push(Some(sign(b"hook-secret")));
     assert_eq!(status, 202, "{reply}");
-    assert_eq!(reply["fetch"], true);
-    std::thread::sleep(Duration::from_millis(100));
     d.wait_attempted(&sha);
 }
 

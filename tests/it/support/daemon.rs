@@ -24,12 +24,25 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `mockops daemon --repo <repo> --state-dir <state>` with `extra` arguments.
     pub fn start(repo: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--repo".to_string(), repo.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_with(state, &args)
+    }
+
+    /// Starts the daemon following `url` (a remote) instead of a local path.
+    pub fn start_remote(url: &str, state: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--repo-url".to_string(), url.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_with(state, &args)
+    }
+
+    fn start_with(state: &Path, args: &[String]) -> Daemon {
+        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
         let port = free_port();
         std::fs::create_dir_all(state).expect("state dir");
         let log = state.join(format!("daemon-{port}.log"));
         let child = Command::new(super::bin())
-            .args(["daemon", "--repo"])
-            .arg(repo)
+            .args(["daemon"])
             .arg("--state-dir")
             .arg(state)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -38,7 +51,7 @@ impl Daemon {
             } else {
                 &["--poll-interval", "200ms", "--log-format", "json"][..]
             })
-            .args(extra)
+            .args(&extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
