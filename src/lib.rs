@@ -3,7 +3,9 @@
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod github;
 pub mod model;
+pub mod pr;
 pub mod schema_diff;
 pub mod source;
 pub mod step;
