@@ -224,6 +224,7 @@ impl GitHubBuilder {
         self
     }
 
+    /// Builds the client; call it inside a Tokio runtime (octocrab starts a worker task).
     pub fn build(self) -> Result<GitHub, GitHubError> {
         let api_url = normalize_api_url(&self.api_url)?;
         let base = || -> Result<octocrab::OctocrabBuilder<_, _, _, _>, GitHubError> {
@@ -737,8 +738,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn from_env_explains_what_is_missing() {
+    #[tokio::test]
+    async fn from_env_explains_what_is_missing() {
         let err = GitHub::from_lookup(|_| None).unwrap_err().to_string();
         assert!(err.contains("GITHUB_TOKEN"), "{err}");
         let err = GitHub::from_lookup(|n| (n == "GITHUB_APP_ID").then(|| "12".to_string()))
