@@ -245,17 +245,17 @@ impl GitHubBuilder {
                 }))
         };
         let auth = match &self.auth {
-            Auth::Token(token) => AuthState::Fixed(
+            Auth::Token(token) => AuthState::Fixed(Arc::new(
                 base()?
                     .personal_token(token.0.clone())
                     .build()
                     .map_err(|e| GitHubError::Config(format!("building the client: {e}")))?,
-            ),
-            Auth::Anonymous => AuthState::Fixed(
+            )),
+            Auth::Anonymous => AuthState::Fixed(Arc::new(
                 base()?
                     .build()
                     .map_err(|e| GitHubError::Config(format!("building the client: {e}")))?,
-            ),
+            )),
             Auth::App {
                 app_id,
                 private_key_pem,
@@ -301,11 +301,12 @@ fn normalize_api_url(url: &str) -> Result<String, GitHubError> {
 }
 
 enum AuthState {
-    Fixed(Octocrab),
+    Fixed(Arc<Octocrab>),
     App {
         app: Octocrab,
-        /// Installation clients by `owner/repo`; each refreshes its own token.
-        installations: Mutex<HashMap<String, Octocrab>>,
+        /// Installation clients by `owner/repo`. Shared, never cloned: a cloned `Octocrab`
+        /// copies its token cache, so each clone would mint its own installation token.
+        installations: Mutex<HashMap<String, Arc<Octocrab>>>,
     },
 }
 
@@ -423,9 +424,12 @@ impl GitHub {
                                 )),
                                 _ => e,
                             })?;
-                        let c = app
-                            .installation(octocrab::models::InstallationId(inst.id))
-                            .map_err(|e| GitHubError::Config(format!("installation client: {e}")))?;
+                        let c = Arc::new(
+                            app.installation(octocrab::models::InstallationId(inst.id))
+                                .map_err(|e| {
+                                    GitHubError::Config(format!("installation client: {e}"))
+                                })?,
+                        );
                         installations
                             .lock()
                             .expect("installation cache lock poisoned")
@@ -516,7 +520,7 @@ async fn call_get<R: DeserializeOwned, Q: Serialize + ?Sized>(
 /// One repository on GitHub.
 #[derive(Clone)]
 pub struct Repo {
-    crab: Octocrab,
+    crab: Arc<Octocrab>,
     owner: String,
     name: String,
     slot: Arc<RepoSlot>,

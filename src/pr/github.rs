@@ -186,7 +186,7 @@ impl Lifecycle<'_> {
                     {
                         return Ok(limited);
                     }
-                    let commit = self.make_commit(&base_commit, &base_sha).await?;
+                    let commit = self.make_commit(&base_commit, &base_sha, &base_files).await?;
                     // A push between our read and this move would be overwritten: check again
                     // as late as possible.
                     let now = self.repo.branch_sha(&self.req.head_branch).await?;
@@ -209,7 +209,7 @@ impl Lifecycle<'_> {
                 {
                     return Ok(limited);
                 }
-                let commit = self.make_commit(&base_commit, &base_sha).await?;
+                let commit = self.make_commit(&base_commit, &base_sha, &base_files).await?;
                 if !self.repo.create_branch(&self.req.head_branch, &commit).await? {
                     // Created meanwhile (or by a replayed request): decide on what is there.
                     let there = self
@@ -301,9 +301,18 @@ impl Lifecycle<'_> {
             .collect())
     }
 
-    async fn make_commit(&self, base: &Commit, base_sha: &str) -> Result<String, Stop> {
+    async fn make_commit(
+        &self,
+        base: &Commit,
+        base_sha: &str,
+        base_files: &HashMap<String, String>,
+    ) -> Result<String, Stop> {
         let mut entries = Vec::with_capacity(self.files.len());
         for f in &self.files {
+            // Deleting a path the base does not have is an error for GitHub, and a no-op.
+            if f.change == Change::Delete && !base_files.contains_key(f.path.as_str()) {
+                continue;
+            }
             entries.push(match &f.change {
                 Change::Write(bytes) => match std::str::from_utf8(bytes) {
                     Ok(text) => TreeEntry::text(f.path.as_str(), text.to_string()),

@@ -3,5 +3,6 @@
 mod support;
 
 mod config_validate;
+mod pull_requests;
 mod schema_diff_openapi;
 mod schema_diff_proto;
