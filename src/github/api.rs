@@ -177,26 +177,41 @@ impl Repo {
     /// Creates `refs/heads/<branch>`. `Ok(false)` if it already exists.
     pub async fn create_branch(&self, branch: &str, sha: &str) -> Result<bool, GitHubError> {
         let body = json!({"ref": format!("refs/heads/{branch}"), "sha": sha});
-        match self.send::<_, GitRef>("POST", "git/refs", &body, false).await {
+        match self
+            .send::<_, GitRef>("POST", "git/refs", &body, false)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if e.is_unprocessable_with("already exists") => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn move_branch(&self, branch: &str, sha: &str, force: bool) -> Result<(), GitHubError> {
+    pub async fn move_branch(
+        &self,
+        branch: &str,
+        sha: &str,
+        force: bool,
+    ) -> Result<(), GitHubError> {
         let body = json!({"sha": sha, "force": force});
-        self.send::<_, GitRef>("PATCH", &format!("git/refs/heads/{}", enc(branch)), &body, true)
-            .await
-            .map(|_| ())
+        self.send::<_, GitRef>(
+            "PATCH",
+            &format!("git/refs/heads/{}", enc(branch)),
+            &body,
+            true,
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn delete_branch(&self, branch: &str) -> Result<(), GitHubError> {
-        self.delete(&format!("git/refs/heads/{}", enc(branch))).await
+        self.delete(&format!("git/refs/heads/{}", enc(branch)))
+            .await
     }
 
     pub async fn commit(&self, sha: &str) -> Result<Commit, GitHubError> {
-        self.get::<Commit, ()>(&format!("git/commits/{sha}"), None).await
+        self.get::<Commit, ()>(&format!("git/commits/{sha}"), None)
+            .await
     }
 
     pub async fn tree_recursive(&self, sha: &str) -> Result<Tree, GitHubError> {
@@ -206,7 +221,9 @@ impl Repo {
 
     pub async fn blob(&self, sha: &str) -> Result<Vec<u8>, GitHubError> {
         use base64::Engine;
-        let blob: Blob = self.get::<Blob, ()>(&format!("git/blobs/{sha}"), None).await?;
+        let blob: Blob = self
+            .get::<Blob, ()>(&format!("git/blobs/{sha}"), None)
+            .await?;
         if blob.encoding != "base64" {
             return Ok(blob.content.into_bytes());
         }
@@ -226,7 +243,10 @@ impl Repo {
             "content": base64::engine::general_purpose::STANDARD.encode(content),
             "encoding": "base64",
         });
-        Ok(self.send::<_, Sha>("POST", "git/blobs", &body, true).await?.sha)
+        Ok(self
+            .send::<_, Sha>("POST", "git/blobs", &body, true)
+            .await?
+            .sha)
     }
 
     pub async fn create_tree(
@@ -235,7 +255,10 @@ impl Repo {
         entries: &[TreeEntry],
     ) -> Result<String, GitHubError> {
         let body = json!({"base_tree": base_tree, "tree": entries});
-        Ok(self.send::<_, Sha>("POST", "git/trees", &body, true).await?.sha)
+        Ok(self
+            .send::<_, Sha>("POST", "git/trees", &body, true)
+            .await?
+            .sha)
     }
 
     pub async fn create_commit(
@@ -252,7 +275,10 @@ impl Repo {
             "author": identity,
             "committer": identity,
         });
-        Ok(self.send::<_, Sha>("POST", "git/commits", &body, true).await?.sha)
+        Ok(self
+            .send::<_, Sha>("POST", "git/commits", &body, true)
+            .await?
+            .sha)
     }
 
     /// Pull requests, newest first; `head` is `owner:branch`.
@@ -299,14 +325,21 @@ impl Repo {
             "draft": draft,
             "maintainer_can_modify": true,
         });
-        match self.send::<_, PullRequest>("POST", "pulls", &req, false).await {
+        match self
+            .send::<_, PullRequest>("POST", "pulls", &req, false)
+            .await
+        {
             Ok(pr) => Ok(Some(pr)),
             Err(e) if e.is_unprocessable_with("already exists") => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn update_pull(&self, number: u64, fields: &Json) -> Result<PullRequest, GitHubError> {
+    pub async fn update_pull(
+        &self,
+        number: u64,
+        fields: &Json,
+    ) -> Result<PullRequest, GitHubError> {
         self.send("PATCH", &format!("pulls/{number}"), fields, true)
             .await
     }

@@ -130,7 +130,10 @@ pub enum Auth {
     Token(Token),
     /// A GitHub App: the installation for each repository is looked up, and its tokens are
     /// minted and refreshed by octocrab.
-    App { app_id: u64, private_key_pem: Vec<u8> },
+    App {
+        app_id: u64,
+        private_key_pem: Vec<u8>,
+    },
     /// No authentication (public repositories read-only, or a test server).
     Anonymous,
 }
@@ -139,7 +142,9 @@ impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Auth::Token(_) => f.write_str("Auth::Token(<redacted>)"),
-            Auth::App { app_id, .. } => write!(f, "Auth::App {{ app_id: {app_id}, key: <redacted> }}"),
+            Auth::App { app_id, .. } => {
+                write!(f, "Auth::App {{ app_id: {app_id}, key: <redacted> }}")
+            }
             Auth::Anonymous => f.write_str("Auth::Anonymous"),
         }
     }
@@ -270,7 +275,7 @@ impl GitHubBuilder {
                     .build()
                     .map_err(|e| GitHubError::Config(format!("building the client: {e}")))?;
                 AuthState::App {
-                    app,
+                    app: Box::new(app),
                     installations: Mutex::new(HashMap::new()),
                 }
             }
@@ -303,7 +308,7 @@ fn normalize_api_url(url: &str) -> Result<String, GitHubError> {
 enum AuthState {
     Fixed(Arc<Octocrab>),
     App {
-        app: Octocrab,
+        app: Box<Octocrab>,
         /// Installation clients by `owner/repo`. Shared, never cloned: a cloned `Octocrab`
         /// copies its token cache, so each clone would mint its own installation token.
         installations: Mutex<HashMap<String, Arc<Octocrab>>>,
@@ -627,9 +632,7 @@ impl Repo {
                 "PATCH" => self.crab.patch::<R, _, _>(&route, Some(body)).await,
                 "PUT" => self.crab.put::<R, _, _>(&route, Some(body)).await,
                 _ => {
-                    return Err(GitHubError::Config(format!(
-                        "unsupported method {method}"
-                    )));
+                    return Err(GitHubError::Config(format!("unsupported method {method}")));
                 }
             };
             res.map_err(|e| map_err(method, &route, e))
@@ -737,7 +740,13 @@ mod tests {
                 "{s}"
             );
         }
-        for s in ["acme", "acme/sdk/extra", "https://github.com/acme", "a b/c", ""] {
+        for s in [
+            "acme",
+            "acme/sdk/extra",
+            "https://github.com/acme",
+            "a b/c",
+            "",
+        ] {
             assert!(parse_repository(s).is_err(), "{s}");
         }
     }

@@ -91,9 +91,20 @@ fn unified(d: &FileDiff) -> String {
     match (std::str::from_utf8(old), std::str::from_utf8(new)) {
         (Ok(o), Ok(n)) => {
             let diff = similar::TextDiff::from_lines(o, n);
-            let a = if d.old.is_some() { format!("a/{}", d.path) } else { "/dev/null".into() };
-            let b = if d.new.is_some() { format!("b/{}", d.path) } else { "/dev/null".into() };
-            diff.unified_diff().context_radius(3).header(&a, &b).to_string()
+            let a = if d.old.is_some() {
+                format!("a/{}", d.path)
+            } else {
+                "/dev/null".into()
+            };
+            let b = if d.new.is_some() {
+                format!("b/{}", d.path)
+            } else {
+                "/dev/null".into()
+            };
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&a, &b)
+                .to_string()
         }
         _ => format!("# {}: binary file {}\n", d.path, d.kind()),
     }
@@ -107,14 +118,20 @@ pub(crate) fn render_body_with(req: &PrRequest, diffs: &[FileDiff]) -> String {
             head.push_str(d.trim_end());
             head.push_str("\n\n");
         }
-        _ => head.push_str(&format!("mockops proposes changes to {} file(s).\n\n", diffs.len())),
+        _ => head.push_str(&format!(
+            "mockops proposes changes to {} file(s).\n\n",
+            diffs.len()
+        )),
     }
     head.push_str(&format!(
         "**Pipeline:** `{}` · **Topic:** `{}`\n",
         req.pipeline, req.topic
     ));
     if let Some(e) = &req.event {
-        head.push_str(&format!("**Triggered by:** `{}` event `{}`", e.event_type, e.id));
+        head.push_str(&format!(
+            "**Triggered by:** `{}` event `{}`",
+            e.event_type, e.id
+        ));
         if !e.source.is_empty() {
             head.push_str(&format!(" from `{}`", e.source));
         }
@@ -123,7 +140,11 @@ pub(crate) fn render_body_with(req: &PrRequest, diffs: &[FileDiff]) -> String {
     head.push_str("\n| File | Change |\n|---|---|\n");
     let mut table = String::new();
     for d in diffs {
-        table.push_str(&format!("| `{}` | {} |\n", d.path.replace('|', "\\|"), d.kind()));
+        table.push_str(&format!(
+            "| `{}` | {} |\n",
+            d.path.replace('|', "\\|"),
+            d.kind()
+        ));
     }
     let meta = Metadata::of(req).render();
     let footer = format!(
@@ -161,7 +182,12 @@ pub(crate) fn render_body_with(req: &PrRequest, diffs: &[FileDiff]) -> String {
                 end -= 1;
             }
             let end = diff[..end].rfind('\n').map_or(0, |i| i + 1);
-            format!("{}… diff truncated ({} of {} bytes shown)\n", &diff[..end], end, diff.len())
+            format!(
+                "{}… diff truncated ({} of {} bytes shown)\n",
+                &diff[..end],
+                end,
+                diff.len()
+            )
         } else {
             diff
         };
@@ -250,7 +276,10 @@ mod tests {
         let body = render_body_with(&r, &diffs);
         assert!(body.len() <= BODY_LIMIT, "{}", body.len());
         assert!(body.contains("diff truncated"));
-        assert!(body.contains("````diff"), "fence longer than the content's backtick runs");
+        assert!(
+            body.contains("````diff"),
+            "fence longer than the content's backtick runs"
+        );
         assert!(parse_metadata(&body).is_some());
         let many: Vec<FileDiff> = (0..5000)
             .map(|i| FileDiff {

@@ -43,7 +43,10 @@ impl Drop for WorkDir {
 fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
     let transient = matches!(
         e.class(),
-        git2::ErrorClass::Net | git2::ErrorClass::Ssl | git2::ErrorClass::Os | git2::ErrorClass::Http
+        git2::ErrorClass::Net
+            | git2::ErrorClass::Ssl
+            | git2::ErrorClass::Os
+            | git2::ErrorClass::Http
     );
     let message = format!("{what} {url}: {}", e.message());
     if transient {
@@ -248,7 +251,9 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
         }
     }
     if let Some(r) = rejected {
-        return Err(StepError::permanent(format!("{url} rejected the push of {r}")));
+        return Err(StepError::permanent(format!(
+            "{url} rejected the push of {r}"
+        )));
     }
     let action = if head_remote.is_some() {
         PrAction::Updated

@@ -92,7 +92,12 @@ pub(crate) fn commit_message(req: &PrRequest, hash: &str) -> String {
 }
 
 impl Lifecycle<'_> {
-    fn outcome(&self, action: PrAction, pr: Option<&PullRequest>, commit: Option<String>) -> PrOutcome {
+    fn outcome(
+        &self,
+        action: PrAction,
+        pr: Option<&PullRequest>,
+        commit: Option<String>,
+    ) -> PrOutcome {
         PrOutcome {
             action,
             number: pr.map(|p| p.number),
@@ -132,14 +137,18 @@ impl Lifecycle<'_> {
             return Ok(o);
         }
 
-        let base_sha = self.repo.branch_sha(&self.req.base_branch).await?.ok_or_else(|| {
-            Stop::Step(StepError::permanent(format!(
-                "base branch {:?} does not exist in {}/{}; set `branch` to an existing branch",
-                self.req.base_branch,
-                self.repo.owner(),
-                self.repo.name()
-            )))
-        })?;
+        let base_sha = self
+            .repo
+            .branch_sha(&self.req.base_branch)
+            .await?
+            .ok_or_else(|| {
+                Stop::Step(StepError::permanent(format!(
+                    "base branch {:?} does not exist in {}/{}; set `branch` to an existing branch",
+                    self.req.base_branch,
+                    self.repo.owner(),
+                    self.repo.name()
+                )))
+            })?;
         let base_commit = self.repo.commit(&base_sha).await?;
         let base_files = self.blob_map(&base_commit.tree.sha).await?;
 
@@ -166,6 +175,13 @@ impl Lifecycle<'_> {
             return Ok(o);
         }
 
+        // Limits apply to opening; an open pull request is always kept up to date.
+        if open.is_none()
+            && let Some(limited) = self.limited().await?
+        {
+            return Ok(limited);
+        }
+
         let head_sha = self.repo.branch_sha(&self.req.head_branch).await?;
         let mut pushed = None;
         let mut current = head_sha.clone();
@@ -181,12 +197,9 @@ impl Lifecycle<'_> {
                         return Ok(self.outcome(PrAction::Unchanged, Some(pr), head_sha.clone()));
                     }
                 } else {
-                    if open.is_none()
-                        && let Some(limited) = self.limited().await?
-                    {
-                        return Ok(limited);
-                    }
-                    let commit = self.make_commit(&base_commit, &base_sha, &base_files).await?;
+                    let commit = self
+                        .make_commit(&base_commit, &base_sha, &base_files)
+                        .await?;
                     // A push between our read and this move would be overwritten: check again
                     // as late as possible.
                     let now = self.repo.branch_sha(&self.req.head_branch).await?;
@@ -204,13 +217,14 @@ impl Lifecycle<'_> {
                 }
             }
             None => {
-                if open.is_none()
-                    && let Some(limited) = self.limited().await?
+                let commit = self
+                    .make_commit(&base_commit, &base_sha, &base_files)
+                    .await?;
+                if !self
+                    .repo
+                    .create_branch(&self.req.head_branch, &commit)
+                    .await?
                 {
-                    return Ok(limited);
-                }
-                let commit = self.make_commit(&base_commit, &base_sha, &base_files).await?;
-                if !self.repo.create_branch(&self.req.head_branch, &commit).await? {
                     // Created meanwhile (or by a replayed request): decide on what is there.
                     let there = self
                         .repo
@@ -241,7 +255,11 @@ impl Lifecycle<'_> {
                         .update_pull(pr.number, &json!({"title": self.req.title, "body": body}))
                         .await?;
                 }
-                let action = if pushed.is_some() { PrAction::Updated } else { PrAction::Unchanged };
+                let action = if pushed.is_some() {
+                    PrAction::Updated
+                } else {
+                    PrAction::Unchanged
+                };
                 Ok(self.outcome(action, Some(&pr), current))
             }
             None => {
@@ -271,7 +289,10 @@ impl Lifecycle<'_> {
                                 ))
                             })?;
                         self.repo
-                            .update_pull(found.number, &json!({"title": self.req.title, "body": body}))
+                            .update_pull(
+                                found.number,
+                                &json!({"title": self.req.title, "body": body}),
+                            )
                             .await?
                     }
                 };
@@ -396,7 +417,11 @@ impl Lifecycle<'_> {
                     .map(|f| format!(
                         "- `{}` ({})",
                         f.path,
-                        if f.change == Change::Delete { "delete" } else { "write" }
+                        if f.change == Change::Delete {
+                            "delete"
+                        } else {
+                            "write"
+                        }
                     ))
                     .collect::<Vec<_>>()
                     .join("\n"),

@@ -155,7 +155,11 @@ impl PrRequest {
         Self {
             repository: repository.into(),
             base_branch: base_branch.into(),
-            head_branch: branch_name(&PullRequestSettings::default().branch_prefix, &pipeline, &topic),
+            head_branch: branch_name(
+                &PullRequestSettings::default().branch_prefix,
+                &pipeline,
+                &topic,
+            ),
             commit_message: title.clone(),
             pipeline,
             topic,
@@ -286,9 +290,15 @@ fn slug(s: &str) -> String {
             out.push('-');
         }
     }
-    let out = out.trim_matches(|c| c == '-' || c == '.').replace("..", ".");
+    let out = out
+        .trim_matches(|c| c == '-' || c == '.')
+        .replace("..", ".");
     let out = out.strip_suffix(".lock").unwrap_or(&out).to_string();
-    if out.is_empty() { "default".into() } else { out }
+    if out.is_empty() {
+        "default".into()
+    } else {
+        out
+    }
 }
 
 /// The head branch of a pipeline's topic: `<prefix><pipeline>/<topic>`, each part slugged
@@ -371,10 +381,19 @@ impl PrOutcome {
     /// The `create_pr` step outputs: `pr_url`, `pr_number`, `branch`, `commit`, `action`.
     pub fn outputs(&self) -> Outputs {
         let mut o = Map::new();
-        o.insert("pr_url".into(), self.url.clone().map_or(Json::Null, Json::String));
-        o.insert("pr_number".into(), self.number.map_or(Json::Null, Json::from));
+        o.insert(
+            "pr_url".into(),
+            self.url.clone().map_or(Json::Null, Json::String),
+        );
+        o.insert(
+            "pr_number".into(),
+            self.number.map_or(Json::Null, Json::from),
+        );
         o.insert("branch".into(), Json::String(self.branch.clone()));
-        o.insert("commit".into(), self.commit.clone().map_or(Json::Null, Json::String));
+        o.insert(
+            "commit".into(),
+            self.commit.clone().map_or(Json::Null, Json::String),
+        );
         o.insert("action".into(), Json::String(self.action.as_str().into()));
         o
     }
@@ -412,8 +431,14 @@ pub fn provider_of(cfg: &CreatePrConfig) -> PrProvider {
         || r.starts_with("git://")
         || r.starts_with('/')
         || (r.starts_with("git@") && !r.starts_with("git@github.com:"))
-        || ((r.starts_with("https://") || r.starts_with("http://")) && r.ends_with(".git") && !r.contains("github.com"));
-    if looks_git { PrProvider::Git } else { PrProvider::Github }
+        || ((r.starts_with("https://") || r.starts_with("http://"))
+            && r.ends_with(".git")
+            && !r.contains("github.com"));
+    if looks_git {
+        PrProvider::Git
+    } else {
+        PrProvider::Github
+    }
 }
 
 /// Builds the request for a rendered `create_pr` config.
@@ -589,7 +614,13 @@ mod tests {
             assert!(err.message.contains(why), "{p:?}: {}", err.message);
             assert!(!err.retryable);
         }
-        for p in ["a", "sdk/ts/index.ts", ".github/workflows/x.yml", "a..b/c", ".gitignore"] {
+        for p in [
+            "a",
+            "sdk/ts/index.ts",
+            ".github/workflows/x.yml",
+            "a..b/c",
+            ".gitignore",
+        ] {
             assert!(RepoPath::new(p).is_ok(), "{p}");
         }
     }
@@ -694,7 +725,15 @@ mod tests {
         assert_eq!(req.labels, vec!["mockops", "sdk"]);
         assert_eq!(req.event.as_ref().unwrap().id, "evt-1");
         let paths: Vec<_> = req.files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["sdk/ts/index.ts", "sdk/ts/src/api.ts", "README.md", "old.txt"]);
+        assert_eq!(
+            paths,
+            [
+                "sdk/ts/index.ts",
+                "sdk/ts/src/api.ts",
+                "README.md",
+                "old.txt"
+            ]
+        );
         assert_eq!(req.files[3].change, Change::Delete);
         assert_eq!(provider_of(&cfg(vec![])), PrProvider::Github);
     }
@@ -711,8 +750,12 @@ mod tests {
         let err = request_from_config(&cfg(files.clone()), &Default::default(), &ctx(), &steps)
             .unwrap_err();
         assert!(err.message.contains("`..`"), "{}", err.message);
-        let err = request_from_config(&cfg(files), &Default::default(), &ctx(), &json!({}))
-            .unwrap_err();
-        assert!(err.message.contains("no earlier step named \"gen\""), "{}", err.message);
+        let err =
+            request_from_config(&cfg(files), &Default::default(), &ctx(), &json!({})).unwrap_err();
+        assert!(
+            err.message.contains("no earlier step named \"gen\""),
+            "{}",
+            err.message
+        );
     }
 }

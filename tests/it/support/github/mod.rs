@@ -27,6 +27,8 @@ pub enum Fault {
     ServerErrorAfter,
     /// 403 secondary rate limit with `retry-after: <secs>`.
     SecondaryRateLimit(u64),
+    /// 403 primary rate limit: `x-ratelimit-remaining: 0`, reset `<secs>` from now.
+    PrimaryRateLimit(u64),
 }
 
 struct FaultRule {
@@ -113,7 +115,11 @@ fn err(status: StatusCode, message: &str, doc: &str) -> Response {
 }
 
 fn not_found() -> Response {
-    err(StatusCode::NOT_FOUND, "Not Found", "https://docs.github.com/rest")
+    err(
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        "https://docs.github.com/rest",
+    )
 }
 
 fn unprocessable(message: &str, doc: &str) -> Response {
@@ -128,7 +134,9 @@ impl GitHubEmulator {
 
     /// Serves the API under a path prefix, as GitHub Enterprise Server does (`/api/v3`).
     pub async fn start_at(base_path: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shared = Shared {
             inner: Arc::new(Mutex::new(Inner {
@@ -143,9 +151,13 @@ impl GitHubEmulator {
             dir: Arc::new(tempfile::tempdir().expect("tempdir")),
         };
         // Load (and keep) the OpenAPI description before the first request.
-        let spec = tokio::task::spawn_blocking(openapi::spec).await.expect("load spec");
+        let spec = tokio::task::spawn_blocking(openapi::spec)
+            .await
+            .expect("load spec");
         drop(spec);
-        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -172,7 +184,11 @@ impl GitHubEmulator {
     }
 
     fn with_repo<R>(&self, full: &str, f: impl FnOnce(&mut RepoState) -> R) -> R {
-        self.with(|i| f(i.repos.get_mut(full).expect("repository exists in the emulator")))
+        self.with(|i| {
+            f(i.repos
+                .get_mut(full)
+                .expect("repository exists in the emulator"))
+        })
     }
 
     /// A repository whose `main` has one commit with these files.
@@ -180,11 +196,22 @@ impl GitHubEmulator {
         let dir = self.shared.dir.path().join(full.replace('/', "__"));
         let git = Repository::init_bare(&dir).expect("init bare");
         {
-            let tree = build_tree(&git, None, files.iter().map(|(p, c)| (*p, Some(c.as_bytes()))));
+            let tree = build_tree(
+                &git,
+                None,
+                files.iter().map(|(p, c)| (*p, Some(c.as_bytes()))),
+            );
             let tree = git.find_tree(tree).expect("tree");
             let sig = git2::Signature::now("Repo Owner", "owner@example.com").expect("sig");
-            git.commit(Some("refs/heads/main"), &sig, &sig, "Initial commit", &tree, &[])
-                .expect("commit");
+            git.commit(
+                Some("refs/heads/main"),
+                &sig,
+                &sig,
+                "Initial commit",
+                &tree,
+                &[],
+            )
+            .expect("commit");
         }
         self.with(|i| {
             i.repos.insert(
@@ -226,9 +253,18 @@ impl GitHubEmulator {
     /// Number of commits on `branch` that are not on `base`.
     pub fn commits_ahead(&self, full: &str, branch: &str, base: &str) -> usize {
         self.with_repo(full, |r| {
-            let head = r.git.refname_to_id(&format!("refs/heads/{branch}")).expect("branch");
-            let base = r.git.refname_to_id(&format!("refs/heads/{base}")).expect("base");
-            r.git.graph_ahead_behind(head, base).expect("ahead/behind").0
+            let head = r
+                .git
+                .refname_to_id(&format!("refs/heads/{branch}"))
+                .expect("branch");
+            let base = r
+                .git
+                .refname_to_id(&format!("refs/heads/{base}"))
+                .expect("base");
+            r.git
+                .graph_ahead_behind(head, base)
+                .expect("ahead/behind")
+                .0
         })
     }
 
@@ -236,13 +272,25 @@ impl GitHubEmulator {
     pub fn push_human_commit(&self, full: &str, branch: &str, path: &str, content: &str) -> String {
         self.with_repo(full, |r| {
             let name = format!("refs/heads/{branch}");
-            let parent = r.git.find_reference(&name).expect("branch").peel_to_commit().expect("commit");
+            let parent = r
+                .git
+                .find_reference(&name)
+                .expect("branch")
+                .peel_to_commit()
+                .expect("commit");
             let base_tree = parent.tree().expect("tree");
             let tree = build_tree(&r.git, Some(&base_tree), [(path, Some(content.as_bytes()))]);
             let tree = r.git.find_tree(tree).expect("tree");
             let sig = git2::Signature::now("Ann Human", "ann@example.com").expect("sig");
             r.git
-                .commit(Some(&name), &sig, &sig, "Fix the generated client by hand", &tree, &[&parent])
+                .commit(
+                    Some(&name),
+                    &sig,
+                    &sig,
+                    "Fix the generated client by hand",
+                    &tree,
+                    &[&parent],
+                )
                 .expect("commit")
                 .to_string()
         })
@@ -258,13 +306,23 @@ impl GitHubEmulator {
     }
 
     pub fn comments(&self, full: &str, number: u64) -> Vec<Comment> {
-        self.with_repo(full, |r| r.comments.iter().filter(|c| c.issue == number).cloned().collect())
+        self.with_repo(full, |r| {
+            r.comments
+                .iter()
+                .filter(|c| c.issue == number)
+                .cloned()
+                .collect()
+        })
     }
 
     /// Closes a pull request without merging, as a reviewer would.
     pub fn close_pull(&self, full: &str, number: u64) {
         self.with_repo(full, |r| {
-            let p = r.pulls.iter_mut().find(|p| p.number == number).expect("pull");
+            let p = r
+                .pulls
+                .iter_mut()
+                .find(|p| p.number == number)
+                .expect("pull");
             p.state = "closed".into();
             p.closed_at = Some(SystemTime::now());
         })
@@ -305,7 +363,11 @@ impl GitHubEmulator {
 
     pub fn assert_conformant(&self) {
         let v = self.violations();
-        assert!(v.is_empty(), "requests not conforming to GitHub's OpenAPI description:\n{}", v.join("\n"));
+        assert!(
+            v.is_empty(),
+            "requests not conforming to GitHub's OpenAPI description:\n{}",
+            v.join("\n")
+        );
     }
 }
 
@@ -318,7 +380,11 @@ fn build_tree<'a>(
     let base = match base {
         Some(b) => b,
         None => {
-            let id = git.treebuilder(None).expect("tb").write().expect("empty tree");
+            let id = git
+                .treebuilder(None)
+                .expect("tb")
+                .write()
+                .expect("empty tree");
             empty = git.find_tree(id).expect("tree");
             &empty
         }
@@ -387,14 +453,22 @@ async fn handle(
             Ok(v) => Some(v),
             Err(e) => {
                 let mut i = s.inner.lock().expect("lock");
-                i.violations.push(format!("{method} {full_path}: body is not JSON: {e}"));
-                return err(StatusCode::BAD_REQUEST, "Problems parsing JSON", "https://docs.github.com/rest");
+                i.violations
+                    .push(format!("{method} {full_path}: body is not JSON: {e}"));
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "Problems parsing JSON",
+                    "https://docs.github.com/rest",
+                );
             }
         }
     };
     let Some(path) = full_path.strip_prefix(&s.base_path).map(str::to_string) else {
         let mut i = s.inner.lock().expect("lock");
-        i.violations.push(format!("{method} {full_path}: outside the API base path {:?}", s.base_path));
+        i.violations.push(format!(
+            "{method} {full_path}: outside the API base path {:?}",
+            s.base_path
+        ));
         return not_found();
     };
     let problems = openapi::spec().check(method.as_str(), &path, &query, json_body.as_ref());
@@ -422,14 +496,55 @@ async fn handle(
                 "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.",
                 "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
             );
-            r.headers_mut().insert("retry-after", secs.to_string().parse().expect("header"));
+            r.headers_mut()
+                .insert("retry-after", secs.to_string().parse().expect("header"));
+            r
+        }
+        Some(Fault::PrimaryRateLimit(secs)) => {
+            let reset = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+                + secs;
+            let mut r = err(
+                StatusCode::FORBIDDEN,
+                "API rate limit exceeded for installation ID 42.",
+                "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            );
+            let h = r.headers_mut();
+            h.insert("x-ratelimit-limit", "5000".parse().expect("header"));
+            h.insert("x-ratelimit-remaining", "0".parse().expect("header"));
+            h.insert(
+                "x-ratelimit-reset",
+                reset.to_string().parse().expect("header"),
+            );
             r
         }
         Some(Fault::ServerErrorAfter) => {
-            let _ = route(&s, inner, &method, &path, &query, json_body.as_ref(), authorization.as_deref());
-            err(StatusCode::BAD_GATEWAY, "Server Error", "https://docs.github.com/rest")
+            let _ = route(
+                &s,
+                inner,
+                &method,
+                &path,
+                &query,
+                json_body.as_ref(),
+                authorization.as_deref(),
+            );
+            err(
+                StatusCode::BAD_GATEWAY,
+                "Server Error",
+                "https://docs.github.com/rest",
+            )
         }
-        None => route(&s, inner, &method, &path, &query, json_body.as_ref(), authorization.as_deref()),
+        None => route(
+            &s,
+            inner,
+            &method,
+            &path,
+            &query,
+            json_body.as_ref(),
+            authorization.as_deref(),
+        ),
     };
     inner.requests.push(Recorded {
         method: method.to_string(),
@@ -437,9 +552,10 @@ async fn handle(
         authorization,
         status: response.status().as_u16(),
     });
-    response
-        .headers_mut()
-        .insert("x-github-api-version-selected", "2022-11-28".parse().expect("header"));
+    response.headers_mut().insert(
+        "x-github-api-version-selected",
+        "2022-11-28".parse().expect("header"),
+    );
     response
 }
 
@@ -458,7 +574,11 @@ fn route(
     match (method.as_str(), segs.as_slice()) {
         ("POST", ["app", "installations", id, "access_tokens"]) => {
             if !authorization.is_some_and(|a| a.starts_with("Bearer ey")) {
-                return err(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded", "https://docs.github.com/rest");
+                return err(
+                    StatusCode::UNAUTHORIZED,
+                    "A JSON web token could not be decoded",
+                    "https://docs.github.com/rest",
+                );
             }
             let expires = SystemTime::now() + Duration::from_secs(3600);
             (
@@ -487,7 +607,9 @@ fn route(
             repo_route(&ctx, repo, next_id, method.as_str(), rest, query, body)
         }
         _ => {
-            inner.violations.push(format!("{method} {path}: the emulator does not implement this route"));
+            inner.violations.push(format!(
+                "{method} {path}: the emulator does not implement this route"
+            ));
             not_found()
         }
     }
@@ -632,7 +754,10 @@ fn repo_route(
                 return unprocessable("Invalid request.", DOC_REFS);
             };
             if !name.starts_with("refs/") || name.matches('/').count() < 2 {
-                return unprocessable("Reference name must start with 'refs/' and have at least two slashes.", DOC_REFS);
+                return unprocessable(
+                    "Reference name must start with 'refs/' and have at least two slashes.",
+                    DOC_REFS,
+                );
             }
             let Some(oid) = object_exists(&repo.git, sha, ObjectType::Commit) else {
                 return unprocessable("Object does not exist", DOC_REFS);
@@ -640,7 +765,9 @@ fn repo_route(
             if repo.git.find_reference(name).is_ok() {
                 return unprocessable("Reference already exists", DOC_REFS);
             }
-            repo.git.reference(name, oid, false, "create").expect("create ref");
+            repo.git
+                .reference(name, oid, false, "create")
+                .expect("create ref");
             ok(StatusCode::CREATED, ref_json(ctx, name, oid))
         }
         ("PATCH", ["git", "refs", r @ ..]) => {
@@ -648,14 +775,18 @@ fn repo_route(
             let Ok(old) = repo.git.refname_to_id(&name) else {
                 return unprocessable("Reference does not exist", DOC_REFS);
             };
-            let Some(new) = str_field(body, "sha").and_then(|s| object_exists(&repo.git, s, ObjectType::Commit)) else {
+            let Some(new) = str_field(body, "sha")
+                .and_then(|s| object_exists(&repo.git, s, ObjectType::Commit))
+            else {
                 return unprocessable("Object does not exist", DOC_REFS);
             };
             let force = body.get("force").and_then(Json::as_bool).unwrap_or(false);
             if !force && old != new && !repo.git.graph_descendant_of(new, old).unwrap_or(false) {
                 return unprocessable("Update is not a fast forward", DOC_REFS);
             }
-            repo.git.reference(&name, new, true, "update").expect("update ref");
+            repo.git
+                .reference(&name, new, true, "update")
+                .expect("update ref");
             ok(StatusCode::OK, ref_json(ctx, &name, new))
         }
         ("DELETE", ["git", "refs", r @ ..]) => {
@@ -671,14 +802,24 @@ fn repo_route(
         ("POST", ["git", "blobs"]) => {
             let content = str_field(body, "content").unwrap_or_default();
             let bytes = match str_field(body, "encoding").unwrap_or("utf-8") {
-                "base64" => match base64::engine::general_purpose::STANDARD.decode(content.replace(['\n', '\r'], "")) {
+                "base64" => match base64::engine::general_purpose::STANDARD
+                    .decode(content.replace(['\n', '\r'], ""))
+                {
                     Ok(b) => b,
-                    Err(_) => return unprocessable("content is not valid Base64", "https://docs.github.com/rest/git/blobs"),
+                    Err(_) => {
+                        return unprocessable(
+                            "content is not valid Base64",
+                            "https://docs.github.com/rest/git/blobs",
+                        );
+                    }
                 },
                 _ => content.as_bytes().to_vec(),
             };
             let oid = repo.git.blob(&bytes).expect("blob");
-            ok(StatusCode::CREATED, json!({"sha": oid.to_string(), "url": format!("{}/git/blobs/{oid}", ctx.api)}))
+            ok(
+                StatusCode::CREATED,
+                json!({"sha": oid.to_string(), "url": format!("{}/git/blobs/{oid}", ctx.api)}),
+            )
         }
         ("GET", ["git", "blobs", sha]) => match object_exists(&repo.git, sha, ObjectType::Blob) {
             Some(oid) => {
@@ -707,14 +848,29 @@ fn repo_route(
         }
         ("POST", ["git", "commits"]) => {
             const DOC: &str = "https://docs.github.com/rest/git/commits#create-a-commit";
-            let Some(tree) = str_field(body, "tree").and_then(|t| object_exists(&repo.git, t, ObjectType::Tree)) else {
+            let Some(tree) =
+                str_field(body, "tree").and_then(|t| object_exists(&repo.git, t, ObjectType::Tree))
+            else {
                 return unprocessable("Tree SHA does not exist", DOC);
             };
             let mut parents = Vec::new();
-            for p in body.get("parents").and_then(Json::as_array).into_iter().flatten() {
-                match p.as_str().and_then(|p| object_exists(&repo.git, p, ObjectType::Commit)) {
+            for p in body
+                .get("parents")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
+                match p
+                    .as_str()
+                    .and_then(|p| object_exists(&repo.git, p, ObjectType::Commit))
+                {
                     Some(oid) => parents.push(repo.git.find_commit(oid).expect("parent")),
-                    None => return unprocessable("Parent SHA does not exist or is not a commit object", DOC),
+                    None => {
+                        return unprocessable(
+                            "Parent SHA does not exist or is not a commit object",
+                            DOC,
+                        );
+                    }
                 }
             }
             let sig = |k: &str| {
@@ -728,20 +884,39 @@ fn repo_route(
             let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
             let oid = repo
                 .git
-                .commit(None, &author, &committer, str_field(body, "message").unwrap_or_default(), &tree, &refs)
+                .commit(
+                    None,
+                    &author,
+                    &committer,
+                    str_field(body, "message").unwrap_or_default(),
+                    &tree,
+                    &refs,
+                )
                 .expect("commit");
             let c = repo.git.find_commit(oid).expect("commit");
             ok(StatusCode::CREATED, commit_json(ctx, &c))
         }
-        ("GET", ["git", "commits", sha]) => match object_exists(&repo.git, sha, ObjectType::Commit) {
-            Some(oid) => ok(StatusCode::OK, commit_json(ctx, &repo.git.find_commit(oid).expect("commit"))),
+        ("GET", ["git", "commits", sha]) => match object_exists(&repo.git, sha, ObjectType::Commit)
+        {
+            Some(oid) => ok(
+                StatusCode::OK,
+                commit_json(ctx, &repo.git.find_commit(oid).expect("commit")),
+            ),
             None => not_found(),
         },
         ("GET", ["pulls"]) => {
             let q = parse_query(query);
             let state = q.get("state").map(String::as_str).unwrap_or("open");
-            let per_page: usize = q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30).min(100);
-            let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+            let per_page: usize = q
+                .get("per_page")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+                .min(100);
+            let page: usize = q
+                .get("page")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1)
+                .max(1);
             let asc = q.get("direction").map(String::as_str) == Some("asc");
             let mut list: Vec<&Pull> = repo
                 .pulls
@@ -749,7 +924,9 @@ fn repo_route(
                 .filter(|p| state == "all" || p.state == state)
                 .filter(|p| match q.get("head") {
                     Some(h) => {
-                        let (o, b) = h.split_once(':').unwrap_or((ctx.owner.as_str(), h.as_str()));
+                        let (o, b) = h
+                            .split_once(':')
+                            .unwrap_or((ctx.owner.as_str(), h.as_str()));
                         o == ctx.owner && p.head == b
                     }
                     None => true,
@@ -770,7 +947,8 @@ fn repo_route(
         }
         ("POST", ["pulls"]) => {
             const DOC: &str = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request";
-            let (Some(head), Some(base)) = (str_field(body, "head"), str_field(body, "base")) else {
+            let (Some(head), Some(base)) = (str_field(body, "head"), str_field(body, "base"))
+            else {
                 return unprocessable("Validation Failed", DOC);
             };
             let head = head.split_once(':').map(|(_, b)| b).unwrap_or(head);
@@ -780,8 +958,15 @@ fn repo_route(
                     json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": msg}], "documentation_url": DOC, "status": "422"}),
                 )
             };
-            if repo.pulls.iter().any(|p| p.state == "open" && p.head == head && p.base == base) {
-                return fail(format!("A pull request already exists for {}:{head}.", ctx.owner));
+            if repo
+                .pulls
+                .iter()
+                .any(|p| p.state == "open" && p.head == head && p.base == base)
+            {
+                return fail(format!(
+                    "A pull request already exists for {}:{head}.",
+                    ctx.owner
+                ));
             }
             let (Ok(h), Ok(b)) = (
                 repo.git.refname_to_id(&format!("refs/heads/{head}")),
@@ -845,7 +1030,12 @@ fn repo_route(
                 return not_found();
             };
             let list = |k: &str| -> Vec<String> {
-                body.get(k).and_then(Json::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                body.get(k)
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
             };
             let p = &mut repo.pulls[i];
             p.reviewers.extend(list("reviewers"));
@@ -857,7 +1047,13 @@ fn repo_route(
             let Some(p) = repo.pulls.iter_mut().find(|p| p.number.to_string() == *n) else {
                 return not_found();
             };
-            for l in body.get("labels").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
+            for l in body
+                .get("labels")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Json::as_str)
+            {
                 if !p.labels.iter().any(|x| x == l) {
                     p.labels.push(l.to_string());
                 }
@@ -880,7 +1076,12 @@ fn repo_route(
             ok(StatusCode::OK, Json::Array(items))
         }
         ("POST", ["issues", n, "comments"]) => {
-            let Some(issue) = repo.pulls.iter().find(|p| p.number.to_string() == *n).map(|p| p.number) else {
+            let Some(issue) = repo
+                .pulls
+                .iter()
+                .find(|p| p.number.to_string() == *n)
+                .map(|p| p.number)
+            else {
                 return not_found();
             };
             *next_id += 1;
@@ -907,12 +1108,21 @@ fn create_tree(ctx: &Ctx, repo: &mut RepoState, body: &Json) -> Response {
             None => return unprocessable("Invalid tree info", DOC),
         },
         None => {
-            let id = git.treebuilder(None).expect("tb").write().expect("empty tree");
+            let id = git
+                .treebuilder(None)
+                .expect("tb")
+                .write()
+                .expect("empty tree");
             git.find_tree(id).expect("tree")
         }
     };
     let mut up = git2::build::TreeUpdateBuilder::new();
-    for e in body.get("tree").and_then(Json::as_array).into_iter().flatten() {
+    for e in body
+        .get("tree")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
         let path = str_field(e, "path").unwrap_or_default();
         if str_field(e, "type") != Some("blob") {
             return unprocessable("the emulator handles blob entries only", DOC);
@@ -924,7 +1134,10 @@ fn create_tree(ctx: &Ctx, repo: &mut RepoState, body: &Json) -> Response {
         match (e.get("sha"), e.get("content")) {
             (Some(Json::Null), None) => {
                 if base.get_path(std::path::Path::new(path)).is_err() {
-                    return unprocessable(&format!("GitRPC::BadObjectState: path {path} does not exist in base_tree"), DOC);
+                    return unprocessable(
+                        &format!("GitRPC::BadObjectState: path {path} does not exist in base_tree"),
+                        DOC,
+                    );
                 }
                 up.remove(path);
             }

@@ -70,7 +70,10 @@ fn convert(v: &Json, root: &Json, depth: usize) -> Json {
     match v {
         Json::Object(m) => {
             if let Some(r) = m.get("$ref").and_then(Json::as_str) {
-                let target = root.pointer(r.trim_start_matches('#')).cloned().unwrap_or_default();
+                let target = root
+                    .pointer(r.trim_start_matches('#'))
+                    .cloned()
+                    .unwrap_or_default();
                 return convert(&target, root, depth + 1);
             }
             let mut out = Map::new();
@@ -83,7 +86,10 @@ fn convert(v: &Json, root: &Json, depth: usize) -> Json {
             if m.get("nullable") == Some(&Json::Bool(true)) {
                 match out.get("type").cloned() {
                     Some(Json::String(t)) => {
-                        out.insert("type".into(), Json::Array(vec![Json::String(t), "null".into()]));
+                        out.insert(
+                            "type".into(),
+                            Json::Array(vec![Json::String(t), "null".into()]),
+                        );
                     }
                     Some(_) => {}
                     None => {}
@@ -109,9 +115,15 @@ fn convert(v: &Json, root: &Json, depth: usize) -> Json {
 impl Spec {
     fn new(root: Json) -> Self {
         let mut operations = Vec::new();
-        let paths = root.get("paths").and_then(Json::as_object).cloned().unwrap_or_default();
+        let paths = root
+            .get("paths")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default();
         for (path, item) in &paths {
-            let Some(item) = item.as_object() else { continue };
+            let Some(item) = item.as_object() else {
+                continue;
+            };
             let shared: Vec<Json> = item
                 .get("parameters")
                 .and_then(Json::as_array)
@@ -142,7 +154,11 @@ impl Spec {
                     .cloned();
                 operations.push(Operation {
                     method: method.to_uppercase(),
-                    template: path.trim_start_matches('/').split('/').map(str::to_string).collect(),
+                    template: path
+                        .trim_start_matches('/')
+                        .split('/')
+                        .map(str::to_string)
+                        .collect(),
                     id: op
                         .get("operationId")
                         .and_then(Json::as_str)
@@ -170,7 +186,11 @@ impl Spec {
             }
             let t = &op.template;
             if greedy {
-                if t.len() > segs.len() || !t.last().is_some_and(|l| is_param(l)) {
+                // Only parameters that hold slashes (`{ref}` = `heads/a/b`) span segments.
+                let spans = t
+                    .last()
+                    .is_some_and(|l| matches!(l.as_str(), "{ref}" | "{path}" | "{branch}"));
+                if t.len() > segs.len() || !spans {
                     return None;
                 }
             } else if t.len() != segs.len() {
@@ -207,7 +227,9 @@ impl Spec {
     pub fn check(&self, method: &str, path: &str, query: &str, body: Option<&Json>) -> Vec<String> {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let Some(op) = self.find(method, &segs) else {
-            return vec![format!("{method} {path}: no such operation in GitHub's REST API")];
+            return vec![format!(
+                "{method} {path}: no such operation in GitHub's REST API"
+            )];
         };
         let mut out = Vec::new();
         let at = format!("{method} {path} ({})", op.id);
