@@ -22,9 +22,21 @@ const MAX_DIFF_FILES: usize = 100;
 const MAX_PAGES: u32 = 10;
 
 fn step_err(e: GitHubError) -> StepError {
+    let hint = match e.status() {
+        Some(401) => {
+            "; the token is invalid or expired: check GITHUB_TOKEN (or the GitHub App key)"
+        }
+        Some(403) if !e.is_transient() => {
+            "; the token lacks permission: it needs contents and pull requests write access to the repository"
+        }
+        Some(404) => {
+            "; the repository does not exist or the token cannot see it: check `repository` and the token's repository access"
+        }
+        _ => "",
+    };
     StepError {
         retryable: e.is_transient(),
-        message: e.to_string(),
+        message: format!("{e}{hint}"),
     }
 }
 
@@ -499,6 +511,22 @@ mod tests {
         };
         assert!(!is_own_commit(&msg, &human, &id));
         assert!(!is_own_commit("fix typo", &id, &id));
+    }
+
+    #[test]
+    fn permanent_errors_say_how_to_fix_them() {
+        let api = |status| GitHubError::Api {
+            method: "GET",
+            route: "/repos/o/r/pulls".into(),
+            status,
+            message: "Bad credentials".into(),
+            details: vec![],
+        };
+        let e = step_err(api(401));
+        assert!(!e.retryable);
+        assert!(e.message.contains("GITHUB_TOKEN"), "{}", e.message);
+        assert!(step_err(api(404)).message.contains("check `repository`"));
+        assert!(step_err(api(502)).retryable);
     }
 
     #[test]
