@@ -1,0 +1,264 @@
+//! The plain Git fallback (`provider: git`): the same change pushed as a branch to any Git
+//! remote, for hosts without GitHub's API. One commit on top of the base branch, the same
+//! branch naming, and never a push over a commit mockops did not make.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Cred, Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository};
+
+use super::github::{commit_message, is_own_commit};
+use super::{Change, PrAction, PrOutcome, PrRequest};
+use crate::github::Token;
+use crate::github::api::Person;
+use crate::step::StepError;
+
+/// Where and how to push. `url` may be `file://`, `https://` or `ssh://`.
+#[derive(Debug, Clone, Default)]
+pub struct GitRemote {
+    /// Remote URL; empty means the request's `repository`.
+    pub url: String,
+    /// HTTPS user name (`x-access-token` for a GitHub App token).
+    pub username: Option<String>,
+    pub password: Option<Token>,
+}
+
+/// Pushes `req` as a branch to a Git remote (blocking work runs off the async runtime).
+pub async fn apply_git(remote: &GitRemote, req: &PrRequest) -> Result<PrOutcome, StepError> {
+    req.check()?;
+    let remote = remote.clone();
+    let req = req.clone();
+    tokio::task::spawn_blocking(move || push_blocking(&remote, &req))
+        .await
+        .map_err(|e| StepError::transient(format!("git push task failed: {e}")))?
+}
+
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
+    let transient = matches!(
+        e.class(),
+        git2::ErrorClass::Net
+            | git2::ErrorClass::Ssl
+            | git2::ErrorClass::Os
+            | git2::ErrorClass::Http
+    );
+    let message = format!("{what} {url}: {}", e.message());
+    if transient {
+        StepError::transient(message)
+    } else {
+        StepError::permanent(message)
+    }
+}
+
+fn callbacks<'a>(remote: &'a GitRemote) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(move |_url, user_from_url, allowed| {
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
+            && let Some(password) = remote.password.as_ref().map(Token::expose)
+        {
+            let user = remote
+                .username
+                .as_deref()
+                .or(user_from_url)
+                .unwrap_or("x-access-token");
+            return Cred::userpass_plaintext(user, password);
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            return Cred::ssh_key_from_agent(user_from_url.unwrap_or("git"));
+        }
+        Cred::default()
+    });
+    cb
+}
+
+fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, StepError> {
+    let url = if remote_cfg.url.is_empty() {
+        req.repository.as_str()
+    } else {
+        remote_cfg.url.as_str()
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "mockops-push-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let work = WorkDir(dir);
+    let repo = Repository::init_bare(&work.0)
+        .map_err(|e| git_err("creating a work repository for", url, e))?;
+    let mut remote = repo
+        .remote_anonymous(url)
+        .map_err(|e| git_err("opening remote", url, e))?;
+
+    let base_ref = format!("refs/heads/{}", req.base_branch);
+    let head_ref = format!("refs/heads/{}", req.head_branch);
+    let (base_remote, head_remote) = {
+        let conn = remote
+            .connect_auth(Direction::Fetch, Some(callbacks(remote_cfg)), None)
+            .map_err(|e| git_err("connecting to", url, e))?;
+        let heads = conn.list().map_err(|e| git_err("listing", url, e))?;
+        let find = |name: &str| heads.iter().find(|h| h.name() == name).map(|h| h.oid());
+        (find(&base_ref), find(&head_ref))
+    };
+    let base_oid = base_remote.ok_or_else(|| {
+        StepError::permanent(format!(
+            "base branch {:?} does not exist in {url}; set `branch` to an existing branch",
+            req.base_branch
+        ))
+    })?;
+    let mut specs = vec![format!("+{base_ref}:refs/mockops/base")];
+    if head_remote.is_some() {
+        specs.push(format!("+{head_ref}:refs/mockops/head"));
+    }
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(remote_cfg));
+    remote
+        .fetch(&specs, Some(&mut fo), None)
+        .map_err(|e| git_err("fetching from", url, e))?;
+
+    let hash = req.content_hash();
+    let files = req.normalized_files();
+    let base_commit = repo
+        .find_commit(base_oid)
+        .map_err(|e| git_err("reading the base commit of", url, e))?;
+    let base_tree = base_commit
+        .tree()
+        .map_err(|e| git_err("reading the base tree of", url, e))?;
+
+    let mut wanted = Vec::new();
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    for f in &files {
+        match &f.change {
+            Change::Write(bytes) => {
+                let oid = repo
+                    .blob(bytes)
+                    .map_err(|e| git_err("writing a blob for", url, e))?;
+                update.upsert(f.path.as_str(), oid, git2::FileMode::Blob);
+                wanted.push((f.path.as_str(), Some(oid)));
+            }
+            Change::Delete => {
+                update.remove(f.path.as_str());
+                wanted.push((f.path.as_str(), None));
+            }
+        }
+    }
+    let matches = |tree: &git2::Tree<'_>| {
+        wanted.iter().all(|(path, oid)| {
+            let there = tree.get_path(Path::new(path)).ok().map(|e| e.id());
+            there == *oid
+        })
+    };
+    let outcome = |action, commit: Option<Oid>, reason: Option<String>| PrOutcome {
+        action,
+        number: None,
+        url: None,
+        branch: req.head_branch.clone(),
+        commit: commit.map(|c| c.to_string()),
+        reason,
+    };
+    if matches(&base_tree) {
+        return Ok(outcome(
+            PrAction::Unchanged,
+            head_remote,
+            Some(format!("{} already has this content", req.base_branch)),
+        ));
+    }
+    if let Some(head_oid) = head_remote {
+        let head = repo
+            .find_commit(head_oid)
+            .map_err(|e| git_err("reading the branch head of", url, e))?;
+        let committer = head.committer();
+        let who = Person {
+            name: String::from_utf8_lossy(committer.name_bytes()).into_owned(),
+            email: String::from_utf8_lossy(committer.email_bytes()).into_owned(),
+        };
+        let message = String::from_utf8_lossy(head.message_bytes()).into_owned();
+        if !is_own_commit(&message, &who, &req.identity) {
+            return Ok(outcome(
+                PrAction::SkippedForeign,
+                Some(head_oid),
+                Some(format!(
+                    "branch {} has commit {head_oid} by {} <{}>; mockops does not push over it",
+                    req.head_branch, who.name, who.email
+                )),
+            ));
+        }
+        let head_tree = head
+            .tree()
+            .map_err(|e| git_err("reading the branch tree of", url, e))?;
+        if matches(&head_tree) {
+            return Ok(outcome(PrAction::Unchanged, Some(head_oid), None));
+        }
+    }
+
+    let tree_oid = update
+        .create_updated(&repo, &base_tree)
+        .map_err(|e| git_err("building the tree for", url, e))?;
+    let tree = repo
+        .find_tree(tree_oid)
+        .map_err(|e| git_err("reading the new tree for", url, e))?;
+    let sig = git2::Signature::now(&req.identity.name, &req.identity.email)
+        .map_err(|e| git_err("signing the commit for", url, e))?;
+    let commit = repo
+        .commit(
+            Some(&head_ref),
+            &sig,
+            &sig,
+            &commit_message(req, &hash),
+            &tree,
+            &[&base_commit],
+        )
+        .map_err(|e| git_err("committing for", url, e))?;
+
+    // Lease: the remote branch must still be where we read it (absent, or our commit).
+    let expected = head_remote.unwrap_or(Oid::ZERO_SHA1);
+    let mut rejected: Option<String> = None;
+    {
+        let mut cb = callbacks(remote_cfg);
+        let head_ref_cb = head_ref.clone();
+        cb.push_negotiation(move |updates| {
+            for u in updates {
+                if u.dst_refname().ok() == Some(head_ref_cb.as_str()) && u.src() != expected {
+                    return Err(git2::Error::from_str(
+                        "the branch moved on the remote since it was read",
+                    ));
+                }
+            }
+            Ok(())
+        });
+        cb.push_update_reference(|refname, status| {
+            if let Some(s) = status {
+                rejected = Some(format!("{refname}: {s}"));
+            }
+            Ok(())
+        });
+        let mut po = PushOptions::new();
+        po.remote_callbacks(cb);
+        let res = remote.push(&[format!("+{head_ref}:{head_ref}")], Some(&mut po));
+        if let Err(e) = res {
+            if e.message().contains("moved on the remote") {
+                return Err(StepError::transient(format!(
+                    "branch {} moved on {url} while mockops was pushing; trying again re-checks who pushed",
+                    req.head_branch
+                )));
+            }
+            return Err(git_err("pushing to", url, e));
+        }
+    }
+    if let Some(r) = rejected {
+        return Err(StepError::permanent(format!(
+            "{url} rejected the push of {r}"
+        )));
+    }
+    let action = if head_remote.is_some() {
+        PrAction::Updated
+    } else {
+        PrAction::Pushed
+    };
+    Ok(outcome(action, Some(commit), None))
+}

@@ -1,0 +1,757 @@
+//! Pull requests end to end: the lifecycle against the GitHub API emulator (every request
+//! checked against GitHub's OpenAPI description), and the plain Git fallback against a real
+//! bare repository.
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use mockops::github::{Auth, GitHub};
+use mockops::pr::{
+    EventInfo, GitRemote, PrAction, PrLimits, PrRequest, apply, apply_git, parse_metadata,
+};
+
+use crate::support::github::{Fault, GitHubEmulator};
+
+const REPO: &str = "acme/sdk";
+
+async fn emulator() -> GitHubEmulator {
+    let emu = GitHubEmulator::start().await;
+    emu.create_repo(
+        REPO,
+        &[
+            ("README.md", "# SDK\n"),
+            (
+                "sdk/client.ts",
+                "export const version = 1;\nexport function ping() {}\n",
+            ),
+        ],
+    );
+    emu
+}
+
+fn client(api_url: &str) -> GitHub {
+    GitHub::builder()
+        .api_url(api_url)
+        .token("ghp_testtoken")
+        .mutation_interval(Duration::ZERO)
+        .server_error_backoff(2, Duration::from_millis(10))
+        .build()
+        .expect("client")
+}
+
+fn request(version: u32, event: &str) -> PrRequest {
+    let mut req = PrRequest::new(
+        REPO,
+        "main",
+        "auto-sdk",
+        "specs/petstore.yaml",
+        "Regenerate the SDK",
+    )
+    .write(
+        "sdk/client.ts",
+        format!("export const version = {version};\nexport function ping() {{}}\n"),
+    )
+    .expect("path")
+    .write(
+        "sdk/models/pet.ts",
+        format!("export interface Pet {{ v{version}: string }}\n"),
+    )
+    .expect("path");
+    req.description = Some("The Petstore spec changed, so the SDK was regenerated.".into());
+    req.event = Some(EventInfo {
+        id: event.into(),
+        event_type: "schema.changed".into(),
+        source: "commit:0123abcd".into(),
+    });
+    req.labels = vec!["sdk".into(), "mockops".into()];
+    req.reviewers = vec!["alice".into()];
+    req.team_reviewers = vec!["sdk-team".into()];
+    req
+}
+
+#[tokio::test]
+async fn the_same_request_twice_opens_one_pull_request() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let req = request(2, "evt-1");
+
+    let first = apply(&gh, &req).await.expect("first");
+    assert_eq!(first.action, PrAction::Opened, "{first:?}");
+    assert_eq!(first.number, Some(1));
+    assert_eq!(first.branch, "mockops/auto-sdk/specs-petstore.yaml");
+    assert!(first.url.as_deref().unwrap().ends_with("/acme/sdk/pull/1"));
+
+    let second = apply(&gh, &request(2, "evt-2")).await.expect("second");
+    assert_eq!(second.action, PrAction::Unchanged, "{second:?}");
+    assert_eq!(second.number, Some(1));
+
+    let pulls = emu.pulls(REPO);
+    assert_eq!(pulls.len(), 1);
+    let pr = &pulls[0];
+    assert_eq!(pr.labels, ["sdk", "mockops"]);
+    assert_eq!(pr.reviewers, ["alice"]);
+    assert_eq!(pr.teams, ["sdk-team"]);
+    assert!(
+        pr.body.starts_with("The Petstore spec changed"),
+        "{}",
+        pr.body
+    );
+    assert!(
+        pr.body
+            .contains("`schema.changed` event `evt-1` from `commit:0123abcd`")
+    );
+    assert!(
+        pr.body
+            .contains("-export const version = 1;\n+export const version = 2;"),
+        "{}",
+        pr.body
+    );
+    assert!(pr.body.contains("| `sdk/models/pet.ts` | added |"));
+    let meta = parse_metadata(&pr.body).expect("metadata");
+    assert_eq!(meta.content_hash, req.content_hash());
+    assert_eq!(meta.event_id.as_deref(), Some("evt-1"));
+
+    assert_eq!(
+        emu.commits_ahead(REPO, &first.branch, "main"),
+        1,
+        "one commit for all files"
+    );
+    assert_eq!(
+        emu.file(REPO, &first.branch, "sdk/client.ts").unwrap(),
+        "export const version = 2;\nexport function ping() {}\n"
+    );
+    assert_eq!(
+        emu.file(REPO, &first.branch, "README.md").unwrap(),
+        "# SDK\n",
+        "base tree kept"
+    );
+    assert_eq!(
+        emu.count("POST", "/git/commits"),
+        1,
+        "nothing pushed the second time"
+    );
+    assert_eq!(emu.count("PATCH", "/pulls/1"), 0);
+    assert!(emu.requests().iter().all(|r| {
+        r.authorization
+            .as_deref()
+            .is_some_and(|a| a.ends_with("ghp_testtoken"))
+    }));
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn changed_content_updates_the_same_pull_request() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let first = apply(&gh, &request(2, "evt-1")).await.expect("first");
+    let before = emu.branch_sha(REPO, &first.branch).unwrap();
+
+    let req = request(3, "evt-2");
+    let second = apply(&gh, &req).await.expect("second");
+    assert_eq!(second.action, PrAction::Updated, "{second:?}");
+    assert_eq!(second.number, first.number);
+    let after = emu.branch_sha(REPO, &first.branch).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(second.commit.as_deref(), Some(after.as_str()));
+    assert_eq!(
+        emu.commits_ahead(REPO, &first.branch, "main"),
+        1,
+        "still one commit on main"
+    );
+    assert!(
+        emu.file(REPO, &first.branch, "sdk/client.ts")
+            .unwrap()
+            .contains("version = 3")
+    );
+
+    let pulls = emu.pulls(REPO);
+    assert_eq!(pulls.len(), 1);
+    assert!(pulls[0].body.contains("+export const version = 3;"));
+    assert!(pulls[0].body.contains("event `evt-2`"));
+    assert_eq!(
+        parse_metadata(&pulls[0].body).unwrap().content_hash,
+        req.content_hash()
+    );
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn a_human_commit_on_the_branch_gets_a_comment_not_a_force_push() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let first = apply(&gh, &request(2, "evt-1")).await.expect("first");
+    let human = emu.push_human_commit(REPO, &first.branch, "sdk/client.ts", "hand-written\n");
+
+    let second = apply(&gh, &request(3, "evt-2")).await.expect("second");
+    assert_eq!(second.action, PrAction::Commented, "{second:?}");
+    assert_eq!(
+        emu.branch_sha(REPO, &first.branch).unwrap(),
+        human,
+        "branch untouched"
+    );
+    let comments = emu.comments(REPO, 1);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].body.contains("Ann Human <ann@example.com>"),
+        "{}",
+        comments[0].body
+    );
+
+    let third = apply(&gh, &request(3, "evt-3")).await.expect("third");
+    assert_eq!(third.action, PrAction::Commented);
+    assert_eq!(emu.comments(REPO, 1).len(), 1, "one comment per content");
+    assert_eq!(emu.branch_sha(REPO, &first.branch).unwrap(), human);
+    assert_eq!(
+        emu.count(
+            "PATCH",
+            "/git/refs/heads/mockops/auto-sdk/specs-petstore.yaml"
+        ),
+        0
+    );
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn a_pull_request_closed_without_merge_is_not_reopened_for_the_same_content() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    apply(&gh, &request(2, "evt-1")).await.expect("first");
+    emu.close_pull(REPO, 1);
+
+    let again = apply(&gh, &request(2, "evt-2")).await.expect("again");
+    assert_eq!(again.action, PrAction::SkippedClosed, "{again:?}");
+    assert_eq!(again.number, Some(1));
+    assert_eq!(emu.pulls(REPO).len(), 1);
+    assert_eq!(emu.pulls(REPO)[0].state, "closed");
+
+    let changed = apply(&gh, &request(3, "evt-3")).await.expect("changed");
+    assert_eq!(
+        changed.action,
+        PrAction::Opened,
+        "new content, new pull request"
+    );
+    assert_eq!(changed.number, Some(2));
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_is_waited_out() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    emu.inject(Method::POST, "/pulls", 1, Fault::SecondaryRateLimit(1));
+    let start = Instant::now();
+    let out = apply(&gh, &request(2, "evt-1")).await.expect("apply");
+    assert_eq!(out.action, PrAction::Opened);
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "waited for retry-after"
+    );
+    assert_eq!(emu.count("POST", "/pulls"), 2);
+    assert_eq!(emu.pulls(REPO).len(), 1);
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn a_primary_rate_limit_waits_for_the_reset() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    emu.inject(
+        Method::GET,
+        "/git/ref/heads/main",
+        1,
+        Fault::PrimaryRateLimit(1),
+    );
+    let start = Instant::now();
+    let out = apply(&gh, &request(2, "evt-1")).await.expect("apply");
+    assert_eq!(out.action, PrAction::Opened);
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "waited for x-ratelimit-reset"
+    );
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn a_rate_limit_that_outlasts_the_retries_is_a_retryable_failure() {
+    let emu = emulator().await;
+    let gh = GitHub::builder()
+        .api_url(emu.api_url())
+        .token("ghp_testtoken")
+        .mutation_interval(Duration::ZERO)
+        .rate_limit_retries(1)
+        .build()
+        .expect("client");
+    emu.inject(Method::POST, "/pulls", 10, Fault::SecondaryRateLimit(1));
+    let err = apply(&gh, &request(2, "evt-1")).await.expect_err("limited");
+    assert!(err.retryable, "{err:?}");
+    assert!(
+        err.message.contains("secondary rate limit"),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains("ghp_testtoken"));
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn server_errors_in_the_commit_sequence_leave_no_half_made_branch() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let branch = "mockops/auto-sdk/specs-petstore.yaml";
+
+    emu.inject(Method::POST, "/git/commits", 1000, Fault::ServerError(502));
+    let err = apply(&gh, &request(2, "evt-1"))
+        .await
+        .expect_err("commits fail");
+    assert!(err.retryable, "{err:?}");
+    assert!(err.message.contains("502"), "{}", err.message);
+    assert_eq!(
+        emu.branch_sha(REPO, branch),
+        None,
+        "no branch without its commit"
+    );
+    assert!(emu.pulls(REPO).is_empty());
+
+    emu.clear_faults();
+    // The branch is created but the answer is lost, then the pull request likewise: the
+    // replayed requests find them and carry on.
+    emu.inject(Method::POST, "/git/refs", 1, Fault::ServerErrorAfter);
+    emu.inject(Method::POST, "/pulls", 1, Fault::ServerErrorAfter);
+    emu.inject(Method::POST, "/git/trees", 1, Fault::ServerError(500));
+    let out = apply(&gh, &request(2, "evt-1"))
+        .await
+        .expect("retry repairs");
+    assert_eq!(out.action, PrAction::Opened, "{out:?}");
+    assert_eq!(emu.pulls(REPO).len(), 1);
+    assert_eq!(emu.commits_ahead(REPO, branch, "main"), 1);
+    assert_eq!(out.commit, emu.branch_sha(REPO, branch));
+    assert_eq!(
+        emu.count("POST", "/git/refs"),
+        2,
+        "the create was replayed once"
+    );
+    assert_eq!(
+        emu.count("POST", "/pulls"),
+        2,
+        "the replay met 422 already exists"
+    );
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn a_failure_after_the_branch_is_repaired_by_the_next_attempt() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    emu.inject(Method::POST, "/pulls", 1000, Fault::ServerError(503));
+    let err = apply(&gh, &request(2, "evt-1"))
+        .await
+        .expect_err("pulls fail");
+    assert!(err.retryable);
+    emu.clear_faults();
+    let out = apply(&gh, &request(2, "evt-1"))
+        .await
+        .expect("second attempt");
+    assert_eq!(out.action, PrAction::Opened, "{out:?}");
+    assert_eq!(
+        emu.count("POST", "/git/commits"),
+        1,
+        "the branch was already right"
+    );
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn unsafe_paths_are_rejected_before_any_request() {
+    for bad in [
+        "../escape.txt",
+        "/etc/passwd",
+        ".git/hooks/post-checkout",
+        "a//b",
+        "a\\b",
+    ] {
+        let err = PrRequest::new(REPO, "main", "p", "t", "T")
+            .write(bad, "x")
+            .expect_err(bad);
+        assert!(!err.retryable);
+        assert!(
+            err.message.contains(bad.replace('\\', "\\\\").as_str()),
+            "{}",
+            err.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn limits_per_hour_and_open_at_once_hold() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let topic = |t: &str, per_hour, open| {
+        let mut r = request(2, "evt");
+        r.topic = t.into();
+        r.head_branch = mockops::pr::branch_name("mockops/", "auto-sdk", t);
+        r.limits = PrLimits {
+            max_per_hour: per_hour,
+            max_open: open,
+        };
+        r
+    };
+    assert_eq!(
+        apply(&gh, &topic("a", 10, 1)).await.unwrap().action,
+        PrAction::Opened
+    );
+    let limited = apply(&gh, &topic("b", 10, 1)).await.unwrap();
+    assert_eq!(limited.action, PrAction::Limited);
+    assert!(limited.reason.unwrap().contains("max_open"));
+    assert_eq!(
+        emu.branch_sha(REPO, "mockops/auto-sdk/b"),
+        None,
+        "nothing pushed"
+    );
+
+    emu.close_pull(REPO, 1);
+    let limited = apply(&gh, &topic("b", 1, 5)).await.unwrap();
+    assert_eq!(limited.action, PrAction::Limited);
+    assert!(limited.reason.unwrap().contains("max_per_hour"));
+    assert_eq!(
+        apply(&gh, &topic("b", 2, 5)).await.unwrap().action,
+        PrAction::Opened
+    );
+    // Updating an open pull request is never limited.
+    let mut upd = topic("b", 0, 0);
+    upd = upd.write("extra.txt", "x").unwrap();
+    assert_eq!(apply(&gh, &upd).await.unwrap().action, PrAction::Updated);
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn deletions_and_binary_files_make_one_commit() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let req = request(2, "evt")
+        .delete("README.md")
+        .unwrap()
+        .delete("not/there.txt")
+        .unwrap()
+        .write("logo.bin", vec![0u8, 159, 146, 150, 255])
+        .unwrap();
+    let out = apply(&gh, &req).await.expect("apply");
+    assert_eq!(out.action, PrAction::Opened);
+    assert_eq!(emu.file(REPO, &out.branch, "README.md"), None);
+    assert!(emu.file(REPO, &out.branch, "logo.bin").is_some());
+    assert_eq!(emu.commits_ahead(REPO, &out.branch, "main"), 1);
+    let body = &emu.pulls(REPO)[0].body;
+    assert!(body.contains("| `README.md` | deleted |"), "{body}");
+    assert!(body.contains("logo.bin: binary file"), "{body}");
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn github_enterprise_base_path_is_kept() {
+    let emu = GitHubEmulator::start_at("/api/v3").await;
+    emu.create_repo(REPO, &[("README.md", "x\n")]);
+    for url in [emu.api_url(), format!("{}/", emu.api_url())] {
+        let gh = client(&url);
+        let out = apply(&gh, &request(2, "evt")).await.expect("apply");
+        assert!(
+            matches!(out.action, PrAction::Opened | PrAction::Unchanged),
+            "{out:?}"
+        );
+    }
+    assert!(emu.requests().len() > 5);
+    assert_eq!(emu.pulls(REPO).len(), 1);
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn github_app_authentication_uses_installation_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let emu = emulator().await;
+    let gh = GitHub::builder()
+        .api_url(emu.api_url())
+        .auth(Auth::App {
+            app_id: 7,
+            private_key_pem: std::fs::read(&key).unwrap(),
+        })
+        .mutation_interval(Duration::ZERO)
+        .build()
+        .expect("app client");
+    assert_eq!(
+        apply(&gh, &request(2, "e1")).await.unwrap().action,
+        PrAction::Opened
+    );
+    assert_eq!(
+        apply(&gh, &request(3, "e2")).await.unwrap().action,
+        PrAction::Updated
+    );
+    assert_eq!(
+        emu.count("GET", "/installation"),
+        1,
+        "installation looked up once"
+    );
+    assert_eq!(emu.count("POST", "/access_tokens"), 1, "token cached");
+    let repo_calls: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/repos/") && !r.path.ends_with("/installation"))
+        .collect();
+    assert!(!repo_calls.is_empty());
+    assert!(
+        repo_calls
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer ghs_installation42")),
+        "{repo_calls:?}"
+    );
+    emu.assert_conformant();
+}
+
+#[tokio::test]
+async fn a_rendered_step_config_with_generated_files_becomes_one_pull_request() {
+    use mockops::model::{CreatePrConfig, FileChange, FileOperation, PullRequestSettings};
+    use mockops::step::StepContext;
+    use serde_json::json;
+
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let cfg = CreatePrConfig {
+        repository: format!("https://github.com/{REPO}"),
+        branch: "main".into(),
+        title: "SDK for specs/petstore.yaml".into(),
+        body: Some("Regenerated after a schema change.".into()),
+        files: vec![FileChange {
+            path: "sdk/typescript".into(),
+            content: None,
+            from_step: Some("regenerate_sdk".into()),
+            operation: FileOperation::Update,
+        }],
+        topic: Some("specs/petstore.yaml".into()),
+        labels: vec!["sdk".into()],
+        reviewers: vec![],
+        team_reviewers: vec![],
+        draft: true,
+        provider: None,
+        commit_message: Some("Regenerate the TypeScript SDK".into()),
+    };
+    let ctx = StepContext {
+        execution_id: "exec-7".into(),
+        pipeline: "auto-sdk-regeneration".into(),
+        step: "open_pr".into(),
+        attempt: 1,
+        idempotency_key: "exec-7/open_pr".into(),
+        event: json!({"id": "evt-42", "event_type": "schema.changed", "source": "commit:abc"}),
+    };
+    let steps = json!({"regenerate_sdk": {"outputs": {"files": {
+        "index.ts": "export * from './api';\n",
+        "src/api.ts": "export class Api {}\n",
+    }}}});
+    let settings = PullRequestSettings {
+        labels: vec!["mockops".into()],
+        ..Default::default()
+    };
+    let req = mockops::pr::request_from_config(&cfg, &settings, &ctx, &steps).expect("request");
+    let out = apply(&gh, &req).await.expect("apply");
+    assert_eq!(out.action, PrAction::Opened);
+    assert_eq!(
+        out.branch,
+        "mockops/auto-sdk-regeneration/specs-petstore.yaml"
+    );
+    let outputs = out.outputs();
+    assert_eq!(outputs["action"], "opened");
+    assert_eq!(outputs["pr_number"], 1);
+    assert_eq!(outputs["branch"], json!(out.branch));
+    assert_eq!(
+        emu.file(REPO, &out.branch, "sdk/typescript/src/api.ts")
+            .as_deref(),
+        Some("export class Api {}\n")
+    );
+    let pr = &emu.pulls(REPO)[0];
+    assert!(pr.draft);
+    assert_eq!(pr.labels, ["mockops", "sdk"]);
+    emu.assert_conformant();
+}
+
+#[test]
+fn the_emulator_flags_requests_that_break_the_openapi_description() {
+    use serde_json::json;
+    let spec = crate::support::github::openapi::spec();
+    let ok = spec.check(
+        "POST",
+        "/repos/o/r/git/trees",
+        "",
+        Some(&json!({"base_tree": "abc", "tree": [{"path": "a", "mode": "100644", "type": "blob", "sha": null}]})),
+    );
+    assert!(ok.is_empty(), "{ok:?}");
+    let bad = spec.check(
+        "POST",
+        "/repos/o/r/git/trees",
+        "",
+        Some(&json!({"tree": [{"path": "a", "mode": "100645", "type": "blob", "sha": 5}]})),
+    );
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    let bad = spec.check("POST", "/repos/o/r/pulls", "", Some(&json!({"title": "t"})));
+    assert!(bad.iter().any(|v| v.contains("head")), "{bad:?}");
+    let bad = spec.check(
+        "GET",
+        "/repos/o/r/pulls",
+        "state=merged&per_page=x&colour=red",
+        None,
+    );
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(
+        spec.check("GET", "/repos/o/r/git/ref/heads/a/b/c", "", None)
+            .is_empty()
+    );
+    assert!(
+        spec.check(
+            "PATCH",
+            "/repos/o/r/git/refs/heads/a/b",
+            "",
+            Some(&json!({"sha": "x", "force": true}))
+        )
+        .is_empty()
+    );
+    assert_eq!(spec.check("GET", "/repos/o/r/nonsense", "", None).len(), 1);
+    assert!(
+        !spec.check("POST", "/repos/o/r/pulls", "", None).is_empty(),
+        "body required"
+    );
+}
+
+mod git_fallback {
+    use super::*;
+    use git2::Repository;
+
+    fn bare_remote() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("git fixture");
+        let repo = Repository::init_bare(dir.path()).expect("git fixture");
+        let mut tb = repo.treebuilder(None).expect("git fixture");
+        tb.insert(
+            "README.md",
+            repo.blob(b"# SDK\n").expect("git fixture"),
+            0o100644,
+        )
+        .expect("git fixture");
+        let tree = repo
+            .find_tree(tb.write().expect("git fixture"))
+            .expect("git fixture");
+        let sig = git2::Signature::now("Owner", "owner@example.com").expect("git fixture");
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
+            .expect("git fixture");
+        let url = format!("file://{}", dir.path().display());
+        (dir, url)
+    }
+
+    fn file_at(dir: &std::path::Path, branch: &str, path: &str) -> Option<String> {
+        let repo = Repository::open_bare(dir).expect("git fixture");
+        let c = repo
+            .find_reference(&format!("refs/heads/{branch}"))
+            .ok()?
+            .peel_to_commit()
+            .ok()?;
+        let e = c.tree().ok()?.get_path(std::path::Path::new(path)).ok()?;
+        Some(
+            String::from_utf8_lossy(repo.find_blob(e.id()).expect("git fixture").content())
+                .into_owned(),
+        )
+    }
+
+    fn head(dir: &std::path::Path, branch: &str) -> Option<git2::Oid> {
+        Repository::open_bare(dir)
+            .expect("git fixture")
+            .refname_to_id(&format!("refs/heads/{branch}"))
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn pushes_one_commit_updates_in_place_and_respects_humans() {
+        let (dir, url) = bare_remote();
+        let remote = GitRemote {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let mut req = request(2, "evt-1");
+        req.repository = url;
+
+        let first = apply_git(&remote, &req).await.expect("push");
+        assert_eq!(first.action, PrAction::Pushed, "{first:?}");
+        let branch = first.branch.clone();
+        assert!(
+            file_at(dir.path(), &branch, "sdk/client.ts")
+                .unwrap()
+                .contains("version = 2")
+        );
+        assert_eq!(
+            file_at(dir.path(), &branch, "README.md").unwrap(),
+            "# SDK\n"
+        );
+
+        let again = apply_git(&remote, &req).await.expect("again");
+        assert_eq!(again.action, PrAction::Unchanged);
+        assert_eq!(
+            head(dir.path(), &branch).map(|o| o.to_string()),
+            first.commit
+        );
+
+        let mut changed = request(3, "evt-2");
+        changed.repository = req.repository.clone();
+        let upd = apply_git(&remote, &changed).await.expect("update");
+        assert_eq!(upd.action, PrAction::Updated);
+        let repo = Repository::open_bare(dir.path()).unwrap();
+        let tip = head(dir.path(), &branch).unwrap();
+        let main = head(dir.path(), "main").unwrap();
+        assert_eq!(
+            repo.graph_ahead_behind(tip, main).unwrap(),
+            (1, 0),
+            "one commit on the base"
+        );
+
+        // A person commits on the branch: mockops no longer pushes.
+        let parent = repo.find_commit(tip).unwrap();
+        let sig = git2::Signature::now("Ann Human", "ann@example.com").unwrap();
+        let human = repo
+            .commit(
+                Some(&format!("refs/heads/{branch}")),
+                &sig,
+                &sig,
+                "by hand",
+                &parent.tree().unwrap(),
+                &[&parent],
+            )
+            .unwrap();
+        let mut next = request(4, "evt-3");
+        next.repository = req.repository.clone();
+        let skipped = apply_git(&remote, &next).await.expect("skip");
+        assert_eq!(skipped.action, PrAction::SkippedForeign, "{skipped:?}");
+        assert_eq!(head(dir.path(), &branch), Some(human));
+    }
+
+    #[tokio::test]
+    async fn a_missing_base_branch_is_a_clear_permanent_error() {
+        let (_dir, url) = bare_remote();
+        let mut req = request(2, "evt");
+        req.base_branch = "develop".into();
+        let err = apply_git(
+            &GitRemote {
+                url,
+                ..Default::default()
+            },
+            &req,
+        )
+        .await
+        .expect_err("no base");
+        assert!(!err.retryable);
+        assert!(
+            err.message.contains("\"develop\" does not exist"),
+            "{}",
+            err.message
+        );
+    }
+}
