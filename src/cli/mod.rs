@@ -40,7 +40,7 @@ pub enum Command {
     /// Compare two versions of an API description (OpenAPI or protobuf) and classify changes.
     Diff(diff::DiffArgs),
     /// Follow a config repository: apply every commit, store its events, serve the API.
-    Daemon(daemon::DaemonArgs),
+    Daemon(Box<daemon::DaemonArgs>),
     /// Show where a running daemon stands (last applied and attempted commit, errors).
     Status(client::StatusArgs),
     /// List or post events of a running daemon.
