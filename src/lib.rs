@@ -5,6 +5,7 @@ pub mod config;
 pub mod daemon;
 pub mod diag;
 pub mod model;
+pub mod pipeline;
 pub mod reconcile;
 pub mod schema_diff;
 pub mod source;
