@@ -290,6 +290,18 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Dispatches a stored event again (after a pipeline was added or fixed): it starts the
+    /// matching pipelines it has not started yet. Returns false when there is no such event.
+    pub fn redispatch(&self, event_id: u64) -> Result<bool, StoreError> {
+        let found = self.inner.store.dispatch(|tx| tx.requeue(event_id))?;
+        if found {
+            self.inner.kick.notify_one();
+        }
+        Ok(found)
+    }
+}
+
 impl Inner {
     /// Dispatches until the outbox is empty.
     async fn dispatch_all(self: &Arc<Self>) -> Result<(), StoreError> {

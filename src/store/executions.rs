@@ -219,6 +219,16 @@ impl DispatchTx<'_> {
         Ok(())
     }
 
+    /// Puts a stored event back in the outbox, to dispatch it again: pipelines it already
+    /// started are not started again. Returns false when there is no such event.
+    pub fn requeue(&mut self, id: u64) -> Result<bool, StoreError> {
+        if self.log.get(id)?.is_none() {
+            return Ok(false);
+        }
+        self.log.outbox.insert(id, ())?;
+        Ok(true)
+    }
+
     /// Appends an event; with `dispatch` it goes to the outbox to trigger pipelines.
     pub fn append_event(
         &mut self,
