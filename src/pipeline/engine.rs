@@ -402,9 +402,9 @@ impl Inner {
             }
         };
         if exec.status == ExecutionStatus::Pending {
+            // Stored with the first step's state: a crash before that resumes a pending run.
             exec.status = ExecutionStatus::Running;
             exec.started_at = Some(crate::time::now_rfc3339());
-            self.save(&exec).await?;
         } else {
             tracing::info!(pipeline = %exec.pipeline, execution = %exec.id, "resuming execution");
         }

@@ -920,7 +920,22 @@ async fn executions_over_http_and_the_cli() {
         None,
     );
     h.start();
-    let app = mockops::pipeline::api::router(h.engine.clone(), Some("tok".into()));
+    // The daemon's routes with the pipeline routes merged in, as the daemon serves them.
+    let shared = Arc::new(mockops::daemon::Shared {
+        store: h.store.clone(),
+        metrics: mockops::daemon::metrics::Metrics::new(),
+        live: std::sync::RwLock::new(mockops::daemon::Live::default()),
+        wake: Notify::new(),
+        api_token: Some("tok".into()),
+        webhook_secret: None,
+        heartbeat: std::sync::atomic::AtomicU64::new(0),
+        started: Instant::now(),
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
+    });
+    let app = mockops::daemon::api::router(shared).merge(mockops::pipeline::api::router(
+        h.engine.clone(),
+        Some("tok".into()),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -1000,6 +1015,73 @@ async fn executions_over_http_and_the_cli() {
         out.contains("1. n (notify)  succeeded  attempts 1"),
         "{out}"
     );
+
+    // The CLI: list, trigger from a file and wait, executions as JSON.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("token"), "tok\n").unwrap();
+    std::fs::write(
+        work.path().join("event.json"),
+        r#"{"event_type": "release.published", "version": "2.0"}"#,
+    )
+    .unwrap();
+    let run = |args: Vec<String>| {
+        let dir = work.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::support::bin())
+                .args(&args)
+                .current_dir(dir)
+                .env_remove("MOCKOPS_API_TOKEN")
+                .env_remove("MOCKOPS_API_TOKEN_FILE")
+                .output()
+                .unwrap()
+        })
+    };
+    let args = |a: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec!["pipelines".into(), "--api".into(), base.clone()];
+        v.extend(a.iter().map(|s| s.to_string()));
+        v
+    };
+    let out = run(args(&["list"])).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("release.published"), "{text}");
+    assert!(text.contains(&format!("last run {id} succeeded")), "{text}");
+
+    let out = run(args(&[
+        "trigger",
+        "p",
+        "--event",
+        "event.json",
+        "--wait",
+        "--api-token-file",
+        "token",
+    ]))
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SUCCEEDED"), "{text}");
+    assert_eq!(runner.calls()[1].config["message"], "v=2.0");
+
+    let out = run(args(&["executions", "p", "--format", "json"]))
+        .await
+        .unwrap();
+    let listed: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["executions"].as_array().unwrap().len(), 2);
+
+    let out = run(args(&["trigger", "p", "--api-token-file", "missing"]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the API token"));
 
     server.abort();
     h.stop().await;
