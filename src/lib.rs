@@ -7,6 +7,7 @@ pub mod diag;
 pub mod github;
 pub mod model;
 pub mod pr;
+pub mod pipeline;
 pub mod reconcile;
 pub mod schema_diff;
 pub mod sdkgen;

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod daemon;
 pub mod diff;
+pub mod pipelines;
 pub mod schemas;
 pub mod validate;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Status(client::StatusArgs),
     /// List or post events of a running daemon.
     Events(client::EventsArgs),
+    /// List pipelines, run one by hand, and read their executions on a running daemon.
+    Pipelines(pipelines::PipelinesArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -57,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(&args),
         Command::Status(args) => client::status(&args),
         Command::Events(args) => client::events(&args),
+        Command::Pipelines(args) => pipelines::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

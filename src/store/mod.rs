@@ -9,6 +9,7 @@
 //! Values are JSON: readable with any redb tool, and tolerant of added fields.
 
 mod events;
+pub mod executions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -358,32 +359,15 @@ impl Store {
             }
 
             let mut workspaces = tx.open_table(WORKSPACES)?;
-            let mut events = tx.open_table(EVENTS)?;
-            let mut dedup = tx.open_table(DEDUP)?;
-            let mut outbox = tx.open_table(OUTBOX)?;
-            let mut next_id = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            let mut log = EventLog::open(&tx)?;
             for ev in c.events {
-                if let Some(key) = &ev.dedup_key
-                    && let Some(existing) = dedup.get(key.as_str())?
-                {
-                    let id = existing.value();
-                    if let Some(v) = events.get(id)? {
-                        committed.events.push(serde_json::from_slice(v.value())?);
-                    }
-                    continue;
+                if let Some(event) = log.append(ev, &now, true)? {
+                    committed.events.push(event);
                 }
-                let event = ev.into_event(next_id, &now);
-                events.insert(next_id, serde_json::to_vec(&event)?.as_slice())?;
-                if let Some(key) = &event.dedup_key {
-                    dedup.insert(key.as_str(), next_id)?;
-                }
-                outbox.insert(next_id, ())?;
-                committed.events.push(event);
-                next_id += 1;
             }
             for ws in &c.workspaces {
                 if workspaces.get(ws.as_str())?.is_none() {
-                    workspaces.insert(ws.as_str(), next_id.saturating_sub(1))?;
+                    workspaces.insert(ws.as_str(), log.next_id().saturating_sub(1))?;
                 }
             }
 
@@ -512,6 +496,75 @@ impl Store {
             out.push(item?.0.value());
         }
         Ok(out)
+    }
+}
+
+/// The event log, its dedup index and the outbox, open in one write transaction: every
+/// producer of events (commits, the API, the pipeline engine) appends through it, so an event
+/// and whatever caused it are stored together.
+pub(crate) struct EventLog<'t> {
+    events: redb::Table<'t, u64, &'static [u8]>,
+    dedup: redb::Table<'t, &'static str, u64>,
+    outbox: redb::Table<'t, u64, ()>,
+    next_id: u64,
+}
+
+impl<'t> EventLog<'t> {
+    pub(crate) fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        let events = tx.open_table(EVENTS)?;
+        let next_id = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+        Ok(Self {
+            events,
+            dedup: tx.open_table(DEDUP)?,
+            outbox: tx.open_table(OUTBOX)?,
+            next_id,
+        })
+    }
+
+    /// The id the next appended event gets.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Appends `ev`, and puts it in the outbox when `dispatch` is set. An event whose dedup
+    /// key is already stored is not stored again: the stored one is returned (it may be gone
+    /// from the log only if the log was trimmed, then `None`).
+    pub(crate) fn append(
+        &mut self,
+        ev: NewEvent,
+        now: &str,
+        dispatch: bool,
+    ) -> Result<Option<Event>, StoreError> {
+        if let Some(key) = &ev.dedup_key
+            && let Some(existing) = self.dedup.get(key.as_str())?
+        {
+            let id = existing.value();
+            return self.get(id);
+        }
+        let id = self.next_id;
+        let event = ev.into_event(id, now);
+        self.events
+            .insert(id, serde_json::to_vec(&event)?.as_slice())?;
+        if let Some(key) = &event.dedup_key {
+            self.dedup.insert(key.as_str(), id)?;
+        }
+        if dispatch {
+            self.outbox.insert(id, ())?;
+        }
+        self.next_id += 1;
+        Ok(Some(event))
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Result<Option<Event>, StoreError> {
+        Ok(match self.events.get(id)? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Takes an event out of the outbox: it has been dispatched.
+    pub(crate) fn dispatched(&mut self, id: u64) -> Result<bool, StoreError> {
+        Ok(self.outbox.remove(id)?.is_some())
     }
 }
 

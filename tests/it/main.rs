@@ -5,6 +5,7 @@ mod support;
 mod config_validate;
 mod daemon;
 mod pull_requests;
+mod pipelines;
 mod schema_diff_openapi;
 mod schema_diff_proto;
 mod sdkgen;

@@ -1,0 +1,433 @@
+//! `mockops pipelines`: list pipelines, run one by hand, and read executions of a running
+//! daemon, through its HTTP API.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::{Value as Json, json};
+
+use super::client::{ApiArgs, Format};
+use super::exit;
+
+#[derive(Debug, Args)]
+pub struct PipelinesArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: PipelinesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelinesCommand {
+    /// List the applied pipelines: triggers, steps and their last run.
+    List,
+    /// Run a pipeline now for an event, whatever its triggers say (to try a pipeline out).
+    Trigger {
+        /// Pipeline name.
+        name: String,
+        /// The event as JSON: `{"event_type": "...", "workspace_id": "...", "payload": {...}}`
+        /// or a flat object whose other fields are the payload; `-` reads standard input.
+        /// Default: an empty `manual` event.
+        #[arg(long)]
+        event: Option<PathBuf>,
+        /// Wait for the execution to finish; exit 1 when it fails.
+        #[arg(long)]
+        wait: bool,
+        /// File with the API token (default: `.state/api-token`; or set MOCKOPS_API_TOKEN).
+        #[arg(
+            long,
+            env = "MOCKOPS_API_TOKEN_FILE",
+            default_value = ".state/api-token"
+        )]
+        api_token_file: PathBuf,
+    },
+    /// List executions, newest first.
+    Executions {
+        /// Only this pipeline's.
+        name: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only executions older than this sequence number (the `next_before` of a page).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Show one execution: steps, attempts, outputs, errors and logs.
+    Execution {
+        /// Execution id, as listed by `mockops pipelines executions`.
+        id: String,
+    },
+}
+
+pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let api = Api::new(&args.api.api)?;
+    let json_out = args.api.format == Format::Json;
+    match &args.command {
+        PipelinesCommand::List => rt.block_on(list(&api, json_out)),
+        PipelinesCommand::Trigger {
+            name,
+            event,
+            wait,
+            api_token_file,
+        } => {
+            let event = read_event(event.as_ref())?;
+            let token = token(api_token_file)?;
+            rt.block_on(trigger(&api, name, event, &token, *wait, json_out))
+        }
+        PipelinesCommand::Executions {
+            name,
+            limit,
+            before,
+        } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(n) = name {
+                q.push(("pipeline", n.clone()));
+            }
+            if let Some(b) = before {
+                q.push(("before", b.to_string()));
+            }
+            let body = rt.block_on(api.get("/api/v1/executions", &q))?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(exit::OK);
+            }
+            let items = body["executions"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("no executions");
+            }
+            for e in &items {
+                println!("{}", one_line(e));
+            }
+            if let Some(next) = body["next_before"].as_u64() {
+                println!("more: --before {next}");
+            }
+            Ok(exit::OK)
+        }
+        PipelinesCommand::Execution { id } => {
+            let body = rt.block_on(api.get(&format!("/api/v1/executions/{id}"), &[]))?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", describe(&body));
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+        })
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Json> {
+        let req = self.client.get(format!("{}{path}", self.base)).query(query);
+        self.send(req).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Json> {
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the daemon at {} (is `mockops daemon` running?)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let body: Json = resp.json().await.unwrap_or(Json::Null);
+        anyhow::ensure!(
+            status.is_success(),
+            "{status}: {}",
+            body.get("error").and_then(Json::as_str).unwrap_or("")
+        );
+        Ok(body)
+    }
+}
+
+fn read_event(path: Option<&PathBuf>) -> anyhow::Result<Json> {
+    let Some(path) = path else {
+        return Ok(Json::Null);
+    };
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the event from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the event file {}", path.display()))?
+    };
+    let event: Json =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    anyhow::ensure!(
+        event.is_object(),
+        "{}: the event must be a JSON object, e.g. {{\"event_type\": \"schema.changed\", \
+         \"spec_path\": \"specs/users.yaml\"}}",
+        path.display()
+    );
+    Ok(event)
+}
+
+fn token(file: &PathBuf) -> anyhow::Result<String> {
+    if let Ok(t) = std::env::var("MOCKOPS_API_TOKEN")
+        && !t.is_empty()
+    {
+        return Ok(t);
+    }
+    Ok(std::fs::read_to_string(file)
+        .with_context(|| {
+            format!(
+                "cannot read the API token from {} (set --api-token-file or MOCKOPS_API_TOKEN)",
+                file.display()
+            )
+        })?
+        .trim()
+        .to_string())
+}
+
+async fn list(api: &Api, json_out: bool) -> anyhow::Result<u8> {
+    let body = api.get("/api/v1/pipelines", &[]).await?;
+    let items = body["items"].as_array().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for p in &items {
+        let name = p["name"].as_str().unwrap_or("");
+        let last = api
+            .get(
+                "/api/v1/executions",
+                &[("pipeline", name.to_string()), ("limit", "1".into())],
+            )
+            .await?;
+        let last = last["executions"].get(0).cloned().unwrap_or(Json::Null);
+        out.push(json!({
+            "name": name,
+            "path": p["path"],
+            "enabled": p["spec"]["definition"]["enabled"].as_bool().unwrap_or(true),
+            "triggers": p["spec"]["definition"]["triggers"]
+                .as_array()
+                .map(|ts| ts.iter().filter_map(|t| t["event"].as_str()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+            "steps": p["spec"]["definition"]["steps"]
+                .as_array()
+                .map(|ss| ss.iter().filter_map(|s| s["name"].as_str()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+            "last_execution": if last.is_null() { Json::Null } else {
+                json!({"id": last["id"], "status": last["status"], "created_at": last["created_at"]})
+            },
+        }));
+    }
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"pipelines": out}))?
+        );
+        return Ok(exit::OK);
+    }
+    if out.is_empty() {
+        println!("no pipelines applied");
+    }
+    for p in &out {
+        let list = |v: &Json| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Json::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        let last = match p["last_execution"]["id"].as_str() {
+            Some(id) => format!(
+                "last run {id} {}",
+                p["last_execution"]["status"].as_str().unwrap_or("")
+            ),
+            None => "never run".to_string(),
+        };
+        println!(
+            "{:<28} {:<9} on {:<40} steps: {:<30} {last}",
+            p["name"].as_str().unwrap_or(""),
+            if p["enabled"].as_bool().unwrap_or(true) {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            list(&p["triggers"]),
+            list(&p["steps"]),
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn trigger(
+    api: &Api,
+    name: &str,
+    event: Json,
+    token: &str,
+    wait: bool,
+    json_out: bool,
+) -> anyhow::Result<u8> {
+    let body = if event.is_null() { json!({}) } else { event };
+    let req = api
+        .client
+        .post(format!("{}/api/v1/pipelines/{name}/trigger", api.base))
+        .bearer_auth(token)
+        .json(&body);
+    let created = api.send(req).await?;
+    let id = created["execution_id"]
+        .as_str()
+        .context("the daemon answered without an execution id")?
+        .to_string();
+    if !wait {
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&created)?);
+        } else {
+            println!("started execution {id} (see `mockops pipelines execution {id}`)");
+        }
+        return Ok(exit::OK);
+    }
+    let exec = loop {
+        let e = api.get(&format!("/api/v1/executions/{id}"), &[]).await?;
+        if !matches!(e["status"].as_str(), Some("pending" | "running")) {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&exec)?);
+    } else {
+        print!("{}", describe(&exec));
+    }
+    Ok(if exec["status"] == "succeeded" {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+fn s(v: &Json) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn one_line(e: &Json) -> String {
+    let detail = match (e["failed_step"].as_str(), e["skipped_reason"].as_str()) {
+        (Some(step), _) => format!("failed at `{step}`: {}", s(&e["error"])),
+        (None, Some(why)) => why.to_string(),
+        _ => String::new(),
+    };
+    format!(
+        "{:<16} {:<28} {:<10} {}  event {} {}{}  {detail}",
+        s(&e["id"]),
+        s(&e["pipeline"]),
+        s(&e["status"]),
+        s(&e["created_at"]),
+        e["trigger_event_id"],
+        s(&e["trigger_event_type"]),
+        if e["manual"] == true { " (manual)" } else { "" },
+    )
+}
+
+fn describe(e: &Json) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "execution {}  pipeline {}  {}",
+        s(&e["id"]),
+        s(&e["pipeline"]),
+        s(&e["status"]).to_uppercase()
+    );
+    let _ = writeln!(
+        out,
+        "trigger:   event {} {}{}",
+        e["trigger_event_id"],
+        s(&e["trigger_event_type"]),
+        if e["manual"] == true { " (manual)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "times:     created {}  started {}  finished {}",
+        s(&e["created_at"]),
+        s(&e["started_at"]),
+        s(&e["finished_at"])
+    );
+    if let Some(why) = e["skipped_reason"].as_str() {
+        let _ = writeln!(out, "skipped:   {why}");
+    }
+    if let Some(step) = e["failed_step"].as_str() {
+        let _ = writeln!(out, "failed at: {step}: {}", s(&e["error"]));
+    }
+    let _ = writeln!(out, "steps:");
+    for (i, st) in e["steps"].as_array().into_iter().flatten().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {}. {} ({})  {}  attempts {}  timeout {}s  retries {}{}",
+            i + 1,
+            s(&st["name"]),
+            s(&st["step_type"]),
+            s(&st["status"]),
+            st["attempts"],
+            st["timeout_secs"],
+            st["retries"],
+            if st["continue_on_error"] == true {
+                "  continue_on_error"
+            } else {
+                ""
+            }
+        );
+        if let Some(o) = st["outputs"].as_object()
+            && !o.is_empty()
+        {
+            let _ = writeln!(out, "     outputs: {}", Json::Object(o.clone()));
+        }
+        if let Some(err) = st["error"].as_str() {
+            let _ = writeln!(out, "     error:   {err}");
+        }
+        if let Some(n) = st["logs_dropped"].as_u64()
+            && n > 0
+        {
+            let _ = writeln!(out, "     ({n} older log lines dropped)");
+        }
+        for line in st["logs"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "     | {}", s(line));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_text_names_the_failure() {
+        let e = json!({
+            "id": "3-0a0b0c0d", "pipeline": "notify", "status": "failed",
+            "trigger_event_id": 12, "trigger_event_type": "schema.changed", "manual": false,
+            "created_at": "2026-01-01T00:00:00Z", "started_at": null, "finished_at": null,
+            "failed_step": "slack", "error": "HTTP 500",
+            "steps": [{"name": "slack", "step_type": "notify", "status": "failed", "attempts": 4,
+                       "timeout_secs": 30, "retries": 3, "continue_on_error": false,
+                       "outputs": {}, "error": "HTTP 500", "logs": ["l1"], "logs_dropped": 0}]
+        });
+        let text = describe(&e);
+        assert!(text.contains("FAILED"), "{text}");
+        assert!(text.contains("failed at: slack: HTTP 500"), "{text}");
+        assert!(text.contains("attempts 4"), "{text}");
+        assert!(one_line(&e).contains("failed at `slack`"));
+    }
+}
