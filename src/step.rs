@@ -21,6 +21,8 @@ pub struct StepContext {
     pub idempotency_key: String,
     /// The triggering event: envelope fields with the payload flattened beside them.
     pub event: Json,
+    /// Earlier steps of the execution: `{"<step name>": {"outputs": {...}}}`.
+    pub steps: Json,
 }
 
 /// Why an attempt failed, and whether trying again may help.

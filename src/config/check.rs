@@ -962,7 +962,7 @@ fn check_pipeline(
             && !t.filters.contains_key("pipeline")
         {
             cx.warn("pipeline-loop", input, cx.at(input, &format!("{ptr}/event")), format!("`{}` without a `pipeline` filter also fires on this pipeline's own runs", t.event))
-                .hint = Some("add `filters: {pipeline: <other pipeline>}`; mockops stops runaway chains, but the first loop still runs".into());
+                .hint = Some("add `filters: {pipeline: <other pipeline>}`; a pipeline's own events never start it again, and chains of pipeline events stop after 3 runs".into());
         }
         for (key, value) in &t.filters {
             let kloc = cx.key_at(input, &format!("{ptr}/filters"), key);

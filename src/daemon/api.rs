@@ -285,6 +285,7 @@ async fn post_event(
     let stored = tokio::task::spawn_blocking(move || store.append_events(vec![e]))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    s.events_stored.notify_one();
     for ev in &stored {
         s.metrics
             .events

@@ -157,6 +157,19 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, source = %source.describe(), branch = %source.branch(), "mockops daemon started");
 
+    let engine = crate::pipeline::Engine::new(
+        shared.store.clone(),
+        crate::pipeline::steps::Steps::new(shared.store.clone(), source.repo_path().to_path_buf()),
+        crate::pipeline::EngineOptions {
+            metrics: Some(crate::pipeline::EngineMetrics::of(&shared.metrics)),
+            ..Default::default()
+        },
+    );
+    let pipelines = tokio::spawn(
+        engine
+            .clone()
+            .run(cancel.clone(), shared.events_stored.clone()),
+    );
     let stop = reconciler.stop_flag();
     let reconcile = tokio::spawn(reconcile_loop(
         shared.clone(),
@@ -166,7 +179,10 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     let server = {
-        let mut app = api::router(shared.clone());
+        let mut app = api::router(shared.clone()).merge(crate::pipeline::api::router(
+            engine.clone(),
+            shared.api_token.clone(),
+        ));
         if let Some(secret) = &cfg.webhook_secret {
             app = app.route(
                 "/api/v1/webhooks/github",
@@ -197,6 +213,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         let _ = reconcile.await;
         let _ = server.await;
+        let _ = pipelines.await;
     })
     .await;
     watchdog.abort();

@@ -616,6 +616,7 @@ impl Inner {
                     attempt: s.attempts,
                     idempotency_key: format!("{}/{}", exec.id, s.name),
                     event: event.clone(),
+                    steps: Json::Object(tctx.steps.clone()),
                 }
             };
             self.save(exec).await?;

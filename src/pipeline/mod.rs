@@ -8,6 +8,7 @@ pub mod api;
 pub mod engine;
 pub mod matching;
 pub mod render;
+pub mod steps;
 
 pub use engine::{
     Engine, EngineMetrics, EngineOptions, Redact, StepRunner, TriggerError, default_execution,

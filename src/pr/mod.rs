@@ -673,6 +673,7 @@ mod tests {
             attempt: 1,
             idempotency_key: "exec-1/open_pr".into(),
             event: json!({"id": "evt-1", "event_type": "schema.changed", "source": "commit:abc"}),
+            steps: serde_json::Value::Null,
         }
     }
 

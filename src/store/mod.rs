@@ -274,7 +274,6 @@ impl Store {
     }
 
     /// The database, for modules of the store that add their own tables.
-    #[allow(dead_code)]
     pub(crate) fn db(&self) -> &Database {
         &self.db
     }

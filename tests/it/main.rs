@@ -4,8 +4,8 @@ mod support;
 
 mod config_validate;
 mod daemon;
-mod pull_requests;
 mod pipelines;
+mod pull_requests;
 mod schema_diff_openapi;
 mod schema_diff_proto;
 mod sdkgen;

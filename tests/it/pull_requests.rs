@@ -547,6 +547,7 @@ async fn a_rendered_step_config_with_generated_files_becomes_one_pull_request() 
         attempt: 1,
         idempotency_key: "exec-7/open_pr".into(),
         event: json!({"id": "evt-42", "event_type": "schema.changed", "source": "commit:abc"}),
+        steps: serde_json::Value::Null,
     };
     let steps = json!({"regenerate_sdk": {"outputs": {"files": {
         "index.ts": "export * from './api';\n",

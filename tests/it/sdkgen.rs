@@ -71,6 +71,7 @@ fn ctx(event: Json) -> StepContext {
         attempt: 1,
         idempotency_key: "exec-1/regenerate_sdk".into(),
         event,
+        steps: Json::Null,
     }
 }
 
