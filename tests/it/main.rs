@@ -4,6 +4,7 @@ mod support;
 
 mod config_validate;
 mod daemon;
+mod end_to_end;
 mod pipelines;
 mod pull_requests;
 mod schema_diff_openapi;

@@ -36,7 +36,18 @@ impl Daemon {
         Self::start_with(state, &args)
     }
 
+    /// Like [`Daemon::start`], with extra environment variables for the daemon process.
+    pub fn start_env(repo: &Path, state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut args = vec!["--repo".to_string(), repo.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_full(state, &args, env)
+    }
+
     fn start_with(state: &Path, args: &[String]) -> Daemon {
+        Self::start_full(state, args, &[])
+    }
+
+    fn start_full(state: &Path, args: &[String], env: &[(&str, &str)]) -> Daemon {
         let extra: Vec<&str> = args.iter().map(String::as_str).collect();
         let port = free_port();
         std::fs::create_dir_all(state).expect("state dir");
@@ -53,6 +64,7 @@ impl Daemon {
             })
             .args(&extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
