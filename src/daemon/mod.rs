@@ -159,7 +159,15 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
 
     let engine = crate::pipeline::Engine::new(
         shared.store.clone(),
-        crate::pipeline::steps::Steps::new(shared.store.clone(), source.repo_path().to_path_buf()),
+        crate::pipeline::steps::Steps::new(
+            shared.store.clone(),
+            source.repo_path().to_path_buf(),
+            source.branch().to_string(),
+            match &cfg.repo_url {
+                Some(u) => u.clone(),
+                None => source.repo_path().display().to_string(),
+            },
+        ),
         crate::pipeline::EngineOptions {
             metrics: Some(crate::pipeline::EngineMetrics::of(&shared.metrics)),
             ..Default::default()

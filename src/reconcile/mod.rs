@@ -303,6 +303,7 @@ impl Reconciler {
                 author,
             };
             events = plan::events(&changes, &new_rows, &fresh_ws, &info, &sides);
+            events.extend(promotions(repo, &commit, &info));
         } else {
             revision.status = RevisionStatus::Baseline;
         }
@@ -380,4 +381,61 @@ fn first_parent_chain(repo: &Repository, from: Oid, head: Oid) -> Result<Vec<Oid
     }
     chain.reverse();
     Ok(chain)
+}
+
+/// `promotion.completed` for every promotion commit this commit brings in: the commit itself,
+/// or for a merge the commits of the merged side (the trailers survive merge commits and
+/// GitHub's squash messages).
+fn promotions(
+    repo: &Repository,
+    commit: &git2::Commit<'_>,
+    info: &plan::CommitInfo,
+) -> Vec<crate::store::NewEvent> {
+    use crate::pipeline::steps::{PROMOTION_ID_TRAILER, PROMOTION_TRAILER};
+    let mut messages = vec![String::from_utf8_lossy(commit.message_bytes()).into_owned()];
+    if commit.parent_count() > 1
+        && let Ok(mut walk) = repo.revwalk()
+        && walk.push(commit.id()).is_ok()
+        && commit.parent_id(0).is_ok_and(|p| walk.hide(p).is_ok())
+    {
+        for oid in walk.flatten().take(1000) {
+            if oid != commit.id()
+                && let Ok(c) = repo.find_commit(oid)
+            {
+                messages.push(String::from_utf8_lossy(c.message_bytes()).into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for m in messages {
+        let trailer = |name: &str| {
+            m.lines().rev().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        let (Some(id), Some(what)) = (trailer(PROMOTION_ID_TRAILER), trailer(PROMOTION_TRAILER))
+        else {
+            continue;
+        };
+        let parts: Vec<&str> = what.split_whitespace().collect();
+        let [entity_type, entity_id, from, to] = parts[..] else {
+            continue;
+        };
+        let mut e = crate::store::NewEvent::new(
+            "promotion.completed",
+            crate::store::Source::commit(&info.sha),
+        )
+        .with("promotion_id", id.clone())
+        .with("entity_type", entity_type)
+        .with("entity_id", entity_id)
+        .with("from_environment", from)
+        .with("to_environment", to)
+        .with("commit", info.sha.clone())
+        .with("author", info.author.clone());
+        e.dedup_key = Some(format!("promotion:{id}"));
+        out.push(e);
+    }
+    out
 }

@@ -488,3 +488,79 @@ fn survives_sigkill_at_any_point_with_every_event_exactly_once() {
 fn fastrand_ms(round: usize, n: usize) -> u64 {
     ((round * 37 + n * 53) % 90) as u64
 }
+
+/// `auto_promote` proposes the promotion as a branch of the config repository; once it is merged,
+/// the daemon reconciles it and emits `promotion.completed` with the promotion id of the trailer.
+#[test]
+fn auto_promote_proposes_a_branch_and_completes_when_merged() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let path = "environments/dev/scenarios/card-declined.yaml";
+    let sc = repo
+        .read(path)
+        .lines()
+        .map(|l| {
+            if l.starts_with("version:") {
+                "version: 7".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    repo.write(path, &sc);
+    let sha = repo.commit("card-declined v7 in dev");
+    d.wait_attempted(&sha);
+    // The promotion branch appears in the repository.
+    let branch = "mockops/auto-promote-to-test/promote-scenario-card-declined-test";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let tip = loop {
+        if let Ok(b) = git.find_branch(branch, git2::BranchType::Local) {
+            break b.get().peel_to_commit().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no promotion branch: {}\n{}",
+            d.get("/api/v1/executions?pipeline=auto-promote-to-test"),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let message = tip.message().unwrap().to_string();
+    assert!(
+        message.contains("Mockops-Promotion-Id: promo-"),
+        "{message}"
+    );
+    let promoted = tip
+        .tree()
+        .unwrap()
+        .get_path(std::path::Path::new(
+            "environments/test/scenarios/card-declined.yaml",
+        ))
+        .unwrap();
+    let blob = git.find_blob(promoted.id()).unwrap();
+    assert!(String::from_utf8_lossy(blob.content()).contains("version: 7"));
+    // A reviewer merges it (fast-forward).
+    let tip_id = tip.id();
+    repo.reset_hard(&tip_id.to_string());
+    let st = d.wait_attempted(&tip_id.to_string());
+    assert_eq!(st["last_attempted_status"], "applied");
+    let events = d.all_events();
+    let done = of_type(&events, "promotion.completed");
+    assert_eq!(done.len(), 1, "{events:#?}");
+    let p = &done[0]["payload"];
+    assert_eq!(p["entity_type"], "scenario");
+    assert_eq!(p["entity_id"], "card-declined");
+    assert_eq!(p["from_environment"], "dev");
+    assert_eq!(p["to_environment"], "test");
+    assert!(message.contains(p["promotion_id"].as_str().unwrap()));
+    let published: Vec<_> = of_type(&events, "scenario.published")
+        .into_iter()
+        .filter(|e| e["payload"]["environment"] == "test")
+        .collect();
+    assert_eq!(published.len(), 1);
+}
