@@ -38,7 +38,7 @@ fn main() {
         .args(["--poll-interval", "30s"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(work.path().join("daemon.log")).expect("log"))
         .spawn()
         .expect("spawn");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -54,7 +54,8 @@ fn main() {
             if !r.status().is_success() {
                 return None;
             }
-            r.json::<serde_json::Value>().await.ok()
+            let text = r.text().await.ok()?;
+            Some(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
         })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
