@@ -564,3 +564,48 @@ fn auto_promote_proposes_a_branch_and_completes_when_merged() {
         .collect();
     assert_eq!(published.len(), 1);
 }
+
+/// A remote that goes away: the daemon backs off, says why in `status`, and keeps serving the
+/// last applied state; when the remote is back, it catches up.
+#[test]
+fn unreachable_remote_keeps_serving_the_last_good_state() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", repo.path().display());
+    let mut d = Daemon::start_remote(&url, state.path(), &["--branch", "main"]);
+    d.wait_ready();
+    // The remote disappears.
+    let moved = repo.path().with_extension("away");
+    std::fs::rename(repo.path(), &moved).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        let st = d.get("/api/v1/status");
+        if st["consecutive_failures"].as_u64().unwrap_or(0) >= 1 {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure seen: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(st["last_error"].as_str().unwrap().len() > 10, "{st}");
+    assert!(st["last_applied"]["sha"].is_string());
+    assert_eq!(http("GET", &d.url("/readyz"), None, None).unwrap().0, 200);
+    assert_eq!(
+        d.get("/api/v1/services/payments")["spec"]["name"],
+        "payments"
+    );
+    let (_, metrics) = http("GET", &d.url("/metrics"), None, None).unwrap();
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("mockops_failures_total{kind=")
+    );
+    // Back again, with a new commit: the daemon catches up.
+    std::fs::rename(&moved, repo.path()).unwrap();
+    set_description(&repo, "back");
+    let sha = repo.commit("back");
+    d.wait_attempted(&sha);
+}
