@@ -5,6 +5,7 @@ pub mod config;
 pub mod diag;
 pub mod model;
 pub mod schema_diff;
+pub mod secret;
 pub mod source;
 pub mod step;
 pub mod template;
