@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod model;
+pub mod notify;
 pub mod schema_diff;
 pub mod secret;
 pub mod source;

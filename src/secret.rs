@@ -263,7 +263,9 @@ impl Secrets {
         Self {
             redactor,
             env: Env::Fixed(Arc::new(
-                vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
             )),
         }
     }
@@ -483,9 +485,7 @@ impl Redactor {
                     *s = r;
                 }
             }
-            Json::Array(items) => items
-                .iter_mut()
-                .for_each(|v| self.redact_json_in_place(v)),
+            Json::Array(items) => items.iter_mut().for_each(|v| self.redact_json_in_place(v)),
             Json::Object(map) => {
                 let needs_key_change = map.keys().any(|k| matches!(self.redact(k), Cow::Owned(_)));
                 if needs_key_change {
@@ -495,8 +495,7 @@ impl Redactor {
                         map.insert(self.redact(&k).into_owned(), v);
                     }
                 } else {
-                    map.values_mut()
-                        .for_each(|v| self.redact_json_in_place(v));
+                    map.values_mut().for_each(|v| self.redact_json_in_place(v));
                 }
             }
             _ => {}
@@ -533,7 +532,10 @@ mod tests {
         Secrets::with_env(
             Redactor::new(),
             [
-                ("SLACK_URL", "https://hooks.slack.example/T000/B000/XXXXsecret"),
+                (
+                    "SLACK_URL",
+                    "https://hooks.slack.example/T000/B000/XXXXsecret",
+                ),
                 ("TOKEN", "tok-123456"),
                 ("EMPTY", ""),
                 ("SHORT", "ab"),
@@ -565,7 +567,9 @@ mod tests {
     fn double_dollar_escapes_and_other_dollars_stay() {
         let s = secrets();
         assert_eq!(
-            s.resolve("$${env:TOKEN} costs $5 ${HOME} $").expect("ok").expose(),
+            s.resolve("$${env:TOKEN} costs $5 ${HOME} $")
+                .expect("ok")
+                .expose(),
             "${env:TOKEN} costs $5 ${HOME} $"
         );
         assert_eq!(
@@ -587,7 +591,13 @@ mod tests {
 
     #[test]
     fn malformed_references_are_errors() {
-        for bad in ["${env:TOKEN", "${env:}", "${env:1A}", "${env:A-B}", "${file:relative/p}"] {
+        for bad in [
+            "${env:TOKEN",
+            "${env:}",
+            "${env:1A}",
+            "${env:A-B}",
+            "${file:relative/p}",
+        ] {
             let err = secrets().resolve(bad).expect_err(bad);
             assert!(matches!(err, SecretError::Malformed { .. }), "{bad}: {err}");
         }
