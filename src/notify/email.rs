@@ -156,10 +156,16 @@ pub(super) async fn send(
     if let Some(c) = credentials {
         transport = transport.credentials(c);
     }
-    let response = transport
-        .build()
-        .send(email)
+    // lettre bounds the connect with its timeout, not the conversation: a server that accepts
+    // and never answers would hold the step forever.
+    let response = tokio::time::timeout(n.smtp_timeout, transport.build().send(email))
         .await
+        .map_err(|_| {
+            StepError::transient(format!(
+                "{target}: timed out after {} without completing the delivery",
+                humantime::format_duration(n.smtp_timeout)
+            ))
+        })?
         .map_err(|e| smtp_error(&target, &e))?;
     let code = u16::from(response.code());
     let to_text: Vec<String> = to.iter().map(|m| m.email.to_string()).collect();
@@ -195,7 +201,13 @@ fn smtp_error(target: &str, e: &lettre::transport::smtp::Error) -> StepError {
              and the server's certificate"
         ))
     } else if e.is_client() {
-        StepError::permanent(format!("{target}: {chain}"))
+        let hint = if chain.contains("STARTTLS") {
+            "; use `tls: tls` if the server takes TLS from the start (port 465), or `tls: none` \
+             for a relay on loopback or a trusted network"
+        } else {
+            ""
+        };
+        StepError::permanent(format!("{target}: {chain}{hint}"))
     } else {
         StepError::transient(format!("{target}: {chain}"))
     }

@@ -25,12 +25,12 @@ use crate::model::{NotifyConfig, NotifyDefaults};
 use crate::secret::{Redactor, SecretError, Secrets};
 use crate::step::{Outputs, StepContext, StepError};
 
-/// Seconds to wait for a TCP (and TLS) connection to a target.
+/// How long to wait for a TCP (and TLS) connection to a target.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Seconds a whole HTTP request may take.
+/// How long a whole HTTP request may take: the usual argument of [`Notifier::http_client`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Seconds each SMTP command may take.
-pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to an SMTP server and delivering one message may take.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Successful deliveries remembered per process, to skip them when a step is retried.
 const REMEMBERED_DELIVERIES: usize = 4096;
@@ -80,7 +80,7 @@ impl Notifier {
         }
     }
 
-    /// Changes how long each SMTP command may take (default [`SMTP_TIMEOUT`]).
+    /// Changes how long one SMTP delivery may take (default [`SMTP_TIMEOUT`]).
     pub fn with_smtp_timeout(mut self, timeout: Duration) -> Self {
         self.smtp_timeout = timeout;
         self

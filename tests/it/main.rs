@@ -3,5 +3,6 @@
 mod support;
 
 mod config_validate;
+mod notify;
 mod schema_diff_openapi;
 mod schema_diff_proto;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod receivers;
+
 use std::path::{Path, PathBuf};
 
 pub fn example_repo() -> PathBuf {
