@@ -80,6 +80,15 @@ impl Notifier {
         }
     }
 
+    /// The same notifier (client, secrets, memory of deliveries) with the defaults of another
+    /// revision of `mockops.yaml`.
+    pub fn with_defaults(&self, defaults: NotifyDefaults) -> Self {
+        Self {
+            defaults: Arc::new(defaults),
+            ..self.clone()
+        }
+    }
+
     /// Changes how long one SMTP delivery may take (default [`SMTP_TIMEOUT`]).
     pub fn with_smtp_timeout(mut self, timeout: Duration) -> Self {
         self.smtp_timeout = timeout;

@@ -244,6 +244,13 @@ async fn a_retry_skips_the_slack_channels_already_posted_to() {
         .await
         .expect("delivered");
     assert_eq!(rx.requests().len(), 5);
+
+    // New settings keep the memory of what was delivered.
+    let n = n.with_defaults(NotifyDefaults::default());
+    n.send(&step, &ctx("exec-10/notify"))
+        .await
+        .expect("already delivered");
+    assert_eq!(rx.requests().len(), 5);
 }
 
 #[tokio::test]
