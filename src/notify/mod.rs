@@ -14,6 +14,8 @@ mod email;
 mod slack;
 mod webhook;
 
+pub use webhook::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature};
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
