@@ -7,6 +7,7 @@ mod daemon;
 mod end_to_end;
 mod pipelines;
 mod pull_requests;
+mod notify;
 mod schema_diff_openapi;
 mod schema_diff_proto;
 mod sdkgen;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod github;
+pub mod receivers;
 
 use std::path::{Path, PathBuf};
 
