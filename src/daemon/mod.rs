@@ -157,19 +157,24 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, source = %source.describe(), branch = %source.branch(), "mockops daemon started");
 
+    let redactor = crate::secret::Redactor::new();
+    let steps = crate::pipeline::steps::Steps::new(
+        shared.store.clone(),
+        source.repo_path().to_path_buf(),
+        source.branch().to_string(),
+        match &cfg.repo_url {
+            Some(u) => u.clone(),
+            None => source.repo_path().display().to_string(),
+        },
+        redactor.clone(),
+    )
+    .context("cannot build the HTTP client for notifications")?;
     let engine = crate::pipeline::Engine::new(
         shared.store.clone(),
-        crate::pipeline::steps::Steps::new(
-            shared.store.clone(),
-            source.repo_path().to_path_buf(),
-            source.branch().to_string(),
-            match &cfg.repo_url {
-                Some(u) => u.clone(),
-                None => source.repo_path().display().to_string(),
-            },
-        ),
+        steps,
         crate::pipeline::EngineOptions {
             metrics: Some(crate::pipeline::EngineMetrics::of(&shared.metrics)),
+            redact: Arc::new(move |s: &str| redactor.redact(s).into_owned()),
             ..Default::default()
         },
     );

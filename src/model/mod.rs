@@ -467,7 +467,14 @@ impl StepType {
                 "pr_number",
                 "mode",
             ],
-            StepType::Notify => &["delivered", "channel", "status_code", "message_id"],
+            StepType::Notify => &[
+                "delivered",
+                "channel",
+                "status_code",
+                "message_id",
+                "deliveries",
+                "to",
+            ],
             StepType::CreatePr => &["pr_url", "pr_number", "branch", "commit", "action"],
         }
     }

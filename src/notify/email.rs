@@ -376,6 +376,7 @@ mod tests {
             attempt: 1,
             idempotency_key: "e1/mail".into(),
             event: event.clone(),
+            steps: Json::Null,
         };
         let body = text_body("Spec changed.\n", &ctx, &event);
         assert!(body.starts_with("Spec changed.\n\n--\nEvent:     schema.changed (ev-1)\n"));

@@ -202,6 +202,7 @@ mod tests {
             attempt: 1,
             idempotency_key: "exec-1/tell".into(),
             event,
+            steps: Json::Null,
         }
     }
 

@@ -257,6 +257,7 @@ mod tests {
             attempt: 1,
             idempotency_key: "k".into(),
             event: Json::Null,
+            steps: Json::Null,
         };
         let b = body(
             "hi",

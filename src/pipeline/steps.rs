@@ -10,8 +10,8 @@ use serde_json::Value as Json;
 
 use super::StepRunner;
 use crate::model::{
-    AutoPromoteConfig, CreatePrConfig, EntityType, FileChange, FileOperation, PrProvider,
-    RegenerateSdkConfig, Settings, StepType,
+    AutoPromoteConfig, CreatePrConfig, EntityType, FileChange, FileOperation, NotifyConfig,
+    PrProvider, RegenerateSdkConfig, Settings, StepType,
 };
 use crate::step::{Outputs, StepContext, StepError};
 use crate::store::Store;
@@ -29,6 +29,8 @@ pub struct Steps {
     pub branch: String,
     /// Where promotion branches go: the config repository's URL, or its path for a local one.
     pub config_remote: String,
+    /// Delivers notifications; its defaults are replaced by the applied settings at each run.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl Steps {
@@ -37,7 +39,13 @@ impl Steps {
         repo_path: PathBuf,
         branch: String,
         config_remote: String,
-    ) -> Arc<Self> {
+        redactor: crate::secret::Redactor,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        let notifier = crate::notify::Notifier::new(
+            crate::notify::Notifier::http_client(crate::notify::REQUEST_TIMEOUT)?,
+            Default::default(),
+            redactor,
+        );
         let github = match crate::github::GitHub::from_env() {
             Ok(g) => Some(g),
             Err(e) => {
@@ -45,13 +53,14 @@ impl Steps {
                 None
             }
         };
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             store,
             repo_path,
             github,
             branch,
             config_remote,
-        })
+            notifier,
+        }))
     }
 
     fn settings(&self) -> Result<Settings, StepError> {
@@ -372,9 +381,14 @@ impl StepRunner for Steps {
             match step_type {
                 StepType::RegenerateSdk => self.regenerate_sdk(config, ctx).await,
                 StepType::CreatePr => self.create_pr(config, ctx).await,
-                StepType::Notify => Err(StepError::permanent(
-                    "notify is not available in this build",
-                )),
+                StepType::Notify => {
+                    let cfg: NotifyConfig = typed(config, "notify")?;
+                    let settings = self.settings()?;
+                    self.notifier
+                        .with_defaults(settings.notify)
+                        .send(&cfg, ctx)
+                        .await
+                }
                 StepType::AutoPromote => self.auto_promote(config, ctx).await,
             }
         })

@@ -36,6 +36,7 @@ fn ctx(key: &str) -> StepContext {
             "spec_path": "specs/payments.yaml",
             "breaking": true
         }),
+        steps: Json::Null,
     }
 }
 
