@@ -100,9 +100,14 @@ fn main() {
     let p50 = latencies[latencies.len() / 2];
     let p95 = latencies[latencies.len() * 95 / 100];
 
-    // Burst: 1,000 commits land as fast as Git can make them; time until the last one is
-    // applied, and check every one produced its event in order.
-    let t0 = Instant::now();
+    // Burst: 1,000 commits land while the daemon is stopped (as after a deploy or an outage);
+    // time from its start until the last one is applied, and check every one produced its
+    // event, in order.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let t_make = Instant::now();
     let mut last = String::new();
     for i in 0..1000 {
         std::fs::write(
@@ -112,7 +117,20 @@ fn main() {
         .expect("write");
         last = commit_all(&git, &format!("burst {i}")).to_string();
     }
-    let made = t0.elapsed();
+    let made = t_make.elapsed();
+    let t0 = Instant::now();
+    child = Command::new(&bin)
+        .args(["daemon", "--repo"])
+        .arg(&repo)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--poll-interval", "30s"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     loop {
         if let Some(s) = get("/api/v1/status".into())
             && s["last_attempted"]["sha"] == last.as_str()
@@ -172,7 +190,7 @@ fn main() {
         ms(p50) / 100.0
     );
     println!(
-        "  burst of 1000 commits: {:.2} s ({:.0} commits/s; making the commits took {:.2} s)",
+        "  burst of 1000 commits, processed in order from a cold start: {:.2} s ({:.0} commits/s; making them took {:.2} s)",
         burst.as_secs_f64(),
         1000.0 / burst.as_secs_f64(),
         made.as_secs_f64()
