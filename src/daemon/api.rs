@@ -57,7 +57,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// An API error: a status and a JSON body `{"error": ...}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -234,8 +234,9 @@ pub struct PostedEvent {
     pub caller: Option<String>,
 }
 
-fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &s.api_token else {
+/// Checks `Authorization: Bearer <token>` of a write endpoint against the configured token.
+pub fn authorized(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "write endpoints are disabled: start the daemon with --api-token-file".into(),
@@ -269,7 +270,7 @@ async fn post_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorized(&s, &headers)?;
+    authorized(s.api_token.as_deref(), &headers)?;
     let posted: PostedEvent = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid event: {e}")))?;
     validate_event_type(&posted.event_type)?;

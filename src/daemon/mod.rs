@@ -11,7 +11,7 @@ pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -88,11 +88,9 @@ pub struct Shared {
     /// Wakes pipeline dispatch after events are stored.
     pub events_stored: Arc<Notify>,
     pub api_token: Option<String>,
-    pub webhook_secret: Option<Vec<u8>>,
     /// Monotonic seconds of the reconcile loop's last pass (watchdog and health).
     pub heartbeat: AtomicU64,
     pub started: Instant,
-    pub shutting_down: AtomicBool,
 }
 
 impl Shared {
@@ -144,10 +142,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         hints: source.hints().clone(),
         events_stored: Arc::new(Notify::new()),
         api_token,
-        webhook_secret: cfg.webhook_secret.clone(),
         heartbeat: AtomicU64::new(0),
         started: Instant::now(),
-        shutting_down: AtomicBool::new(false),
     });
     let cancel = CancellationToken::new();
 
@@ -219,7 +215,6 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing the commit in progress");
-    shared.shutting_down.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop.store(true, Ordering::Relaxed);
     cancel.cancel();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +18,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::{Engine, TriggerError};
+use crate::daemon::api::{ApiError, authorized};
 use crate::store::executions::{Execution, ExecutionFilter};
 
 /// Largest event accepted for a manual run.
@@ -47,14 +48,6 @@ pub fn router(engine: Engine, api_token: Option<String>) -> Router {
             engine,
             token: api_token,
         })
-}
-
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
-    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -164,34 +157,4 @@ async fn trigger(
         }
         Err(TriggerError::Store(e)) => Err(internal(e)),
     }
-}
-
-fn authorized(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "write endpoints are disabled: start the daemon with --api-token-file".into(),
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if constant_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "wrong bearer token".into(),
-        )),
-        None => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer <token>` (the token is in the state directory's \
-             api-token file, or the file given with --api-token-file)"
-                .into(),
-        )),
-    }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

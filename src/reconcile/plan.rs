@@ -298,9 +298,9 @@ pub fn events(
         out.push(stamp(e));
     }
     out.extend(
-        schema_events(changes, new_rows, sides)
+        schema_events(changes, new_rows, sides, &source)
             .into_iter()
-            .map(|e| stamp(e.with_source(source.clone()))),
+            .map(stamp),
     );
     for c in changes {
         let row = c.row();
@@ -346,17 +346,6 @@ pub fn events(
     out
 }
 
-trait WithSource {
-    fn with_source(self, s: Source) -> Self;
-}
-
-impl WithSource for NewEvent {
-    fn with_source(mut self, s: Source) -> Self {
-        self.source = s;
-        self
-    }
-}
-
 fn workspace_of(row: &Row) -> (Option<String>, Option<String>) {
     let s = |k: &str| row.value.get(k).and_then(Json::as_str).map(str::to_string);
     match row.kind.as_str() {
@@ -378,7 +367,12 @@ fn file_diff(c: &EntityChange, sides: &Sides<'_>) -> Option<String> {
 
 /// `schema.changed` for every spec document that changed, directly or through a file it
 /// references.
-fn schema_events(changes: &[EntityChange], new_rows: &Rows, sides: &Sides<'_>) -> Vec<NewEvent> {
+fn schema_events(
+    changes: &[EntityChange],
+    new_rows: &Rows,
+    sides: &Sides<'_>,
+    source: &Source,
+) -> Vec<NewEvent> {
     let is_doc = |r: &Row| r.value.get("document").and_then(Json::as_bool) == Some(true);
     let mut direct: BTreeMap<String, Action> = BTreeMap::new();
     let mut fragments_changed = false;
@@ -420,7 +414,7 @@ fn schema_events(changes: &[EntityChange], new_rows: &Rows, sides: &Sides<'_>) -
         let service = services
             .iter()
             .find(|s| s.value.get("spec").and_then(Json::as_str) == Some(path.as_str()));
-        let mut e = NewEvent::new("schema.changed", Source::commit(""))
+        let mut e = NewEvent::new("schema.changed", source.clone())
             .with("spec_path", path.clone())
             .with("schema_type", schema_type)
             .with("action", action.as_str());

@@ -928,10 +928,8 @@ async fn executions_over_http_and_the_cli() {
         hints: mockops::sources::Hints::new(),
         events_stored: Arc::new(Notify::new()),
         api_token: Some("tok".into()),
-        webhook_secret: None,
         heartbeat: std::sync::atomic::AtomicU64::new(0),
         started: Instant::now(),
-        shutting_down: std::sync::atomic::AtomicBool::new(false),
     });
     let app = mockops::daemon::api::router(shared).merge(mockops::pipeline::api::router(
         h.engine.clone(),
