@@ -79,6 +79,10 @@ pub struct DaemonArgs {
     /// Deadline of one fetch of --repo-url.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub fetch_timeout: Duration,
+    /// Pipeline executions running at once (the others wait their turn, in order).
+    #[arg(long, env = "MOCKOPS_PIPELINE_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub pipeline_concurrency: u16,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -122,6 +126,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
             .transpose()?,
         replay_from: args.replay_from.clone(),
         drain_timeout: args.drain_timeout,
+        pipeline_concurrency: usize::from(args.pipeline_concurrency),
         remote: RemoteOptions {
             token: args
                 .git_token_file

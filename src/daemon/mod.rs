@@ -47,6 +47,8 @@ pub struct DaemonConfig {
     pub replay_from: Option<String>,
     /// How long shutdown waits for the commit in progress.
     pub drain_timeout: Duration,
+    /// Pipeline executions running at once.
+    pub pipeline_concurrency: usize,
     /// Credentials and trust for `repo_url`.
     pub remote: RemoteOptions,
 }
@@ -171,6 +173,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         crate::pipeline::EngineOptions {
             metrics: Some(crate::pipeline::EngineMetrics::of(&shared.metrics)),
             redact: Arc::new(move |s: &str| redactor.redact(s).into_owned()),
+            concurrency: cfg.pipeline_concurrency.max(1),
             ..Default::default()
         },
     );
