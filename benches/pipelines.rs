@@ -171,7 +171,8 @@ fn main() {
         Duration::from_secs(600),
     ));
     let deadline = Instant::now() + Duration::from_secs(600);
-    while (first..first + EVENTS as u64).any(|s| !arrivals.at.lock().expect("lock").contains_key(&s))
+    while (first..first + EVENTS as u64)
+        .any(|s| !arrivals.at.lock().expect("lock").contains_key(&s))
     {
         assert!(Instant::now() < deadline, "not every event was delivered");
         std::thread::sleep(Duration::from_millis(2));
