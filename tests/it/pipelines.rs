@@ -1085,3 +1085,107 @@ async fn executions_over_http_and_the_cli() {
     server.abort();
     h.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The daemon process killed with SIGKILL while a step's request is in flight.
+
+/// `kill -9` of the daemon while the second of three steps waits for its target: after a
+/// restart the execution resumes at that step, with the same idempotency key, and the step
+/// that had finished is not run again.
+#[test]
+fn daemon_killed_mid_pipeline_resumes_at_the_interrupted_step() {
+    use crate::support::daemon::{Daemon, commit_all, http};
+    use crate::support::receivers::{HttpReceiver, Reply};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(HttpReceiver::start());
+    rx.reply_on("/b", Reply::Hang);
+    let repo = tempfile::tempdir().unwrap();
+    git2::Repository::init_opts(
+        repo.path(),
+        git2::RepositoryInitOptions::new().initial_head("main"),
+    )
+    .unwrap();
+    let step = |name: &str| {
+        format!(
+            "    - name: {name}\n      step_type: notify\n      timeout: 120\n      config:\n        type: webhook\n        webhook_url: {}\n        message: \"{name} {{{{event.n}}}}\"\n",
+            rx.url(&format!("/{name}"))
+        )
+    };
+    std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
+    std::fs::write(
+        repo.path().join("pipelines/drill.yaml"),
+        format!(
+            "name: drill\ndefinition:\n  triggers:\n    - event: drill.started\n  steps:\n{}{}{}",
+            step("a"),
+            step("b"),
+            step("c")
+        ),
+    )
+    .unwrap();
+    commit_all(repo.path(), "a three-step pipeline");
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let token = d.token();
+    let (status, event) = http(
+        "POST",
+        &d.url("/api/v1/events"),
+        Some(br#"{"event_type": "drill.started", "payload": {"n": 7}}"#.to_vec()),
+        Some(&[("authorization", format!("Bearer {token}"))]),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{event}");
+
+    // `a` answered, `b` is in flight: kill the process there.
+    let seen = rt.block_on(rx.wait_for(2));
+    assert_eq!(
+        seen.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        ["/a", "/b"]
+    );
+    let page = d.get("/api/v1/executions?pipeline=drill");
+    let id = page["executions"][0]["id"].as_str().unwrap().to_string();
+    let running = d.get(&format!("/api/v1/executions/{id}"));
+    assert_eq!(running["status"], "running", "{running:#}");
+    assert_eq!(running["steps"][0]["status"], "succeeded", "{running:#}");
+    assert_eq!(running["steps"][1]["status"], "running", "{running:#}");
+    d.kill9();
+
+    rx.reply_on("/b", Reply::Status(200, "ok".into()));
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let seen = rt.block_on(rx.wait_for(4));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let e = d.get(&format!("/api/v1/executions/{id}"));
+        if e["status"] != "running" {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "{e:#}\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(done["status"], "succeeded", "{done:#}\n{}", d.log_text());
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/a", "/b", "/b", "/c"], "a is not sent again");
+    assert_eq!(
+        seen[1].header("x-mockops-delivery"),
+        seen[2].header("x-mockops-delivery"),
+        "the resumed step carries the same idempotency key"
+    );
+    assert!(seen[1].header("x-mockops-delivery").is_some());
+    assert_eq!(done["steps"][0]["attempts"], 1, "{done:#}");
+    assert_eq!(done["steps"][1]["status"], "succeeded", "{done:#}");
+    assert_eq!(done["steps"][2]["attempts"], 1, "{done:#}");
+    assert_eq!(seen[3].json()["message"], "c 7");
+
+    // One execution, one triggered and one completed event.
+    let events = d.all_events();
+    let count = |t: &str| events.iter().filter(|e| e["event_type"] == t).count();
+    assert_eq!(count("drill.started"), 1);
+    assert_eq!(count("pipeline.triggered"), 1);
+    assert_eq!(count("pipeline.completed"), 1);
+    assert_eq!(count("pipeline.failed"), 0);
+    let page = d.get("/api/v1/executions?pipeline=drill");
+    assert_eq!(page["executions"].as_array().unwrap().len(), 1);
+    assert!(d.terminate());
+}
