@@ -155,6 +155,15 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, source = %source.describe(), branch = %source.branch(), "mockops daemon started");
 
+    // Deliveries are remembered for resumed steps; a week is far beyond any retry.
+    match shared
+        .store
+        .prune_deliveries(Duration::from_secs(7 * 24 * 3600))
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(removed = n, "old delivery records pruned"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune old delivery records"),
+    }
     let redactor = crate::secret::Redactor::new();
     let steps = crate::pipeline::steps::Steps::new(
         shared.store.clone(),

@@ -49,6 +49,26 @@ pub struct Notifier {
     secrets: Secrets,
     smtp_timeout: Duration,
     delivered: Arc<Mutex<Delivered>>,
+    log: Option<Arc<dyn DeliveryLog>>,
+}
+
+/// Where accepted deliveries are remembered beyond this process (the daemon's store), so a
+/// step resumed after a restart skips the targets that already accepted it.
+pub trait DeliveryLog: Send + Sync {
+    /// The status the target answered when it accepted delivery `id`.
+    fn accepted(&self, id: &[u8; 32]) -> Result<Option<u16>, String>;
+    /// Records that the target accepted delivery `id` with `status`.
+    fn record(&self, id: &[u8; 32], status: u16) -> Result<(), String>;
+}
+
+impl DeliveryLog for crate::store::Store {
+    fn accepted(&self, id: &[u8; 32]) -> Result<Option<u16>, String> {
+        self.delivery(id).map_err(|e| e.to_string())
+    }
+
+    fn record(&self, id: &[u8; 32], status: u16) -> Result<(), String> {
+        self.record_delivery(id, status).map_err(|e| e.to_string())
+    }
 }
 
 impl std::fmt::Debug for Notifier {
@@ -79,6 +99,7 @@ impl Notifier {
             secrets,
             smtp_timeout: SMTP_TIMEOUT,
             delivered: Arc::new(Mutex::new(Delivered::default())),
+            log: None,
         }
     }
 
@@ -89,6 +110,12 @@ impl Notifier {
             defaults: Arc::new(defaults),
             ..self.clone()
         }
+    }
+
+    /// Also remembers accepted deliveries in `log`, across restarts.
+    pub fn with_delivery_log(mut self, log: Arc<dyn DeliveryLog>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// Changes how long one SMTP delivery may take (default [`SMTP_TIMEOUT`]).
@@ -217,26 +244,50 @@ impl Notifier {
         h.finalize().into()
     }
 
-    /// The status a target answered when it accepted this delivery earlier in this process.
+    /// The status a target answered when it accepted this delivery earlier (in this process,
+    /// or in an earlier one when there is a delivery log).
     fn already_delivered(&self, id: &[u8; 32]) -> Option<u16> {
         let memo = self
             .delivered
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        memo.status.get(id).copied()
+            .unwrap_or_else(PoisonError::into_inner)
+            .status
+            .get(id)
+            .copied();
+        memo.or_else(|| {
+            let log = self.log.as_ref()?;
+            match log.accepted(id) {
+                Ok(status) => status,
+                Err(e) => {
+                    // Unknown is treated as not delivered: at least once, never lost.
+                    tracing::warn!(error = %e, "cannot read the delivery log");
+                    None
+                }
+            }
+        })
     }
 
-    fn remember(&self, id: [u8; 32], status: u16) {
-        let mut memo = self
-            .delivered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if memo.status.insert(id, status).is_none() {
-            memo.order.push_back(id);
+    async fn remember(&self, id: [u8; 32], status: u16) {
+        {
+            let mut memo = self
+                .delivered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if memo.status.insert(id, status).is_none() {
+                memo.order.push_back(id);
+            }
+            while memo.order.len() > REMEMBERED_DELIVERIES {
+                if let Some(old) = memo.order.pop_front() {
+                    memo.status.remove(&old);
+                }
+            }
         }
-        while memo.order.len() > REMEMBERED_DELIVERIES {
-            if let Some(old) = memo.order.pop_front() {
-                memo.status.remove(&old);
+        if let Some(log) = self.log.clone() {
+            let written = tokio::task::spawn_blocking(move || log.record(&id, status)).await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a delivery"),
+                Err(e) => tracing::warn!(error = %e, "cannot record a delivery"),
             }
         }
     }
@@ -531,8 +582,8 @@ mod tests {
         assert_eq!(describe_source("other"), "other");
     }
 
-    #[test]
-    fn delivery_memory_is_bounded() {
+    #[tokio::test]
+    async fn delivery_memory_is_bounded() {
         let n = Notifier::new(
             reqwest::Client::new(),
             NotifyDefaults::default(),
@@ -541,10 +592,34 @@ mod tests {
         for i in 0..(REMEMBERED_DELIVERIES + 10) {
             let mut id = [0u8; 32];
             id[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            n.remember(id, 200);
+            n.remember(id, 200).await;
         }
         let memo = n.delivered.lock().expect("lock");
         assert_eq!(memo.status.len(), REMEMBERED_DELIVERIES);
         assert_eq!(memo.order.len(), REMEMBERED_DELIVERIES);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_log_outlives_the_notifier() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = crate::store::Store::open(dir.path()).expect("store");
+        let new = || {
+            Notifier::new(
+                reqwest::Client::new(),
+                NotifyDefaults::default(),
+                Redactor::new(),
+            )
+            .with_delivery_log(Arc::new(store.clone()))
+        };
+        let id = [7u8; 32];
+        let first = new();
+        assert_eq!(first.already_delivered(&id), None);
+        first.remember(id, 201).await;
+        drop(first);
+        assert_eq!(
+            new().already_delivered(&id),
+            Some(201),
+            "a new process sees it"
+        );
     }
 }

@@ -87,7 +87,7 @@ pub(super) async fn send(
             )));
             continue;
         }
-        n.remember(id, reply.status);
+        n.remember(id, reply.status).await;
         first_status.get_or_insert(reply.status);
         deliveries.push(json!({"channel": channel, "status_code": reply.status}));
     }

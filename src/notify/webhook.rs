@@ -162,7 +162,7 @@ pub(super) async fn send(
             StepError::transient(format!("webhook delivery task ended abnormally: {e}"))
         })?;
         if let Ok(status) = &outcome {
-            n.remember(ids[i], *status);
+            n.remember(ids[i], *status).await;
             fresh[i] = true;
         }
         results[i] = Some(outcome);

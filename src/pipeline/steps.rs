@@ -45,7 +45,8 @@ impl Steps {
             crate::notify::Notifier::http_client(crate::notify::REQUEST_TIMEOUT)?,
             Default::default(),
             redactor,
-        );
+        )
+        .with_delivery_log(Arc::new(store.clone()));
         let github = match crate::github::GitHub::from_env() {
             Ok(g) => Some(g),
             Err(e) => {

@@ -8,6 +8,7 @@
 //!
 //! Values are JSON: readable with any redb tool, and tolerant of added fields.
 
+mod deliveries;
 mod events;
 pub mod executions;
 

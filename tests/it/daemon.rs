@@ -203,9 +203,8 @@ fn force_push_is_compared_tree_to_tree_and_flagged() {
     set_description(&repo, "first try");
     let dropped = repo.commit("first try");
     d.wait_attempted(&dropped);
-    repo.reset_hard(&base);
     set_description(&repo, "second try");
-    let rewritten = repo.commit("second try");
+    let rewritten = repo.force_commit_on(&base, "second try");
     let st = d.wait_attempted(&rewritten);
     let rev = d.get(&format!(
         "/api/v1/revisions/{}",

@@ -1094,36 +1094,27 @@ async fn executions_over_http_and_the_cli() {
 /// that had finished is not run again.
 #[test]
 fn daemon_killed_mid_pipeline_resumes_at_the_interrupted_step() {
-    use crate::support::daemon::{Daemon, commit_all, http};
+    use crate::support::daemon::{Daemon, http};
     use crate::support::receivers::{HttpReceiver, Reply};
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rx = rt.block_on(HttpReceiver::start());
     rx.reply_on("/b", Reply::Hang);
-    let repo = tempfile::tempdir().unwrap();
-    git2::Repository::init_opts(
-        repo.path(),
-        git2::RepositoryInitOptions::new().initial_head("main"),
-    )
-    .unwrap();
     let step = |name: &str| {
         format!(
             "    - name: {name}\n      step_type: notify\n      timeout: 120\n      config:\n        type: webhook\n        webhook_url: {}\n        message: \"{name} {{{{event.n}}}}\"\n",
             rx.url(&format!("/{name}"))
         )
     };
-    std::fs::create_dir_all(repo.path().join("pipelines")).unwrap();
-    std::fs::write(
-        repo.path().join("pipelines/drill.yaml"),
-        format!(
+    let repo = repo_with_pipeline(
+        "drill",
+        &format!(
             "name: drill\ndefinition:\n  triggers:\n    - event: drill.started\n  steps:\n{}{}{}",
             step("a"),
             step("b"),
             step("c")
         ),
-    )
-    .unwrap();
-    commit_all(repo.path(), "a three-step pipeline");
+    );
     let state = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(repo.path(), state.path(), &[]);
     d.wait_ready();
@@ -1187,5 +1178,79 @@ fn daemon_killed_mid_pipeline_resumes_at_the_interrupted_step() {
     assert_eq!(count("pipeline.failed"), 0);
     let page = d.get("/api/v1/executions?pipeline=drill");
     assert_eq!(page["executions"].as_array().unwrap().len(), 1);
+    assert!(d.terminate());
+}
+
+/// A Git repository in a temp dir holding one pipeline file.
+fn repo_with_pipeline(name: &str, yaml: &str) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().expect("tempdir");
+    git2::Repository::init_opts(
+        repo.path(),
+        git2::RepositoryInitOptions::new().initial_head("main"),
+    )
+    .expect("init");
+    std::fs::create_dir_all(repo.path().join("pipelines")).expect("mkdir");
+    std::fs::write(repo.path().join(format!("pipelines/{name}.yaml")), yaml).expect("write");
+    crate::support::daemon::commit_all(repo.path(), "a pipeline");
+    repo
+}
+
+/// Slack takes no idempotency key: the channels that accepted a message before the daemon
+/// was killed are remembered in the store and not posted to again when the step resumes.
+#[test]
+fn slack_channels_already_posted_to_are_not_posted_again_after_sigkill() {
+    use crate::support::daemon::{Daemon, http};
+    use crate::support::receivers::{HttpReceiver, Reply};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(HttpReceiver::start());
+    rx.reply_next(Reply::Status(200, "ok".into()));
+    rx.reply_next(Reply::Hang);
+    let repo = repo_with_pipeline(
+        "announce",
+        &format!(
+            "name: announce\ndefinition:\n  triggers:\n    - event: release.published\n  steps:\n    - name: tell\n      step_type: notify\n      config:\n        type: slack\n        slack_webhook_url: {}\n        channels: [\"#one\", \"#two\"]\n        message: \"Released {{{{event.version}}}}\"\n",
+            rx.url("/slack")
+        ),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let (status, body) = http(
+        "POST",
+        &d.url("/api/v1/events"),
+        Some(br#"{"event_type": "release.published", "payload": {"version": "2.1"}}"#.to_vec()),
+        Some(&[("authorization", format!("Bearer {}", d.token()))]),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let seen = rt.block_on(rx.wait_for(2));
+    assert_eq!(seen[0].json()["channel"], "#one");
+    assert_eq!(seen[1].json()["channel"], "#two");
+    // `#one` accepted; `#two` has not answered: the process dies here.
+    std::thread::sleep(Duration::from_millis(200));
+    d.kill9();
+
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let page = d.get("/api/v1/executions?pipeline=announce");
+        let e = page["executions"][0].clone();
+        if e["status"] == "succeeded" || e["status"] == "failed" {
+            break d.get(&format!("/api/v1/executions/{}", e["id"].as_str().unwrap()));
+        }
+        assert!(Instant::now() < deadline, "{page:#}\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(done["status"], "succeeded", "{done:#}\n{}", d.log_text());
+    let channels: Vec<Json> = rx
+        .requests()
+        .iter()
+        .map(|r| r.json()["channel"].clone())
+        .collect();
+    assert_eq!(channels, [json!("#one"), json!("#two"), json!("#two")]);
+    let deliveries = &done["steps"][0]["outputs"]["deliveries"];
+    assert_eq!(deliveries[0]["earlier_attempt"], true, "{done:#}");
     assert!(d.terminate());
 }

@@ -261,6 +261,31 @@ impl Repo {
         commit_all(self.path(), message).to_string()
     }
 
+    /// Commits the work tree on top of `base` and moves `main` there in one ref update, as a
+    /// force-push looks to a follower (no intermediate state to observe).
+    pub fn force_commit_on(&self, base: &str, message: &str) -> String {
+        let repo = git2::Repository::open(self.path()).expect("open");
+        let mut index = repo.index().expect("index");
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .expect("add");
+        index.update_all(["*"], None).expect("update");
+        index.write().expect("write index");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        let sig = git2::Signature::now("Test Author", "author@example.com").expect("sig");
+        let parent = repo
+            .find_commit(git2::Oid::from_str(base).expect("sha"))
+            .expect("base commit");
+        let oid = repo
+            .commit(None, &sig, &sig, message, &tree, &[&parent])
+            .expect("commit");
+        repo.reference("refs/heads/main", oid, true, "force-push")
+            .expect("move main");
+        oid.to_string()
+    }
+
     /// Moves `main` to `sha` (as a force-push would), and the work tree with it.
     pub fn reset_hard(&self, sha: &str) {
         let repo = git2::Repository::open(self.path()).expect("open");
