@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use crate::daemon::{self, DaemonConfig, RemoteOptions};
+use crate::secret::Redactor;
 use crate::sources::SecretSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,15 +86,52 @@ pub struct DaemonArgs {
     pub pipeline_concurrency: u16,
 }
 
-pub fn init_logging(format: LogFormat) {
+/// Logs to stderr through `redactor`: any secret value resolved at run time is masked in log
+/// lines too, whatever wrote them (our code, a dependency's error message).
+pub fn init_logging(format: LogFormat, redactor: Redactor) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(RedactingStderr(redactor));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Standard error, with registered secrets masked. The formatter writes each log line with one
+/// `write_all` of the whole line, so a secret is never split between two writes.
+#[derive(Clone)]
+pub struct RedactingStderr(pub Redactor);
+
+impl RedactingStderr {
+    fn write_to(&self, buf: &[u8], out: &mut impl std::io::Write) -> std::io::Result<()> {
+        if self.0.is_empty() {
+            out.write_all(buf)
+        } else {
+            let text = String::from_utf8_lossy(buf);
+            out.write_all(self.0.redact(&text).as_bytes())
+        }
+    }
+}
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_to(buf, &mut std::io::stderr().lock())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }
 
@@ -106,8 +144,10 @@ fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<String> {
 }
 
 pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
-    init_logging(args.log_format);
+    let redactor = Redactor::new();
+    init_logging(args.log_format, redactor.clone());
     let cfg = DaemonConfig {
+        redactor,
         repo: args.repo.clone(),
         repo_url: args.repo_url.clone(),
         branch: args.branch.clone(),
@@ -150,4 +190,30 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
         .build()?;
     rt.block_on(daemon::run(cfg))?;
     Ok(super::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_mask_registered_secrets() {
+        let redactor = Redactor::new();
+        let w = RedactingStderr(redactor.clone());
+        let mut out = Vec::new();
+        w.write_to(b"fetch failed: token ghp_0123456789abcdef\n", &mut out)
+            .expect("write");
+        assert_eq!(out, b"fetch failed: token ghp_0123456789abcdef\n");
+        redactor.register("ghp_0123456789abcdef");
+        out.clear();
+        w.write_to(
+            b"{\"error\":\"https://x:ghp_0123456789abcdef@example.com\"}\n",
+            &mut out,
+        )
+        .expect("write");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "{\"error\":\"https://x:***@example.com\"}\n"
+        );
+    }
 }

@@ -49,6 +49,9 @@ pub struct DaemonConfig {
     pub drain_timeout: Duration,
     /// Pipeline executions running at once.
     pub pipeline_concurrency: usize,
+    /// Masks secret values in step records, API output and logs; give the one the log writer
+    /// uses.
+    pub redactor: crate::secret::Redactor,
     /// Credentials and trust for `repo_url`.
     pub remote: RemoteOptions,
 }
@@ -126,6 +129,12 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         Some(t) => Some(t.clone()),
         None => Some(api_token_in(&cfg.state_dir)?),
     };
+    if let Some(t) = &api_token {
+        cfg.redactor.register(t);
+    }
+    if let Some(s) = &cfg.webhook_secret {
+        cfg.redactor.register(&String::from_utf8_lossy(s));
+    }
     let reconciler = Reconciler::new(
         store.clone(),
         source.repo_path(),
@@ -164,7 +173,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(removed = n, "old delivery records pruned"),
         Err(e) => tracing::warn!(error = %e, "cannot prune old delivery records"),
     }
-    let redactor = crate::secret::Redactor::new();
+    let redactor = cfg.redactor.clone();
     let steps = crate::pipeline::steps::Steps::new(
         shared.store.clone(),
         source.repo_path().to_path_buf(),
@@ -254,6 +263,7 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
             cfg.branch.clone().unwrap_or_else(|| "main".to_string()),
             cfg.state_dir.join("mirror.git"),
         );
+        rc.redactor = cfg.redactor.clone();
         let r = &cfg.remote;
         if let Some(key) = &r.ssh_key {
             rc.auth = RemoteAuth::SshKey {

@@ -50,6 +50,8 @@ pub struct RemoteConfig {
     pub host_keys: HostKeyPolicy,
     /// Bound on one fetch.
     pub fetch_deadline: Duration,
+    /// Every credential read is registered here, so logs and outputs mask it.
+    pub redactor: crate::secret::Redactor,
 }
 
 impl RemoteConfig {
@@ -62,6 +64,7 @@ impl RemoteConfig {
             auth: RemoteAuth::None,
             host_keys: HostKeyPolicy::default(),
             fetch_deadline: DEFAULT_FETCH_DEADLINE,
+            redactor: crate::secret::Redactor::new(),
         }
     }
 }
@@ -732,6 +735,15 @@ impl RemoteSource {
     }
 
     fn read_secrets(&self) -> Result<Secrets, FetchError> {
+        let secrets = self.read_secrets_unregistered()?;
+        let redactor = &self.inner.config.redactor;
+        for s in [&secrets.token, &secrets.passphrase].into_iter().flatten() {
+            redactor.register(s.expose());
+        }
+        Ok(secrets)
+    }
+
+    fn read_secrets_unregistered(&self) -> Result<Secrets, FetchError> {
         Ok(match &self.inner.config.auth {
             RemoteAuth::None => Secrets::default(),
             RemoteAuth::Token { token, .. } => Secrets {
