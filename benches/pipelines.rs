@@ -8,6 +8,9 @@
 //! sent straight to the receiver from this process, at the daemon's concurrency (4), with no
 //! event log, no execution records and no pipeline in between.
 
+mod common;
+use common::{commit_all, ms, rss_kib};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -95,7 +98,7 @@ fn main() {
         git2::RepositoryInitOptions::new().initial_head("main"),
     )
     .expect("init");
-    commit_all(&git);
+    commit_all(&git, "pipeline bench");
     let token_file = work.path().join("token");
     std::fs::write(&token_file, "bench-token").expect("token");
     let port = {
@@ -315,31 +318,4 @@ async fn count_succeeded(client: &reqwest::Client, api: &str) -> usize {
             None => return n,
         }
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn commit_all(repo: &git2::Repository) -> git2::Oid {
-    let mut index = repo.index().expect("index");
-    index
-        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-        .expect("add");
-    index.write().expect("write index");
-    let tree = repo
-        .find_tree(index.write_tree().expect("tree"))
-        .expect("tree");
-    let sig = git2::Signature::now("bench", "bench@example.com").expect("sig");
-    repo.commit(Some("HEAD"), &sig, &sig, "pipeline bench", &tree, &[])
-        .expect("commit")
 }

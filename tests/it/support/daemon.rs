@@ -265,22 +265,10 @@ impl Repo {
     /// force-push looks to a follower (no intermediate state to observe).
     pub fn force_commit_on(&self, base: &str, message: &str) -> String {
         let repo = git2::Repository::open(self.path()).expect("open");
-        let mut index = repo.index().expect("index");
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .expect("add");
-        index.update_all(["*"], None).expect("update");
-        index.write().expect("write index");
-        let tree = repo
-            .find_tree(index.write_tree().expect("tree"))
-            .expect("tree");
-        let sig = git2::Signature::now("Test Author", "author@example.com").expect("sig");
         let parent = repo
             .find_commit(git2::Oid::from_str(base).expect("sha"))
             .expect("base commit");
-        let oid = repo
-            .commit(None, &sig, &sig, message, &tree, &[&parent])
-            .expect("commit");
+        let oid = commit_index(&repo, None, message, &[&parent]);
         repo.reference("refs/heads/main", oid, true, "force-push")
             .expect("move main");
         oid.to_string()
@@ -298,6 +286,18 @@ impl Repo {
 /// Stages everything and commits on HEAD.
 pub fn commit_all(path: &Path, message: &str) -> git2::Oid {
     let repo = git2::Repository::open(path).expect("open");
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    commit_index(&repo, Some("HEAD"), message, &parents)
+}
+
+/// Stages the whole work tree and commits it with `parents`, updating `update_ref` if given.
+fn commit_index(
+    repo: &git2::Repository,
+    update_ref: Option<&str>,
+    message: &str,
+    parents: &[&git2::Commit],
+) -> git2::Oid {
     let mut index = repo.index().expect("index");
     index
         .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
@@ -308,8 +308,6 @@ pub fn commit_all(path: &Path, message: &str) -> git2::Oid {
         .find_tree(index.write_tree().expect("tree"))
         .expect("tree");
     let sig = git2::Signature::now("Test Author", "author@example.com").expect("sig");
-    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+    repo.commit(update_ref, &sig, &sig, message, &tree, parents)
         .expect("commit")
 }
