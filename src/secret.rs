@@ -204,6 +204,11 @@ pub fn has_references(s: &str) -> bool {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value known to be secret (given directly, e.g. in tests).
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -346,6 +351,69 @@ impl Secrets {
             }
             SecretRef::File(path) => read_secret_file(path, &r.to_string()),
         }
+    }
+}
+
+/// A credential the daemon reads at each use, so a rotated file takes effect at the next use
+/// without a restart (Git tokens, SSH passphrases, the webhook secret): a reference read from
+/// the process environment or the file system, or a value given directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+    Value(Secret),
+}
+
+/// A credential that could not be read: what it is for, and why (naming where it was looked
+/// for, never a value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {problem}")]
+pub struct CredentialError {
+    pub what: String,
+    pub problem: String,
+}
+
+impl SecretSource {
+    /// `${env:NAME}` or `${file:PATH}` alone (surrounding blanks allowed); `None` for anything
+    /// else.
+    pub fn parse_reference(s: &str) -> Option<Self> {
+        match parse(s.trim()).ok()?.as_slice() {
+            [Piece::Ref(SecretRef::Env(name))] => Some(SecretSource::Env(name.clone())),
+            [Piece::Ref(SecretRef::File(path))] => Some(SecretSource::File(path.clone())),
+            _ => None,
+        }
+    }
+
+    /// Where the credential comes from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Env(name) => format!("environment variable {name}"),
+            SecretSource::File(path) => format!("file {}", path.display()),
+            SecretSource::Value(_) => "value given in the configuration".to_string(),
+        }
+    }
+
+    /// Reads the credential (surrounding whitespace trimmed) and registers it with `redactor`;
+    /// `what` names it in errors ("HTTPS token").
+    pub fn read(&self, what: &str, redactor: &Redactor) -> Result<Secret, CredentialError> {
+        let err = |problem: String| CredentialError {
+            what: what.to_string(),
+            problem,
+        };
+        let value = match self {
+            SecretSource::Env(name) => Secrets::new(redactor.clone())
+                .lookup(&SecretRef::Env(name.clone()))
+                .map_err(|e| err(e.to_string()))?,
+            SecretSource::File(path) => read_secret_file(path, &path.display().to_string())
+                .map_err(|e| err(e.to_string()))?,
+            SecretSource::Value(s) => s.expose().to_string(),
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(err(format!("{} is empty", self.describe())));
+        }
+        redactor.register(value);
+        Ok(Secret(value.to_string()))
     }
 }
 
@@ -526,6 +594,53 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_print() {
+        let src = SecretSource::Value(Secret::new("ghp_abcdefghijklmnop"));
+        assert!(!format!("{src:?}").contains("ghp_"));
+    }
+
+    #[test]
+    fn credential_references() {
+        assert_eq!(
+            SecretSource::parse_reference("${env:GIT_TOKEN}"),
+            Some(SecretSource::Env("GIT_TOKEN".into()))
+        );
+        assert_eq!(
+            SecretSource::parse_reference(" ${file:/run/secrets/t} "),
+            Some(SecretSource::File("/run/secrets/t".into()))
+        );
+        assert_eq!(SecretSource::parse_reference("${env:}"), None);
+        assert_eq!(SecretSource::parse_reference("plain"), None);
+        assert_eq!(SecretSource::parse_reference("${vault:x}"), None);
+        assert_eq!(SecretSource::parse_reference("Bearer ${env:T}"), None);
+    }
+
+    #[test]
+    fn credentials_are_trimmed_registered_and_errors_name_the_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token\n").expect("write");
+        let src = SecretSource::File(path.clone());
+        let redactor = Redactor::new();
+        let read = src.read("token", &redactor).expect("read");
+        assert_eq!(read.expose(), "s3cret-token");
+        assert_eq!(redactor.redact("x s3cret-token y"), "x *** y");
+
+        std::fs::write(&path, "  \n").expect("write");
+        let e = src.read("HTTPS token", &redactor).expect_err("empty");
+        assert!(e.to_string().contains("HTTPS token"), "{e}");
+        assert!(e.to_string().contains("empty"), "{e}");
+
+        let missing = SecretSource::Env("MOCKOPS_TEST_SURELY_UNSET_VAR".into());
+        let e = missing.read("HTTPS token", &redactor).expect_err("unset");
+        assert!(e.to_string().starts_with("HTTPS token: "), "{e}");
+        assert!(
+            e.to_string().contains("MOCKOPS_TEST_SURELY_UNSET_VAR"),
+            "{e}"
+        );
+    }
     use serde_json::json;
 
     fn secrets() -> Secrets {

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::daemon::{self, DaemonConfig, RemoteOptions};
 use crate::secret::Redactor;
-use crate::sources::SecretSource;
+use crate::secret::SecretSource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -157,7 +157,10 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
         webhook_secret: args
             .webhook_secret_file
             .as_ref()
-            .map(|p| read_secret(p, "webhook secret").map(String::into_bytes))
+            .map(|p| {
+                // Read once now so a wrong path fails the start, then at each delivery.
+                read_secret(p, "webhook secret").map(|_| SecretSource::File(p.clone()))
+            })
             .transpose()?,
         api_token: args
             .api_token_file

@@ -21,11 +21,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::{Reconciler, SyncReport};
+use crate::secret::SecretSource;
 use crate::sources::backoff::{Backoff, jittered};
 use crate::sources::local::{self, LocalSource};
 use crate::sources::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
 use crate::sources::webhook::{self, GithubWebhook};
-use crate::sources::{Hints, Secret, SecretSource, Source, SourceError};
+use crate::sources::{Hints, Source, SourceError};
 use crate::store::{Opened, Store};
 use metrics::Metrics;
 
@@ -41,7 +42,9 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub poll_interval: Duration,
-    pub webhook_secret: Option<Vec<u8>>,
+    /// The GitHub push webhook's secret, read at each delivery (a rotated file takes effect at
+    /// once).
+    pub webhook_secret: Option<SecretSource>,
     /// Bearer token for write endpoints; generated into the state directory when not given.
     pub api_token: Option<String>,
     pub replay_from: Option<String>,
@@ -132,9 +135,6 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     if let Some(t) = &api_token {
         cfg.redactor.register(t);
     }
-    if let Some(s) = &cfg.webhook_secret {
-        cfg.redactor.register(&String::from_utf8_lossy(s));
-    }
     let reconciler = Reconciler::new(
         store.clone(),
         source.repo_path(),
@@ -217,9 +217,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
             app = app.route(
                 "/api/v1/webhooks/github",
                 webhook::github_route(GithubWebhook {
-                    secret: SecretSource::Value(Secret::new(
-                        String::from_utf8_lossy(secret).into_owned(),
-                    )),
+                    secret: secret.clone(),
+                    redactor: cfg.redactor.clone(),
                     branch: source.branch().to_string(),
                     hints: source.hints().clone(),
                 }),

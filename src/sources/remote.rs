@@ -20,7 +20,8 @@ use git2::{
 };
 
 use super::hostkey::{self, KnownHosts, Verdict};
-use super::{Hints, SecretError, SecretSource, SourceError};
+use super::{Hints, SourceError};
+use crate::secret::{CredentialError, Secret, SecretSource};
 
 /// The user name sent with a token when none is configured (GitHub's convention for
 /// installation and fine-grained tokens; GitLab and Gitea accept any name with a token).
@@ -176,7 +177,7 @@ pub enum FetchError {
     #[error("{url}: {detail}")]
     RepoNotFound { url: String, detail: String },
     #[error(transparent)]
-    Secret(#[from] SecretError),
+    Secret(#[from] CredentialError),
     #[error("{url}: {detail}")]
     Config { url: String, detail: String },
     #[error("mirror {}: {detail}", path.display())]
@@ -735,26 +736,18 @@ impl RemoteSource {
     }
 
     fn read_secrets(&self) -> Result<Secrets, FetchError> {
-        let secrets = self.read_secrets_unregistered()?;
         let redactor = &self.inner.config.redactor;
-        for s in [&secrets.token, &secrets.passphrase].into_iter().flatten() {
-            redactor.register(s.expose());
-        }
-        Ok(secrets)
-    }
-
-    fn read_secrets_unregistered(&self) -> Result<Secrets, FetchError> {
         Ok(match &self.inner.config.auth {
             RemoteAuth::None => Secrets::default(),
             RemoteAuth::Token { token, .. } => Secrets {
-                token: Some(token.read("HTTPS token")?),
+                token: Some(token.read("HTTPS token", redactor)?),
                 passphrase: None,
             },
             RemoteAuth::SshKey { passphrase, .. } => Secrets {
                 token: None,
                 passphrase: passphrase
                     .as_ref()
-                    .map(|p| p.read("SSH key passphrase"))
+                    .map(|p| p.read("SSH key passphrase", redactor))
                     .transpose()?,
             },
         })
@@ -874,8 +867,8 @@ fn describe_allowed(allowed: CredentialType) -> String {
 
 #[derive(Default)]
 struct Secrets {
-    token: Option<super::Secret>,
-    passphrase: Option<super::Secret>,
+    token: Option<Secret>,
+    passphrase: Option<Secret>,
 }
 
 /// Everything the libgit2 callbacks of one fetch need.
@@ -1136,7 +1129,7 @@ mod tests {
     fn token() -> RemoteAuth {
         RemoteAuth::Token {
             username: DEFAULT_TOKEN_USERNAME.into(),
-            token: SecretSource::Value(super::super::Secret::new("t")),
+            token: SecretSource::Value(Secret::new("t")),
         }
     }
 

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{Hints, SecretSource};
+use super::Hints;
+use crate::secret::{Redactor, SecretSource};
 
 /// Largest payload GitHub sends (it caps webhook payloads at 25 MB).
 pub const MAX_PAYLOAD_BYTES: usize = 25 * 1024 * 1024;
@@ -186,6 +187,8 @@ fn percent_decode(s: &[u8]) -> Result<Vec<u8>, PayloadError> {
 #[derive(Clone)]
 pub struct GithubWebhook {
     pub secret: SecretSource,
+    /// Masks the secret once read (the daemon's one redactor).
+    pub redactor: Redactor,
     pub branch: String,
     pub hints: Hints,
 }
@@ -208,7 +211,7 @@ where
 async fn handle(State(hook): State<GithubWebhook>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = header("x-github-delivery").unwrap_or("-").to_string();
-    let secret = match hook.secret.read("GitHub webhook secret") {
+    let secret = match hook.secret.read("GitHub webhook secret", &hook.redactor) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(delivery = %delivery, "{e}");

@@ -5,11 +5,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use mockops::secret::SecretSource;
 use mockops::source::{GitFiles, SourceFiles};
 use mockops::sources::webhook::{GithubWebhook, github_route, sign_github_payload};
 use mockops::sources::{
-    FetchError, Hints, LocalSource, RemoteAuth, RemoteConfig, RemoteSource, SecretSource, Source,
-    SourceError, hostkey, remote,
+    FetchError, Hints, LocalSource, RemoteAuth, RemoteConfig, RemoteSource, Source, SourceError,
+    hostkey, remote,
 };
 
 use crate::support::git_server::{
@@ -246,7 +247,7 @@ fn https_token_wrong_is_refused_clearly_and_right_fetches() {
     let wrong = "ghs_wrongtoken0987654321";
     let src = token_source(
         &url,
-        SecretSource::Value(mockops::sources::Secret::new(wrong)),
+        SecretSource::Value(mockops::secret::Secret::new(wrong)),
         state.path(),
     );
     let err = src.fetch().expect_err("wrong token");
@@ -267,7 +268,7 @@ fn https_token_wrong_is_refused_clearly_and_right_fetches() {
 
     let src = token_source(
         &server.url("absent.git"),
-        SecretSource::Value(mockops::sources::Secret::new(TOKEN)),
+        SecretSource::Value(mockops::secret::Secret::new(TOKEN)),
         state.path(),
     );
     let err = src.fetch().expect_err("no such repository");
@@ -420,7 +421,8 @@ const HOOK_SECRET: &str = "webhook-secret-for-tests";
 async fn webhook_checks_signatures_and_pokes_for_the_followed_branch() {
     let hints = Hints::new();
     let hook = GithubWebhook {
-        secret: SecretSource::Value(mockops::sources::Secret::new(HOOK_SECRET)),
+        secret: SecretSource::Value(mockops::secret::Secret::new(HOOK_SECRET)),
+        redactor: mockops::secret::Redactor::new(),
         branch: "main".into(),
         hints: hints.clone(),
     };
