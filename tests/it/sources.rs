@@ -1,6 +1,6 @@
 //! Sources against real Git: a local repository watched for commits, remotes served on loopback
-//! by `git daemon` and by `git http-backend` behind a token, an unreachable and a hanging
-//! remote, force-pushes, and the push webhook over HTTP.
+//! by `git daemon`, by `git http-backend` behind a token and by `sshd` with pinned host keys, an
+//! unreachable and a hanging remote, force-pushes, and the push webhook over HTTP.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,13 +9,14 @@ use mockops::secret::SecretSource;
 use mockops::source::{GitFiles, SourceFiles};
 use mockops::sources::webhook::{GithubWebhook, github_route, sign_github_payload};
 use mockops::sources::{
-    FetchError, Hints, LocalSource, RemoteAuth, RemoteConfig, RemoteSource, Source, SourceError,
-    hostkey, remote,
+    FetchError, Hints, HostKeyPolicy, LocalSource, RemoteAuth, RemoteConfig, RemoteSource, Source,
+    SourceError, hostkey, remote,
 };
 
 use crate::support::git_server::{
     AxumServer, GitDaemon, HttpGitServer, SilentServer, bare_repo, commit_on, git,
 };
+use crate::support::ssh_server::{SshServer, keygen};
 
 /// Short libgit2 timeouts for the whole test process (the first call wins).
 fn init() {
@@ -523,4 +524,125 @@ fn ssh_fingerprints_match_ssh_keygen() {
             hostkey::Verdict::Unknown
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Git over SSH against a real sshd on loopback.
+
+fn ssh_source(
+    url: &str,
+    key: &Path,
+    passphrase: Option<&str>,
+    hosts: HostKeyPolicy,
+    state: &Path,
+) -> RemoteSource {
+    init();
+    RemoteSource::new(RemoteConfig {
+        auth: RemoteAuth::SshKey {
+            private_key: key.to_path_buf(),
+            passphrase: passphrase.map(|p| SecretSource::Value(mockops::secret::Secret::new(p))),
+        },
+        host_keys: hosts,
+        fetch_deadline: Duration::from_secs(20),
+        ..RemoteConfig::new(url, "main", state.join("mirror.git"))
+    })
+    .expect("remote source")
+}
+
+/// A pinned host key and an encrypted client key: the branch is fetched over SSH, and the
+/// next commit with it. Trust through an explicit known_hosts file works the same way.
+#[test]
+fn ssh_remote_with_a_pinned_host_key_is_fetched() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("id_ed25519");
+    keygen(&key, "correct horse");
+    let sshd = SshServer::start(&keys.path().join("id_ed25519.pub"));
+    let repos = tempfile::tempdir().expect("tempdir");
+    let upstream = bare_repo(repos.path(), "config.git");
+    let a = commit_on(&upstream, "main", None, "services.yaml", "v1");
+    let url = sshd.url(&repos.path().join("config.git"));
+    let state = tempfile::tempdir().expect("tempdir");
+
+    let pinned = HostKeyPolicy {
+        fingerprints: vec![sshd.host_fingerprint()],
+        known_hosts: None,
+    };
+    let src = ssh_source(&url, &key, Some("correct horse"), pinned, state.path());
+    assert_eq!(
+        src.fetch()
+            .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log())),
+        a
+    );
+    assert_eq!(read_file(src.repo_path(), a, "services.yaml"), "v1");
+    let b = commit_on(&upstream, "main", Some(a), "services.yaml", "v2");
+    assert_eq!(src.fetch().expect("second fetch over SSH"), b);
+
+    let known_hosts = keys.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {}", sshd.port, sshd.host_public_key()),
+    )
+    .expect("known_hosts");
+    let other_state = tempfile::tempdir().expect("tempdir");
+    let src = ssh_source(
+        &url,
+        &key,
+        Some("correct horse"),
+        HostKeyPolicy {
+            fingerprints: vec![],
+            known_hosts: Some(known_hosts),
+        },
+        other_state.path(),
+    );
+    assert_eq!(src.fetch().expect("trusted through known_hosts"), b);
+}
+
+/// A host key that matches no pin is refused before any credential is offered, and the error
+/// shows the fingerprint the server presented so it can be checked and pinned; an unpinned
+/// host is refused the same way; a client key the server does not accept is an auth error.
+#[test]
+fn ssh_remote_with_a_wrong_or_missing_pin_or_key_is_refused_clearly() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("id_ed25519");
+    keygen(&key, "");
+    let sshd = SshServer::start(&keys.path().join("id_ed25519.pub"));
+    let repos = tempfile::tempdir().expect("tempdir");
+    let upstream = bare_repo(repos.path(), "config.git");
+    commit_on(&upstream, "main", None, "f", "a");
+    let url = sshd.url(&repos.path().join("config.git"));
+    let state = tempfile::tempdir().expect("tempdir");
+    let presented = sshd.host_fingerprint();
+
+    let wrong = HostKeyPolicy {
+        fingerprints: vec![format!("SHA256:{}", "A".repeat(43))],
+        known_hosts: None,
+    };
+    let err = ssh_source(&url, &key, None, wrong, state.path())
+        .fetch()
+        .expect_err("wrong pin");
+    assert!(matches!(err, FetchError::HostKeyMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(&presented), "{err}");
+    assert!(!err.is_transient());
+    assert!(
+        !sshd.log().contains("Accepted publickey"),
+        "no authentication against an untrusted host: {}",
+        sshd.log()
+    );
+
+    let err = ssh_source(&url, &key, None, HostKeyPolicy::default(), state.path())
+        .fetch()
+        .expect_err("nothing pinned");
+    assert!(matches!(err, FetchError::HostKeyUnknown { .. }), "{err}");
+    assert!(err.to_string().contains(&presented), "{err}");
+
+    let stranger = keys.path().join("stranger");
+    keygen(&stranger, "");
+    let pinned = HostKeyPolicy {
+        fingerprints: vec![presented],
+        known_hosts: None,
+    };
+    let err = ssh_source(&url, &stranger, None, pinned, state.path())
+        .fetch()
+        .expect_err("key not authorized");
+    assert!(matches!(err, FetchError::Auth { .. }), "{err}");
 }

@@ -99,3 +99,4 @@ impl Fixture {
 }
 pub mod daemon;
 pub mod git_server;
+pub mod ssh_server;
