@@ -343,6 +343,9 @@ async fn reconcile_loop(
     let reconciler = Arc::new(Mutex::new(reconciler));
     let mut backoff = Backoff::new(Duration::from_secs(1), poll.max(Duration::from_secs(60)));
     let mut ready_sent = false;
+    // A degraded watcher is set up again now and then: the cause (an inotify limit) may be gone.
+    let mut rearm = Backoff::new(Duration::from_secs(30), Duration::from_secs(30 * 60));
+    let mut next_rearm: Option<tokio::time::Instant> = None;
     loop {
         shared.beat();
         let outcome = match source.refresh_async().await {
@@ -364,6 +367,20 @@ async fn reconcile_loop(
             }
         };
         let now = crate::time::now_rfc3339();
+        if let Source::Local(local) = &source
+            && local.hints().is_degraded()
+        {
+            let due =
+                *next_rearm.get_or_insert_with(|| tokio::time::Instant::now() + rearm.next_delay());
+            if tokio::time::Instant::now() >= due {
+                if local.rearm_watching(local::DEFAULT_DEBOUNCE) {
+                    rearm.reset();
+                    next_rearm = None;
+                } else {
+                    next_rearm = Some(tokio::time::Instant::now() + rearm.next_delay());
+                }
+            }
+        }
         {
             let degraded = source.hints().is_degraded();
             shared.metrics.watcher_degraded.set(i64::from(degraded));

@@ -164,6 +164,19 @@ impl LocalSource {
         all
     }
 
+    /// Tries to watch again after the watcher degraded (a raised inotify limit, a recreated
+    /// directory): a new watcher replaces the old one, and the degraded mark is cleared if every
+    /// watch is installed. Returns whether it is.
+    pub fn rearm_watching(&self, debounce: Duration) -> bool {
+        self.stop_watching();
+        self.inner.hints.clear_degraded();
+        let ok = self.start_watching(debounce);
+        if ok {
+            tracing::info!(repo = %self.inner.path.display(), "file watcher re-armed");
+        }
+        ok
+    }
+
     /// Stops the watcher (dropping the last clone of the source does too).
     pub fn stop_watching(&self) {
         self.inner
@@ -318,6 +331,36 @@ mod tests {
             .expect("find tree");
         repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[])
             .expect("commit")
+    }
+
+    #[tokio::test]
+    async fn a_degraded_watcher_is_rearmed_and_sees_commits_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = repo_with_commit(dir.path());
+        let src = LocalSource::open(dir.path(), None).expect("open source");
+        src.hints()
+            .mark_degraded("file watcher error: queue lost".into());
+        assert!(src.hints().is_degraded());
+        assert!(src.rearm_watching(Duration::from_millis(20)));
+        assert!(!src.hints().is_degraded());
+        assert_eq!(src.hints().degraded_reason(), None);
+
+        let repo = git2::Repository::open(dir.path()).expect("open");
+        let parent = repo.find_commit(first).expect("first");
+        let sig = git2::Signature::now("T", "t@example.com").expect("sig");
+        repo.commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            "second",
+            &parent.tree().expect("tree"),
+            &[&parent],
+        )
+        .expect("commit");
+        assert!(
+            src.hints().wait_timeout(Duration::from_secs(5)).await,
+            "the re-armed watcher sees the commit"
+        );
     }
 
     #[test]

@@ -214,6 +214,15 @@ impl Hints {
             .unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 
+    pub(crate) fn clear_degraded(&self) {
+        self.inner.degraded.store(false, Ordering::Relaxed);
+        *self
+            .inner
+            .degraded_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     pub(crate) fn count_watch_error(&self) {
         self.inner.watch_errors.fetch_add(1, Ordering::Relaxed);
     }
