@@ -658,7 +658,8 @@ impl RemoteSource {
                 available,
             });
         };
-        if repo.find_commit(target).is_err() {
+        let downloading = repo.find_commit(target).is_err();
+        if downloading {
             let refspec = format!("+{refname}:{}", inner.mirror_ref);
             let mut options = FetchOptions::new();
             options
@@ -681,6 +682,20 @@ impl RemoteSource {
         })?;
         repo.reference(&inner.mirror_ref, commit.id(), true, "mockops: fetch")
             .map_err(|e| self.mirror_err(e.message()))?;
+        if downloading {
+            match consolidate_packs(&repo, MAX_PACKS) {
+                Ok(Some(objects)) => tracing::info!(
+                    mirror = %inner.config.mirror_dir.display(), objects,
+                    "mirror packs consolidated into one"
+                ),
+                Ok(None) => {}
+                // Reading still works with many packs, only slower: not a fetch failure.
+                Err(e) => tracing::warn!(
+                    mirror = %inner.config.mirror_dir.display(), error = %e.message(),
+                    "cannot consolidate the mirror's packs"
+                ),
+            }
+        }
         tracing::debug!(
             url = %inner.url_redacted,
             branch = %inner.config.branch,
@@ -1054,6 +1069,60 @@ impl<'a> CallbackCx<'a> {
             })),
         }
     }
+}
+
+/// Each fetch that brings objects adds a pack to the mirror; past this many, they are
+/// consolidated into one (object lookups scan every pack's index).
+pub const MAX_PACKS: usize = 16;
+
+/// When the mirror holds more than `max` packs, writes one pack with every object of the
+/// mirror and removes the others; returns how many objects the new pack holds. Nothing is
+/// pruned: a commit a force-push dropped stays readable, as the reconciler may compare with it.
+/// The new pack is complete before any old one goes, so readers always find every object
+/// (libgit2 rescans the pack directory when an object is not where it was).
+pub fn consolidate_packs(
+    repo: &git2::Repository,
+    max: usize,
+) -> Result<Option<usize>, git2::Error> {
+    let pack_dir = repo.path().join("objects").join("pack");
+    let packs = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter_map(|n| n.strip_suffix(".pack").map(str::to_string))
+                    .filter(|n| n.starts_with("pack-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let old = packs(&pack_dir);
+    if old.len() <= max {
+        return Ok(None);
+    }
+    let mut ids = Vec::new();
+    repo.odb()?.foreach(|id| {
+        ids.push(*id);
+        true
+    })?;
+    ids.sort();
+    ids.dedup();
+    let mut builder = repo.packbuilder()?;
+    for id in &ids {
+        builder.insert_object(*id, None)?;
+    }
+    builder.write(&pack_dir, 0)?;
+    let kept = match builder.name()? {
+        Some(name) => format!("pack-{name}"),
+        None => return Err(git2::Error::from_str("the new pack has no name")),
+    };
+    for stem in old.iter().filter(|s| **s != kept) {
+        for ext in ["pack", "idx", "rev", "mtimes"] {
+            let _ = std::fs::remove_file(pack_dir.join(format!("{stem}.{ext}")));
+        }
+    }
+    Ok(Some(ids.len()))
 }
 
 #[cfg(test)]

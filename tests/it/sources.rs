@@ -646,3 +646,58 @@ fn ssh_remote_with_a_wrong_or_missing_pin_or_key_is_refused_clearly() {
         .expect_err("key not authorized");
     assert!(matches!(err, FetchError::Auth { .. }), "{err}");
 }
+
+/// A long-running mirror gets a pack per fetch; past `MAX_PACKS` they are consolidated into
+/// one, and every object stays readable, a commit dropped by a force-push included.
+#[test]
+fn mirror_packs_are_consolidated_without_losing_objects() {
+    let server_root = tempfile::tempdir().expect("tempdir");
+    let upstream = bare_repo(server_root.path(), "config.git");
+    let daemon = GitDaemon::start(server_root.path());
+    let state = tempfile::tempdir().expect("tempdir");
+    let src = remote_source(&daemon.url("config.git"), "main", state.path());
+    let pack_count = || {
+        std::fs::read_dir(src.repo_path().join("objects/pack"))
+            .expect("pack dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+            .count()
+    };
+
+    let mut tip = commit_on(&upstream, "main", None, "f", "0");
+    assert_eq!(src.fetch().expect("fetch"), tip);
+    let base = tip;
+    tip = commit_on(&upstream, "main", Some(base), "f", "dropped");
+    let dropped = tip;
+    assert_eq!(src.fetch().expect("fetch"), dropped);
+    // Force-push: `dropped` is no longer on the branch.
+    tip = commit_on(&upstream, "main", Some(base), "f", "1");
+    assert_eq!(src.fetch().expect("fetch"), tip);
+    let mut all = vec![base, tip];
+    let mut most = 0;
+    let mut consolidated = false;
+    for i in 2..(remote::MAX_PACKS + 6) {
+        let before = pack_count();
+        tip = commit_on(&upstream, "main", Some(tip), "f", &i.to_string());
+        all.push(tip);
+        assert_eq!(src.fetch().expect("fetch"), tip);
+        most = most.max(pack_count());
+        consolidated |= pack_count() < before;
+    }
+    assert!(consolidated, "each fetch added a pack until they were consolidated");
+    assert!(
+        most <= remote::MAX_PACKS + 1,
+        "at most {} packs at any time, saw {most}",
+        remote::MAX_PACKS + 1
+    );
+    assert!(
+        pack_count() < remote::MAX_PACKS,
+        "consolidated: {}",
+        pack_count()
+    );
+    assert_eq!(read_file(src.repo_path(), dropped, "f"), "dropped");
+    for (i, id) in all.iter().enumerate().skip(1) {
+        assert_eq!(read_file(src.repo_path(), *id, "f"), i.to_string());
+    }
+    assert_eq!(read_file(src.repo_path(), base, "f"), "0");
+}
