@@ -32,7 +32,7 @@ pub async fn apply_git(remote: &GitRemote, req: &PrRequest) -> Result<PrOutcome,
         .map_err(|e| StepError::transient(format!("git push task failed: {e}")))?
 }
 
-struct WorkDir(PathBuf);
+pub(super) struct WorkDir(pub(super) PathBuf);
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
@@ -40,7 +40,7 @@ impl Drop for WorkDir {
     }
 }
 
-fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
+pub(super) fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
     let transient = matches!(
         e.class(),
         git2::ErrorClass::Net
@@ -56,7 +56,7 @@ fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
     }
 }
 
-fn callbacks<'a>(remote: &'a GitRemote) -> RemoteCallbacks<'a> {
+pub(super) fn callbacks<'a>(remote: &'a GitRemote) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
     cb.credentials(move |_url, user_from_url, allowed| {
         if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)

@@ -2,10 +2,12 @@
 //! files, updated in place, never duplicated, left alone once a human pushes to it.
 //!
 //! [`apply`] drives the lifecycle on GitHub ([`github`]); [`apply_git`] pushes the same change
-//! as a branch to any Git remote ([`git`]). [`request_from_config`] turns a rendered
-//! `create_pr` step config into a [`PrRequest`].
+//! as a branch to any Git remote ([`git`]). Changes that need no review are committed straight
+//! onto a branch instead ([`direct`]: [`commit_github`], [`commit_git`], [`commit_local`]).
+//! [`request_from_config`] turns a rendered `create_pr` step config into a [`PrRequest`].
 
 mod body;
+mod direct;
 mod git;
 mod github;
 
@@ -15,6 +17,10 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 pub use body::{BODY_LIMIT, Metadata, parse_metadata, render_body};
+pub use direct::{
+    DirectAction, DirectCommit, DirectOutcome, HISTORY_DEPTH, commit_git, commit_github,
+    commit_local,
+};
 pub use git::{GitRemote, apply_git};
 pub use github::apply;
 

@@ -756,3 +756,370 @@ mod git_fallback {
         );
     }
 }
+
+/// Promotions into environments with `direct_commit: true`: one commit straight onto the
+/// followed branch, on GitHub, on any Git remote, and in a repository on this machine.
+mod direct_commits {
+    use std::path::Path;
+
+    use mockops::pr::{
+        DirectAction, DirectCommit, GitRemote, commit_git, commit_github, commit_local,
+    };
+
+    use super::{Fault, Method, client};
+    use crate::support::git_server::{GitDaemon, bare_repo, git};
+    use crate::support::github::GitHubEmulator;
+
+    const CONFIG: &str = "acme/config";
+    const PATH: &str = "environments/test/scenarios/card-declined.yaml";
+
+    fn promotion(repository: &str, id: &str, version: u32) -> DirectCommit {
+        let marker = format!("Mockops-Promotion-Id: {id}");
+        DirectCommit::new(
+            repository,
+            "main",
+            format!(
+                "Promote scenario card-declined from dev to test\n\n{marker}\nMockops-Promotion: scenario card-declined dev test\n"
+            ),
+            marker,
+        )
+        .write(PATH, format!("id: card-declined\nversion: {version}\n"))
+        .expect("path")
+    }
+
+    async fn config_repo() -> GitHubEmulator {
+        let emu = GitHubEmulator::start().await;
+        emu.create_repo(
+            CONFIG,
+            &[
+                ("README.md", "# config\n"),
+                (PATH, "id: card-declined\nversion: 1\n"),
+            ],
+        );
+        emu
+    }
+
+    #[tokio::test]
+    async fn github_commits_onto_the_branch_once() {
+        let emu = config_repo().await;
+        let gh = client(&emu.api_url());
+        let req = promotion(CONFIG, "promo-a1", 7);
+
+        let done = commit_github(&gh, &req).await.expect("commit");
+        assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        let sha = done.commit.clone().unwrap();
+        assert_eq!(emu.branch_sha(CONFIG, "main").as_ref(), Some(&sha));
+        assert!(
+            emu.file(CONFIG, "main", PATH)
+                .unwrap()
+                .contains("version: 7")
+        );
+        assert_eq!(emu.file(CONFIG, "main", "README.md").unwrap(), "# config\n");
+        assert!(emu.pulls(CONFIG).is_empty(), "no pull request");
+        let out = done.outputs();
+        assert_eq!(out["mode"], "direct");
+        assert_eq!(out["commit"], sha.as_str());
+
+        // A retried attempt finds its commit by the trailer and does not commit again.
+        let again = commit_github(&gh, &req).await.expect("again");
+        assert_eq!(again.action, DirectAction::AlreadyCommitted, "{again:?}");
+        assert_eq!(again.commit.as_ref(), Some(&sha));
+        // Another promotion of the same content: nothing to commit.
+        let same = commit_github(&gh, &promotion(CONFIG, "promo-b2", 7))
+            .await
+            .expect("same content");
+        assert_eq!(same.action, DirectAction::Unchanged, "{same:?}");
+        assert!(same.reason.unwrap().contains("already has this content"));
+        assert_eq!(emu.branch_sha(CONFIG, "main").as_ref(), Some(&sha));
+        assert_eq!(emu.count("POST", "/git/commits"), 1);
+        emu.assert_conformant();
+    }
+
+    #[tokio::test]
+    async fn github_push_race_is_reapplied_on_the_new_tip() {
+        let emu = config_repo().await;
+        let gh = client(&emu.api_url());
+        // Someone pushes to main between mockops reading the tip and moving the branch.
+        emu.inject(
+            Method::PATCH,
+            "/git/refs/heads/main",
+            1,
+            Fault::BranchMovedFirst,
+        );
+        let done = commit_github(&gh, &promotion(CONFIG, "promo-r1", 8))
+            .await
+            .expect("commit");
+        assert_eq!(done.action, DirectAction::Committed);
+        assert_eq!(done.attempts, 2, "{done:?}");
+        assert!(
+            emu.file(CONFIG, "main", PATH)
+                .unwrap()
+                .contains("version: 8")
+        );
+        assert!(
+            emu.file(CONFIG, "main", "concurrent.txt").is_some(),
+            "the other push is kept"
+        );
+        let rejected = emu
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.status == 422)
+            .count();
+        assert_eq!(rejected, 1, "one non-fast-forward refusal, never a force");
+        emu.assert_conformant();
+    }
+
+    #[tokio::test]
+    async fn github_protected_branch_fails_with_what_to_change() {
+        let emu = config_repo().await;
+        emu.protect_branch(CONFIG, "main");
+        let before = emu.branch_sha(CONFIG, "main");
+        let err = commit_github(&client(&emu.api_url()), &promotion(CONFIG, "promo-p1", 9))
+            .await
+            .expect_err("protected");
+        assert!(!err.retryable);
+        assert!(err.message.contains("protected"), "{}", err.message);
+        assert!(err.message.contains("direct_commit"), "{}", err.message);
+        assert_eq!(emu.branch_sha(CONFIG, "main"), before);
+        emu.assert_conformant();
+    }
+
+    /// A non-bare repository with `main` checked out and the scenario committed at version 1.
+    fn checkout() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(dir.path().join("environments/test/scenarios")).unwrap();
+        std::fs::write(dir.path().join(PATH), "id: card-declined\nversion: 1\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine\n").unwrap();
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "initial"]);
+        dir
+    }
+
+    #[tokio::test]
+    async fn local_checkout_gets_the_commit_and_its_work_tree_follows() {
+        let dir = checkout();
+        // Unrelated local edits are not touched.
+        std::fs::write(dir.path().join("notes.txt"), "mine, edited\n").unwrap();
+        let repo_path = dir.path().display().to_string();
+        let req = promotion(&repo_path, "promo-l1", 7);
+        let done = commit_local(dir.path(), &req).await.expect("commit");
+        assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        assert_eq!(head.trim(), done.commit.as_deref().unwrap());
+        let message = git(dir.path(), &["log", "-1", "--format=%B"]);
+        assert!(
+            message.contains("Mockops-Promotion-Id: promo-l1"),
+            "{message}"
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join(PATH))
+                .unwrap()
+                .contains("version: 7")
+        );
+        assert_eq!(
+            git(dir.path(), &["status", "--porcelain"]),
+            " M notes.txt\n",
+            "index and work tree match the new commit; the other edit stays"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+            "mine, edited\n"
+        );
+        let again = commit_local(dir.path(), &req).await.expect("again");
+        assert_eq!(again.action, DirectAction::AlreadyCommitted);
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+    }
+
+    #[tokio::test]
+    async fn local_uncommitted_changes_to_the_path_stop_the_commit() {
+        let dir = checkout();
+        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        std::fs::write(
+            dir.path().join(PATH),
+            "id: card-declined\nversion: 1 # wip\n",
+        )
+        .unwrap();
+        let repo_path = dir.path().display().to_string();
+        let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d1", 7))
+            .await
+            .expect_err("dirty");
+        assert!(!err.retryable);
+        assert!(err.message.contains(PATH), "{}", err.message);
+        assert!(err.message.contains("uncommitted"), "{}", err.message);
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head, "no commit");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(PATH)).unwrap(),
+            "id: card-declined\nversion: 1 # wip\n",
+            "nothing lost"
+        );
+
+        // Staged changes count too.
+        git(dir.path(), &["add", PATH]);
+        let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d2", 7))
+            .await
+            .expect_err("staged");
+        assert!(err.message.contains("staged"), "{}", err.message);
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+    }
+
+    #[tokio::test]
+    async fn local_bare_repository_moves_only_the_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = bare_repo(dir.path(), "config.git");
+        seed(&bare, PATH, "id: card-declined\nversion: 1\n");
+        let path = dir.path().join("config.git");
+        let done = commit_local(
+            &path,
+            &promotion(&path.display().to_string(), "promo-b1", 3),
+        )
+        .await
+        .expect("commit");
+        assert_eq!(done.action, DirectAction::Committed);
+        assert_eq!(
+            bare.refname_to_id("refs/heads/main").unwrap().to_string(),
+            done.commit.unwrap()
+        );
+    }
+
+    /// A root commit on `main` of `repo` with one file at a nested path.
+    fn seed(repo: &git2::Repository, path: &str, content: &str) -> git2::Oid {
+        let empty = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        update.upsert(
+            path,
+            repo.blob(content.as_bytes()).unwrap(),
+            git2::FileMode::Blob,
+        );
+        let tree = repo
+            .find_tree(update.create_updated(repo, &empty).unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("Owner", "owner@example.com").unwrap();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "initial", &tree, &[])
+            .unwrap()
+    }
+
+    /// A bare repository served by `git daemon` whose pre-receive hook, once, lets someone
+    /// else's commit land on `main` while mockops' push is being received.
+    fn racing_remote(root: &Path) -> git2::Oid {
+        let bare = bare_repo(root, "config.git");
+        let first = seed(&bare, PATH, "id: card-declined\nversion: 1\n");
+        let hooks = root.join("config.git/hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        let hook = hooks.join("pre-receive");
+        std::fs::write(
+            &hook,
+            r#"#!/bin/sh
+[ -e race-done ] && exit 0
+touch race-done
+unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+tip=$(git rev-parse refs/heads/main)
+blob=$(echo 'pushed meanwhile' | git hash-object -w --stdin)
+tree=$( (git ls-tree "$tip"; printf '100644 blob %s\tconcurrent.txt\n' "$blob") | git mktree)
+commit=$(GIT_AUTHOR_NAME=Ann GIT_AUTHOR_EMAIL=ann@example.com GIT_COMMITTER_NAME=Ann GIT_COMMITTER_EMAIL=ann@example.com git commit-tree "$tree" -p "$tip" -m 'pushed meanwhile')
+git update-ref refs/heads/main "$commit" "$tip"
+"#,
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        first
+    }
+
+    fn file_on_main(root: &Path, repo: &str, path: &str) -> Option<String> {
+        let repo = git2::Repository::open_bare(root.join(repo)).unwrap();
+        let tip = repo
+            .find_reference("refs/heads/main")
+            .ok()?
+            .peel_to_commit()
+            .ok()?;
+        let e = tip.tree().ok()?.get_path(Path::new(path)).ok()?;
+        Some(String::from_utf8_lossy(repo.find_blob(e.id()).unwrap().content()).into_owned())
+    }
+
+    /// One `git daemon` for both: a push race made by the remote's hook, then three direct
+    /// commits racing each other.
+    #[tokio::test]
+    async fn git_remote_push_races_are_reapplied_on_the_new_tip() {
+        let root = tempfile::tempdir().unwrap();
+        let first = racing_remote(root.path());
+        let daemon = GitDaemon::start(root.path());
+        let url = daemon.url("config.git");
+        let remote = GitRemote {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let req = promotion(&url, "promo-g1", 5);
+        let done = commit_git(&remote, &req).await.expect("commit");
+        assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        assert_eq!(done.attempts, 2, "the first push lost the race: {done:?}");
+        assert!(
+            file_on_main(root.path(), "config.git", PATH)
+                .unwrap()
+                .contains("version: 5")
+        );
+        assert_eq!(
+            file_on_main(root.path(), "config.git", "concurrent.txt").as_deref(),
+            Some("pushed meanwhile\n"),
+            "the other push is kept"
+        );
+        let repo = git2::Repository::open_bare(root.path().join("config.git")).unwrap();
+        let tip = repo.refname_to_id("refs/heads/main").unwrap();
+        assert_eq!(tip.to_string(), done.commit.clone().unwrap());
+        assert_eq!(repo.graph_ahead_behind(tip, first).unwrap(), (2, 0));
+
+        let again = commit_git(&remote, &req).await.expect("again");
+        assert_eq!(again.action, DirectAction::AlreadyCommitted);
+        assert_eq!(again.commit, done.commit);
+        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), tip);
+
+        concurrent_direct_commits_all_land(&daemon).await;
+    }
+
+    async fn concurrent_direct_commits_all_land(daemon: &GitDaemon) {
+        let bare = bare_repo(&daemon.root, "other.git");
+        let first = seed(&bare, "README.md", "# config\n");
+        let url = daemon.url("other.git");
+        let remote = GitRemote {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let paths = [
+            "environments/test/a.yaml",
+            "environments/test/b.yaml",
+            "environments/test/c.yaml",
+        ];
+        let tasks: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let marker = format!("Mockops-Promotion-Id: promo-c{i}");
+                let req =
+                    DirectCommit::new(&url, "main", format!("Promote {p}\n\n{marker}\n"), marker)
+                        .write(p, format!("n: {i}\n"))
+                        .unwrap();
+                let remote = remote.clone();
+                tokio::spawn(async move { commit_git(&remote, &req).await })
+            })
+            .collect();
+        for t in tasks {
+            let done = t.await.unwrap().expect("commit");
+            assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        }
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(
+                file_on_main(&daemon.root, "other.git", p),
+                Some(format!("n: {i}\n")),
+                "{p}"
+            );
+        }
+        let tip = bare.refname_to_id("refs/heads/main").unwrap();
+        assert_eq!(
+            bare.graph_ahead_behind(tip, first).unwrap(),
+            (3, 0),
+            "linear, nothing lost"
+        );
+    }
+}
