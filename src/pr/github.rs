@@ -114,7 +114,7 @@ impl Lifecycle<'_> {
         }
     }
 
-    async fn run(self) -> Result<PrOutcome, Stop> {
+    async fn run(mut self) -> Result<PrOutcome, Stop> {
         let head_label = format!("{}:{}", self.repo.owner(), self.req.head_branch);
         let pulls: Vec<PullRequest> = self
             .repo
@@ -157,6 +157,10 @@ impl Lifecycle<'_> {
             })?;
         let base_commit = self.repo.commit(&base_sha).await?;
         let base_files = self.blob_map(&base_commit.tree.sha).await?;
+        // Replaced directories: what the base has there and the request does not is deleted.
+        self.files = self
+            .req
+            .files_against(base_files.keys().map(String::as_str));
 
         let wanted: Vec<(String, Option<String>)> = self
             .files
@@ -198,7 +202,11 @@ impl Lifecycle<'_> {
                     return self.foreign(open.as_ref(), &head).await;
                 }
                 let head_files = self.blob_map(&head.tree.sha).await?;
-                if !differs_from(&head_files) {
+                let head_stale = !self
+                    .req
+                    .stale_paths(head_files.keys().map(String::as_str))
+                    .is_empty();
+                if !differs_from(&head_files) && !head_stale {
                     if let Some(pr) = &open {
                         return Ok(self.outcome(PrAction::Unchanged, Some(pr), head_sha.clone()));
                     }

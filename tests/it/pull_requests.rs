@@ -1123,3 +1123,198 @@ git update-ref refs/heads/main "$commit" "$tip"
         );
     }
 }
+
+/// A `create_pr` entry that takes a step's output into a directory replaces that directory:
+/// generated files the step no longer produces are deleted in the same commit, on GitHub and
+/// through the plain Git fallback alike.
+mod stale_generated_files {
+    use mockops::model::{CreatePrConfig, FileChange, FileOperation, PrProvider};
+    use mockops::pr::{GitRemote, PrAction, PrRequest, apply, apply_git, request_from_config};
+    use mockops::step::StepContext;
+    use serde_json::{Value as Json, json};
+
+    use super::client;
+    use crate::support::github::GitHubEmulator;
+
+    const SDK: &str = "acme/payments-sdk";
+    /// The SDK repository as the last generation left it, plus a hand-written file beside it.
+    const BASE: &[(&str, &str)] = &[
+        ("README.md", "# Payments SDK\n"),
+        ("generated/typescript/schema.ts", "export type Old = 1;\n"),
+        (
+            "generated/typescript/refunds.ts",
+            "export type Refund = 1;\n",
+        ),
+        ("generated/python/client.py", "class Client: ...\n"),
+        (
+            "generated-notes.md",
+            "Not generated; beside the directory.\n",
+        ),
+    ];
+
+    fn cfg(repository: &str, provider: PrProvider) -> CreatePrConfig {
+        CreatePrConfig {
+            repository: repository.into(),
+            branch: "main".into(),
+            title: "Regenerate the SDK".into(),
+            body: None,
+            files: vec![FileChange {
+                path: "generated".into(),
+                content: None,
+                from_step: Some("regenerate_sdk".into()),
+                operation: FileOperation::Update,
+            }],
+            topic: Some("payments".into()),
+            labels: vec![],
+            reviewers: vec![],
+            team_reviewers: vec![],
+            draft: false,
+            provider: Some(provider),
+            commit_message: None,
+        }
+    }
+
+    fn ctx() -> StepContext {
+        StepContext {
+            execution_id: "exec-1".into(),
+            pipeline: "auto-sdk-regeneration".into(),
+            step: "open_sdk_pr".into(),
+            attempt: 1,
+            idempotency_key: "exec-1/open_sdk_pr".into(),
+            event: json!({"id": "evt-1", "event_type": "schema.changed"}),
+            steps: Json::Null,
+        }
+    }
+
+    fn request(cfg: &CreatePrConfig, files: Json) -> PrRequest {
+        let steps = json!({"regenerate_sdk": {"outputs": {"files": files}}});
+        request_from_config(cfg, &Default::default(), &ctx(), &steps).expect("request")
+    }
+
+    #[tokio::test]
+    async fn github_deletes_what_the_generator_no_longer_writes() {
+        let emu = GitHubEmulator::start().await;
+        emu.create_repo(SDK, BASE);
+        let gh = client(&emu.api_url());
+        let cfg = cfg(SDK, PrProvider::Github);
+
+        // This generation: TypeScript only, and no refunds module any more.
+        let first = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n", "typescript/charges.ts": "export type Charge = 1;\n"}),
+        );
+        let out = apply(&gh, &first).await.expect("apply");
+        assert_eq!(out.action, PrAction::Opened, "{out:?}");
+        let b = out.branch.clone();
+        let file = |p: &str| emu.file(SDK, &b, p);
+        assert_eq!(
+            file("generated/typescript/schema.ts").as_deref(),
+            Some("export type New = 2;\n")
+        );
+        assert!(file("generated/typescript/charges.ts").is_some());
+        assert_eq!(
+            file("generated/typescript/refunds.ts"),
+            None,
+            "stale file deleted"
+        );
+        assert_eq!(
+            file("generated/python/client.py"),
+            None,
+            "dropped language deleted"
+        );
+        assert_eq!(file("README.md").as_deref(), Some("# Payments SDK\n"));
+        assert!(
+            file("generated-notes.md").is_some(),
+            "outside the directory: kept"
+        );
+        assert_eq!(emu.commits_ahead(SDK, &b, "main"), 1, "one commit");
+        let body = &emu.pulls(SDK)[0].body;
+        assert!(body.contains("generated/typescript/refunds.ts"), "{body}");
+
+        // The same generation again: nothing to push.
+        let again = apply(&gh, &first).await.expect("again");
+        assert_eq!(again.action, PrAction::Unchanged, "{again:?}");
+
+        // The next generation drops charges.ts, which only the pull request's branch has.
+        let next = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n"}),
+        );
+        let upd = apply(&gh, &next).await.expect("update");
+        assert_eq!(upd.action, PrAction::Updated, "{upd:?}");
+        assert_eq!(emu.file(SDK, &b, "generated/typescript/charges.ts"), None);
+        assert!(
+            emu.file(SDK, &b, "generated/typescript/schema.ts")
+                .is_some()
+        );
+        assert_eq!(emu.commits_ahead(SDK, &b, "main"), 1);
+        emu.assert_conformant();
+    }
+
+    #[tokio::test]
+    async fn git_fallback_deletes_what_the_generator_no_longer_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for (p, c) in BASE {
+            update.upsert(*p, repo.blob(c.as_bytes()).unwrap(), git2::FileMode::Blob);
+        }
+        let empty = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let tree = repo
+            .find_tree(update.create_updated(&repo, &empty).unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("Owner", "owner@example.com").unwrap();
+        let main = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
+            .unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let remote = GitRemote {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let cfg = cfg(&url, PrProvider::Git);
+        let at = |branch: &str, p: &str| -> Option<String> {
+            let c = repo
+                .find_reference(&format!("refs/heads/{branch}"))
+                .ok()?
+                .peel_to_commit()
+                .ok()?;
+            let e = c.tree().ok()?.get_path(std::path::Path::new(p)).ok()?;
+            Some(String::from_utf8_lossy(repo.find_blob(e.id()).unwrap().content()).into_owned())
+        };
+
+        let first = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n", "typescript/charges.ts": "export type Charge = 1;\n"}),
+        );
+        let out = apply_git(&remote, &first).await.expect("push");
+        assert_eq!(out.action, PrAction::Pushed, "{out:?}");
+        let b = out.branch.clone();
+        assert_eq!(
+            at(&b, "generated/typescript/schema.ts").as_deref(),
+            Some("export type New = 2;\n")
+        );
+        assert_eq!(at(&b, "generated/typescript/refunds.ts"), None);
+        assert_eq!(at(&b, "generated/python/client.py"), None);
+        assert!(at(&b, "generated-notes.md").is_some());
+        assert!(at(&b, "README.md").is_some());
+        let tip = repo.refname_to_id(&format!("refs/heads/{b}")).unwrap();
+        assert_eq!(repo.graph_ahead_behind(tip, main).unwrap(), (1, 0));
+
+        assert_eq!(
+            apply_git(&remote, &first).await.unwrap().action,
+            PrAction::Unchanged
+        );
+
+        let next = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n"}),
+        );
+        let upd = apply_git(&remote, &next).await.expect("update");
+        assert_eq!(upd.action, PrAction::Updated, "{upd:?}");
+        assert_eq!(at(&b, "generated/typescript/charges.ts"), None);
+        assert!(at(&b, "generated/typescript/schema.ts").is_some());
+    }
+}
