@@ -605,7 +605,22 @@ fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepE
 /// An error naming every changed path that has uncommitted changes in the work tree or index.
 fn refuse_dirty(repo: &Repository, req: &DirectCommit, place: &str) -> Result<(), StepError> {
     let mut dirty = Vec::new();
+    let root = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
     for f in &req.files {
+        // Writing through a symbolic link could land outside the work tree.
+        let mut at = root.clone();
+        let mut linked = None;
+        for seg in f.path.as_str().split('/') {
+            at.push(seg);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                linked = Some(at.strip_prefix(&root).unwrap_or(&at).display().to_string());
+                break;
+            }
+        }
+        if let Some(link) = linked {
+            dirty.push(format!("{} (`{link}` is a symbolic link)", f.path));
+            continue;
+        }
         match repo.status_file(Path::new(f.path.as_str())) {
             Ok(s) if s.is_empty() => {}
             Ok(s) => dirty.push(format!("{} ({})", f.path, describe_status(s))),
@@ -617,7 +632,7 @@ fn refuse_dirty(repo: &Repository, req: &DirectCommit, place: &str) -> Result<()
         return Ok(());
     }
     Err(StepError::permanent(format!(
-        "{} has uncommitted changes to {} in {place}; mockops does not overwrite them: commit or discard them there, then run the pipeline again",
+        "{} has uncommitted changes to {} in {place}; mockops does not overwrite them: commit, discard or move them there, then run the pipeline again",
         req.branch,
         dirty.join(", ")
     )))

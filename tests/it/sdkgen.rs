@@ -232,6 +232,39 @@ async fn python_preset_runs_the_real_openapi_python_client_on_a_bundled_spec() {
     assert!(files.contains_key("python/client.py"));
 }
 
+/// The Rust preset runs the real cargo-progenitor (installed into `.ci/cargo-tools` by
+/// `scripts/test`) on the two-file spec, bundled into one document for it.
+#[tokio::test]
+async fn rust_preset_runs_the_real_progenitor_on_a_bundled_spec() {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/cargo-tools/bin");
+    assert!(
+        tools.join("cargo-progenitor").exists(),
+        "cargo-progenitor is not installed: run `cargo install --locked --debug --root .ci/cargo-tools cargo-progenitor@0.15.1` (as scripts/test does)"
+    );
+    let fixture = Fixture::empty();
+    fixture
+        .write("specs/pet-store.yaml", API_YAML.replace("3.1.0", "3.0.3"))
+        .write("specs/common/pet.yaml", pet_yaml("nickname_at_a"));
+    fixture.commit("A");
+    let mut req = request(
+        fixture.path(),
+        json!({"spec_path": "specs/pet-store.yaml", "languages": ["rust"]}),
+    );
+    req.tool_dirs = vec![tools];
+    req.timeout = Duration::from_secs(120);
+    let out = run(&req, json!({})).await.expect("cargo-progenitor");
+    let manifest = file(&out, "rust/Cargo.toml");
+    assert!(
+        manifest.contains("name = \"pet-store-client\""),
+        "{manifest}"
+    );
+    let lib = file(&out, "rust/src/lib.rs");
+    assert!(lib.contains("pub struct Pet"), "{lib}");
+    // The model comes from the $ref'd file.
+    assert!(lib.contains("nickname_at_a"), "{lib}");
+    assert!(lib.contains("pub async fn list_pets"), "{lib}");
+}
+
 /// progenitor reads OpenAPI 3.0 only: a 3.1 description is refused before anything runs, with
 /// what to do instead.
 #[tokio::test]
