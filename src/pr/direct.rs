@@ -278,7 +278,12 @@ pub async fn commit_github(
             .await
             .map_err(step_err)?;
         let commit = repo
-            .create_commit(&req.message, &tree, &[tip.clone()], &req.identity)
+            .create_commit(
+                &req.message,
+                &tree,
+                std::slice::from_ref(&tip),
+                &req.identity,
+            )
             .await
             .map_err(step_err)?;
         match repo.move_branch(&req.branch, &commit, false).await {

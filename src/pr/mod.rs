@@ -648,11 +648,11 @@ fn event_info(event: &Json, idempotency_key: &str) -> Option<EventInfo> {
     }
 }
 
+/// Relative path → content, as a step's outputs give files.
+type FileMap = Map<String, Json>;
+
 /// The text files a step output names, and (for the default key `files`) its `binary_files`.
-fn step_files(
-    steps: &Json,
-    from: &str,
-) -> Result<(Map<String, Json>, Map<String, Json>), StepError> {
+fn step_files(steps: &Json, from: &str) -> Result<(FileMap, FileMap), StepError> {
     let (step, key) = match from.strip_prefix("steps.") {
         Some(rest) => match rest.split_once(".outputs.") {
             Some((s, k)) => (s, k),

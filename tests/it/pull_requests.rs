@@ -888,9 +888,11 @@ mod direct_commits {
     fn checkout() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         git(dir.path(), &["init", "-q", "-b", "main"]);
-        std::fs::create_dir_all(dir.path().join("environments/test/scenarios")).unwrap();
-        std::fs::write(dir.path().join(PATH), "id: card-declined\nversion: 1\n").unwrap();
-        std::fs::write(dir.path().join("notes.txt"), "mine\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("environments/test/scenarios"))
+            .expect("git fixture");
+        std::fs::write(dir.path().join(PATH), "id: card-declined\nversion: 1\n")
+            .expect("git fixture");
+        std::fs::write(dir.path().join("notes.txt"), "mine\n").expect("git fixture");
         git(dir.path(), &["add", "-A"]);
         git(dir.path(), &["commit", "-q", "-m", "initial"]);
         dir
@@ -900,13 +902,13 @@ mod direct_commits {
     async fn local_checkout_gets_the_commit_and_its_work_tree_follows() {
         let dir = checkout();
         // Unrelated local edits are not touched.
-        std::fs::write(dir.path().join("notes.txt"), "mine, edited\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine, edited\n").expect("git fixture");
         let repo_path = dir.path().display().to_string();
         let req = promotion(&repo_path, "promo-l1", 7);
         let done = commit_local(dir.path(), &req).await.expect("commit");
         assert_eq!(done.action, DirectAction::Committed, "{done:?}");
         let head = git(dir.path(), &["rev-parse", "HEAD"]);
-        assert_eq!(head.trim(), done.commit.as_deref().unwrap());
+        assert_eq!(head.trim(), done.commit.as_deref().expect("git fixture"));
         let message = git(dir.path(), &["log", "-1", "--format=%B"]);
         assert!(
             message.contains("Mockops-Promotion-Id: promo-l1"),
@@ -914,7 +916,7 @@ mod direct_commits {
         );
         assert!(
             std::fs::read_to_string(dir.path().join(PATH))
-                .unwrap()
+                .expect("git fixture")
                 .contains("version: 7")
         );
         assert_eq!(
@@ -923,7 +925,7 @@ mod direct_commits {
             "index and work tree match the new commit; the other edit stays"
         );
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+            std::fs::read_to_string(dir.path().join("notes.txt")).expect("git fixture"),
             "mine, edited\n"
         );
         let again = commit_local(dir.path(), &req).await.expect("again");
@@ -939,7 +941,7 @@ mod direct_commits {
             dir.path().join(PATH),
             "id: card-declined\nversion: 1 # wip\n",
         )
-        .unwrap();
+        .expect("git fixture");
         let repo_path = dir.path().display().to_string();
         let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d1", 7))
             .await
@@ -949,7 +951,7 @@ mod direct_commits {
         assert!(err.message.contains("uncommitted"), "{}", err.message);
         assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head, "no commit");
         assert_eq!(
-            std::fs::read_to_string(dir.path().join(PATH)).unwrap(),
+            std::fs::read_to_string(dir.path().join(PATH)).expect("git fixture"),
             "id: card-declined\nversion: 1 # wip\n",
             "nothing lost"
         );
@@ -965,7 +967,7 @@ mod direct_commits {
 
     #[tokio::test]
     async fn local_bare_repository_moves_only_the_branch() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("git fixture");
         let bare = bare_repo(dir.path(), "config.git");
         seed(&bare, PATH, "id: card-declined\nversion: 1\n");
         let path = dir.path().join("config.git");
@@ -977,28 +979,35 @@ mod direct_commits {
         .expect("commit");
         assert_eq!(done.action, DirectAction::Committed);
         assert_eq!(
-            bare.refname_to_id("refs/heads/main").unwrap().to_string(),
-            done.commit.unwrap()
+            bare.refname_to_id("refs/heads/main")
+                .expect("git fixture")
+                .to_string(),
+            done.commit.expect("git fixture")
         );
     }
 
     /// A root commit on `main` of `repo` with one file at a nested path.
     fn seed(repo: &git2::Repository, path: &str, content: &str) -> git2::Oid {
         let empty = repo
-            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
-            .unwrap();
+            .find_tree(
+                repo.treebuilder(None)
+                    .expect("git fixture")
+                    .write()
+                    .expect("git fixture"),
+            )
+            .expect("git fixture");
         let mut update = git2::build::TreeUpdateBuilder::new();
         update.upsert(
             path,
-            repo.blob(content.as_bytes()).unwrap(),
+            repo.blob(content.as_bytes()).expect("git fixture"),
             git2::FileMode::Blob,
         );
         let tree = repo
-            .find_tree(update.create_updated(repo, &empty).unwrap())
-            .unwrap();
-        let sig = git2::Signature::now("Owner", "owner@example.com").unwrap();
+            .find_tree(update.create_updated(repo, &empty).expect("git fixture"))
+            .expect("git fixture");
+        let sig = git2::Signature::now("Owner", "owner@example.com").expect("git fixture");
         repo.commit(Some("refs/heads/main"), &sig, &sig, "initial", &tree, &[])
-            .unwrap()
+            .expect("git fixture")
     }
 
     /// A bare repository served by `git daemon` whose pre-receive hook, once, lets someone
@@ -1007,7 +1016,7 @@ mod direct_commits {
         let bare = bare_repo(root, "config.git");
         let first = seed(&bare, PATH, "id: card-declined\nversion: 1\n");
         let hooks = root.join("config.git/hooks");
-        std::fs::create_dir_all(&hooks).unwrap();
+        std::fs::create_dir_all(&hooks).expect("git fixture");
         let hook = hooks.join("pre-receive");
         std::fs::write(
             &hook,
@@ -1022,21 +1031,25 @@ commit=$(GIT_AUTHOR_NAME=Ann GIT_AUTHOR_EMAIL=ann@example.com GIT_COMMITTER_NAME
 git update-ref refs/heads/main "$commit" "$tip"
 "#,
         )
-        .unwrap();
+        .expect("git fixture");
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+            .expect("git fixture");
         first
     }
 
     fn file_on_main(root: &Path, repo: &str, path: &str) -> Option<String> {
-        let repo = git2::Repository::open_bare(root.join(repo)).unwrap();
+        let repo = git2::Repository::open_bare(root.join(repo)).expect("git fixture");
         let tip = repo
             .find_reference("refs/heads/main")
             .ok()?
             .peel_to_commit()
             .ok()?;
         let e = tip.tree().ok()?.get_path(Path::new(path)).ok()?;
-        Some(String::from_utf8_lossy(repo.find_blob(e.id()).unwrap().content()).into_owned())
+        Some(
+            String::from_utf8_lossy(repo.find_blob(e.id()).expect("git fixture").content())
+                .into_owned(),
+        )
     }
 
     /// One `git daemon` for both: a push race made by the remote's hook, then three direct
@@ -1099,13 +1112,13 @@ git update-ref refs/heads/main "$commit" "$tip"
                 let req =
                     DirectCommit::new(&url, "main", format!("Promote {p}\n\n{marker}\n"), marker)
                         .write(p, format!("n: {i}\n"))
-                        .unwrap();
+                        .expect("git fixture");
                 let remote = remote.clone();
                 tokio::spawn(async move { commit_git(&remote, &req).await })
             })
             .collect();
         for t in tasks {
-            let done = t.await.unwrap().expect("commit");
+            let done = t.await.expect("git fixture").expect("commit");
             assert_eq!(done.action, DirectAction::Committed, "{done:?}");
         }
         for (i, p) in paths.iter().enumerate() {
@@ -1115,9 +1128,9 @@ git update-ref refs/heads/main "$commit" "$tip"
                 "{p}"
             );
         }
-        let tip = bare.refname_to_id("refs/heads/main").unwrap();
+        let tip = bare.refname_to_id("refs/heads/main").expect("git fixture");
         assert_eq!(
-            bare.graph_ahead_behind(tip, first).unwrap(),
+            bare.graph_ahead_behind(tip, first).expect("git fixture"),
             (3, 0),
             "linear, nothing lost"
         );
