@@ -963,6 +963,20 @@ mod direct_commits {
             .expect_err("staged");
         assert!(err.message.contains("staged"), "{}", err.message);
         assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+
+        // A symbolic link on the way is never written through.
+        git(dir.path(), &["reset", "-q", "--hard"]);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("scenarios")).unwrap();
+        let env = dir.path().join("environments/test");
+        std::fs::rename(&env, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &env).unwrap();
+        let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d3", 7))
+            .await
+            .expect_err("symlink");
+        assert!(err.message.contains("symbolic link"), "{}", err.message);
+        assert!(!outside.path().join("scenarios/card-declined.yaml").exists());
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
     }
 
     #[tokio::test]
