@@ -177,15 +177,26 @@ fn direct_promotion_commit_completes_and_production_still_goes_through_review() 
         message.contains("Mockops-Promotion: scenario card-declined dev test"),
         "{message}"
     );
+    // The work tree follows the commit (written right after the branch moves).
     let test_path = "environments/test/scenarios/card-declined.yaml";
-    assert_eq!(repo.read(test_path), sc, "the work tree follows the commit");
-    let dirty = git
-        .statuses(None)
-        .unwrap()
-        .iter()
-        .map(|s| s.path().unwrap_or("").to_string())
-        .collect::<Vec<_>>();
-    assert!(dirty.is_empty(), "work tree clean: {dirty:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dirty = git
+            .statuses(None)
+            .unwrap()
+            .iter()
+            .map(|s| s.path().unwrap_or("").to_string())
+            .collect::<Vec<_>>();
+        if dirty.is_empty() && repo.read(test_path) == sc {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "work tree not clean or not updated: {dirty:?}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let sha = promoted.id().to_string();
     let st = d.wait_attempted(&sha);
