@@ -45,6 +45,18 @@ pub struct Commit {
     pub message: String,
 }
 
+/// One entry of a branch's history as `GET /repos/{owner}/{repo}/commits` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistoryCommit {
+    pub sha: String,
+    pub commit: HistoryDetail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistoryDetail {
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tree {
     pub sha: String,
@@ -212,6 +224,26 @@ impl Repo {
     pub async fn commit(&self, sha: &str) -> Result<Commit, GitHubError> {
         self.get::<Commit, ()>(&format!("git/commits/{sha}"), None)
             .await
+    }
+
+    /// The newest `count` (at most [`PER_PAGE`]) commits reachable from `branch`, newest
+    /// first; empty for an empty repository.
+    pub async fn recent_commits(
+        &self,
+        branch: &str,
+        count: u32,
+    ) -> Result<Vec<HistoryCommit>, GitHubError> {
+        let per_page = count.clamp(1, PER_PAGE).to_string();
+        match self
+            .get::<Vec<HistoryCommit>, _>(
+                "commits",
+                Some(&[("sha", branch), ("per_page", per_page.as_str())]),
+            )
+            .await
+        {
+            Err(e) if e.status() == Some(409) => Ok(Vec::new()),
+            r => r,
+        }
     }
 
     pub async fn tree_recursive(&self, sha: &str) -> Result<Tree, GitHubError> {

@@ -730,14 +730,22 @@ pub enum PrProvider {
     Git,
 }
 
+/// One entry of `create_pr`'s `files`: a file written from `content` (or deleted), or a whole
+/// directory of files from an earlier step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileChange {
-    /// Repo-relative path; no absolute paths, no `..`, nothing under `.git`.
+    /// Repo-relative path; no absolute paths, no `..`, nothing under `.git`. With `from_step`,
+    /// the directory the step's files go into (`.` for the repository root).
     pub path: String,
     #[serde(default)]
     pub content: Option<String>,
-    /// Take the content from an earlier step's outputs (`steps.<name>.outputs.files`).
+    /// Take the files from an earlier step's outputs: a step name (its `files`, plus its
+    /// `binary_files`) or `steps.<name>.outputs.<key>`, an object of relative path → content.
+    /// The entry replaces the directory `path`: files under it in the base branch that the
+    /// step did not produce this time (left from an earlier generation) are deleted in the
+    /// same commit, so keep hand-written files outside it. At the repository root nothing is
+    /// deleted. With `operation: delete`, the listed files are deleted instead.
     #[serde(default)]
     pub from_step: Option<String>,
     #[serde(default = "default_operation")]

@@ -113,7 +113,9 @@ impl Steps {
 impl Steps {
     /// Promotion is a Git change: the entity's file is copied from `environments/<from>/` to
     /// `environments/<to>/` on a branch of the config repository, and a pull request (or, for a
-    /// repository without GitHub's API, a pushed branch) proposes it. The commit carries
+    /// repository without GitHub's API, a pushed branch) proposes it. Where `mockops.yaml` gives
+    /// the target environment `direct_commit: true` (never production), the commit goes straight
+    /// onto the followed branch instead (outputs `mode: "direct"`). The commit carries
     /// `Mockops-Promotion-Id` and `Mockops-Promotion` trailers; `promotion.completed` is emitted
     /// when a commit with them is reconciled.
     async fn auto_promote(&self, config: Json, ctx: &StepContext) -> Result<Outputs, StepError> {
@@ -195,17 +197,63 @@ impl Steps {
             format!("promo-{}", hex::encode(&h[..6]))
         };
         let comments = cfg.comments.clone().unwrap_or_default();
+        let marker = format!("{PROMOTION_ID_TRAILER}: {promotion_id}");
         let message = format!(
-            "Promote {kind} {} from {} to {}\n\n{comments}\n\n{PROMOTION_ID_TRAILER}: {promotion_id}\n{PROMOTION_TRAILER}: {kind} {} {} {}",
+            "Promote {kind} {} from {} to {}\n\n{}{marker}\n{PROMOTION_TRAILER}: {kind} {} {} {}\n",
             cfg.entity_id,
             cfg.from_environment,
             cfg.to_environment,
+            if comments.trim().is_empty() {
+                String::new()
+            } else {
+                format!("{}\n\n", comments.trim_end())
+            },
             cfg.entity_id,
             cfg.from_environment,
             cfg.to_environment
         );
         let local = std::path::Path::new(&self.config_remote);
-        if local.is_absolute() && local.exists() {
+        let is_local = local.is_absolute() && local.exists();
+        if direct_commit_allowed(&settings, &cfg.to_environment) {
+            let mut req = crate::pr::DirectCommit::new(
+                self.config_remote.clone(),
+                self.branch.clone(),
+                message,
+                marker,
+            )
+            .write(&to_path, content)?;
+            let outcome = if is_local {
+                crate::pr::commit_local(local, &req).await?
+            } else {
+                match promotion_target(&self.config_remote) {
+                    (repository, PrProvider::Github) => {
+                        let client = self.github.as_ref().ok_or_else(|| {
+                            StepError::permanent(
+                                "a direct promotion commit to GitHub needs credentials: set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_FILE",
+                            )
+                        })?;
+                        req.repository = repository;
+                        crate::pr::commit_github(client, &req).await?
+                    }
+                    (_, PrProvider::Git) => {
+                        crate::pr::commit_git(&crate::pr::GitRemote::default(), &req).await?
+                    }
+                }
+            };
+            tracing::info!(
+                promotion_id,
+                action = outcome.action.as_str(),
+                commit = outcome.commit.as_deref().unwrap_or(""),
+                "promotion committed directly onto {}",
+                self.branch
+            );
+            let mut out = outcome.outputs();
+            out.insert("promotion_id".into(), Json::from(promotion_id));
+            out.insert("from_path".into(), Json::from(from_path));
+            out.insert("to_path".into(), Json::from(to_path));
+            return Ok(out);
+        }
+        if is_local {
             // A local repository: libgit2 cannot push into a non-bare repository, so the
             // promotion branch is written into it directly (objects, then the ref).
             let branch = crate::pr::branch_name(
@@ -346,6 +394,16 @@ fn local_branch(
     Ok(commit.to_string())
 }
 
+/// Whether a promotion into `to_environment` is committed straight onto the followed branch:
+/// only when `mockops.yaml` says `direct_commit: true` for it, and never for production.
+fn direct_commit_allowed(settings: &Settings, to_environment: &str) -> bool {
+    settings
+        .environments
+        .iter()
+        .find(|e| e.name() == to_environment)
+        .is_some_and(|e| e.allows_direct_commit())
+}
+
 /// Trailer naming a promotion in the commit that carries it.
 pub const PROMOTION_ID_TRAILER: &str = "Mockops-Promotion-Id";
 /// Trailer with `<entity type> <entity id> <from> <to>`.
@@ -393,5 +451,49 @@ impl StepRunner for Steps {
                 StepType::AutoPromote => self.auto_promote(config, ctx).await,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Environment, EnvironmentEntry};
+
+    fn env(name: &str, direct_commit: bool) -> EnvironmentEntry {
+        EnvironmentEntry::Detailed(Environment {
+            name: name.into(),
+            direct_commit,
+            description: None,
+        })
+    }
+
+    #[test]
+    fn only_non_production_environments_that_ask_get_direct_commits() {
+        let settings = Settings {
+            environments: vec![
+                env("dev", true),
+                EnvironmentEntry::Name("test".into()),
+                env("staging", false),
+                env("prod", true),
+                env("production", true),
+            ],
+            ..Settings::default()
+        };
+        assert!(direct_commit_allowed(&settings, "dev"));
+        for name in ["test", "staging", "prod", "production", "unknown"] {
+            assert!(!direct_commit_allowed(&settings, name), "{name}");
+        }
+    }
+
+    #[test]
+    fn promotions_to_github_use_its_api() {
+        assert_eq!(
+            promotion_target("https://github.com/acme/config.git"),
+            ("acme/config".to_string(), PrProvider::Github)
+        );
+        assert_eq!(
+            promotion_target("git://127.0.0.1:9418/config.git").1,
+            PrProvider::Git
+        );
     }
 }

@@ -32,7 +32,7 @@ pub async fn apply_git(remote: &GitRemote, req: &PrRequest) -> Result<PrOutcome,
         .map_err(|e| StepError::transient(format!("git push task failed: {e}")))?
 }
 
-struct WorkDir(PathBuf);
+pub(super) struct WorkDir(pub(super) PathBuf);
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
@@ -40,7 +40,7 @@ impl Drop for WorkDir {
     }
 }
 
-fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
+pub(super) fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
     let transient = matches!(
         e.class(),
         git2::ErrorClass::Net
@@ -56,7 +56,7 @@ fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
     }
 }
 
-fn callbacks<'a>(remote: &'a GitRemote) -> RemoteCallbacks<'a> {
+pub(super) fn callbacks<'a>(remote: &'a GitRemote) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
     cb.credentials(move |_url, user_from_url, allowed| {
         if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
@@ -122,13 +122,15 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
         .map_err(|e| git_err("fetching from", url, e))?;
 
     let hash = req.content_hash();
-    let files = req.normalized_files();
     let base_commit = repo
         .find_commit(base_oid)
         .map_err(|e| git_err("reading the base commit of", url, e))?;
     let base_tree = base_commit
         .tree()
         .map_err(|e| git_err("reading the base tree of", url, e))?;
+    let base_paths = files_under(&repo, &base_tree, req)
+        .map_err(|e| git_err("reading the base tree of", url, e))?;
+    let files = req.files_against(base_paths.iter().map(String::as_str));
 
     let mut wanted = Vec::new();
     let mut update = git2::build::TreeUpdateBuilder::new();
@@ -142,7 +144,9 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
                 wanted.push((f.path.as_str(), Some(oid)));
             }
             Change::Delete => {
-                update.remove(f.path.as_str());
+                if base_tree.get_path(Path::new(f.path.as_str())).is_ok() {
+                    update.remove(f.path.as_str());
+                }
                 wanted.push((f.path.as_str(), None));
             }
         }
@@ -191,7 +195,12 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
         let head_tree = head
             .tree()
             .map_err(|e| git_err("reading the branch tree of", url, e))?;
-        if matches(&head_tree) {
+        let head_paths = files_under(&repo, &head_tree, req)
+            .map_err(|e| git_err("reading the branch tree of", url, e))?;
+        let head_stale = !req
+            .stale_paths(head_paths.iter().map(String::as_str))
+            .is_empty();
+        if matches(&head_tree) && !head_stale {
             return Ok(outcome(PrAction::Unchanged, Some(head_oid), None));
         }
     }
@@ -261,4 +270,30 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
         PrAction::Pushed
     };
     Ok(outcome(action, Some(commit), None))
+}
+
+/// Every file path of `tree` under the request's replaced directories.
+fn files_under(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    req: &PrRequest,
+) -> Result<Vec<String>, git2::Error> {
+    let mut out = Vec::new();
+    for dir in &req.replace_dirs {
+        let Ok(entry) = tree.get_path(Path::new(dir.as_str())) else {
+            continue;
+        };
+        let Ok(sub) = entry.to_object(repo).and_then(|o| o.peel_to_tree()) else {
+            continue;
+        };
+        sub.walk(git2::TreeWalkMode::PreOrder, |root, e| {
+            if e.kind() == Some(git2::ObjectType::Blob)
+                && let Ok(name) = e.name()
+            {
+                out.push(format!("{dir}/{root}{name}"));
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+    }
+    Ok(out)
 }

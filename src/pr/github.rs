@@ -21,7 +21,7 @@ const MAX_DIFF_FILES: usize = 100;
 /// Pages of pull requests read when counting against the limits.
 const MAX_PAGES: u32 = 10;
 
-fn step_err(e: GitHubError) -> StepError {
+pub(super) fn step_err(e: GitHubError) -> StepError {
     let hint = match e.status() {
         Some(401) => {
             "; the token is invalid or expired: check GITHUB_TOKEN (or the GitHub App key)"
@@ -78,12 +78,6 @@ struct Lifecycle<'a> {
     files: Vec<PrFile>,
 }
 
-fn blob_id(bytes: &[u8]) -> String {
-    git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
-        .map(|o| o.to_string())
-        .unwrap_or_default()
-}
-
 /// A commit mockops made: committed with its identity and carrying its trailer.
 pub(crate) fn is_own_commit(message: &str, committer: &Person, identity: &Person) -> bool {
     committer.email.eq_ignore_ascii_case(&identity.email)
@@ -120,7 +114,7 @@ impl Lifecycle<'_> {
         }
     }
 
-    async fn run(self) -> Result<PrOutcome, Stop> {
+    async fn run(mut self) -> Result<PrOutcome, Stop> {
         let head_label = format!("{}:{}", self.repo.owner(), self.req.head_branch);
         let pulls: Vec<PullRequest> = self
             .repo
@@ -163,6 +157,10 @@ impl Lifecycle<'_> {
             })?;
         let base_commit = self.repo.commit(&base_sha).await?;
         let base_files = self.blob_map(&base_commit.tree.sha).await?;
+        // Replaced directories: what the base has there and the request does not is deleted.
+        self.files = self
+            .req
+            .files_against(base_files.keys().map(String::as_str));
 
         let wanted: Vec<(String, Option<String>)> = self
             .files
@@ -204,7 +202,11 @@ impl Lifecycle<'_> {
                     return self.foreign(open.as_ref(), &head).await;
                 }
                 let head_files = self.blob_map(&head.tree.sha).await?;
-                if !differs_from(&head_files) {
+                let head_stale = !self
+                    .req
+                    .stale_paths(head_files.keys().map(String::as_str))
+                    .is_empty();
+                if !differs_from(&head_files) && !head_stale {
                     if let Some(pr) = &open {
                         return Ok(self.outcome(PrAction::Unchanged, Some(pr), head_sha.clone()));
                     }
@@ -319,19 +321,10 @@ impl Lifecycle<'_> {
 
     /// Path → blob id of every file in a tree.
     async fn blob_map(&self, tree: &str) -> Result<HashMap<String, String>, Stop> {
-        let t = self.repo.tree_recursive(tree).await?;
-        if t.truncated {
-            return Err(Stop::Step(StepError::permanent(format!(
-                "the tree of {}/{} is too large for GitHub to list in one call",
-                self.repo.owner(),
-                self.repo.name()
-            ))));
-        }
-        Ok(t.tree
-            .into_iter()
-            .filter(|i| i.kind == "blob")
-            .filter_map(|i| i.sha.map(|s| (i.path, s)))
-            .collect())
+        blob_map(self.repo, tree).await.map_err(|e| match e {
+            TreeError::Api(e) => Stop::Api(e),
+            TreeError::Step(e) => Stop::Step(e),
+        })
     }
 
     async fn make_commit(
@@ -488,6 +481,46 @@ impl Lifecycle<'_> {
         }
         Ok(None)
     }
+}
+
+pub(super) enum TreeError {
+    Api(GitHubError),
+    Step(StepError),
+}
+
+impl From<TreeError> for StepError {
+    fn from(e: TreeError) -> Self {
+        match e {
+            TreeError::Api(e) => step_err(e),
+            TreeError::Step(e) => e,
+        }
+    }
+}
+
+/// Path → blob id of every file in a tree.
+pub(super) async fn blob_map(
+    repo: &Repo,
+    tree: &str,
+) -> Result<HashMap<String, String>, TreeError> {
+    let t = repo.tree_recursive(tree).await.map_err(TreeError::Api)?;
+    if t.truncated {
+        return Err(TreeError::Step(StepError::permanent(format!(
+            "the tree of {}/{} is too large for GitHub to list in one call",
+            repo.owner(),
+            repo.name()
+        ))));
+    }
+    Ok(t.tree
+        .into_iter()
+        .filter(|i| i.kind == "blob")
+        .filter_map(|i| i.sha.map(|s| (i.path, s)))
+        .collect())
+}
+
+pub(super) fn blob_id(bytes: &[u8]) -> String {
+    git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
+        .map(|o| o.to_string())
+        .unwrap_or_default()
 }
 
 fn short(sha: &str) -> &str {

@@ -2,10 +2,12 @@
 //! files, updated in place, never duplicated, left alone once a human pushes to it.
 //!
 //! [`apply`] drives the lifecycle on GitHub ([`github`]); [`apply_git`] pushes the same change
-//! as a branch to any Git remote ([`git`]). [`request_from_config`] turns a rendered
-//! `create_pr` step config into a [`PrRequest`].
+//! as a branch to any Git remote ([`git`]). Changes that need no review are committed straight
+//! onto a branch instead ([`direct`]: [`commit_github`], [`commit_git`], [`commit_local`]).
+//! [`request_from_config`] turns a rendered `create_pr` step config into a [`PrRequest`].
 
 mod body;
+mod direct;
 mod git;
 mod github;
 
@@ -15,6 +17,10 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 pub use body::{BODY_LIMIT, Metadata, parse_metadata, render_body};
+pub use direct::{
+    DirectAction, DirectCommit, DirectOutcome, HISTORY_DEPTH, commit_git, commit_github,
+    commit_local,
+};
 pub use git::{GitRemote, apply_git};
 pub use github::apply;
 
@@ -130,6 +136,10 @@ pub struct PrRequest {
     pub description: Option<String>,
     pub event: Option<EventInfo>,
     pub files: Vec<PrFile>,
+    /// Directories the request replaces: each holds exactly the request's files under it
+    /// afterwards. Files under one of them in the base that the request neither writes nor
+    /// deletes are deleted in the same commit (see [`PrRequest::files_against`]).
+    pub replace_dirs: Vec<RepoPath>,
     pub labels: Vec<String>,
     pub reviewers: Vec<String>,
     pub team_reviewers: Vec<String>,
@@ -167,6 +177,7 @@ impl PrRequest {
             description: None,
             event: None,
             files: Vec::new(),
+            replace_dirs: Vec::new(),
             labels: Vec::new(),
             reviewers: Vec::new(),
             team_reviewers: Vec::new(),
@@ -192,6 +203,55 @@ impl PrRequest {
             change: Change::Delete,
         });
         Ok(self)
+    }
+
+    /// Makes `dir` mirror the request: files under it that the request does not write are
+    /// deleted. The path is checked; the repository root cannot be replaced.
+    pub fn replace_dir(mut self, dir: &str) -> Result<Self, StepError> {
+        let dir = RepoPath::new(dir.trim_end_matches('/'))?;
+        if !self.replace_dirs.contains(&dir) {
+            self.replace_dirs.push(dir);
+        }
+        Ok(self)
+    }
+
+    /// Paths among `existing` (the files of a tree) that lie under a replaced directory and
+    /// that the request does not list: what [`files_against`](Self::files_against) deletes.
+    pub fn stale_paths<'a>(&self, existing: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        if self.replace_dirs.is_empty() {
+            return Vec::new();
+        }
+        let listed: std::collections::BTreeSet<&str> =
+            self.files.iter().map(|f| f.path.as_str()).collect();
+        let mut stale: Vec<String> = existing
+            .into_iter()
+            .filter(|p| {
+                self.replace_dirs.iter().any(|d| {
+                    p.strip_prefix(d.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+                })
+            })
+            .filter(|p| !listed.contains(p))
+            .map(str::to_string)
+            .collect();
+        stale.sort();
+        stale.dedup();
+        stale
+    }
+
+    /// The change set against a base whose files are `existing`: [`normalized_files`]
+    /// (Self::normalized_files) plus a deletion for every [`stale_paths`](Self::stale_paths)
+    /// entry, sorted by path.
+    pub fn files_against<'a>(&self, existing: impl IntoIterator<Item = &'a str>) -> Vec<PrFile> {
+        let mut files = self.normalized_files();
+        for path in self.stale_paths(existing) {
+            files.push(PrFile {
+                path: RepoPath(path),
+                change: Change::Delete,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
     }
 
     /// The files, last change per path winning, sorted by path.
@@ -223,12 +283,19 @@ impl PrRequest {
                 Change::Delete => h.update(b"d"),
             }
         }
+        let mut dirs: Vec<&str> = self.replace_dirs.iter().map(RepoPath::as_str).collect();
+        dirs.sort_unstable();
+        for d in dirs {
+            h.update(b"r");
+            h.update(d.as_bytes());
+            h.update([0]);
+        }
         hex::encode(h.finalize())
     }
 
     fn check(&self) -> Result<(), StepError> {
-        for f in &self.files {
-            RepoPath::new(f.path.as_str())?;
+        for f in self.files.iter().map(|f| &f.path).chain(&self.replace_dirs) {
+            RepoPath::new(f.as_str())?;
         }
         if self.files.is_empty() {
             return Err(StepError::permanent(
@@ -448,7 +515,10 @@ pub fn provider_of(cfg: &CreatePrConfig) -> PrProvider {
 /// - A file with `from_step` takes `files` from that step's outputs (`from_step` is a step
 ///   name or `steps.<name>.outputs.<key>`): a JSON object {relative path: content string},
 ///   each placed under the file's `path` (a directory prefix; `.` or empty for the root).
-///   With `operation: delete` each listed path is deleted.
+///   With the default key `files`, the step's `binary_files` (base64) come along.
+///   The entry replaces that directory: files under it in the base that the step did not
+///   produce this time are deleted in the same commit (not at the root, which holds more
+///   than generated files). With `operation: delete` each listed path is deleted instead.
 /// - The topic defaults to the step name; labels are the settings' plus the step's.
 pub fn request_from_config(
     cfg: &CreatePrConfig,
@@ -497,16 +567,20 @@ pub fn request_from_config(
                 )));
             }
             (Some(from), None) => {
-                let files = step_files(steps, from)?;
+                let (files, binary) = step_files(steps, from)?;
                 let prefix = fc.path.trim().trim_end_matches('/');
+                let prefix = prefix.strip_prefix("./").unwrap_or(prefix);
                 let prefix = if prefix == "." { "" } else { prefix };
-                for (rel, content) in files {
+                let place = |rel: &str| {
                     let rel = rel.trim_start_matches("./");
-                    let path = if prefix.is_empty() {
+                    if prefix.is_empty() {
                         rel.to_string()
                     } else {
                         format!("{prefix}/{rel}")
-                    };
+                    }
+                };
+                for (rel, content) in files {
+                    let path = place(&rel);
                     req = match fc.operation {
                         FileOperation::Delete => req.delete(&path)?,
                         _ => {
@@ -518,6 +592,29 @@ pub fn request_from_config(
                             req.write(&path, text)?
                         }
                     };
+                }
+                for (rel, content) in binary {
+                    use base64::Engine as _;
+                    let path = place(&rel);
+                    req = match fc.operation {
+                        FileOperation::Delete => req.delete(&path)?,
+                        _ => {
+                            let bytes = content
+                                .as_str()
+                                .and_then(|b| {
+                                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                                })
+                                .ok_or_else(|| {
+                                    StepError::permanent(format!(
+                                        "output `binary_files` of step {from:?} maps {rel:?} to something that is not base64 text"
+                                    ))
+                                })?;
+                            req.write(&path, bytes)?
+                        }
+                    };
+                }
+                if fc.operation != FileOperation::Delete && !prefix.is_empty() {
+                    req = req.replace_dir(prefix)?;
                 }
             }
             (None, content) => {
@@ -551,7 +648,11 @@ fn event_info(event: &Json, idempotency_key: &str) -> Option<EventInfo> {
     }
 }
 
-fn step_files(steps: &Json, from: &str) -> Result<Map<String, Json>, StepError> {
+/// Relative path → content, as a step's outputs give files.
+type FileMap = Map<String, Json>;
+
+/// The text files a step output names, and (for the default key `files`) its `binary_files`.
+fn step_files(steps: &Json, from: &str) -> Result<(FileMap, FileMap), StepError> {
     let (step, key) = match from.strip_prefix("steps.") {
         Some(rest) => match rest.split_once(".outputs.") {
             Some((s, k)) => (s, k),
@@ -565,8 +666,12 @@ fn step_files(steps: &Json, from: &str) -> Result<Map<String, Json>, StepError> 
         ))
     })?;
     let outputs = outputs.get("outputs").unwrap_or(outputs);
+    let binary = match (key, outputs.get("binary_files")) {
+        ("files", Some(Json::Object(b))) => b.clone(),
+        _ => Map::new(),
+    };
     match outputs.get(key) {
-        Some(Json::Object(files)) => Ok(files.clone()),
+        Some(Json::Object(files)) => Ok((files.clone(), binary)),
         Some(other) => Err(StepError::permanent(format!(
             "from_step {from:?}: output `{key}` is {}, not an object of path → content",
             type_name(other)
@@ -645,6 +750,49 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_directory_loses_what_the_request_does_not_list() {
+        let req = PrRequest::new("o/r", "main", "p", "t", "T")
+            .write("gen/ts/a.ts", "1")
+            .unwrap()
+            .delete("gen/ts/gone.ts")
+            .unwrap()
+            .replace_dir("gen/")
+            .unwrap();
+        let base = [
+            "gen/ts/a.ts",
+            "gen/ts/old.ts",
+            "gen/py/x.py",
+            "gen/ts/gone.ts",
+            "generated.md",
+            "gen",
+            "README.md",
+        ];
+        assert_eq!(req.stale_paths(base), ["gen/py/x.py", "gen/ts/old.ts"]);
+        let files = req.files_against(base);
+        let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "gen/py/x.py",
+                "gen/ts/a.ts",
+                "gen/ts/gone.ts",
+                "gen/ts/old.ts"
+            ]
+        );
+        assert_eq!(files[0].change, Change::Delete);
+        let plain = PrRequest::new("o/r", "main", "p", "t", "T")
+            .write("gen/ts/a.ts", "1")
+            .unwrap();
+        assert!(plain.stale_paths(base).is_empty());
+        assert_ne!(plain.content_hash(), req.content_hash());
+        assert!(
+            PrRequest::new("o/r", "main", "p", "t", "T")
+                .replace_dir(".")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn content_hash_ignores_order_and_sees_content() {
         let r1 = PrRequest::new("o/r", "main", "p", "t", "T")
             .write("a", "1")
@@ -716,7 +864,10 @@ mod tests {
                 operation: FileOperation::Delete,
             },
         ];
-        let steps = json!({"regenerate_sdk": {"outputs": {"files": {"index.ts": "export {}", "./src/api.ts": "x"}}}});
+        let steps = json!({"regenerate_sdk": {"outputs": {
+            "files": {"index.ts": "export {}", "./src/api.ts": "x"},
+            "binary_files": {"logo.bin": "AAEC"},
+        }}});
         let settings = PullRequestSettings {
             labels: vec!["mockops".into()],
             ..Default::default()
@@ -731,11 +882,14 @@ mod tests {
             [
                 "sdk/ts/index.ts",
                 "sdk/ts/src/api.ts",
+                "sdk/ts/logo.bin",
                 "README.md",
                 "old.txt"
             ]
         );
-        assert_eq!(req.files[3].change, Change::Delete);
+        assert_eq!(req.files[2].change, Change::Write(vec![0, 1, 2]));
+        assert_eq!(req.files[4].change, Change::Delete);
+        assert_eq!(req.replace_dirs, [RepoPath::new("sdk/ts").unwrap()]);
         assert_eq!(provider_of(&cfg(vec![])), PrProvider::Github);
     }
 

@@ -7,6 +7,7 @@
 //! into the `files` output that `create_pr` commits (`from_step`). The temporary directory is
 //! removed when the attempt ends, however it ends.
 
+mod bundle;
 mod materialize;
 mod presets;
 mod run;
@@ -25,6 +26,7 @@ use crate::schema_diff::SchemaType;
 use crate::source::GitFiles;
 use crate::step::{Outputs, StepContext, StepError};
 
+pub use bundle::{BundleError, bundle};
 pub use materialize::{MaterializeError, Materialized, materialize};
 pub use presets::Preset;
 pub use run::{Finished, Invocation, RunError, Tail};
@@ -141,7 +143,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
         })?;
     }
 
-    let (commit, materialized) = {
+    let (commit, (materialized, bundled)) = {
         let repo = req.repo.clone();
         let rev = rev.clone();
         let spec_path = spec_path.clone();
@@ -159,7 +161,8 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                 .map_or_else(|| files.tree_id().to_string(), |c| c.to_string());
             let m =
                 materialize(&files, &spec_path, &spec_root).map_err(|e| materialize_error(&e))?;
-            Ok::<_, StepError>((commit, m))
+            let bundled = bundled_spec(&files, &m)?;
+            Ok::<_, StepError>((commit, (m, bundled)))
         })
         .await
         .map_err(|e| {
@@ -168,7 +171,44 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     };
 
     let generators = choose_generators(&req.config, &languages, materialized.schema_type)?;
+    let spec_version = match materialized.schema_type {
+        SchemaType::Openapi => std::fs::read(spec_root.join(&materialized.spec_path))
+            .ok()
+            .and_then(|b| {
+                crate::schema_diff::openapi::parse_document(&materialized.spec_path, &b).ok()
+            })
+            .and_then(|d| d.get("openapi").and_then(Json::as_str).map(str::to_string))
+            .unwrap_or_default(),
+        SchemaType::Protobuf => String::new(),
+    };
     let spec_file = spec_root.join(&materialized.spec_path);
+    // Presets whose generators do not follow `$ref`s into other files get one bundled document.
+    let bundled_file = match &bundled {
+        Some(doc) => {
+            let dir = work.path().join("bundled");
+            let stem = materialized
+                .spec_path
+                .rsplit('/')
+                .next()
+                .and_then(|f| f.split('.').next())
+                .filter(|s| !s.is_empty())
+                .unwrap_or("openapi");
+            let file = dir.join(format!("{stem}.json"));
+            let text = serde_json::to_vec_pretty(doc).map_err(|e| {
+                StepError::permanent(format!("regenerate_sdk: bundling the spec: {e}"))
+            })?;
+            std::fs::create_dir(&dir)
+                .and_then(|()| std::fs::write(&file, text))
+                .map_err(|e| {
+                    StepError::transient(format!(
+                        "regenerate_sdk: cannot write {}: {e}",
+                        file.display()
+                    ))
+                })?;
+            Some(file)
+        }
+        None => None,
+    };
     let path_var = req.path.clone().or_else(|| std::env::var_os("PATH"));
     let env = child_env(&tmp, path_var.as_ref());
 
@@ -183,6 +223,11 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
         })?;
         let inv = match generator {
             Generator::Preset(preset) => {
+                if let Some(why) = preset.refuses(&spec_version) {
+                    return Err(StepError::permanent(format!(
+                        "regenerate_sdk: language `{language}`: {why}; give the language a `generators.{language}.command` that runs a generator for this description instead"
+                    )));
+                }
                 let program = locate_preset(*preset, req, path_var.as_ref(), &spec_root, &env)
                     .await
                     .ok_or_else(|| {
@@ -193,8 +238,12 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                         ))
                     })?;
                 let mut args = program.prefix_args;
+                let spec_for_preset = match (&bundled_file, preset.needs_single_file()) {
+                    (Some(b), true) => b,
+                    _ => &spec_file,
+                };
                 args.extend(preset.args(
-                    &spec_file,
+                    spec_for_preset,
                     &out,
                     &presets::crate_name(&materialized.spec_path),
                 ));
@@ -265,6 +314,25 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     outputs.insert("output_dir".into(), json!(req.config.output_dir));
     outputs.insert("notes".into(), json!(collected.notes));
     Ok(outputs)
+}
+
+/// The description as one document when it spans several files (OpenAPI only).
+fn bundled_spec(files: &GitFiles, m: &Materialized) -> Result<Option<Json>, StepError> {
+    if m.schema_type != SchemaType::Openapi || m.files.len() < 2 {
+        return Ok(None);
+    }
+    let fail = |e: String| {
+        StepError::permanent(format!(
+            "regenerate_sdk: `{}` spans {} files and cannot be bundled into one for the generators: {e}",
+            m.spec_path,
+            m.files.len()
+        ))
+    };
+    let bytes =
+        crate::source::SourceFiles::read(files, &m.spec_path).map_err(|e| fail(e.to_string()))?;
+    let spec = crate::schema_diff::openapi::load(&m.spec_path, &bytes, files)
+        .map_err(|e| fail(e.to_string()))?;
+    bundle(&spec).map(Some).map_err(|e| fail(e.to_string()))
 }
 
 fn event_str(event: &Json, key: &str) -> Option<String> {
@@ -364,6 +432,8 @@ fn child_env(tmp: &Path, path: Option<&OsString>) -> Vec<(String, OsString)> {
     // Generators that phone home or prompt: keep them quiet and non-interactive.
     env.push(("CI".into(), "true".into()));
     env.push(("NO_COLOR".into(), "1".into()));
+    // openapi-python-client formats with ruff, which would leave its cache among the files.
+    env.push(("RUFF_NO_CACHE".into(), "true".into()));
     env
 }
 

@@ -4,7 +4,11 @@
 //! |---|---|---|
 //! | `typescript` | `openapi-typescript` (one `schema.ts`) | `npm install -g openapi-typescript@7` |
 //! | `python` | `openapi-python-client` (the package module only) | `pipx install openapi-python-client --include-deps` |
-//! | `rust` | `cargo progenitor` (a crate) | `cargo install cargo-progenitor` |
+//! | `rust` | `cargo progenitor` (a crate; OpenAPI 3.0 only) | `cargo install cargo-progenitor` |
+//!
+//! openapi-python-client and progenitor do not follow `$ref`s into other files, so a
+//! description spread over several files is bundled into one document for them first
+//! ([`super::bundle`]); openapi-typescript reads the files as they are.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -48,6 +52,23 @@ impl Preset {
             Preset::Rust => {
                 "install it with `cargo install cargo-progenitor` (it needs `rustfmt` in PATH too)"
             }
+        }
+    }
+
+    /// Whether the generator needs the description as one file: openapi-python-client omits
+    /// what `$ref`s into other files point at, and progenitor stops at them, so a
+    /// multi-file description is bundled for them first.
+    pub fn needs_single_file(self) -> bool {
+        matches!(self, Preset::Python | Preset::Rust)
+    }
+
+    /// Why the preset cannot generate from a description declaring `openapi: <version>`.
+    pub fn refuses(self, version: &str) -> Option<String> {
+        match self {
+            Preset::Rust if !version.is_empty() && !version.starts_with("3.0") => Some(format!(
+                "the preset's generator (progenitor) reads OpenAPI 3.0 only, and the description declares {version}"
+            )),
+            _ => None,
         }
     }
 

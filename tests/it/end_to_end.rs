@@ -111,3 +111,128 @@ async fn spec_commit_regenerates_the_sdk_and_opens_one_pull_request() {
     emu.assert_conformant();
     drop(d);
 }
+
+/// A promotion into an environment with `direct_commit: true` is committed straight onto the
+/// followed branch of the checked-out config repository (its work tree follows), and
+/// reconciling that commit emits `promotion.completed`. The next promotion, into production,
+/// goes through a branch for review although `mockops.yaml` asks for direct commits there too.
+#[test]
+fn direct_promotion_commit_completes_and_production_still_goes_through_review() {
+    let repo = Repo::example();
+    repo.write(
+        "mockops.yaml",
+        &repo
+            .read("mockops.yaml")
+            .replacen(
+                "  - name: test\n",
+                "  - name: test\n    direct_commit: true\n",
+                1,
+            )
+            .replacen(
+                "  - name: prod\n",
+                "  - name: prod\n    direct_commit: true\n",
+                1,
+            ),
+    );
+    repo.write(
+        "pipelines/auto-promote-to-prod.yaml",
+        "name: auto-promote-to-prod\ndefinition:\n  triggers:\n    - event: scenario.published\n      filters:\n        environment: test\n  steps:\n    - name: auto_promote\n      step_type: auto_promote\n      config:\n        entity_type: scenario\n        entity_id: \"{{event.scenario_id}}\"\n        from_environment: test\n        to_environment: prod\n",
+    );
+    repo.commit("test and prod take direct commits; promote test to prod");
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(repo.path(), state.path(), &[]);
+    d.wait_ready();
+
+    let path = "environments/dev/scenarios/card-declined.yaml";
+    let sc = repo
+        .read(path)
+        .replacen("version: \"2024.11.2\"", "version: \"2024.12.1\"", 1);
+    repo.write(path, &sc);
+    let change = repo.commit("card-declined 2024.12.1 in dev");
+    d.wait_attempted(&change);
+
+    // The promotion commit lands on main, on top of the change.
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let promoted = loop {
+        let tip = git.head().unwrap().peel_to_commit().unwrap();
+        if tip.id().to_string() != change {
+            break tip;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no promotion commit: {}\n{}",
+            d.get("/api/v1/executions?pipeline=auto-promote-to-test"),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(promoted.parent_id(0).unwrap().to_string(), change);
+    let message = promoted.message().unwrap().to_string();
+    assert!(
+        message.contains("Mockops-Promotion-Id: promo-"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Mockops-Promotion: scenario card-declined dev test"),
+        "{message}"
+    );
+    // The work tree follows the commit (written right after the branch moves).
+    let test_path = "environments/test/scenarios/card-declined.yaml";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dirty = git
+            .statuses(None)
+            .unwrap()
+            .iter()
+            .map(|s| s.path().unwrap_or("").to_string())
+            .collect::<Vec<_>>();
+        if dirty.is_empty() && repo.read(test_path) == sc {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "work tree not clean or not updated: {dirty:?}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let sha = promoted.id().to_string();
+    let st = d.wait_attempted(&sha);
+    assert_eq!(st["last_attempted_status"], "applied");
+    let events = d.all_events();
+    let done: Vec<_> = events
+        .iter()
+        .filter(|e| e["event_type"] == "promotion.completed")
+        .collect();
+    assert_eq!(done.len(), 1, "{events:#?}");
+    let p = &done[0]["payload"];
+    assert_eq!(p["to_environment"], "test");
+    assert_eq!(p["commit"], sha.as_str());
+    assert!(message.contains(p["promotion_id"].as_str().unwrap()));
+
+    // test -> prod: a branch for review, main does not move.
+    let branch = "mockops/auto-promote-to-prod/promote-scenario-card-declined-prod";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while git.find_branch(branch, git2::BranchType::Local).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no production promotion branch: {}\n{}",
+            d.get("/api/v1/executions?pipeline=auto-promote-to-prod"),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let execs = d.get("/api/v1/executions?pipeline=auto-promote-to-prod");
+    let id = execs["executions"][0]["id"].as_str().unwrap().to_string();
+    let full = d.get(&format!("/api/v1/executions/{id}"));
+    assert!(
+        full.to_string().contains(r#""mode":"branch""#),
+        "production promotion is proposed on a branch: {full:#}"
+    );
+    assert_eq!(
+        git.head().unwrap().peel_to_commit().unwrap().id(),
+        promoted.id()
+    );
+}

@@ -756,3 +756,592 @@ mod git_fallback {
         );
     }
 }
+
+/// Promotions into environments with `direct_commit: true`: one commit straight onto the
+/// followed branch, on GitHub, on any Git remote, and in a repository on this machine.
+mod direct_commits {
+    use std::path::Path;
+
+    use mockops::pr::{
+        DirectAction, DirectCommit, GitRemote, commit_git, commit_github, commit_local,
+    };
+
+    use super::{Fault, Method, client};
+    use crate::support::git_server::{GitDaemon, bare_repo, git};
+    use crate::support::github::GitHubEmulator;
+
+    const CONFIG: &str = "acme/config";
+    const PATH: &str = "environments/test/scenarios/card-declined.yaml";
+
+    fn promotion(repository: &str, id: &str, version: u32) -> DirectCommit {
+        let marker = format!("Mockops-Promotion-Id: {id}");
+        DirectCommit::new(
+            repository,
+            "main",
+            format!(
+                "Promote scenario card-declined from dev to test\n\n{marker}\nMockops-Promotion: scenario card-declined dev test\n"
+            ),
+            marker,
+        )
+        .write(PATH, format!("id: card-declined\nversion: {version}\n"))
+        .expect("path")
+    }
+
+    async fn config_repo() -> GitHubEmulator {
+        let emu = GitHubEmulator::start().await;
+        emu.create_repo(
+            CONFIG,
+            &[
+                ("README.md", "# config\n"),
+                (PATH, "id: card-declined\nversion: 1\n"),
+            ],
+        );
+        emu
+    }
+
+    #[tokio::test]
+    async fn github_commits_onto_the_branch_once() {
+        let emu = config_repo().await;
+        let gh = client(&emu.api_url());
+        let req = promotion(CONFIG, "promo-a1", 7);
+
+        let done = commit_github(&gh, &req).await.expect("commit");
+        assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        let sha = done.commit.clone().unwrap();
+        assert_eq!(emu.branch_sha(CONFIG, "main").as_ref(), Some(&sha));
+        assert!(
+            emu.file(CONFIG, "main", PATH)
+                .unwrap()
+                .contains("version: 7")
+        );
+        assert_eq!(emu.file(CONFIG, "main", "README.md").unwrap(), "# config\n");
+        assert!(emu.pulls(CONFIG).is_empty(), "no pull request");
+        let out = done.outputs();
+        assert_eq!(out["mode"], "direct");
+        assert_eq!(out["commit"], sha.as_str());
+
+        // A retried attempt finds its commit by the trailer and does not commit again.
+        let again = commit_github(&gh, &req).await.expect("again");
+        assert_eq!(again.action, DirectAction::AlreadyCommitted, "{again:?}");
+        assert_eq!(again.commit.as_ref(), Some(&sha));
+        // Another promotion of the same content: nothing to commit.
+        let same = commit_github(&gh, &promotion(CONFIG, "promo-b2", 7))
+            .await
+            .expect("same content");
+        assert_eq!(same.action, DirectAction::Unchanged, "{same:?}");
+        assert!(same.reason.unwrap().contains("already has this content"));
+        assert_eq!(emu.branch_sha(CONFIG, "main").as_ref(), Some(&sha));
+        assert_eq!(emu.count("POST", "/git/commits"), 1);
+        emu.assert_conformant();
+    }
+
+    #[tokio::test]
+    async fn github_push_race_is_reapplied_on_the_new_tip() {
+        let emu = config_repo().await;
+        let gh = client(&emu.api_url());
+        // Someone pushes to main between mockops reading the tip and moving the branch.
+        emu.inject(
+            Method::PATCH,
+            "/git/refs/heads/main",
+            1,
+            Fault::BranchMovedFirst,
+        );
+        let done = commit_github(&gh, &promotion(CONFIG, "promo-r1", 8))
+            .await
+            .expect("commit");
+        assert_eq!(done.action, DirectAction::Committed);
+        assert_eq!(done.attempts, 2, "{done:?}");
+        assert!(
+            emu.file(CONFIG, "main", PATH)
+                .unwrap()
+                .contains("version: 8")
+        );
+        assert!(
+            emu.file(CONFIG, "main", "concurrent.txt").is_some(),
+            "the other push is kept"
+        );
+        let rejected = emu
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.status == 422)
+            .count();
+        assert_eq!(rejected, 1, "one non-fast-forward refusal, never a force");
+        emu.assert_conformant();
+    }
+
+    #[tokio::test]
+    async fn github_protected_branch_fails_with_what_to_change() {
+        let emu = config_repo().await;
+        emu.protect_branch(CONFIG, "main");
+        let before = emu.branch_sha(CONFIG, "main");
+        let err = commit_github(&client(&emu.api_url()), &promotion(CONFIG, "promo-p1", 9))
+            .await
+            .expect_err("protected");
+        assert!(!err.retryable);
+        assert!(err.message.contains("protected"), "{}", err.message);
+        assert!(err.message.contains("direct_commit"), "{}", err.message);
+        assert_eq!(emu.branch_sha(CONFIG, "main"), before);
+        emu.assert_conformant();
+    }
+
+    /// A non-bare repository with `main` checked out and the scenario committed at version 1.
+    fn checkout() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(dir.path().join("environments/test/scenarios"))
+            .expect("git fixture");
+        std::fs::write(dir.path().join(PATH), "id: card-declined\nversion: 1\n")
+            .expect("git fixture");
+        std::fs::write(dir.path().join("notes.txt"), "mine\n").expect("git fixture");
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "initial"]);
+        dir
+    }
+
+    #[tokio::test]
+    async fn local_checkout_gets_the_commit_and_its_work_tree_follows() {
+        let dir = checkout();
+        // Unrelated local edits are not touched.
+        std::fs::write(dir.path().join("notes.txt"), "mine, edited\n").expect("git fixture");
+        let repo_path = dir.path().display().to_string();
+        let req = promotion(&repo_path, "promo-l1", 7);
+        let done = commit_local(dir.path(), &req).await.expect("commit");
+        assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        assert_eq!(head.trim(), done.commit.as_deref().expect("git fixture"));
+        let message = git(dir.path(), &["log", "-1", "--format=%B"]);
+        assert!(
+            message.contains("Mockops-Promotion-Id: promo-l1"),
+            "{message}"
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join(PATH))
+                .expect("git fixture")
+                .contains("version: 7")
+        );
+        assert_eq!(
+            git(dir.path(), &["status", "--porcelain"]),
+            " M notes.txt\n",
+            "index and work tree match the new commit; the other edit stays"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("notes.txt")).expect("git fixture"),
+            "mine, edited\n"
+        );
+        let again = commit_local(dir.path(), &req).await.expect("again");
+        assert_eq!(again.action, DirectAction::AlreadyCommitted);
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+    }
+
+    #[tokio::test]
+    async fn local_uncommitted_changes_to_the_path_stop_the_commit() {
+        let dir = checkout();
+        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        std::fs::write(
+            dir.path().join(PATH),
+            "id: card-declined\nversion: 1 # wip\n",
+        )
+        .expect("git fixture");
+        let repo_path = dir.path().display().to_string();
+        let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d1", 7))
+            .await
+            .expect_err("dirty");
+        assert!(!err.retryable);
+        assert!(err.message.contains(PATH), "{}", err.message);
+        assert!(err.message.contains("uncommitted"), "{}", err.message);
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head, "no commit");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(PATH)).expect("git fixture"),
+            "id: card-declined\nversion: 1 # wip\n",
+            "nothing lost"
+        );
+
+        // Staged changes count too.
+        git(dir.path(), &["add", PATH]);
+        let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d2", 7))
+            .await
+            .expect_err("staged");
+        assert!(err.message.contains("staged"), "{}", err.message);
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+
+        // A symbolic link on the way is never written through.
+        git(dir.path(), &["reset", "-q", "--hard"]);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("scenarios")).unwrap();
+        let env = dir.path().join("environments/test");
+        std::fs::rename(&env, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &env).unwrap();
+        let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d3", 7))
+            .await
+            .expect_err("symlink");
+        assert!(err.message.contains("symbolic link"), "{}", err.message);
+        assert!(!outside.path().join("scenarios/card-declined.yaml").exists());
+        assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
+    }
+
+    #[tokio::test]
+    async fn local_bare_repository_moves_only_the_branch() {
+        let dir = tempfile::tempdir().expect("git fixture");
+        let bare = bare_repo(dir.path(), "config.git");
+        seed(&bare, PATH, "id: card-declined\nversion: 1\n");
+        let path = dir.path().join("config.git");
+        let done = commit_local(
+            &path,
+            &promotion(&path.display().to_string(), "promo-b1", 3),
+        )
+        .await
+        .expect("commit");
+        assert_eq!(done.action, DirectAction::Committed);
+        assert_eq!(
+            bare.refname_to_id("refs/heads/main")
+                .expect("git fixture")
+                .to_string(),
+            done.commit.expect("git fixture")
+        );
+    }
+
+    /// A root commit on `main` of `repo` with one file at a nested path.
+    fn seed(repo: &git2::Repository, path: &str, content: &str) -> git2::Oid {
+        let empty = repo
+            .find_tree(
+                repo.treebuilder(None)
+                    .expect("git fixture")
+                    .write()
+                    .expect("git fixture"),
+            )
+            .expect("git fixture");
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        update.upsert(
+            path,
+            repo.blob(content.as_bytes()).expect("git fixture"),
+            git2::FileMode::Blob,
+        );
+        let tree = repo
+            .find_tree(update.create_updated(repo, &empty).expect("git fixture"))
+            .expect("git fixture");
+        let sig = git2::Signature::now("Owner", "owner@example.com").expect("git fixture");
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "initial", &tree, &[])
+            .expect("git fixture")
+    }
+
+    /// A bare repository served by `git daemon` whose pre-receive hook, once, lets someone
+    /// else's commit land on `main` while mockops' push is being received.
+    fn racing_remote(root: &Path) -> git2::Oid {
+        let bare = bare_repo(root, "config.git");
+        let first = seed(&bare, PATH, "id: card-declined\nversion: 1\n");
+        let hooks = root.join("config.git/hooks");
+        std::fs::create_dir_all(&hooks).expect("git fixture");
+        let hook = hooks.join("pre-receive");
+        std::fs::write(
+            &hook,
+            r#"#!/bin/sh
+[ -e race-done ] && exit 0
+touch race-done
+unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+tip=$(git rev-parse refs/heads/main)
+blob=$(echo 'pushed meanwhile' | git hash-object -w --stdin)
+tree=$( (git ls-tree "$tip"; printf '100644 blob %s\tconcurrent.txt\n' "$blob") | git mktree)
+commit=$(GIT_AUTHOR_NAME=Ann GIT_AUTHOR_EMAIL=ann@example.com GIT_COMMITTER_NAME=Ann GIT_COMMITTER_EMAIL=ann@example.com git commit-tree "$tree" -p "$tip" -m 'pushed meanwhile')
+git update-ref refs/heads/main "$commit" "$tip"
+"#,
+        )
+        .expect("git fixture");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+            .expect("git fixture");
+        first
+    }
+
+    fn file_on_main(root: &Path, repo: &str, path: &str) -> Option<String> {
+        let repo = git2::Repository::open_bare(root.join(repo)).expect("git fixture");
+        let tip = repo
+            .find_reference("refs/heads/main")
+            .ok()?
+            .peel_to_commit()
+            .ok()?;
+        let e = tip.tree().ok()?.get_path(Path::new(path)).ok()?;
+        Some(
+            String::from_utf8_lossy(repo.find_blob(e.id()).expect("git fixture").content())
+                .into_owned(),
+        )
+    }
+
+    /// One `git daemon` for both: a push race made by the remote's hook, then three direct
+    /// commits racing each other.
+    #[tokio::test]
+    async fn git_remote_push_races_are_reapplied_on_the_new_tip() {
+        let root = tempfile::tempdir().unwrap();
+        let first = racing_remote(root.path());
+        let daemon = GitDaemon::start(root.path());
+        let url = daemon.url("config.git");
+        let remote = GitRemote {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let req = promotion(&url, "promo-g1", 5);
+        let done = commit_git(&remote, &req).await.expect("commit");
+        assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        assert_eq!(done.attempts, 2, "the first push lost the race: {done:?}");
+        assert!(
+            file_on_main(root.path(), "config.git", PATH)
+                .unwrap()
+                .contains("version: 5")
+        );
+        assert_eq!(
+            file_on_main(root.path(), "config.git", "concurrent.txt").as_deref(),
+            Some("pushed meanwhile\n"),
+            "the other push is kept"
+        );
+        let repo = git2::Repository::open_bare(root.path().join("config.git")).unwrap();
+        let tip = repo.refname_to_id("refs/heads/main").unwrap();
+        assert_eq!(tip.to_string(), done.commit.clone().unwrap());
+        assert_eq!(repo.graph_ahead_behind(tip, first).unwrap(), (2, 0));
+
+        let again = commit_git(&remote, &req).await.expect("again");
+        assert_eq!(again.action, DirectAction::AlreadyCommitted);
+        assert_eq!(again.commit, done.commit);
+        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), tip);
+
+        concurrent_direct_commits_all_land(&daemon).await;
+    }
+
+    async fn concurrent_direct_commits_all_land(daemon: &GitDaemon) {
+        let bare = bare_repo(&daemon.root, "other.git");
+        let first = seed(&bare, "README.md", "# config\n");
+        let url = daemon.url("other.git");
+        let remote = GitRemote {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let paths = [
+            "environments/test/a.yaml",
+            "environments/test/b.yaml",
+            "environments/test/c.yaml",
+        ];
+        let tasks: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let marker = format!("Mockops-Promotion-Id: promo-c{i}");
+                let req =
+                    DirectCommit::new(&url, "main", format!("Promote {p}\n\n{marker}\n"), marker)
+                        .write(p, format!("n: {i}\n"))
+                        .expect("git fixture");
+                let remote = remote.clone();
+                tokio::spawn(async move { commit_git(&remote, &req).await })
+            })
+            .collect();
+        for t in tasks {
+            let done = t.await.expect("git fixture").expect("commit");
+            assert_eq!(done.action, DirectAction::Committed, "{done:?}");
+        }
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(
+                file_on_main(&daemon.root, "other.git", p),
+                Some(format!("n: {i}\n")),
+                "{p}"
+            );
+        }
+        let tip = bare.refname_to_id("refs/heads/main").expect("git fixture");
+        assert_eq!(
+            bare.graph_ahead_behind(tip, first).expect("git fixture"),
+            (3, 0),
+            "linear, nothing lost"
+        );
+    }
+}
+
+/// A `create_pr` entry that takes a step's output into a directory replaces that directory:
+/// generated files the step no longer produces are deleted in the same commit, on GitHub and
+/// through the plain Git fallback alike.
+mod stale_generated_files {
+    use mockops::model::{CreatePrConfig, FileChange, FileOperation, PrProvider};
+    use mockops::pr::{GitRemote, PrAction, PrRequest, apply, apply_git, request_from_config};
+    use mockops::step::StepContext;
+    use serde_json::{Value as Json, json};
+
+    use super::client;
+    use crate::support::github::GitHubEmulator;
+
+    const SDK: &str = "acme/payments-sdk";
+    /// The SDK repository as the last generation left it, plus a hand-written file beside it.
+    const BASE: &[(&str, &str)] = &[
+        ("README.md", "# Payments SDK\n"),
+        ("generated/typescript/schema.ts", "export type Old = 1;\n"),
+        (
+            "generated/typescript/refunds.ts",
+            "export type Refund = 1;\n",
+        ),
+        ("generated/python/client.py", "class Client: ...\n"),
+        (
+            "generated-notes.md",
+            "Not generated; beside the directory.\n",
+        ),
+    ];
+
+    fn cfg(repository: &str, provider: PrProvider) -> CreatePrConfig {
+        CreatePrConfig {
+            repository: repository.into(),
+            branch: "main".into(),
+            title: "Regenerate the SDK".into(),
+            body: None,
+            files: vec![FileChange {
+                path: "generated".into(),
+                content: None,
+                from_step: Some("regenerate_sdk".into()),
+                operation: FileOperation::Update,
+            }],
+            topic: Some("payments".into()),
+            labels: vec![],
+            reviewers: vec![],
+            team_reviewers: vec![],
+            draft: false,
+            provider: Some(provider),
+            commit_message: None,
+        }
+    }
+
+    fn ctx() -> StepContext {
+        StepContext {
+            execution_id: "exec-1".into(),
+            pipeline: "auto-sdk-regeneration".into(),
+            step: "open_sdk_pr".into(),
+            attempt: 1,
+            idempotency_key: "exec-1/open_sdk_pr".into(),
+            event: json!({"id": "evt-1", "event_type": "schema.changed"}),
+            steps: Json::Null,
+        }
+    }
+
+    fn request(cfg: &CreatePrConfig, files: Json) -> PrRequest {
+        let steps = json!({"regenerate_sdk": {"outputs": {"files": files}}});
+        request_from_config(cfg, &Default::default(), &ctx(), &steps).expect("request")
+    }
+
+    #[tokio::test]
+    async fn github_deletes_what_the_generator_no_longer_writes() {
+        let emu = GitHubEmulator::start().await;
+        emu.create_repo(SDK, BASE);
+        let gh = client(&emu.api_url());
+        let cfg = cfg(SDK, PrProvider::Github);
+
+        // This generation: TypeScript only, and no refunds module any more.
+        let first = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n", "typescript/charges.ts": "export type Charge = 1;\n"}),
+        );
+        let out = apply(&gh, &first).await.expect("apply");
+        assert_eq!(out.action, PrAction::Opened, "{out:?}");
+        let b = out.branch.clone();
+        let file = |p: &str| emu.file(SDK, &b, p);
+        assert_eq!(
+            file("generated/typescript/schema.ts").as_deref(),
+            Some("export type New = 2;\n")
+        );
+        assert!(file("generated/typescript/charges.ts").is_some());
+        assert_eq!(
+            file("generated/typescript/refunds.ts"),
+            None,
+            "stale file deleted"
+        );
+        assert_eq!(
+            file("generated/python/client.py"),
+            None,
+            "dropped language deleted"
+        );
+        assert_eq!(file("README.md").as_deref(), Some("# Payments SDK\n"));
+        assert!(
+            file("generated-notes.md").is_some(),
+            "outside the directory: kept"
+        );
+        assert_eq!(emu.commits_ahead(SDK, &b, "main"), 1, "one commit");
+        let body = &emu.pulls(SDK)[0].body;
+        assert!(body.contains("generated/typescript/refunds.ts"), "{body}");
+
+        // The same generation again: nothing to push.
+        let again = apply(&gh, &first).await.expect("again");
+        assert_eq!(again.action, PrAction::Unchanged, "{again:?}");
+
+        // The next generation drops charges.ts, which only the pull request's branch has.
+        let next = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n"}),
+        );
+        let upd = apply(&gh, &next).await.expect("update");
+        assert_eq!(upd.action, PrAction::Updated, "{upd:?}");
+        assert_eq!(emu.file(SDK, &b, "generated/typescript/charges.ts"), None);
+        assert!(
+            emu.file(SDK, &b, "generated/typescript/schema.ts")
+                .is_some()
+        );
+        assert_eq!(emu.commits_ahead(SDK, &b, "main"), 1);
+        emu.assert_conformant();
+    }
+
+    #[tokio::test]
+    async fn git_fallback_deletes_what_the_generator_no_longer_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for (p, c) in BASE {
+            update.upsert(*p, repo.blob(c.as_bytes()).unwrap(), git2::FileMode::Blob);
+        }
+        let empty = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let tree = repo
+            .find_tree(update.create_updated(&repo, &empty).unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("Owner", "owner@example.com").unwrap();
+        let main = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
+            .unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let remote = GitRemote {
+            url: url.clone(),
+            ..Default::default()
+        };
+        let cfg = cfg(&url, PrProvider::Git);
+        let at = |branch: &str, p: &str| -> Option<String> {
+            let c = repo
+                .find_reference(&format!("refs/heads/{branch}"))
+                .ok()?
+                .peel_to_commit()
+                .ok()?;
+            let e = c.tree().ok()?.get_path(std::path::Path::new(p)).ok()?;
+            Some(String::from_utf8_lossy(repo.find_blob(e.id()).unwrap().content()).into_owned())
+        };
+
+        let first = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n", "typescript/charges.ts": "export type Charge = 1;\n"}),
+        );
+        let out = apply_git(&remote, &first).await.expect("push");
+        assert_eq!(out.action, PrAction::Pushed, "{out:?}");
+        let b = out.branch.clone();
+        assert_eq!(
+            at(&b, "generated/typescript/schema.ts").as_deref(),
+            Some("export type New = 2;\n")
+        );
+        assert_eq!(at(&b, "generated/typescript/refunds.ts"), None);
+        assert_eq!(at(&b, "generated/python/client.py"), None);
+        assert!(at(&b, "generated-notes.md").is_some());
+        assert!(at(&b, "README.md").is_some());
+        let tip = repo.refname_to_id(&format!("refs/heads/{b}")).unwrap();
+        assert_eq!(repo.graph_ahead_behind(tip, main).unwrap(), (1, 0));
+
+        assert_eq!(
+            apply_git(&remote, &first).await.unwrap().action,
+            PrAction::Unchanged
+        );
+
+        let next = request(
+            &cfg,
+            json!({"typescript/schema.ts": "export type New = 2;\n"}),
+        );
+        let upd = apply_git(&remote, &next).await.expect("update");
+        assert_eq!(upd.action, PrAction::Updated, "{upd:?}");
+        assert_eq!(at(&b, "generated/typescript/charges.ts"), None);
+        assert!(at(&b, "generated/typescript/schema.ts").is_some());
+    }
+}

@@ -197,6 +197,95 @@ async fn typescript_preset_runs_the_real_openapi_typescript() {
     assert!(file(&at_b, "typescript/schema.ts").contains("nickname_at_b?: string"));
 }
 
+/// The Python preset runs the real openapi-python-client (installed by `scripts/test`). It
+/// does not follow `$ref`s into other files, so it gets the two-file spec bundled into one.
+#[tokio::test]
+async fn python_preset_runs_the_real_openapi_python_client_on_a_bundled_spec() {
+    let r = repo();
+    let mut req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["python"]}),
+    );
+    req.timeout = Duration::from_secs(120);
+    let out = match run(&req, json!({"commit": r.a.to_string()})).await {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "openapi-python-client (install it with `python3 -m pip install openapi-python-client`, as scripts/test does): {}",
+            e.message
+        ),
+    };
+    let files = out["files"].as_object().expect("files object");
+    let keys: Vec<&String> = files.keys().collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("python/") && !k.contains("cache")),
+        "{keys:?}"
+    );
+    let model = file(&out, "python/models/pet.py");
+    assert!(model.contains("class Pet"), "{model}");
+    // The model comes from the $ref'd file as of commit A.
+    assert!(model.contains("nickname_at_a"), "{model}");
+    assert!(!model.contains("nickname_at_b") && !model.contains("uncommitted"));
+    let api = file(&out, "python/api/default/list_pets.py");
+    assert!(api.contains("def sync("), "{api}");
+    assert!(api.contains("Pet"), "the response type is the model: {api}");
+    assert!(files.contains_key("python/client.py"));
+}
+
+/// The Rust preset runs the real cargo-progenitor (installed into `.ci/cargo-tools` by
+/// `scripts/test`) on the two-file spec, bundled into one document for it.
+#[tokio::test]
+async fn rust_preset_runs_the_real_progenitor_on_a_bundled_spec() {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/cargo-tools/bin");
+    assert!(
+        tools.join("cargo-progenitor").exists(),
+        "cargo-progenitor is not installed: run `cargo install --locked --debug --root .ci/cargo-tools cargo-progenitor@0.15.1` (as scripts/test does)"
+    );
+    let fixture = Fixture::empty();
+    fixture
+        .write("specs/pet-store.yaml", API_YAML.replace("3.1.0", "3.0.3"))
+        .write("specs/common/pet.yaml", pet_yaml("nickname_at_a"));
+    fixture.commit("A");
+    let mut req = request(
+        fixture.path(),
+        json!({"spec_path": "specs/pet-store.yaml", "languages": ["rust"]}),
+    );
+    req.tool_dirs = vec![tools];
+    req.timeout = Duration::from_secs(120);
+    let out = run(&req, json!({})).await.expect("cargo-progenitor");
+    let manifest = file(&out, "rust/Cargo.toml");
+    assert!(
+        manifest.contains("name = \"pet-store-client\""),
+        "{manifest}"
+    );
+    let lib = file(&out, "rust/src/lib.rs");
+    assert!(lib.contains("pub struct Pet"), "{lib}");
+    // The model comes from the $ref'd file.
+    assert!(lib.contains("nickname_at_a"), "{lib}");
+    assert!(lib.contains("pub async fn list_pets"), "{lib}");
+}
+
+/// progenitor reads OpenAPI 3.0 only: a 3.1 description is refused before anything runs, with
+/// what to do instead.
+#[tokio::test]
+async fn rust_preset_refuses_openapi_3_1_with_the_way_out() {
+    let r = repo();
+    let req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["rust"]}),
+    );
+    let e = run(&req, json!({"commit": r.a.to_string()}))
+        .await
+        .expect_err("3.1");
+    assert!(!e.retryable);
+    assert!(e.message.contains("OpenAPI 3.0"), "{}", e.message);
+    assert!(
+        e.message.contains("generators.rust.command"),
+        "{}",
+        e.message
+    );
+}
+
 #[tokio::test]
 async fn several_languages_each_get_their_own_directory() {
     let r = repo();
@@ -306,6 +395,11 @@ async fn a_hanging_generator_is_killed_with_its_children_at_the_timeout() {
 #[tokio::test]
 async fn a_missing_preset_tool_says_what_to_install() {
     let r = repo();
+    // The Rust preset's generator reads OpenAPI 3.0 only.
+    let v30 = Fixture::empty();
+    v30.write("specs/api.yaml", API_YAML.replace("3.1.0", "3.0.3"))
+        .write("specs/common/pet.yaml", pet_yaml("nickname"));
+    v30.commit("3.0");
     let empty = tempfile::tempdir().expect("tempdir");
     for (language, program, hint) in [
         ("rust", "cargo-progenitor", "cargo install cargo-progenitor"),
@@ -320,8 +414,13 @@ async fn a_missing_preset_tool_says_what_to_install() {
             "npm install -g openapi-typescript@7",
         ),
     ] {
+        let repo = if language == "rust" {
+            v30.path()
+        } else {
+            r.fixture.path()
+        };
         let mut req = request(
-            r.fixture.path(),
+            repo,
             json!({"spec_path": "specs/api.yaml", "languages": [language]}),
         );
         req.path = Some(empty.path().as_os_str().to_owned());

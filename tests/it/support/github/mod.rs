@@ -29,6 +29,9 @@ pub enum Fault {
     SecondaryRateLimit(u64),
     /// 403 primary rate limit: `x-ratelimit-remaining: 0`, reset `<secs>` from now.
     PrimaryRateLimit(u64),
+    /// Someone else commits onto the branch a `PATCH .../git/refs/heads/<branch>` names just
+    /// before the request is handled (a push racing mockops' own).
+    BranchMovedFirst,
 }
 
 struct FaultRule {
@@ -66,6 +69,8 @@ pub struct Comment {
 
 struct RepoState {
     git: Repository,
+    /// Branches with a protection rule: ref updates through the API are refused.
+    protected: Vec<String>,
     pulls: Vec<Pull>,
     comments: Vec<Comment>,
     next_number: u64,
@@ -218,6 +223,7 @@ impl GitHubEmulator {
                 full.to_string(),
                 RepoState {
                     git,
+                    protected: Vec::new(),
                     pulls: Vec::new(),
                     comments: Vec::new(),
                     next_number: 1,
@@ -270,30 +276,13 @@ impl GitHubEmulator {
 
     /// A commit by a person on `branch` (as if pushed from a clone).
     pub fn push_human_commit(&self, full: &str, branch: &str, path: &str, content: &str) -> String {
-        self.with_repo(full, |r| {
-            let name = format!("refs/heads/{branch}");
-            let parent = r
-                .git
-                .find_reference(&name)
-                .expect("branch")
-                .peel_to_commit()
-                .expect("commit");
-            let base_tree = parent.tree().expect("tree");
-            let tree = build_tree(&r.git, Some(&base_tree), [(path, Some(content.as_bytes()))]);
-            let tree = r.git.find_tree(tree).expect("tree");
-            let sig = git2::Signature::now("Ann Human", "ann@example.com").expect("sig");
-            r.git
-                .commit(
-                    Some(&name),
-                    &sig,
-                    &sig,
-                    "Fix the generated client by hand",
-                    &tree,
-                    &[&parent],
-                )
-                .expect("commit")
-                .to_string()
-        })
+        self.with_repo(full, |r| human_commit(&r.git, branch, path, content))
+    }
+
+    /// Protects `branch`: the API refuses to move it, as GitHub does for a branch whose rules
+    /// require pull requests.
+    pub fn protect_branch(&self, full: &str, branch: &str) {
+        self.with_repo(full, |r| r.protected.push(branch.to_string()));
     }
 
     /// A commit directly on a branch (e.g. someone else merging into `main`).
@@ -369,6 +358,29 @@ impl GitHubEmulator {
             v.join("\n")
         );
     }
+}
+
+fn human_commit(git: &Repository, branch: &str, path: &str, content: &str) -> String {
+    let name = format!("refs/heads/{branch}");
+    let parent = git
+        .find_reference(&name)
+        .expect("branch")
+        .peel_to_commit()
+        .expect("commit");
+    let base_tree = parent.tree().expect("tree");
+    let tree = build_tree(git, Some(&base_tree), [(path, Some(content.as_bytes()))]);
+    let tree = git.find_tree(tree).expect("tree");
+    let sig = git2::Signature::now("Ann Human", "ann@example.com").expect("sig");
+    git.commit(
+        Some(&name),
+        &sig,
+        &sig,
+        "Fix the generated client by hand",
+        &tree,
+        &[&parent],
+    )
+    .expect("commit")
+    .to_string()
 }
 
 fn build_tree<'a>(
@@ -519,6 +531,28 @@ async fn handle(
                 reset.to_string().parse().expect("header"),
             );
             r
+        }
+        Some(Fault::BranchMovedFirst) => {
+            let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            if let ["repos", owner, name, "git", "refs", "heads", branch @ ..] = segs.as_slice()
+                && let Some(repo) = inner.repos.get_mut(&format!("{owner}/{name}"))
+            {
+                human_commit(
+                    &repo.git,
+                    &branch.join("/"),
+                    "concurrent.txt",
+                    "pushed by someone else meanwhile\n",
+                );
+            }
+            route(
+                &s,
+                inner,
+                &method,
+                &path,
+                &query,
+                json_body.as_ref(),
+                authorization.as_deref(),
+            )
         }
         Some(Fault::ServerErrorAfter) => {
             let _ = route(
@@ -780,6 +814,16 @@ fn repo_route(
             else {
                 return unprocessable("Object does not exist", DOC_REFS);
             };
+            if repo
+                .protected
+                .iter()
+                .any(|b| name == format!("refs/heads/{b}"))
+            {
+                return unprocessable(
+                    &format!("Protected branch update failed for {name}."),
+                    "https://docs.github.com/rest/git/refs#update-a-reference",
+                );
+            }
             let force = body.get("force").and_then(Json::as_bool).unwrap_or(false);
             if !force && old != new && !repo.git.graph_descendant_of(new, old).unwrap_or(false) {
                 return unprocessable("Update is not a fast forward", DOC_REFS);
@@ -904,6 +948,46 @@ fn repo_route(
             ),
             None => not_found(),
         },
+        ("GET", ["commits"]) => {
+            let q = parse_query(query);
+            let per_page: usize = q
+                .get("per_page")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+                .min(100);
+            let start = q.get("sha").map(String::as_str).unwrap_or("main");
+            let Some(tip) = repo
+                .git
+                .refname_to_id(&format!("refs/heads/{start}"))
+                .ok()
+                .or_else(|| object_exists(&repo.git, start, ObjectType::Commit))
+            else {
+                return not_found();
+            };
+            let mut walk = repo.git.revwalk().expect("revwalk");
+            walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+                .expect("sorting");
+            walk.push(tip).expect("push");
+            let items: Vec<Json> = walk
+                .take(per_page)
+                .map(|oid| {
+                    let c = repo.git.find_commit(oid.expect("walk")).expect("commit");
+                    let sha = c.id().to_string();
+                    json!({
+                        "sha": sha,
+                        "node_id": format!("C_{sha}"),
+                        "url": format!("{}/commits/{sha}", ctx.api),
+                        "html_url": format!("{}/commit/{sha}", ctx.web),
+                        "comments_url": format!("{}/commits/{sha}/comments", ctx.api),
+                        "commit": commit_json(ctx, &c),
+                        "author": null,
+                        "committer": null,
+                        "parents": c.parent_ids().map(|p| json!({"sha": p.to_string(), "url": format!("{}/commits/{p}", ctx.api)})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            ok(StatusCode::OK, Json::Array(items))
+        }
         ("GET", ["pulls"]) => {
             let q = parse_query(query);
             let state = q.get("state").map(String::as_str).unwrap_or("open");
