@@ -684,7 +684,10 @@ fn mirror_packs_are_consolidated_without_losing_objects() {
         most = most.max(pack_count());
         consolidated |= pack_count() < before;
     }
-    assert!(consolidated, "each fetch added a pack until they were consolidated");
+    assert!(
+        consolidated,
+        "each fetch added a pack until they were consolidated"
+    );
     assert!(
         most <= remote::MAX_PACKS + 1,
         "at most {} packs at any time, saw {most}",
