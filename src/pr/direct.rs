@@ -15,7 +15,7 @@ use git2::{Direction, ErrorCode, FetchOptions, Oid, PushOptions, Repository};
 use serde_json::{Map, Value as Json};
 
 use super::git::{WorkDir, callbacks, git_err};
-use super::github::{blob_id, blob_map, step_err};
+use super::github::{blob_map, step_err, wanted_blobs};
 use super::{Change, GitRemote, PrFile, RepoPath};
 use crate::github::api::{Person, TreeEntry};
 use crate::github::{GitHub, parse_repository};
@@ -89,16 +89,7 @@ impl DirectCommit {
 
     /// (path, blob id or `None` for a deletion) of every file.
     fn wanted(&self) -> Vec<(String, Option<String>)> {
-        self.files
-            .iter()
-            .map(|f| {
-                let id = match &f.change {
-                    Change::Write(b) => Some(blob_id(b)),
-                    Change::Delete => None,
-                };
-                (f.path.to_string(), id)
-            })
-            .collect()
+        wanted_blobs(&self.files)
     }
 
     fn attempts(&self) -> u32 {

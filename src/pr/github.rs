@@ -162,17 +162,7 @@ impl Lifecycle<'_> {
             .req
             .files_against(base_files.keys().map(String::as_str));
 
-        let wanted: Vec<(String, Option<String>)> = self
-            .files
-            .iter()
-            .map(|f| {
-                let id = match &f.change {
-                    Change::Write(b) => Some(blob_id(b)),
-                    Change::Delete => None,
-                };
-                (f.path.to_string(), id)
-            })
-            .collect();
+        let wanted = wanted_blobs(&self.files);
         let differs_from = |tree: &HashMap<String, String>| {
             wanted
                 .iter()
@@ -515,6 +505,20 @@ pub(super) async fn blob_map(
         .filter(|i| i.kind == "blob")
         .filter_map(|i| i.sha.map(|s| (i.path, s)))
         .collect())
+}
+
+/// (path, Git blob id, or `None` for a deletion) of every file.
+pub(super) fn wanted_blobs(files: &[PrFile]) -> Vec<(String, Option<String>)> {
+    files
+        .iter()
+        .map(|f| {
+            let id = match &f.change {
+                Change::Write(b) => Some(blob_id(b)),
+                Change::Delete => None,
+            };
+            (f.path.to_string(), id)
+        })
+        .collect()
 }
 
 pub(super) fn blob_id(bytes: &[u8]) -> String {
