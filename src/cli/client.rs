@@ -1,4 +1,4 @@
-//! `mockops status` and `mockops events`: clients of a running daemon's HTTP API.
+//! `mockops status`, `mockops sync` and `mockops events`: clients of a running daemon's HTTP API.
 
 use std::path::PathBuf;
 
@@ -32,6 +32,25 @@ pub struct ApiArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Return once the request is taken, without waiting for the pass.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for the pass (fetch and apply) to finish.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// File with the API token (default: `.state/api-token`; or set MOCKOPS_API_TOKEN).
+    #[arg(
+        long,
+        env = "MOCKOPS_API_TOKEN_FILE",
+        default_value = ".state/api-token"
+    )]
+    pub api_token_file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -113,11 +132,95 @@ async fn get(api: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<
     Ok(body)
 }
 
+/// The token for write endpoints: `MOCKOPS_API_TOKEN`, else the file.
+fn api_token(file: &std::path::Path) -> anyhow::Result<String> {
+    match std::env::var("MOCKOPS_API_TOKEN") {
+        Ok(t) if !t.is_empty() => Ok(t),
+        _ => Ok(std::fs::read_to_string(file)
+            .with_context(|| {
+                format!(
+                    "cannot read the API token from {} (set --api-token-file or MOCKOPS_API_TOKEN)",
+                    file.display()
+                )
+            })?
+            .trim()
+            .to_string()),
+    }
+}
+
+/// POSTs `body` with the bearer token; the answer's JSON.
+async fn post(api: &str, path: &str, token: &str, body: &Json) -> anyhow::Result<Json> {
+    let url = format!("{}{}", api.trim_end_matches('/'), path);
+    let resp = client()?
+        .post(&url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| {
+            format!("cannot reach the daemon at {api} (is `mockops daemon` running?)")
+        })?;
+    let status = resp.status();
+    let v: Json = resp.json().await.unwrap_or(Json::Null);
+    anyhow::ensure!(
+        status.is_success(),
+        "{url}: {status}: {}",
+        v.get("error").and_then(Json::as_str).unwrap_or("")
+    );
+    Ok(v)
+}
+
 pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
     let body = runtime()?.block_on(get(&args.api.api, "/api/v1/status", &[]))?;
-    if args.api.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+    print_status(&body, args.api.format)?;
+    Ok(exit::OK)
+}
+
+/// `mockops sync`: asks the daemon to fetch and apply now (as `flux reconcile source git`
+/// does), waits for that pass, and prints where the daemon then stands. Exits 1 when the pass
+/// failed or the head commit is invalid.
+pub fn sync(args: &SyncArgs) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    let token = api_token(&args.api_token_file)?;
+    let api = &args.api.api;
+    let answer = rt.block_on(post(api, "/api/v1/sync", &token, &json!({})))?;
+    let request = answer["request"]
+        .as_u64()
+        .context("the daemon's answer has no request number")?;
+    if args.no_wait {
+        if args.api.format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        } else {
+            println!("sync requested (#{request})");
+        }
         return Ok(exit::OK);
+    }
+    let deadline = std::time::Instant::now() + args.timeout;
+    let body = rt.block_on(async {
+        loop {
+            let body = get(api, "/api/v1/status", &[]).await?;
+            if body["sync_served"].as_u64().unwrap_or(0) >= request {
+                return Ok::<_, anyhow::Error>(body);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not finish a pass within {} (a large commit backlog, or a fetch \
+                 hanging until --fetch-timeout); `mockops status` shows where it stands",
+                humantime::format_duration(args.timeout)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })?;
+    print_status(&body, args.api.format)?;
+    let failed = !body["last_error"].is_null()
+        || (body["in_sync"] == true && body["last_attempted_status"] == "invalid");
+    Ok(if failed { exit::FAILED } else { exit::OK })
+}
+
+fn print_status(body: &Json, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
     }
     let s = |v: &Json| v.as_str().unwrap_or("-").to_string();
     let rev = |v: &Json| match v.get("sha").and_then(Json::as_str) {
@@ -161,7 +264,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
         "store:           {} entities, {} revisions, {} events ({} not yet dispatched)",
         c["entities"], c["revisions"], c["events"], c["outbox"]
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
 pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
@@ -206,18 +309,7 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
         } => {
             let payload: Map<String, Json> = serde_json::from_str(payload)
                 .context("--payload must be a JSON object, e.g. '{\"version\": \"1.2.0\"}'")?;
-            let token = match std::env::var("MOCKOPS_API_TOKEN") {
-                Ok(t) if !t.is_empty() => t,
-                _ => std::fs::read_to_string(api_token_file)
-                    .with_context(|| {
-                        format!(
-                            "cannot read the API token from {} (set --api-token-file or MOCKOPS_API_TOKEN)",
-                            api_token_file.display()
-                        )
-                    })?
-                    .trim()
-                    .to_string(),
-            };
+            let token = api_token(api_token_file)?;
             let body = json!({
                 "event_type": event_type,
                 "workspace_id": workspace,
@@ -225,24 +317,7 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
                 "dedup_key": dedup_key,
                 "caller": "cli",
             });
-            let url = format!("{}/api/v1/events", args.api.api.trim_end_matches('/'));
-            let out: Json = rt.block_on(async {
-                let resp = client()?
-                    .post(&url)
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot reach the daemon at {}", args.api.api))?;
-                let status = resp.status();
-                let v: Json = resp.json().await.unwrap_or(Json::Null);
-                anyhow::ensure!(
-                    status.is_success(),
-                    "{status}: {}",
-                    v.get("error").and_then(Json::as_str).unwrap_or("")
-                );
-                Ok::<_, anyhow::Error>(v)
-            })?;
+            let out = rt.block_on(post(&args.api.api, "/api/v1/events", &token, &body))?;
             if args.api.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {

@@ -44,6 +44,8 @@ pub enum Command {
     Daemon(Box<daemon::DaemonArgs>),
     /// Show where a running daemon stands (last applied and attempted commit, errors).
     Status(client::StatusArgs),
+    /// Make a running daemon fetch and apply now, wait for it, and show where it stands.
+    Sync(client::SyncArgs),
     /// List or post events of a running daemon.
     Events(client::EventsArgs),
     /// List pipelines, run one by hand, and read their executions on a running daemon.
@@ -59,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Diff(args) => return diff::run(&args),
         Command::Daemon(args) => daemon::run(&args),
         Command::Status(args) => client::status(&args),
+        Command::Sync(args) => client::sync(&args),
         Command::Events(args) => client::events(&args),
         Command::Pipelines(args) => pipelines::run(&args),
     };

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -45,6 +45,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(|s, n| one(s, "pipeline", n)),
         )
         .route("/api/v1/events", get(events).post(post_event))
+        .route("/api/v1/sync", post(sync))
         .route("/api/v1/events/{id}", get(event))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{seq}", get(revision))
@@ -138,8 +139,22 @@ async fn status(State(s): State<Arc<Shared>>) -> ApiResult<Json<Value>> {
         "watcher_degraded": live.watcher_degraded,
         "rebuilt": cursor.rebuilt,
         "counts": counts,
+        "sync_served": s.sync_served.load(std::sync::atomic::Ordering::SeqCst),
         "version": env!("CARGO_PKG_VERSION"),
     })))
+}
+
+/// "Look now": the reconcile loop fetches and applies at once instead of at its next poll.
+/// Answers 202 with the request's number; `status.sync_served` reaches it once a pass that
+/// started after the request has finished.
+async fn sync(State(s): State<Arc<Shared>>, headers: HeaderMap) -> ApiResult<Response> {
+    authorized(s.api_token.as_deref(), &headers)?;
+    let request = s
+        .sync_requested
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    s.hints.poke();
+    Ok((StatusCode::ACCEPTED, Json(json!({"request": request}))).into_response())
 }
 
 async fn list(State(s): State<Arc<Shared>>, kind: &'static str) -> ApiResult<Json<Value>> {

@@ -98,10 +98,29 @@ pub struct Shared {
     pub api_token: Option<String>,
     /// Monotonic seconds of the reconcile loop's last pass (watchdog and health).
     pub heartbeat: AtomicU64,
+    /// Numbered "sync now" requests (`POST /api/v1/sync`), and the highest one a whole pass of
+    /// the reconcile loop (fetch, then every new commit) has started after.
+    pub sync_requested: AtomicU64,
+    pub sync_served: AtomicU64,
     pub started: Instant,
 }
 
 impl Shared {
+    pub fn new(store: Store, live: Live, hints: Hints, api_token: Option<String>) -> Self {
+        Self {
+            store,
+            metrics: Metrics::new(),
+            live: RwLock::new(live),
+            hints,
+            events_stored: Arc::new(Notify::new()),
+            api_token,
+            heartbeat: AtomicU64::new(0),
+            sync_requested: AtomicU64::new(0),
+            sync_served: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
     pub fn beat(&self) {
         self.heartbeat
             .store(self.started.elapsed().as_secs(), Ordering::Relaxed);
@@ -142,20 +161,16 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         cfg.replay_from.clone(),
         &opened,
     )?;
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         store,
-        metrics: Metrics::new(),
-        live: RwLock::new(Live {
+        Live {
             source: source.describe(),
             branch: source.branch().to_string(),
             ..Live::default()
-        }),
-        hints: source.hints().clone(),
-        events_stored: Arc::new(Notify::new()),
+        },
+        source.hints().clone(),
         api_token,
-        heartbeat: AtomicU64::new(0),
-        started: Instant::now(),
-    });
+    ));
     let cancel = CancellationToken::new();
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -348,6 +363,7 @@ async fn reconcile_loop(
     let mut next_rearm: Option<tokio::time::Instant> = None;
     loop {
         shared.beat();
+        let serving = shared.sync_requested.load(Ordering::SeqCst);
         let outcome = match source.refresh_async().await {
             Err(e) => Err((fetch_kind(&e), e.to_string())),
             Ok(head) => {
@@ -410,6 +426,7 @@ async fn reconcile_loop(
                 true
             }
         };
+        shared.sync_served.fetch_max(serving, Ordering::SeqCst);
         if !ready_sent
             && matches!(
                 shared.store.cursor().map(|c| c.last_applied.is_some()),

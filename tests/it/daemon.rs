@@ -608,3 +608,56 @@ fn unreachable_remote_keeps_serving_the_last_good_state() {
     let sha = repo.commit("back");
     d.wait_attempted(&sha);
 }
+
+/// `mockops sync` makes a daemon that would not look for an hour fetch and apply now, waits for
+/// that pass, and exits 1 when the head it reached is invalid.
+#[test]
+fn sync_fetches_and_applies_now_and_reports_an_invalid_head() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", repo.path().display());
+    let mut d = Daemon::start_remote(
+        &url,
+        state.path(),
+        &["--branch", "main", "--poll-interval", "1h"],
+    );
+    d.wait_ready();
+    let sync = |extra: &[&str]| {
+        let out = std::process::Command::new(crate::support::bin())
+            .args(["sync", "--api", &d.url(""), "--api-token-file"])
+            .arg(state.path().join("api-token"))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    set_description(&repo, "synced on request");
+    let sha = repo.commit("synced on request");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(d.get("/api/v1/status")["head"], sha.as_str(), "no poll yet");
+    let (code, out, err) = sync(&[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("last applied:    {}", &sha[..12])),
+        "{out}"
+    );
+    assert_eq!(d.get("/api/v1/status")["last_applied"]["sha"], sha.as_str());
+
+    repo.write(SERVICE, "name: [unclosed\n");
+    let bad = repo.commit("broken");
+    let (code, out, err) = sync(&["--format", "json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let status: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["last_attempted"]["sha"], bad.as_str());
+    assert_eq!(status["last_attempted_status"], "invalid");
+    assert_eq!(status["last_applied"]["sha"], sha.as_str());
+
+    // Without the token, nothing is requested.
+    let (status, body) = http("POST", &d.url("/api/v1/sync"), None, None).unwrap();
+    assert_eq!(status, 401, "{body}");
+}

@@ -921,16 +921,12 @@ async fn executions_over_http_and_the_cli() {
     );
     h.start();
     // The daemon's routes with the pipeline routes merged in, as the daemon serves them.
-    let shared = Arc::new(mockops::daemon::Shared {
-        store: h.store.clone(),
-        metrics: mockops::daemon::metrics::Metrics::new(),
-        live: std::sync::RwLock::new(mockops::daemon::Live::default()),
-        hints: mockops::sources::Hints::new(),
-        events_stored: Arc::new(Notify::new()),
-        api_token: Some("tok".into()),
-        heartbeat: std::sync::atomic::AtomicU64::new(0),
-        started: Instant::now(),
-    });
+    let shared = Arc::new(mockops::daemon::Shared::new(
+        h.store.clone(),
+        mockops::daemon::Live::default(),
+        mockops::sources::Hints::new(),
+        Some("tok".into()),
+    ));
     let app = mockops::daemon::api::router(shared).merge(mockops::pipeline::api::router(
         h.engine.clone(),
         Some("tok".into()),
