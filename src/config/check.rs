@@ -2,7 +2,8 @@
 //! base paths, trigger filters, templates, environments, inline secrets), and assembly of the
 //! validated [`DesiredState`]. Works on the parsed files alone: no IO.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -19,6 +20,75 @@ use crate::yaml::{Loc, Node};
 
 struct Ctx<'a> {
     out: &'a mut Vec<Diagnostic>,
+    memo: &'a mut Memo,
+}
+
+/// What validation needs from one template text: the variables it uses (sorted), or why it
+/// does not parse.
+#[derive(Debug, Clone, PartialEq)]
+enum TemplateInfo {
+    Uses(Vec<String>),
+    Invalid(String),
+}
+
+/// Results of pure functions of a string (template analysis, glob parsing), kept across loads
+/// by the [`Loader`](super::load::Loader). They depend on the text alone, never on other
+/// files, so they need no invalidation: every cross-file rule still runs on every load.
+/// Entries unused by the last two loads are dropped.
+#[derive(Default)]
+pub(crate) struct Memo {
+    generation: u64,
+    templates: HashMap<String, (u64, Arc<TemplateInfo>)>,
+    /// Glob text -> why it is invalid, if it is.
+    globs: HashMap<String, (u64, Option<String>)>,
+}
+
+impl Memo {
+    /// Starts a load: entries used from now on are kept for the next one.
+    pub(crate) fn start(&mut self) {
+        self.generation += 1;
+        let keep = self.generation;
+        self.templates.retain(|_, (g, _)| *g + 2 >= keep);
+        self.globs.retain(|_, (g, _)| *g + 2 >= keep);
+    }
+
+    fn template(&mut self, text: &str) -> Arc<TemplateInfo> {
+        let generation = self.generation;
+        if let Some((g, info)) = self.templates.get_mut(text) {
+            *g = generation;
+            return Arc::clone(info);
+        }
+        let env = crate::template::environment();
+        let info = match env.template_from_str(text) {
+            Ok(t) => {
+                let mut used: Vec<String> = t.undeclared_variables(true).into_iter().collect();
+                used.sort();
+                TemplateInfo::Uses(used)
+            }
+            Err(e) => TemplateInfo::Invalid(e.detail().unwrap_or("syntax error").to_string()),
+        };
+        let info = Arc::new(info);
+        self.templates
+            .insert(text.to_string(), (generation, Arc::clone(&info)));
+        info
+    }
+
+    fn glob_problem(&mut self, glob: &str) -> Option<String> {
+        let generation = self.generation;
+        if let Some((g, problem)) = self.globs.get_mut(glob) {
+            *g = generation;
+            return problem.clone();
+        }
+        let problem = globset::Glob::new(glob).err().map(|e| e.kind().to_string());
+        self.globs
+            .insert(glob.to_string(), (generation, problem.clone()));
+        problem
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        (self.templates.len(), self.globs.len())
+    }
 }
 
 impl Ctx<'_> {
@@ -64,13 +134,34 @@ impl Ctx<'_> {
     }
 }
 
+/// A list of names in their reporting order (suggestions break ties by it), with a set for
+/// membership tests.
+struct Names<'a> {
+    ordered: &'a [&'a str],
+    set: HashSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn new(ordered: &'a [&'a str]) -> Self {
+        Self {
+            ordered,
+            set: ordered.iter().copied().collect(),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.set.contains(name)
+    }
+}
+
 fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     did_you_mean(input, candidates).map(|s| format!("did you mean `{s}`?"))
 }
 
 /// Entry point: checks everything across files and builds the desired state.
-pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>) -> DesiredState {
-    let mut cx = Ctx { out };
+pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo) -> DesiredState {
+    memo.start();
+    let mut cx = Ctx { out, memo };
     let mut st = DesiredState::default();
 
     let settings_inputs: Vec<&Input> = inputs
@@ -144,9 +235,10 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>) -> DesiredState
     let declared = declared_names(inputs, Kind::Service);
     let mut service_names: Vec<&str> = st.services.keys().map(String::as_str).collect();
     service_names.extend(declared.iter().map(String::as_str));
+    let names = Names::new(&service_names);
     for (name, input) in &service_inputs {
         let s = &st.services[name].spec;
-        check_service(&mut cx, input, s, &st.specs, &spec_errors, &service_names);
+        check_service(&mut cx, input, s, &st.specs, &spec_errors, &names);
     }
     check_dependency_cycles(&mut cx, &st, &service_inputs);
 
@@ -433,7 +525,7 @@ fn check_service(
     s: &ServiceSpec,
     specs: &BTreeMap<String, SpecFile>,
     spec_errors: &BTreeSet<&str>,
-    services: &[&str],
+    services: &Names,
 ) {
     if s.workspace_id.trim().is_empty() {
         cx.error(
@@ -512,8 +604,8 @@ fn check_service(
                 loc,
                 format!("service `{dep}` depends on itself"),
             );
-        } else if !services.contains(&dep.as_str()) {
-            let hint = suggest(dep, services.iter().copied());
+        } else if !services.contains(dep) {
+            let hint = suggest(dep, services.ordered.iter().copied());
             cx.error(
                 "unknown-service",
                 input,
@@ -613,7 +705,6 @@ fn check_federation(
 ) -> Federation {
     let mut members: Vec<FederatedService> = Vec::new();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let service_names: Vec<&str> = services.keys().map(String::as_str).collect();
     if f.services.is_empty() {
         cx.error(
             "empty-federation",
@@ -654,7 +745,7 @@ fn check_federation(
                         "name"
                     };
                     let loc = cx.at(input, &format!("{ptr}/{key}"));
-                    let hint = suggest(r, service_names.iter().copied()).or_else(|| {
+                    let hint = suggest(r, services.keys().map(String::as_str)).or_else(|| {
                         Some(format!("add `services/{r}.yaml`, or define the service inline with `workspace_id` and `base_path`"))
                     });
                     cx.error(
@@ -851,11 +942,15 @@ fn check_scenario(
     };
     for (i, step) in s.steps.iter().enumerate() {
         let Some(svc) = &step.service else { continue };
-        let known: Vec<&str> = match fed {
-            Some(f) => f.services.iter().map(|m| m.name.as_str()).collect(),
-            None => st.services.keys().map(String::as_str).collect(),
+        let is_known = match fed {
+            Some(f) => f.services.iter().any(|m| &m.name == svc),
+            None => st.services.contains_key(svc),
         };
-        if !known.contains(&svc.as_str()) {
+        if !is_known {
+            let known: Vec<&str> = match fed {
+                Some(f) => f.services.iter().map(|m| m.name.as_str()).collect(),
+                None => st.services.keys().map(String::as_str).collect(),
+            };
             let loc = cx.at(input, &format!("/steps/{i}/service"));
             let scope = if fed.is_some() {
                 "in the federation"
@@ -992,14 +1087,14 @@ fn check_pipeline(
                 };
                 for v in vals {
                     if let crate::model::Scalar::Str(g) = v
-                        && let Err(e) = globset::Glob::new(g)
+                        && let Some(why) = cx.memo.glob_problem(g)
                     {
                         let loc = cx.at(input, &format!("{ptr}/filters/{key}"));
                         cx.error(
                             "invalid-glob",
                             input,
                             loc,
-                            format!("`{g}` is not a valid glob: {}", e.kind()),
+                            format!("`{g}` is not a valid glob: {why}"),
                         );
                     }
                 }
@@ -1124,26 +1219,21 @@ fn check_templates_in(cx: &mut Ctx, input: &Input, ptr: &str, value: &Json, tctx
 
 fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &TemplateCtx) {
     let loc = cx.at(input, ptr);
-    let env = crate::template::environment();
-    let tmpl = match env.template_from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
+    let info = cx.memo.template(text);
+    let used = match &*info {
+        TemplateInfo::Uses(used) => used,
+        TemplateInfo::Invalid(detail) => {
             cx.error(
                 "template-syntax",
                 input,
                 loc,
-                format!(
-                    "template does not parse: {}",
-                    e.detail().unwrap_or("syntax error")
-                ),
+                format!("template does not parse: {detail}"),
             )
             .hint =
                 Some("templates use `{{ name }}`; write `{{ '{{' }}` for a literal `{{`".into());
             return;
         }
     };
-    let mut used: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
-    used.sort();
     for var in used {
         let mut parts = var.split('.');
         let head = parts.next().unwrap_or("");

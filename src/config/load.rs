@@ -170,6 +170,7 @@ pub struct CacheStats {
 #[derive(Default)]
 pub struct Loader {
     cache: Mutex<Cache>,
+    memo: Mutex<check::Memo>,
 }
 
 #[derive(Default)]
@@ -317,7 +318,10 @@ impl Loader {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.entries.retain(|_, (g, _)| *g + 1 >= generation);
         }
-        let state = check::check(&inputs, &mut diagnostics);
+        let state = {
+            let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+            check::check(&inputs, &mut diagnostics, &mut memo)
+        };
         diag::sort(&mut diagnostics);
         diagnostics.dedup();
         Ok(Loaded { state, diagnostics })
