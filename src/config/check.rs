@@ -408,10 +408,10 @@ fn unique_name<'a>(
     name: &str,
     what: &str,
 ) -> bool {
-    let loc = cx.at(input, "/name");
+    let loc = |cx: &Ctx| cx.at(input, "/name");
     if let Some(first) = seen.get(name) {
         let msg = format!("{what} `{name}` is already defined in {}", first.path);
-        cx.error("duplicate-name", input, loc, msg).hint =
+        cx.error("duplicate-name", input, loc(cx), msg).hint =
             Some(format!("{what} names must be unique; rename or delete one"));
         return false;
     }
@@ -420,14 +420,14 @@ fn unique_name<'a>(
             "{what} `{name}` is defined in a file named `{}`",
             input.path.rsplit('/').next().unwrap_or("")
         );
-        cx.warn("name-mismatch", input, loc, msg).hint = Some(format!(
+        cx.warn("name-mismatch", input, loc(cx), msg).hint = Some(format!(
             "rename the file to `{name}.yaml` so the repository is easy to navigate"
         ));
     }
     if !valid_name(name) {
         let msg =
             format!("{what} name `{name}` may only contain letters, digits, `-`, `_` and `.`");
-        cx.error("invalid-name", input, loc, msg);
+        cx.error("invalid-name", input, loc(cx), msg);
     }
     seen.insert(name.to_string(), input);
     true
@@ -536,14 +536,14 @@ fn check_service(
         );
     }
     if let Some(spec) = &s.spec {
-        let loc = cx.at(input, "/spec");
+        let loc = |cx: &Ctx| cx.at(input, "/spec");
         let normalized = crate::source::normalize(spec);
         match normalized {
             Err(_) => {
                 cx.error(
                     "unsafe-path",
                     input,
-                    loc,
+                    loc(cx),
                     format!("spec path `{spec}` leaves the repository"),
                 )
                 .hint = Some("write a repo-relative path such as `specs/payments.yaml`".into());
@@ -558,16 +558,16 @@ fn check_service(
                         cx.error(
                             "spec-missing",
                             input,
-                            loc,
+                            loc(cx),
                             format!("spec `{spec}` does not exist in this revision"),
                         )
                         .hint = hint;
                     }
                     Some(f) if !f.document => {
-                        cx.error("spec-invalid", input, loc, format!("spec `{spec}` is not an OpenAPI document (no top-level `openapi` key)"));
+                        cx.error("spec-invalid", input, loc(cx), format!("spec `{spec}` is not an OpenAPI document (no top-level `openapi` key)"));
                     }
                     Some(_) if spec_errors.contains(p.as_str()) => {
-                        cx.error("spec-invalid", input, loc, format!("spec `{spec}` does not parse (see the errors reported for that file)"));
+                        cx.error("spec-invalid", input, loc(cx), format!("spec `{spec}` does not parse (see the errors reported for that file)"));
                     }
                     Some(_) => {}
                 }
@@ -596,12 +596,12 @@ fn check_service(
         );
     }
     for (i, dep) in s.dependencies.iter().enumerate() {
-        let loc = cx.at(input, &format!("/dependencies/{i}"));
+        let loc = |cx: &Ctx| cx.at(input, &format!("/dependencies/{i}"));
         if dep == &s.name {
             cx.error(
                 "dependency-cycle",
                 input,
-                loc,
+                loc(cx),
                 format!("service `{dep}` depends on itself"),
             );
         } else if !services.contains(dep) {
@@ -609,7 +609,7 @@ fn check_service(
             cx.error(
                 "unknown-service",
                 input,
-                loc,
+                loc(cx),
                 format!("dependency `{dep}` is not a service in services/"),
             )
             .hint = hint;
@@ -1060,8 +1060,8 @@ fn check_pipeline(
                 .hint = Some("add `filters: {pipeline: <other pipeline>}`; a pipeline's own events never start it again, and chains of pipeline events stop after 3 runs".into());
         }
         for (key, value) in &t.filters {
-            let kloc = cx.key_at(input, &format!("{ptr}/filters"), key);
             if !ev.carries(key) {
+                let kloc = cx.key_at(input, &format!("{ptr}/filters"), key);
                 let fields: Vec<&str> = match &ev {
                     TriggerEvent::Known(e) => e.fields().collect(),
                     TriggerEvent::Custom(_) => ENVELOPE_FIELDS.to_vec(),
@@ -1153,8 +1153,13 @@ fn check_pipeline(
             earlier: &step_names,
             variables: &variables,
         };
+        let mut tptr = String::new();
         for (key, value) in &step.config {
-            check_templates_in(cx, input, &format!("{ptr}/config/{key}"), value, &tctx);
+            tptr.clear();
+            tptr.push_str(&ptr);
+            tptr.push_str("/config/");
+            tptr.push_str(key);
+            check_templates_in(cx, input, &mut tptr, value, &tctx);
         }
         if !settings_broken || step.step_type != StepType::Notify {
             check_step_config(
@@ -1192,25 +1197,40 @@ const TEMPLATE_GLOBALS: &[&str] = &[
     "variables",
 ];
 
-fn check_templates_in(cx: &mut Ctx, input: &Input, ptr: &str, value: &Json, tctx: &TemplateCtx) {
+/// Checks every template under `value`; `ptr` is its JSON pointer, extended in place for
+/// nested values and restored before returning.
+fn check_templates_in(
+    cx: &mut Ctx,
+    input: &Input,
+    ptr: &mut String,
+    value: &Json,
+    tctx: &TemplateCtx,
+) {
+    use std::fmt::Write as _;
+    let len = ptr.len();
     match value {
         Json::String(s) if s.contains("{{") || s.contains("{%") => {
             check_template(cx, input, ptr, s, tctx)
         }
         Json::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                check_templates_in(cx, input, &format!("{ptr}/{i}"), v, tctx);
+                let _ = write!(ptr, "/{i}");
+                check_templates_in(cx, input, ptr, v, tctx);
+                ptr.truncate(len);
             }
         }
         Json::Object(map) => {
             for (k, v) in map {
-                check_templates_in(
-                    cx,
-                    input,
-                    &format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1")),
-                    v,
-                    tctx,
-                );
+                ptr.push('/');
+                for c in k.chars() {
+                    match c {
+                        '~' => ptr.push_str("~0"),
+                        '/' => ptr.push_str("~1"),
+                        c => ptr.push(c),
+                    }
+                }
+                check_templates_in(cx, input, ptr, v, tctx);
+                ptr.truncate(len);
             }
         }
         _ => {}
@@ -1218,7 +1238,7 @@ fn check_templates_in(cx: &mut Ctx, input: &Input, ptr: &str, value: &Json, tctx
 }
 
 fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &TemplateCtx) {
-    let loc = cx.at(input, ptr);
+    let loc = |cx: &Ctx| cx.at(input, ptr);
     let info = cx.memo.template(text);
     let used = match &*info {
         TemplateInfo::Uses(used) => used,
@@ -1226,7 +1246,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
             cx.error(
                 "template-syntax",
                 input,
-                loc,
+                loc(cx),
                 format!("template does not parse: {detail}"),
             )
             .hint =
@@ -1249,7 +1269,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                         let hint = suggest(field, fields.iter().copied()).or_else(|| {
                             Some(format!("`{}` carries: {}", ev.as_str(), fields.join(", ")))
                         });
-                        cx.error("template-unknown-variable", input, loc, format!("`{{{{event.{field}}}}}` names a field that `{}` events do not carry", ev.as_str())).hint = hint;
+                        cx.error("template-unknown-variable", input, loc(cx), format!("`{{{{event.{field}}}}}` names a field that `{}` events do not carry", ev.as_str())).hint = hint;
                     }
                 }
             }
@@ -1265,7 +1285,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                     cx.error(
                         "template-unknown-variable",
                         input,
-                        loc,
+                        loc(cx),
                         format!("variable `{name}` is not defined"),
                     )
                     .hint = hint;
@@ -1282,7 +1302,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                         cx.error(
                             "template-unknown-variable",
                             input,
-                            loc,
+                            loc(cx),
                             format!("`steps.{step}` is not a step that runs before this one"),
                         )
                         .hint = hint;
@@ -1294,7 +1314,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                             cx.error(
                                 "template-unknown-variable",
                                 input,
-                                loc,
+                                loc(cx),
                                 format!("write `steps.{step}.outputs.<key>`"),
                             );
                         } else if let Some(key) = key
@@ -1310,7 +1330,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                             cx.error(
                                 "template-unknown-variable",
                                 input,
-                                loc,
+                                loc(cx),
                                 format!("`{}` steps have no output `{key}`", ty.as_str()),
                             )
                             .hint = hint;
@@ -1325,7 +1345,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                 cx.error(
                     "template-unknown-variable",
                     input,
-                    loc,
+                    loc(cx),
                     format!("`{other}` is not a template variable"),
                 )
                 .hint = hint;

@@ -528,3 +528,157 @@ fn merge_step_defaults(root: &mut Node) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::DirFiles;
+
+    /// A small repository written file by file; `None` deletes.
+    struct Repo(tempfile::TempDir);
+
+    impl Repo {
+        fn new(files: &[(&str, &str)]) -> Self {
+            let repo = Self(tempfile::tempdir().expect("tempdir"));
+            for (path, text) in files {
+                repo.write(path, Some(text));
+            }
+            repo
+        }
+
+        fn write(&self, path: &str, text: Option<&str>) {
+            let p = self.0.path().join(path);
+            match text {
+                Some(t) => {
+                    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                    std::fs::write(p, t).expect("write");
+                }
+                None => std::fs::remove_file(p).expect("remove"),
+            }
+        }
+
+        fn load(&self, loader: &Loader) -> Loaded {
+            loader
+                .load(&DirFiles::new(self.0.path()).expect("dir"))
+                .expect("load")
+        }
+    }
+
+    fn codes_in(loaded: &Loaded, file: &str) -> Vec<&'static str> {
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.file == file)
+            .map(|d| d.code)
+            .collect()
+    }
+
+    const SETTINGS: &str = "environments: [dev]\nvariables:\n  team: api\n";
+    const PIPELINE: &str = "name: p\ndefinition:\n  triggers:\n    - event: schema.changed\n      filters:\n        spec_path: \"specs/**\"\n  steps:\n    - name: tell\n      step_type: notify\n      config:\n        type: webhook\n        webhook_url: https://hooks.example.com/x\n        message: \"{{variables.team}}: {{event.spec_path}}\"\n";
+
+    fn base() -> Repo {
+        Repo::new(&[
+            ("mockops.yaml", SETTINGS),
+            ("pipelines/p.yaml", PIPELINE),
+            (
+                "services/a.yaml",
+                "name: a\nworkspace_id: ws-a\nbase_path: /a\ndependencies: [b]\n",
+            ),
+            ("services/b.yaml", "name: b\nworkspace_id: ws-b\nbase_path: /b\n"),
+            (
+                "environments/dev/scenarios/s.yaml",
+                "name: S\nworkspace_id: ws-a\nsteps:\n  - service: b\n",
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_change_elsewhere_is_reported_on_an_unchanged_file() {
+        let repo = base();
+        let loader = Loader::new();
+        let first = repo.load(&loader);
+        assert_eq!(first.diagnostics, vec![]);
+
+        // The pipeline's blob is unchanged, but the variable its template uses is gone.
+        repo.write("mockops.yaml", Some("environments: [dev]\n"));
+        let second = repo.load(&loader);
+        assert_eq!(
+            codes_in(&second, "pipelines/p.yaml"),
+            vec!["template-unknown-variable"]
+        );
+        // Back again: the error goes with it.
+        repo.write("mockops.yaml", Some(SETTINGS));
+        assert_eq!(repo.load(&loader).diagnostics, vec![]);
+
+        // Deleting `b` breaks the references of the unchanged `a` and scenario `s`.
+        repo.write("services/b.yaml", None);
+        let third = repo.load(&loader);
+        assert_eq!(codes_in(&third, "services/a.yaml"), vec!["unknown-service"]);
+        assert_eq!(
+            codes_in(&third, "environments/dev/scenarios/s.yaml"),
+            vec!["unknown-service", "unknown-workspace"]
+        );
+        repo.write(
+            "services/b.yaml",
+            Some("name: b\nworkspace_id: ws-b\nbase_path: /b\n"),
+        );
+        assert_eq!(repo.load(&loader).diagnostics, vec![]);
+    }
+
+    #[test]
+    fn a_warm_loader_agrees_with_a_fresh_one_after_every_edit() {
+        let repo = base();
+        let warm = Loader::new();
+        let edits: &[(&str, Option<&str>)] = &[
+            ("mockops.yaml", Some("environments: [dev]\n")),
+            (
+                "pipelines/q.yaml",
+                Some(&*PIPELINE.replace("name: p", "name: q")),
+            ),
+            (
+                "pipelines/p.yaml",
+                Some(&*PIPELINE.replace("{{event.spec_path}}", "{{event.spec_path")),
+            ),
+            ("mockops.yaml", Some(SETTINGS)),
+            (
+                "pipelines/q.yaml",
+                Some(&*PIPELINE.replace("name: p", "name: q").replace("specs/**", "[")),
+            ),
+            ("services/b.yaml", None),
+            ("mockops.yaml", None),
+            ("pipelines/p.yaml", Some(PIPELINE)),
+        ];
+        let check = |warm_loaded: Loaded| {
+            let fresh = repo.load(&Loader::new());
+            assert_eq!(warm_loaded.diagnostics, fresh.diagnostics);
+            assert_eq!(warm_loaded.state, fresh.state);
+        };
+        check(repo.load(&warm));
+        let mut saw_problems = 0;
+        for (path, text) in edits {
+            repo.write(path, *text);
+            let loaded = repo.load(&warm);
+            saw_problems += usize::from(!loaded.diagnostics.is_empty());
+            check(loaded);
+        }
+        assert!(saw_problems >= 5, "the edits exercise failing loads");
+    }
+
+    #[test]
+    fn memoized_templates_are_dropped_when_no_longer_used() {
+        let repo = base();
+        let loader = Loader::new();
+        repo.load(&loader);
+        let lens = || loader.memo.lock().expect("memo").len();
+        assert_eq!(lens(), (1, 1));
+        for i in 0..3 {
+            repo.write(
+                "pipelines/p.yaml",
+                Some(&*PIPELINE.replace("{{variables.team}}", &format!("{{{{variables.team}}}} {i}"))),
+            );
+            repo.load(&loader);
+        }
+        // The current template and the two before it; the first is gone.
+        assert_eq!(lens(), (3, 1));
+    }
+}
