@@ -261,7 +261,7 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
                 Entity {
                     path: input.path.clone(),
                     blob: input.blob.clone(),
-                    spec: fed,
+                    spec: Arc::new(fed),
                 },
             );
         }
@@ -814,12 +814,12 @@ fn check_federation(
     let index_of = |name: &str| f.services.iter().position(|m| m.name == name).unwrap_or(0);
     for (a_i, a) in members.iter().enumerate() {
         for b in members.iter().skip(a_i + 1) {
-            let loc = cx.at(input, &format!("/services/{}", index_of(&b.name)));
+            let loc = |cx: &Ctx| cx.at(input, &format!("/services/{}", index_of(&b.name)));
             if a.base_path == b.base_path {
                 cx.error(
                     "base-path-conflict",
                     input,
-                    loc,
+                    loc(cx),
                     format!(
                         "services `{}` and `{}` both use base_path `{}`",
                         a.name, b.name, a.base_path
@@ -837,7 +837,7 @@ fn check_federation(
                 cx.warn(
                     "base-path-overlap",
                     input,
-                    loc,
+                    loc(cx),
                     format!(
                         "base_path `{}` of `{}` is inside `{}` of `{}`",
                         inner.base_path, inner.name, outer.base_path, outer.name

@@ -68,11 +68,11 @@ pub fn file_stem(path: &str) -> &str {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc {
     Settings(Box<Settings>),
-    Service(ServiceSpec),
+    Service(Arc<ServiceSpec>),
     Federation(FederationSpec),
-    Pipeline(PipelineSpec),
-    Scenario(ScenarioSpec),
-    Persona(PersonaSpec),
+    Pipeline(Arc<PipelineSpec>),
+    Scenario(Arc<ScenarioSpec>),
+    Persona(Arc<PersonaSpec>),
     /// A spec file; `document` when it is a whole OpenAPI document or a .proto file.
     Spec {
         document: bool,
@@ -88,12 +88,19 @@ pub struct ParsedFile {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// A validated entity with where it came from.
+/// A validated entity with where it came from. The spec is shared with the loader's parse
+/// cache: loading an unchanged file again copies no part of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(bound(serialize = "T: Serialize"))]
 pub struct Entity<T> {
     pub path: String,
     pub blob: String,
-    pub spec: T,
+    #[serde(serialize_with = "shared")]
+    pub spec: Arc<T>,
+}
+
+fn shared<T: Serialize, S: serde::Serializer>(value: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+    T::serialize(value, s)
 }
 
 /// A spec file of the repository.
@@ -175,7 +182,9 @@ pub struct Loader {
 
 #[derive(Default)]
 struct Cache {
-    entries: HashMap<(FileClass, String), (u64, Arc<ParsedFile>)>,
+    /// Blob id -> the blob parsed as each class it was seen as, with the last generation that
+    /// used it. Keyed by blob alone so a lookup needs no owned key.
+    entries: HashMap<String, Vec<(FileClass, u64, Arc<ParsedFile>)>>,
     generation: u64,
     stats: CacheStats,
 }
@@ -275,12 +284,13 @@ impl Loader {
                     continue;
                 }
             };
-            let key = (class.clone(), blob.clone());
             let cached = {
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                let hit = cache.entries.get_mut(&key).map(|(g, p)| {
-                    *g = generation;
-                    Arc::clone(p)
+                let hit = cache.entries.get_mut(&blob).and_then(|parsed| {
+                    parsed.iter_mut().find(|(c, _, _)| *c == class).map(|(_, g, p)| {
+                        *g = generation;
+                        Arc::clone(p)
+                    })
                 });
                 if hit.is_some() {
                     cache.stats.hits += 1;
@@ -299,7 +309,11 @@ impl Loader {
                     };
                     let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                     cache.stats.misses += 1;
-                    cache.entries.insert(key, (generation, Arc::clone(&parsed)));
+                    cache.entries.entry(blob.clone()).or_default().push((
+                        class.clone(),
+                        generation,
+                        Arc::clone(&parsed),
+                    ));
                     parsed
                 }
             };
@@ -316,7 +330,10 @@ impl Loader {
         }
         {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.entries.retain(|_, (g, _)| *g + 1 >= generation);
+            cache.entries.retain(|_, parsed| {
+                parsed.retain(|(_, g, _)| *g + 1 >= generation);
+                !parsed.is_empty()
+            });
         }
         let state = {
             let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
@@ -412,11 +429,11 @@ fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str)
         };
         let result = match kind {
             Kind::Settings => serde_json::from_value(json).map(|s| Doc::Settings(Box::new(s))),
-            Kind::Service => serde_json::from_value(json).map(Doc::Service),
+            Kind::Service => serde_json::from_value(json).map(|s| Doc::Service(Arc::new(s))),
             Kind::Federation => serde_json::from_value(json).map(Doc::Federation),
-            Kind::Pipeline => serde_json::from_value(json).map(Doc::Pipeline),
-            Kind::Scenario => serde_json::from_value(json).map(Doc::Scenario),
-            Kind::Persona => serde_json::from_value(json).map(Doc::Persona),
+            Kind::Pipeline => serde_json::from_value(json).map(|p| Doc::Pipeline(Arc::new(p))),
+            Kind::Scenario => serde_json::from_value(json).map(|s| Doc::Scenario(Arc::new(s))),
+            Kind::Persona => serde_json::from_value(json).map(|p| Doc::Persona(Arc::new(p))),
         };
         match result {
             Ok(doc) => Some(doc),
