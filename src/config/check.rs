@@ -86,7 +86,7 @@ impl Memo {
     }
 
     #[cfg(test)]
-    fn len(&self) -> (usize, usize) {
+    pub(crate) fn len(&self) -> (usize, usize) {
         (self.templates.len(), self.globs.len())
     }
 }

@@ -604,7 +604,7 @@ mod tests {
             ("services/b.yaml", "name: b\nworkspace_id: ws-b\nbase_path: /b\n"),
             (
                 "environments/dev/scenarios/s.yaml",
-                "name: S\nworkspace_id: ws-a\nsteps:\n  - service: b\n",
+                "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    action: call\n",
             ),
         ])
     }
@@ -633,7 +633,7 @@ mod tests {
         assert_eq!(codes_in(&third, "services/a.yaml"), vec!["unknown-service"]);
         assert_eq!(
             codes_in(&third, "environments/dev/scenarios/s.yaml"),
-            vec!["unknown-service", "unknown-workspace"]
+            vec!["unknown-service"]
         );
         repo.write(
             "services/b.yaml",
