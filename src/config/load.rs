@@ -39,8 +39,27 @@ pub fn classify(path: &str) -> FileClass {
     if path == "mockops.yaml" || path == "mockops.yml" {
         return FileClass::Config(Kind::Settings);
     }
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
+    if path.starts_with("specs/") {
+        let f = path.rsplit('/').next().unwrap_or(path);
+        return if f.ends_with(".proto") {
+            FileClass::Spec(SchemaType::Protobuf)
+        } else if is_yaml(f) || f.ends_with(".json") {
+            FileClass::Spec(SchemaType::Openapi)
+        } else {
+            FileClass::Ignored
+        };
+    }
+    // Config paths have two or four segments; no allocation for the split.
+    let mut parts = [""; 4];
+    let mut n = 0;
+    for part in path.split('/') {
+        if n == parts.len() {
+            return FileClass::Ignored;
+        }
+        parts[n] = part;
+        n += 1;
+    }
+    match &parts[..n] {
         ["services", f] if is_yaml(f) => FileClass::Config(Kind::Service),
         ["federations", f] if is_yaml(f) => FileClass::Config(Kind::Federation),
         ["pipelines", f] if is_yaml(f) => FileClass::Config(Kind::Pipeline),
@@ -49,10 +68,6 @@ pub fn classify(path: &str) -> FileClass {
         }
         ["environments", env, "personas", f] if is_yaml(f) => {
             FileClass::EnvEntity(Kind::Persona, (*env).to_string())
-        }
-        ["specs", .., f] if f.ends_with(".proto") => FileClass::Spec(SchemaType::Protobuf),
-        ["specs", .., f] if is_yaml(f) || f.ends_with(".json") => {
-            FileClass::Spec(SchemaType::Openapi)
         }
         _ => FileClass::Ignored,
     }
@@ -607,6 +622,32 @@ mod tests {
                 "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    action: call\n",
             ),
         ])
+    }
+
+    #[test]
+    fn paths_are_classified_by_layout() {
+        use FileClass as C;
+        let env = |k, e: &str| C::EnvEntity(k, e.to_string());
+        for (path, class) in [
+            ("mockops.yaml", C::Config(Kind::Settings)),
+            ("services/a.yaml", C::Config(Kind::Service)),
+            ("services/a.yml", C::Config(Kind::Service)),
+            ("services/sub/a.yaml", C::Ignored),
+            ("services/a.json", C::Ignored),
+            ("federations/f.yaml", C::Config(Kind::Federation)),
+            ("pipelines/p.yaml", C::Config(Kind::Pipeline)),
+            ("environments/dev/scenarios/s.yaml", env(Kind::Scenario, "dev")),
+            ("environments/dev/personas/p.yml", env(Kind::Persona, "dev")),
+            ("environments/dev/scenarios/x/s.yaml", C::Ignored),
+            ("specs/a/b/c/openapi.yaml", C::Spec(SchemaType::Openapi)),
+            ("specs/a.json", C::Spec(SchemaType::Openapi)),
+            ("specs/x/v1/svc.proto", C::Spec(SchemaType::Protobuf)),
+            ("specs/README", C::Ignored),
+            ("specs", C::Ignored),
+            ("README.md", C::Ignored),
+        ] {
+            assert_eq!(classify(path), class, "{path}");
+        }
     }
 
     #[test]
