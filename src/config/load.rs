@@ -302,10 +302,13 @@ impl Loader {
             let cached = {
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                 let hit = cache.entries.get_mut(&blob).and_then(|parsed| {
-                    parsed.iter_mut().find(|(c, _, _)| *c == class).map(|(_, g, p)| {
-                        *g = generation;
-                        Arc::clone(p)
-                    })
+                    parsed
+                        .iter_mut()
+                        .find(|(c, _, _)| *c == class)
+                        .map(|(_, g, p)| {
+                            *g = generation;
+                            Arc::clone(p)
+                        })
                 });
                 if hit.is_some() {
                     cache.stats.hits += 1;
@@ -616,7 +619,10 @@ mod tests {
                 "services/a.yaml",
                 "name: a\nworkspace_id: ws-a\nbase_path: /a\ndependencies: [b]\n",
             ),
-            ("services/b.yaml", "name: b\nworkspace_id: ws-b\nbase_path: /b\n"),
+            (
+                "services/b.yaml",
+                "name: b\nworkspace_id: ws-b\nbase_path: /b\n",
+            ),
             (
                 "environments/dev/scenarios/s.yaml",
                 "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    action: call\n",
@@ -636,7 +642,10 @@ mod tests {
             ("services/a.json", C::Ignored),
             ("federations/f.yaml", C::Config(Kind::Federation)),
             ("pipelines/p.yaml", C::Config(Kind::Pipeline)),
-            ("environments/dev/scenarios/s.yaml", env(Kind::Scenario, "dev")),
+            (
+                "environments/dev/scenarios/s.yaml",
+                env(Kind::Scenario, "dev"),
+            ),
             ("environments/dev/personas/p.yml", env(Kind::Persona, "dev")),
             ("environments/dev/scenarios/x/s.yaml", C::Ignored),
             ("specs/a/b/c/openapi.yaml", C::Spec(SchemaType::Openapi)),
@@ -700,7 +709,11 @@ mod tests {
             ("mockops.yaml", Some(SETTINGS)),
             (
                 "pipelines/q.yaml",
-                Some(&*PIPELINE.replace("name: p", "name: q").replace("specs/**", "[")),
+                Some(
+                    &*PIPELINE
+                        .replace("name: p", "name: q")
+                        .replace("specs/**", "["),
+                ),
             ),
             ("services/b.yaml", None),
             ("mockops.yaml", None),
@@ -732,7 +745,10 @@ mod tests {
         for i in 0..3 {
             repo.write(
                 "pipelines/p.yaml",
-                Some(&*PIPELINE.replace("{{variables.team}}", &format!("{{{{variables.team}}}} {i}"))),
+                Some(
+                    &*PIPELINE
+                        .replace("{{variables.team}}", &format!("{{{{variables.team}}}} {i}")),
+                ),
             );
             repo.load(&loader);
         }
