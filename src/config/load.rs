@@ -327,11 +327,9 @@ impl Loader {
                     };
                     let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                     cache.stats.misses += 1;
-                    cache.entries.entry(blob.clone()).or_default().push((
-                        class.clone(),
-                        generation,
-                        Arc::clone(&parsed),
-                    ));
+                    let seen_as = cache.entries.entry(blob.clone()).or_default();
+                    seen_as.retain(|(c, _, _)| *c != class);
+                    seen_as.push((class.clone(), generation, Arc::clone(&parsed)));
                     parsed
                 }
             };
