@@ -2,7 +2,8 @@
 //! base paths, trigger filters, templates, environments, inline secrets), and assembly of the
 //! validated [`DesiredState`]. Works on the parsed files alone: no IO.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -19,6 +20,75 @@ use crate::yaml::{Loc, Node};
 
 struct Ctx<'a> {
     out: &'a mut Vec<Diagnostic>,
+    memo: &'a mut Memo,
+}
+
+/// What validation needs from one template text: the variables it uses (sorted), or why it
+/// does not parse.
+#[derive(Debug, Clone, PartialEq)]
+enum TemplateInfo {
+    Uses(Vec<String>),
+    Invalid(String),
+}
+
+/// Results of pure functions of a string (template analysis, glob parsing), kept across loads
+/// by the [`Loader`](super::load::Loader). They depend on the text alone, never on other
+/// files, so they need no invalidation: every cross-file rule still runs on every load.
+/// Entries unused by the last two loads are dropped.
+#[derive(Default)]
+pub(crate) struct Memo {
+    generation: u64,
+    templates: HashMap<String, (u64, Arc<TemplateInfo>)>,
+    /// Glob text -> why it is invalid, if it is.
+    globs: HashMap<String, (u64, Option<String>)>,
+}
+
+impl Memo {
+    /// Starts a load: entries used from now on are kept for the next one.
+    pub(crate) fn start(&mut self) {
+        self.generation += 1;
+        let keep = self.generation;
+        self.templates.retain(|_, (g, _)| *g + 2 >= keep);
+        self.globs.retain(|_, (g, _)| *g + 2 >= keep);
+    }
+
+    fn template(&mut self, text: &str) -> Arc<TemplateInfo> {
+        let generation = self.generation;
+        if let Some((g, info)) = self.templates.get_mut(text) {
+            *g = generation;
+            return Arc::clone(info);
+        }
+        let env = crate::template::environment();
+        let info = match env.template_from_str(text) {
+            Ok(t) => {
+                let mut used: Vec<String> = t.undeclared_variables(true).into_iter().collect();
+                used.sort();
+                TemplateInfo::Uses(used)
+            }
+            Err(e) => TemplateInfo::Invalid(e.detail().unwrap_or("syntax error").to_string()),
+        };
+        let info = Arc::new(info);
+        self.templates
+            .insert(text.to_string(), (generation, Arc::clone(&info)));
+        info
+    }
+
+    fn glob_problem(&mut self, glob: &str) -> Option<String> {
+        let generation = self.generation;
+        if let Some((g, problem)) = self.globs.get_mut(glob) {
+            *g = generation;
+            return problem.clone();
+        }
+        let problem = globset::Glob::new(glob).err().map(|e| e.kind().to_string());
+        self.globs
+            .insert(glob.to_string(), (generation, problem.clone()));
+        problem
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> (usize, usize) {
+        (self.templates.len(), self.globs.len())
+    }
 }
 
 impl Ctx<'_> {
@@ -64,13 +134,34 @@ impl Ctx<'_> {
     }
 }
 
+/// A list of names in their reporting order (suggestions break ties by it), with a set for
+/// membership tests.
+struct Names<'a> {
+    ordered: &'a [&'a str],
+    set: HashSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn new(ordered: &'a [&'a str]) -> Self {
+        Self {
+            ordered,
+            set: ordered.iter().copied().collect(),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.set.contains(name)
+    }
+}
+
 fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     did_you_mean(input, candidates).map(|s| format!("did you mean `{s}`?"))
 }
 
 /// Entry point: checks everything across files and builds the desired state.
-pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>) -> DesiredState {
-    let mut cx = Ctx { out };
+pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo) -> DesiredState {
+    memo.start();
+    let mut cx = Ctx { out, memo };
     let mut st = DesiredState::default();
 
     let settings_inputs: Vec<&Input> = inputs
@@ -144,9 +235,10 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>) -> DesiredState
     let declared = declared_names(inputs, Kind::Service);
     let mut service_names: Vec<&str> = st.services.keys().map(String::as_str).collect();
     service_names.extend(declared.iter().map(String::as_str));
+    let names = Names::new(&service_names);
     for (name, input) in &service_inputs {
         let s = &st.services[name].spec;
-        check_service(&mut cx, input, s, &st.specs, &spec_errors, &service_names);
+        check_service(&mut cx, input, s, &st.specs, &spec_errors, &names);
     }
     check_dependency_cycles(&mut cx, &st, &service_inputs);
 
@@ -169,7 +261,7 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>) -> DesiredState
                 Entity {
                     path: input.path.clone(),
                     blob: input.blob.clone(),
-                    spec: fed,
+                    spec: Arc::new(fed),
                 },
             );
         }
@@ -316,10 +408,10 @@ fn unique_name<'a>(
     name: &str,
     what: &str,
 ) -> bool {
-    let loc = cx.at(input, "/name");
+    let loc = |cx: &Ctx| cx.at(input, "/name");
     if let Some(first) = seen.get(name) {
         let msg = format!("{what} `{name}` is already defined in {}", first.path);
-        cx.error("duplicate-name", input, loc, msg).hint =
+        cx.error("duplicate-name", input, loc(cx), msg).hint =
             Some(format!("{what} names must be unique; rename or delete one"));
         return false;
     }
@@ -328,14 +420,14 @@ fn unique_name<'a>(
             "{what} `{name}` is defined in a file named `{}`",
             input.path.rsplit('/').next().unwrap_or("")
         );
-        cx.warn("name-mismatch", input, loc, msg).hint = Some(format!(
+        cx.warn("name-mismatch", input, loc(cx), msg).hint = Some(format!(
             "rename the file to `{name}.yaml` so the repository is easy to navigate"
         ));
     }
     if !valid_name(name) {
         let msg =
             format!("{what} name `{name}` may only contain letters, digits, `-`, `_` and `.`");
-        cx.error("invalid-name", input, loc, msg);
+        cx.error("invalid-name", input, loc(cx), msg);
     }
     seen.insert(name.to_string(), input);
     true
@@ -433,7 +525,7 @@ fn check_service(
     s: &ServiceSpec,
     specs: &BTreeMap<String, SpecFile>,
     spec_errors: &BTreeSet<&str>,
-    services: &[&str],
+    services: &Names,
 ) {
     if s.workspace_id.trim().is_empty() {
         cx.error(
@@ -444,14 +536,14 @@ fn check_service(
         );
     }
     if let Some(spec) = &s.spec {
-        let loc = cx.at(input, "/spec");
+        let loc = |cx: &Ctx| cx.at(input, "/spec");
         let normalized = crate::source::normalize(spec);
         match normalized {
             Err(_) => {
                 cx.error(
                     "unsafe-path",
                     input,
-                    loc,
+                    loc(cx),
                     format!("spec path `{spec}` leaves the repository"),
                 )
                 .hint = Some("write a repo-relative path such as `specs/payments.yaml`".into());
@@ -466,16 +558,16 @@ fn check_service(
                         cx.error(
                             "spec-missing",
                             input,
-                            loc,
+                            loc(cx),
                             format!("spec `{spec}` does not exist in this revision"),
                         )
                         .hint = hint;
                     }
                     Some(f) if !f.document => {
-                        cx.error("spec-invalid", input, loc, format!("spec `{spec}` is not an OpenAPI document (no top-level `openapi` key)"));
+                        cx.error("spec-invalid", input, loc(cx), format!("spec `{spec}` is not an OpenAPI document (no top-level `openapi` key)"));
                     }
                     Some(_) if spec_errors.contains(p.as_str()) => {
-                        cx.error("spec-invalid", input, loc, format!("spec `{spec}` does not parse (see the errors reported for that file)"));
+                        cx.error("spec-invalid", input, loc(cx), format!("spec `{spec}` does not parse (see the errors reported for that file)"));
                     }
                     Some(_) => {}
                 }
@@ -504,20 +596,20 @@ fn check_service(
         );
     }
     for (i, dep) in s.dependencies.iter().enumerate() {
-        let loc = cx.at(input, &format!("/dependencies/{i}"));
+        let loc = |cx: &Ctx| cx.at(input, &format!("/dependencies/{i}"));
         if dep == &s.name {
             cx.error(
                 "dependency-cycle",
                 input,
-                loc,
+                loc(cx),
                 format!("service `{dep}` depends on itself"),
             );
-        } else if !services.contains(&dep.as_str()) {
-            let hint = suggest(dep, services.iter().copied());
+        } else if !services.contains(dep) {
+            let hint = suggest(dep, services.ordered.iter().copied());
             cx.error(
                 "unknown-service",
                 input,
-                loc,
+                loc(cx),
                 format!("dependency `{dep}` is not a service in services/"),
             )
             .hint = hint;
@@ -613,7 +705,6 @@ fn check_federation(
 ) -> Federation {
     let mut members: Vec<FederatedService> = Vec::new();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let service_names: Vec<&str> = services.keys().map(String::as_str).collect();
     if f.services.is_empty() {
         cx.error(
             "empty-federation",
@@ -654,7 +745,7 @@ fn check_federation(
                         "name"
                     };
                     let loc = cx.at(input, &format!("{ptr}/{key}"));
-                    let hint = suggest(r, service_names.iter().copied()).or_else(|| {
+                    let hint = suggest(r, services.keys().map(String::as_str)).or_else(|| {
                         Some(format!("add `services/{r}.yaml`, or define the service inline with `workspace_id` and `base_path`"))
                     });
                     cx.error(
@@ -723,12 +814,12 @@ fn check_federation(
     let index_of = |name: &str| f.services.iter().position(|m| m.name == name).unwrap_or(0);
     for (a_i, a) in members.iter().enumerate() {
         for b in members.iter().skip(a_i + 1) {
-            let loc = cx.at(input, &format!("/services/{}", index_of(&b.name)));
+            let loc = |cx: &Ctx| cx.at(input, &format!("/services/{}", index_of(&b.name)));
             if a.base_path == b.base_path {
                 cx.error(
                     "base-path-conflict",
                     input,
-                    loc,
+                    loc(cx),
                     format!(
                         "services `{}` and `{}` both use base_path `{}`",
                         a.name, b.name, a.base_path
@@ -746,7 +837,7 @@ fn check_federation(
                 cx.warn(
                     "base-path-overlap",
                     input,
-                    loc,
+                    loc(cx),
                     format!(
                         "base_path `{}` of `{}` is inside `{}` of `{}`",
                         inner.base_path, inner.name, outer.base_path, outer.name
@@ -851,11 +942,15 @@ fn check_scenario(
     };
     for (i, step) in s.steps.iter().enumerate() {
         let Some(svc) = &step.service else { continue };
-        let known: Vec<&str> = match fed {
-            Some(f) => f.services.iter().map(|m| m.name.as_str()).collect(),
-            None => st.services.keys().map(String::as_str).collect(),
+        let is_known = match fed {
+            Some(f) => f.services.iter().any(|m| &m.name == svc),
+            None => st.services.contains_key(svc),
         };
-        if !known.contains(&svc.as_str()) {
+        if !is_known {
+            let known: Vec<&str> = match fed {
+                Some(f) => f.services.iter().map(|m| m.name.as_str()).collect(),
+                None => st.services.keys().map(String::as_str).collect(),
+            };
             let loc = cx.at(input, &format!("/steps/{i}/service"));
             let scope = if fed.is_some() {
                 "in the federation"
@@ -965,8 +1060,8 @@ fn check_pipeline(
                 .hint = Some("add `filters: {pipeline: <other pipeline>}`; a pipeline's own events never start it again, and chains of pipeline events stop after 3 runs".into());
         }
         for (key, value) in &t.filters {
-            let kloc = cx.key_at(input, &format!("{ptr}/filters"), key);
             if !ev.carries(key) {
+                let kloc = cx.key_at(input, &format!("{ptr}/filters"), key);
                 let fields: Vec<&str> = match &ev {
                     TriggerEvent::Known(e) => e.fields().collect(),
                     TriggerEvent::Custom(_) => ENVELOPE_FIELDS.to_vec(),
@@ -992,14 +1087,14 @@ fn check_pipeline(
                 };
                 for v in vals {
                     if let crate::model::Scalar::Str(g) = v
-                        && let Err(e) = globset::Glob::new(g)
+                        && let Some(why) = cx.memo.glob_problem(g)
                     {
                         let loc = cx.at(input, &format!("{ptr}/filters/{key}"));
                         cx.error(
                             "invalid-glob",
                             input,
                             loc,
-                            format!("`{g}` is not a valid glob: {}", e.kind()),
+                            format!("`{g}` is not a valid glob: {why}"),
                         );
                     }
                 }
@@ -1058,8 +1153,13 @@ fn check_pipeline(
             earlier: &step_names,
             variables: &variables,
         };
+        let mut tptr = String::new();
         for (key, value) in &step.config {
-            check_templates_in(cx, input, &format!("{ptr}/config/{key}"), value, &tctx);
+            tptr.clear();
+            tptr.push_str(&ptr);
+            tptr.push_str("/config/");
+            tptr.push_str(key);
+            check_templates_in(cx, input, &mut tptr, value, &tctx);
         }
         if !settings_broken || step.step_type != StepType::Notify {
             check_step_config(
@@ -1097,25 +1197,40 @@ const TEMPLATE_GLOBALS: &[&str] = &[
     "variables",
 ];
 
-fn check_templates_in(cx: &mut Ctx, input: &Input, ptr: &str, value: &Json, tctx: &TemplateCtx) {
+/// Checks every template under `value`; `ptr` is its JSON pointer, extended in place for
+/// nested values and restored before returning.
+fn check_templates_in(
+    cx: &mut Ctx,
+    input: &Input,
+    ptr: &mut String,
+    value: &Json,
+    tctx: &TemplateCtx,
+) {
+    use std::fmt::Write as _;
+    let len = ptr.len();
     match value {
         Json::String(s) if s.contains("{{") || s.contains("{%") => {
             check_template(cx, input, ptr, s, tctx)
         }
         Json::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                check_templates_in(cx, input, &format!("{ptr}/{i}"), v, tctx);
+                let _ = write!(ptr, "/{i}");
+                check_templates_in(cx, input, ptr, v, tctx);
+                ptr.truncate(len);
             }
         }
         Json::Object(map) => {
             for (k, v) in map {
-                check_templates_in(
-                    cx,
-                    input,
-                    &format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1")),
-                    v,
-                    tctx,
-                );
+                ptr.push('/');
+                for c in k.chars() {
+                    match c {
+                        '~' => ptr.push_str("~0"),
+                        '/' => ptr.push_str("~1"),
+                        c => ptr.push(c),
+                    }
+                }
+                check_templates_in(cx, input, ptr, v, tctx);
+                ptr.truncate(len);
             }
         }
         _ => {}
@@ -1123,27 +1238,22 @@ fn check_templates_in(cx: &mut Ctx, input: &Input, ptr: &str, value: &Json, tctx
 }
 
 fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &TemplateCtx) {
-    let loc = cx.at(input, ptr);
-    let env = crate::template::environment();
-    let tmpl = match env.template_from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
+    let loc = |cx: &Ctx| cx.at(input, ptr);
+    let info = cx.memo.template(text);
+    let used = match &*info {
+        TemplateInfo::Uses(used) => used,
+        TemplateInfo::Invalid(detail) => {
             cx.error(
                 "template-syntax",
                 input,
-                loc,
-                format!(
-                    "template does not parse: {}",
-                    e.detail().unwrap_or("syntax error")
-                ),
+                loc(cx),
+                format!("template does not parse: {detail}"),
             )
             .hint =
                 Some("templates use `{{ name }}`; write `{{ '{{' }}` for a literal `{{`".into());
             return;
         }
     };
-    let mut used: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
-    used.sort();
     for var in used {
         let mut parts = var.split('.');
         let head = parts.next().unwrap_or("");
@@ -1159,7 +1269,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                         let hint = suggest(field, fields.iter().copied()).or_else(|| {
                             Some(format!("`{}` carries: {}", ev.as_str(), fields.join(", ")))
                         });
-                        cx.error("template-unknown-variable", input, loc, format!("`{{{{event.{field}}}}}` names a field that `{}` events do not carry", ev.as_str())).hint = hint;
+                        cx.error("template-unknown-variable", input, loc(cx), format!("`{{{{event.{field}}}}}` names a field that `{}` events do not carry", ev.as_str())).hint = hint;
                     }
                 }
             }
@@ -1175,7 +1285,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                     cx.error(
                         "template-unknown-variable",
                         input,
-                        loc,
+                        loc(cx),
                         format!("variable `{name}` is not defined"),
                     )
                     .hint = hint;
@@ -1192,7 +1302,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                         cx.error(
                             "template-unknown-variable",
                             input,
-                            loc,
+                            loc(cx),
                             format!("`steps.{step}` is not a step that runs before this one"),
                         )
                         .hint = hint;
@@ -1204,7 +1314,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                             cx.error(
                                 "template-unknown-variable",
                                 input,
-                                loc,
+                                loc(cx),
                                 format!("write `steps.{step}.outputs.<key>`"),
                             );
                         } else if let Some(key) = key
@@ -1220,7 +1330,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                             cx.error(
                                 "template-unknown-variable",
                                 input,
-                                loc,
+                                loc(cx),
                                 format!("`{}` steps have no output `{key}`", ty.as_str()),
                             )
                             .hint = hint;
@@ -1235,7 +1345,7 @@ fn check_template(cx: &mut Ctx, input: &Input, ptr: &str, text: &str, tctx: &Tem
                 cx.error(
                     "template-unknown-variable",
                     input,
-                    loc,
+                    loc(cx),
                     format!("`{other}` is not a template variable"),
                 )
                 .hint = hint;

@@ -39,8 +39,27 @@ pub fn classify(path: &str) -> FileClass {
     if path == "mockops.yaml" || path == "mockops.yml" {
         return FileClass::Config(Kind::Settings);
     }
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
+    if path.starts_with("specs/") {
+        let f = path.rsplit('/').next().unwrap_or(path);
+        return if f.ends_with(".proto") {
+            FileClass::Spec(SchemaType::Protobuf)
+        } else if is_yaml(f) || f.ends_with(".json") {
+            FileClass::Spec(SchemaType::Openapi)
+        } else {
+            FileClass::Ignored
+        };
+    }
+    // Config paths have two or four segments; no allocation for the split.
+    let mut parts = [""; 4];
+    let mut n = 0;
+    for part in path.split('/') {
+        if n == parts.len() {
+            return FileClass::Ignored;
+        }
+        parts[n] = part;
+        n += 1;
+    }
+    match &parts[..n] {
         ["services", f] if is_yaml(f) => FileClass::Config(Kind::Service),
         ["federations", f] if is_yaml(f) => FileClass::Config(Kind::Federation),
         ["pipelines", f] if is_yaml(f) => FileClass::Config(Kind::Pipeline),
@@ -49,10 +68,6 @@ pub fn classify(path: &str) -> FileClass {
         }
         ["environments", env, "personas", f] if is_yaml(f) => {
             FileClass::EnvEntity(Kind::Persona, (*env).to_string())
-        }
-        ["specs", .., f] if f.ends_with(".proto") => FileClass::Spec(SchemaType::Protobuf),
-        ["specs", .., f] if is_yaml(f) || f.ends_with(".json") => {
-            FileClass::Spec(SchemaType::Openapi)
         }
         _ => FileClass::Ignored,
     }
@@ -68,11 +83,11 @@ pub fn file_stem(path: &str) -> &str {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc {
     Settings(Box<Settings>),
-    Service(ServiceSpec),
+    Service(Arc<ServiceSpec>),
     Federation(FederationSpec),
-    Pipeline(PipelineSpec),
-    Scenario(ScenarioSpec),
-    Persona(PersonaSpec),
+    Pipeline(Arc<PipelineSpec>),
+    Scenario(Arc<ScenarioSpec>),
+    Persona(Arc<PersonaSpec>),
     /// A spec file; `document` when it is a whole OpenAPI document or a .proto file.
     Spec {
         document: bool,
@@ -88,12 +103,19 @@ pub struct ParsedFile {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// A validated entity with where it came from.
+/// A validated entity with where it came from. The spec is shared with the loader's parse
+/// cache: loading an unchanged file again copies no part of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(bound(serialize = "T: Serialize"))]
 pub struct Entity<T> {
     pub path: String,
     pub blob: String,
-    pub spec: T,
+    #[serde(serialize_with = "shared")]
+    pub spec: Arc<T>,
+}
+
+fn shared<T: Serialize, S: serde::Serializer>(value: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+    T::serialize(value, s)
 }
 
 /// A spec file of the repository.
@@ -170,11 +192,14 @@ pub struct CacheStats {
 #[derive(Default)]
 pub struct Loader {
     cache: Mutex<Cache>,
+    memo: Mutex<check::Memo>,
 }
 
 #[derive(Default)]
 struct Cache {
-    entries: HashMap<(FileClass, String), (u64, Arc<ParsedFile>)>,
+    /// Blob id -> the blob parsed as each class it was seen as, with the last generation that
+    /// used it. Keyed by blob alone so a lookup needs no owned key.
+    entries: HashMap<String, Vec<(FileClass, u64, Arc<ParsedFile>)>>,
     generation: u64,
     stats: CacheStats,
 }
@@ -274,12 +299,16 @@ impl Loader {
                     continue;
                 }
             };
-            let key = (class.clone(), blob.clone());
             let cached = {
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                let hit = cache.entries.get_mut(&key).map(|(g, p)| {
-                    *g = generation;
-                    Arc::clone(p)
+                let hit = cache.entries.get_mut(&blob).and_then(|parsed| {
+                    parsed
+                        .iter_mut()
+                        .find(|(c, _, _)| *c == class)
+                        .map(|(_, g, p)| {
+                            *g = generation;
+                            Arc::clone(p)
+                        })
                 });
                 if hit.is_some() {
                     cache.stats.hits += 1;
@@ -298,7 +327,9 @@ impl Loader {
                     };
                     let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                     cache.stats.misses += 1;
-                    cache.entries.insert(key, (generation, Arc::clone(&parsed)));
+                    let seen_as = cache.entries.entry(blob.clone()).or_default();
+                    seen_as.retain(|(c, _, _)| *c != class);
+                    seen_as.push((class.clone(), generation, Arc::clone(&parsed)));
                     parsed
                 }
             };
@@ -315,9 +346,15 @@ impl Loader {
         }
         {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            cache.entries.retain(|_, (g, _)| *g + 1 >= generation);
+            cache.entries.retain(|_, parsed| {
+                parsed.retain(|(_, g, _)| *g + 1 >= generation);
+                !parsed.is_empty()
+            });
         }
-        let state = check::check(&inputs, &mut diagnostics);
+        let state = {
+            let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+            check::check(&inputs, &mut diagnostics, &mut memo)
+        };
         diag::sort(&mut diagnostics);
         diagnostics.dedup();
         Ok(Loaded { state, diagnostics })
@@ -408,11 +445,11 @@ fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str)
         };
         let result = match kind {
             Kind::Settings => serde_json::from_value(json).map(|s| Doc::Settings(Box::new(s))),
-            Kind::Service => serde_json::from_value(json).map(Doc::Service),
+            Kind::Service => serde_json::from_value(json).map(|s| Doc::Service(Arc::new(s))),
             Kind::Federation => serde_json::from_value(json).map(Doc::Federation),
-            Kind::Pipeline => serde_json::from_value(json).map(Doc::Pipeline),
-            Kind::Scenario => serde_json::from_value(json).map(Doc::Scenario),
-            Kind::Persona => serde_json::from_value(json).map(Doc::Persona),
+            Kind::Pipeline => serde_json::from_value(json).map(|p| Doc::Pipeline(Arc::new(p))),
+            Kind::Scenario => serde_json::from_value(json).map(|s| Doc::Scenario(Arc::new(s))),
+            Kind::Persona => serde_json::from_value(json).map(|p| Doc::Persona(Arc::new(p))),
         };
         match result {
             Ok(doc) => Some(doc),
@@ -522,5 +559,198 @@ fn merge_step_defaults(root: &mut Node) {
                 cfg.push((k.clone(), v.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::DirFiles;
+
+    /// A small repository written file by file; `None` deletes.
+    struct Repo(tempfile::TempDir);
+
+    impl Repo {
+        fn new(files: &[(&str, &str)]) -> Self {
+            let repo = Self(tempfile::tempdir().expect("tempdir"));
+            for (path, text) in files {
+                repo.write(path, Some(text));
+            }
+            repo
+        }
+
+        fn write(&self, path: &str, text: Option<&str>) {
+            let p = self.0.path().join(path);
+            match text {
+                Some(t) => {
+                    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                    std::fs::write(p, t).expect("write");
+                }
+                None => std::fs::remove_file(p).expect("remove"),
+            }
+        }
+
+        fn load(&self, loader: &Loader) -> Loaded {
+            loader
+                .load(&DirFiles::new(self.0.path()).expect("dir"))
+                .expect("load")
+        }
+    }
+
+    fn codes_in(loaded: &Loaded, file: &str) -> Vec<&'static str> {
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.file == file)
+            .map(|d| d.code)
+            .collect()
+    }
+
+    const SETTINGS: &str = "environments: [dev]\nvariables:\n  team: api\n";
+    const PIPELINE: &str = "name: p\ndefinition:\n  triggers:\n    - event: schema.changed\n      filters:\n        spec_path: \"specs/**\"\n  steps:\n    - name: tell\n      step_type: notify\n      config:\n        type: webhook\n        webhook_url: https://hooks.example.com/x\n        message: \"{{variables.team}}: {{event.spec_path}}\"\n";
+
+    fn base() -> Repo {
+        Repo::new(&[
+            ("mockops.yaml", SETTINGS),
+            ("pipelines/p.yaml", PIPELINE),
+            (
+                "services/a.yaml",
+                "name: a\nworkspace_id: ws-a\nbase_path: /a\ndependencies: [b]\n",
+            ),
+            (
+                "services/b.yaml",
+                "name: b\nworkspace_id: ws-b\nbase_path: /b\n",
+            ),
+            (
+                "environments/dev/scenarios/s.yaml",
+                "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    action: call\n",
+            ),
+        ])
+    }
+
+    #[test]
+    fn paths_are_classified_by_layout() {
+        use FileClass as C;
+        let env = |k, e: &str| C::EnvEntity(k, e.to_string());
+        for (path, class) in [
+            ("mockops.yaml", C::Config(Kind::Settings)),
+            ("services/a.yaml", C::Config(Kind::Service)),
+            ("services/a.yml", C::Config(Kind::Service)),
+            ("services/sub/a.yaml", C::Ignored),
+            ("services/a.json", C::Ignored),
+            ("federations/f.yaml", C::Config(Kind::Federation)),
+            ("pipelines/p.yaml", C::Config(Kind::Pipeline)),
+            (
+                "environments/dev/scenarios/s.yaml",
+                env(Kind::Scenario, "dev"),
+            ),
+            ("environments/dev/personas/p.yml", env(Kind::Persona, "dev")),
+            ("environments/dev/scenarios/x/s.yaml", C::Ignored),
+            ("specs/a/b/c/openapi.yaml", C::Spec(SchemaType::Openapi)),
+            ("specs/a.json", C::Spec(SchemaType::Openapi)),
+            ("specs/x/v1/svc.proto", C::Spec(SchemaType::Protobuf)),
+            ("specs/README", C::Ignored),
+            ("specs", C::Ignored),
+            ("README.md", C::Ignored),
+        ] {
+            assert_eq!(classify(path), class, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_change_elsewhere_is_reported_on_an_unchanged_file() {
+        let repo = base();
+        let loader = Loader::new();
+        let first = repo.load(&loader);
+        assert_eq!(first.diagnostics, vec![]);
+
+        // The pipeline's blob is unchanged, but the variable its template uses is gone.
+        repo.write("mockops.yaml", Some("environments: [dev]\n"));
+        let second = repo.load(&loader);
+        assert_eq!(
+            codes_in(&second, "pipelines/p.yaml"),
+            vec!["template-unknown-variable"]
+        );
+        // Back again: the error goes with it.
+        repo.write("mockops.yaml", Some(SETTINGS));
+        assert_eq!(repo.load(&loader).diagnostics, vec![]);
+
+        // Deleting `b` breaks the references of the unchanged `a` and scenario `s`.
+        repo.write("services/b.yaml", None);
+        let third = repo.load(&loader);
+        assert_eq!(codes_in(&third, "services/a.yaml"), vec!["unknown-service"]);
+        assert_eq!(
+            codes_in(&third, "environments/dev/scenarios/s.yaml"),
+            vec!["unknown-service"]
+        );
+        repo.write(
+            "services/b.yaml",
+            Some("name: b\nworkspace_id: ws-b\nbase_path: /b\n"),
+        );
+        assert_eq!(repo.load(&loader).diagnostics, vec![]);
+    }
+
+    #[test]
+    fn a_warm_loader_agrees_with_a_fresh_one_after_every_edit() {
+        let repo = base();
+        let warm = Loader::new();
+        let edits: &[(&str, Option<&str>)] = &[
+            ("mockops.yaml", Some("environments: [dev]\n")),
+            (
+                "pipelines/q.yaml",
+                Some(&*PIPELINE.replace("name: p", "name: q")),
+            ),
+            (
+                "pipelines/p.yaml",
+                Some(&*PIPELINE.replace("{{event.spec_path}}", "{{event.spec_path")),
+            ),
+            ("mockops.yaml", Some(SETTINGS)),
+            (
+                "pipelines/q.yaml",
+                Some(
+                    &*PIPELINE
+                        .replace("name: p", "name: q")
+                        .replace("specs/**", "["),
+                ),
+            ),
+            ("services/b.yaml", None),
+            ("mockops.yaml", None),
+            ("pipelines/p.yaml", Some(PIPELINE)),
+        ];
+        let check = |warm_loaded: Loaded| {
+            let fresh = repo.load(&Loader::new());
+            assert_eq!(warm_loaded.diagnostics, fresh.diagnostics);
+            assert_eq!(warm_loaded.state, fresh.state);
+        };
+        check(repo.load(&warm));
+        let mut saw_problems = 0;
+        for (path, text) in edits {
+            repo.write(path, *text);
+            let loaded = repo.load(&warm);
+            saw_problems += usize::from(!loaded.diagnostics.is_empty());
+            check(loaded);
+        }
+        assert!(saw_problems >= 5, "the edits exercise failing loads");
+    }
+
+    #[test]
+    fn memoized_templates_are_dropped_when_no_longer_used() {
+        let repo = base();
+        let loader = Loader::new();
+        repo.load(&loader);
+        let lens = || loader.memo.lock().expect("memo").len();
+        assert_eq!(lens(), (1, 1));
+        for i in 0..3 {
+            repo.write(
+                "pipelines/p.yaml",
+                Some(
+                    &*PIPELINE
+                        .replace("{{variables.team}}", &format!("{{{{variables.team}}}} {i}")),
+                ),
+            );
+            repo.load(&loader);
+        }
+        // The current template and the two before it; the first is gone.
+        assert_eq!(lens(), (3, 1));
     }
 }

@@ -185,7 +185,9 @@ impl Snapshot for GitFiles {
             let Ok(name) = entry.name() else {
                 return git2::TreeWalkResult::Skip;
             };
-            let rel = format!("{dir}{name}");
+            let mut rel = String::with_capacity(dir.len() + name.len());
+            rel.push_str(dir);
+            rel.push_str(name);
             if entry.kind() == Some(git2::ObjectType::Tree) {
                 return if wanted_dir(&rel) {
                     git2::TreeWalkResult::Ok
@@ -208,7 +210,8 @@ impl Snapshot for GitFiles {
                 out.push(Entry {
                     path: rel,
                     kind: EntryKind::File {
-                        blob: entry.id().to_string(),
+                        // Same text as `Oid`'s `Display`, without the formatting machinery.
+                        blob: hex::encode(entry.id().as_bytes()),
                     },
                 });
             }

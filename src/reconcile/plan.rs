@@ -49,15 +49,15 @@ pub fn rows(state: &DesiredState, previous: &Rows) -> Rows {
         to_json(&state.settings)
     });
     for (name, e) in &state.services {
-        put("service", name, &e.path, &e.blob, &|| to_json(&e.spec));
+        put("service", name, &e.path, &e.blob, &|| to_json(&*e.spec));
     }
     // A federation's members are resolved against services: its value can change without its
     // file changing, so it is always recomputed (federations are few).
     for (name, e) in &state.federations {
-        put("federation", name, &e.path, "", &|| to_json(&e.spec));
+        put("federation", name, &e.path, "", &|| to_json(&*e.spec));
     }
     for (name, e) in &state.pipelines {
-        put("pipeline", name, &e.path, &e.blob, &|| to_json(&e.spec));
+        put("pipeline", name, &e.path, &e.blob, &|| to_json(&*e.spec));
     }
     for ((env, id), e) in &state.scenarios {
         put(
@@ -65,12 +65,12 @@ pub fn rows(state: &DesiredState, previous: &Rows) -> Rows {
             &format!("{env}/{id}"),
             &e.path,
             &e.blob,
-            &|| to_json(&e.spec),
+            &|| to_json(&*e.spec),
         );
     }
     for ((env, id), e) in &state.personas {
         put("persona", &format!("{env}/{id}"), &e.path, &e.blob, &|| {
-            to_json(&e.spec)
+            to_json(&*e.spec)
         });
     }
     for (path, s) in &state.specs {
