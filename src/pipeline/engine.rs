@@ -448,31 +448,20 @@ impl Inner {
                 }
             }
         }
-        self.finish(exec, &event, failure).await
+        self.finish(exec, Some(&event), failure).await
     }
 
     async fn fail_unstartable(&self, mut exec: Execution, msg: String) -> Result<(), StoreError> {
         let msg = (self.opts.redact)(&msg);
         tracing::error!(pipeline = %exec.pipeline, execution = %exec.id, error = %msg, "execution cannot run");
         exec.error = Some(msg.clone());
-        let placeholder = Event {
-            id: exec.trigger_event_id,
-            event_type: exec.trigger_event_type.clone(),
-            timestamp: String::new(),
-            source: Source(String::new()),
-            workspace_id: None,
-            workspace_name: None,
-            org_id: None,
-            dedup_key: None,
-            payload: Map::new(),
-        };
         let step = exec
             .steps
             .iter()
             .find(|s| !matches!(s.status, StepStatus::Succeeded))
             .map(|s| s.name.clone())
             .unwrap_or_default();
-        self.finish(exec, &placeholder, Some((step, msg))).await
+        self.finish(exec, None, Some((step, msg))).await
     }
 
     /// Marks the execution finished and stores its `pipeline.completed` / `.failed` event,
@@ -480,7 +469,7 @@ impl Inner {
     async fn finish(
         &self,
         mut exec: Execution,
-        event: &Event,
+        event: Option<&Event>,
         failure: Option<(String, String)>,
     ) -> Result<(), StoreError> {
         let now = crate::time::now_rfc3339();
@@ -848,7 +837,10 @@ fn start(
         return Ok(None);
     };
     if exec.status == ExecutionStatus::Pending {
-        tx.append_event(lifecycle_event("pipeline.triggered", &exec, event), true)?;
+        tx.append_event(
+            lifecycle_event("pipeline.triggered", &exec, Some(event)),
+            true,
+        )?;
     }
     Ok(Some(exec))
 }
@@ -892,9 +884,14 @@ fn chain_depth(event: &Event, pipeline: &str, max: u32) -> Result<u32, (u32, Str
 
 /// A `pipeline.triggered` / `.completed` / `.failed` event about `exec`, in the workspace of
 /// its trigger event.
-fn lifecycle_event(event_type: &str, exec: &Execution, trigger: &Event) -> NewEvent {
+/// `pipeline.completed` / `.failed`, in the trigger event's workspace and org when it could be
+/// read.
+fn lifecycle_event(event_type: &str, exec: &Execution, trigger: Option<&Event>) -> NewEvent {
     let mut ev = NewEvent::new(event_type, Source::pipeline(&exec.id))
-        .workspace(trigger.workspace_id.clone(), trigger.workspace_name.clone())
+        .workspace(
+            trigger.and_then(|t| t.workspace_id.clone()),
+            trigger.and_then(|t| t.workspace_name.clone()),
+        )
         .with("pipeline", exec.pipeline.clone())
         .with("execution_id", exec.id.clone())
         .with("status", exec.status.as_str())
@@ -904,7 +901,7 @@ fn lifecycle_event(event_type: &str, exec: &Execution, trigger: &Event) -> NewEv
     if exec.manual {
         ev = ev.with("manual", true);
     }
-    ev.org_id = trigger.org_id.clone();
+    ev.org_id = trigger.and_then(|t| t.org_id.clone());
     ev.dedup_key = Some(format!("{event_type}/{}", exec.id));
     ev
 }
