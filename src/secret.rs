@@ -5,6 +5,18 @@
 //! A reference may be a whole value (`${env:SLACK_WEBHOOK_URL}`) or part of a longer string
 //! (`Bearer ${file:/run/secrets/token}`). `$${` writes a literal `${`. Other `${...}` text is
 //! left alone. `crate::config::secrets` warns about secrets written inline at validation time.
+//!
+//! **Only text the repository wrote names a secret.** Step configs are templates filled with
+//! event data (a commit message, a posted event), and that data must never be able to name a
+//! secret. So references are *sealed* ([`seal`], [`seal_json`]) in the text as the repository
+//! wrote it, before any template is rendered: each becomes a token carrying an HMAC under a
+//! key that exists only in this process. [`Secrets::resolve`] resolves sealed tokens and
+//! nothing else; a `${env:...}` that arrives through data stays literal text, and data cannot
+//! forge a token without the key.
+//!
+//! What a reference may read is bounded by a [`SecretPolicy`]: `${file:}` only under allowed
+//! directories (by default systemd's `$CREDENTIALS_DIRECTORY` and `/run/secrets`), `${env:}`
+//! only names on an allow-list when one is configured.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -86,6 +98,17 @@ pub enum SecretError {
     FileNotUnicode { reference: String },
     #[error("malformed secret reference `{text}`: {reason}")]
     Malformed { text: String, reason: String },
+    #[error(
+        "secret file `{reference}` is outside the directories secrets are read from ({allowed}): \
+         mount the secret under one of them, or start the daemon with `--secret-dir DIR`"
+    )]
+    FileNotAllowed { reference: String, allowed: String },
+    #[error(
+        "secret `{reference}` is not on the daemon's allow-list of environment variables \
+         ({allowed}): rename the variable, or add it with `--secret-env NAME` (a trailing `*` \
+         allows a prefix)"
+    )]
+    EnvNotAllowed { reference: String, allowed: String },
 }
 
 const ENV_PREFIX: &str = "${env:";
@@ -173,6 +196,20 @@ fn env_ref(name: &str) -> Result<SecretRef, SecretError> {
 }
 
 fn file_ref(path: &str) -> Result<SecretRef, SecretError> {
+    if path.contains("{{") || path.contains("{%") {
+        return Err(SecretError::Malformed {
+            text: excerpt(&format!("{FILE_PREFIX}{path}")),
+            reason: "a reference cannot contain a template: the secret it names is fixed in the \
+                     repository, never chosen by event data"
+                .into(),
+        });
+    }
+    if path.chars().any(char::is_control) {
+        return Err(SecretError::Malformed {
+            text: excerpt(&format!("{FILE_PREFIX}{path}")),
+            reason: "the path holds control characters".into(),
+        });
+    }
     if !Path::new(path).is_absolute() {
         return Err(SecretError::Malformed {
             text: format!("{FILE_PREFIX}{path}}}"),
@@ -230,11 +267,124 @@ enum Env {
     Fixed(Arc<BTreeMap<String, String>>),
 }
 
-/// Resolves references and registers what it resolves with its redactor. Cheap to clone.
+/// What references may read: the directories `${file:}` may name, and (when set) the
+/// environment variables `${env:}` may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretPolicy {
+    /// Directories whose files (after symlinks are followed) may be read.
+    pub file_dirs: Vec<PathBuf>,
+    /// Names `${env:}` may read; an entry ending in `*` allows a prefix. `None`: any name.
+    pub env_allow: Option<Vec<String>>,
+}
+
+/// Where secret files are mounted by default: `/run/secrets` (Kubernetes and container
+/// conventions).
+pub const DEFAULT_SECRET_DIR: &str = "/run/secrets";
+
+impl Default for SecretPolicy {
+    /// `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`) when set, and `/run/secrets`;
+    /// any environment variable.
+    fn default() -> Self {
+        let mut file_dirs = Vec::new();
+        if let Some(d) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+            file_dirs.push(PathBuf::from(d));
+        }
+        file_dirs.push(PathBuf::from(DEFAULT_SECRET_DIR));
+        Self {
+            file_dirs,
+            env_allow: None,
+        }
+    }
+}
+
+impl SecretPolicy {
+    /// The default directories plus `extra`.
+    pub fn with_dirs(extra: impl IntoIterator<Item = PathBuf>) -> Self {
+        let mut p = Self::default();
+        for d in extra {
+            if !p.file_dirs.contains(&d) {
+                p.file_dirs.push(d);
+            }
+        }
+        p
+    }
+
+    fn check_env(&self, r: &SecretRef, name: &str) -> Result<(), SecretError> {
+        let Some(allow) = &self.env_allow else {
+            return Ok(());
+        };
+        let ok = allow.iter().any(|a| match a.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => a == name,
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(SecretError::EnvNotAllowed {
+                reference: r.to_string(),
+                allowed: if allow.is_empty() {
+                    "none".into()
+                } else {
+                    allow.join(", ")
+                },
+            })
+        }
+    }
+
+    /// The file a reference may read: its canonical path, when that lies under an allowed
+    /// directory (itself canonicalized, so a symlink cannot lead out of it).
+    fn check_file(&self, r: &SecretRef, path: &Path) -> Result<PathBuf, SecretError> {
+        let refused = || SecretError::FileNotAllowed {
+            reference: r.to_string(),
+            allowed: self.describe_dirs(),
+        };
+        // An unreadable path outside the allowed directories is refused as such, not reported
+        // as missing: an error must not tell whether a file exists where it may not be read.
+        let lexical_ok = !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+            && self.file_dirs.iter().any(|d| path.starts_with(d));
+        let canonical = match std::fs::canonicalize(path) {
+            Ok(c) => c,
+            Err(e) if lexical_ok => {
+                return Err(SecretError::FileUnreadable {
+                    reference: r.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => return Err(refused()),
+        };
+        let inside = self.file_dirs.iter().any(|d| {
+            std::fs::canonicalize(d)
+                .map(|d| canonical.starts_with(&d))
+                .unwrap_or(false)
+        });
+        if inside {
+            Ok(canonical)
+        } else {
+            Err(refused())
+        }
+    }
+
+    fn describe_dirs(&self) -> String {
+        if self.file_dirs.is_empty() {
+            return "none".into();
+        }
+        self.file_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Resolves sealed references and registers what it resolves with its redactor. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Secrets {
     redactor: Redactor,
     env: Env,
+    policy: Arc<SecretPolicy>,
 }
 
 impl fmt::Debug for Secrets {
@@ -245,17 +395,19 @@ impl fmt::Debug for Secrets {
         };
         f.debug_struct("Secrets")
             .field("env", &env)
+            .field("policy", &self.policy)
             .field("redactor", &self.redactor)
             .finish()
     }
 }
 
 impl Secrets {
-    /// Reads `${env:...}` from the process environment.
+    /// Reads `${env:...}` from the process environment, under the default policy.
     pub fn new(redactor: Redactor) -> Self {
         Self {
             redactor,
             env: Env::Process,
+            policy: Arc::new(SecretPolicy::default()),
         }
     }
 
@@ -272,26 +424,49 @@ impl Secrets {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             )),
+            policy: Arc::new(SecretPolicy::default()),
         }
+    }
+
+    /// The same, reading only what `policy` allows.
+    pub fn with_policy(mut self, policy: SecretPolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    pub fn policy(&self) -> &SecretPolicy {
+        &self.policy
     }
 
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }
 
-    /// Resolves every reference in `s`.
+    /// Resolves every sealed reference in `s` (see [`seal`]). Anything else, including
+    /// `${env:...}` text that was not sealed, is kept as it is.
     pub fn resolve(&self, s: &str) -> Result<Secret, SecretError> {
+        if !s.contains(SEAL_TAG) {
+            return Ok(Secret(s.to_string()));
+        }
         let mut out = String::with_capacity(s.len());
-        for piece in parse(s)? {
-            match piece {
-                Piece::Text(t) => out.push_str(&t),
-                Piece::Ref(r) => {
+        let mut rest = s;
+        while let Some(at) = rest.find(SEAL_TAG) {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            match unseal_token(tail) {
+                Some((r, len)) => {
                     let value = self.lookup(&r)?;
                     self.redactor.register(&value);
                     out.push_str(&value);
+                    rest = &tail[len..];
+                }
+                None => {
+                    out.push_str(SEAL_TAG);
+                    rest = &tail[SEAL_TAG.len()..];
                 }
             }
         }
+        out.push_str(rest);
         Ok(Secret(out))
     }
 
@@ -300,11 +475,11 @@ impl Secrets {
         s.map(|s| self.resolve(s)).transpose()
     }
 
-    /// A copy of `value` with the references in every string resolved (object keys are kept as
-    /// written). The result may hold secrets: send it, never log or store it.
+    /// A copy of `value` with the sealed references in every string resolved (object keys are
+    /// kept as written). The result may hold secrets: send it, never log or store it.
     pub fn resolve_json(&self, value: &Json) -> Result<Json, SecretError> {
         Ok(match value {
-            Json::String(s) if has_references(s) || s.contains(ESCAPE) => {
+            Json::String(s) if s.contains(SEAL_TAG) => {
                 Json::String(self.resolve(s)?.into_exposed())
             }
             Json::Array(items) => Json::Array(
@@ -325,33 +500,190 @@ impl Secrets {
     fn lookup(&self, r: &SecretRef) -> Result<String, SecretError> {
         match r {
             SecretRef::Env(name) => {
-                let value = match &self.env {
-                    Env::Process => match std::env::var(name) {
-                        Ok(v) => Some(v),
-                        Err(std::env::VarError::NotPresent) => None,
-                        Err(std::env::VarError::NotUnicode(_)) => {
-                            return Err(SecretError::EnvNotUnicode {
-                                reference: r.to_string(),
-                            });
-                        }
-                    },
-                    Env::Fixed(vars) => vars.get(name).cloned(),
-                };
-                match value {
-                    None => Err(SecretError::MissingEnv {
-                        reference: r.to_string(),
-                        name: name.clone(),
-                    }),
-                    Some(v) if v.is_empty() => Err(SecretError::EmptyEnv {
-                        reference: r.to_string(),
-                        name: name.clone(),
-                    }),
-                    Some(v) => Ok(v),
-                }
+                self.policy.check_env(r, name)?;
+                self.lookup_env(r, name)
             }
-            SecretRef::File(path) => read_secret_file(path, &r.to_string()),
+            SecretRef::File(path) => {
+                let path = self.policy.check_file(r, path)?;
+                read_secret_file(&path, &r.to_string())
+            }
         }
     }
+
+    fn lookup_env(&self, r: &SecretRef, name: &str) -> Result<String, SecretError> {
+        let value = match &self.env {
+            Env::Process => match std::env::var(name) {
+                Ok(v) => Some(v),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(SecretError::EnvNotUnicode {
+                        reference: r.to_string(),
+                    });
+                }
+            },
+            Env::Fixed(vars) => vars.get(name).cloned(),
+        };
+        match value {
+            None => Err(SecretError::MissingEnv {
+                reference: r.to_string(),
+                name: name.to_string(),
+            }),
+            Some(v) if v.is_empty() => Err(SecretError::EmptyEnv {
+                reference: r.to_string(),
+                name: name.to_string(),
+            }),
+            Some(v) => Ok(v),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing
+
+/// Starts a sealed reference: `\u{1}mockops-secret:<mac>:<e|f>:<name or path>\u{2}`.
+const SEAL_TAG: &str = "\u{1}mockops-secret:";
+const SEAL_END: char = '\u{2}';
+/// Hex digits of the MAC kept in a token (128 bits).
+const MAC_HEX: usize = 32;
+
+/// The key sealed references are authenticated with: random, made once per process from the
+/// operating system's CSPRNG, never written anywhere.
+fn seal_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        // Without a CSPRNG there is no safe key: stop rather than seal with a guessable one.
+        #[allow(clippy::expect_used)]
+        getrandom::fill(&mut k).expect("the operating system's random number generator");
+        k
+    })
+}
+
+fn seal_mac(kind: char, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    #[allow(clippy::expect_used)]
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(seal_key()).expect("HMAC takes a key of any size");
+    mac.update(&[kind as u8, b':']);
+    mac.update(body.as_bytes());
+    let full = hex::encode(mac.finalize().into_bytes());
+    full[..MAC_HEX].to_string()
+}
+
+fn seal_ref(r: &SecretRef) -> String {
+    let (kind, body) = match r {
+        SecretRef::Env(name) => ('e', name.clone()),
+        SecretRef::File(path) => ('f', path.display().to_string()),
+    };
+    format!(
+        "{SEAL_TAG}{}:{kind}:{body}{SEAL_END}",
+        seal_mac(kind, &body)
+    )
+}
+
+/// The reference at the start of `s` (which starts with [`SEAL_TAG`]) and the length of its
+/// token, when the token is whole and its MAC is right.
+fn unseal_token(s: &str) -> Option<(SecretRef, usize)> {
+    let body = s.strip_prefix(SEAL_TAG)?;
+    let end = body.find(SEAL_END)?;
+    let inner = &body[..end];
+    let (mac, rest) = inner.split_once(':')?;
+    let (kind, name) = rest.split_once(':')?;
+    let kind = match kind {
+        "e" => 'e',
+        "f" => 'f',
+        _ => return None,
+    };
+    let expected = seal_mac(kind, name);
+    if mac.len() != MAC_HEX || !constant_eq(mac.as_bytes(), expected.as_bytes()) {
+        return None;
+    }
+    let r = match kind {
+        'e' => SecretRef::Env(name.to_string()),
+        _ => SecretRef::File(PathBuf::from(name)),
+    };
+    Some((r, SEAL_TAG.len() + end + SEAL_END.len_utf8()))
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Seals the references in text the repository wrote: each `${env:...}`/`${file:...}` becomes
+/// a token only [`Secrets::resolve`] turns into its value, and `$${` becomes a literal `${`.
+/// Call it on config text *before* any template is rendered into it.
+pub fn seal(s: &str) -> Result<String, SecretError> {
+    if !has_references(s) && !s.contains(ESCAPE) {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len() + 64);
+    for piece in parse(s)? {
+        match piece {
+            Piece::Text(t) => out.push_str(&t),
+            Piece::Ref(r) => out.push_str(&seal_ref(&r)),
+        }
+    }
+    Ok(out)
+}
+
+/// [`seal`] applied to every string of `value` (object keys are kept as written).
+pub fn seal_json(value: &Json) -> Result<Json, SecretError> {
+    Ok(match value {
+        Json::String(s) => Json::String(seal(s)?),
+        Json::Array(items) => Json::Array(items.iter().map(seal_json).collect::<Result<_, _>>()?),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), seal_json(v)?)))
+                .collect::<Result<_, SecretError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Whether `s` carries a sealed reference (its value will be a secret once resolved).
+pub fn has_sealed(s: &str) -> bool {
+    s.contains(SEAL_TAG)
+}
+
+/// [`unsealed_for_display`] applied to every string of `value`: for steps that resolve no
+/// secrets, so they see the text as the repository wrote it.
+pub fn unsealed_json(value: &Json) -> Json {
+    match value {
+        Json::String(s) => Json::String(unsealed_for_display(s).into_owned()),
+        Json::Array(items) => Json::Array(items.iter().map(unsealed_json).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), unsealed_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `s` with sealed references written back as `${env:NAME}` / `${file:PATH}`, for messages
+/// and records.
+pub fn unsealed_for_display(s: &str) -> Cow<'_, str> {
+    if !s.contains(SEAL_TAG) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(SEAL_TAG) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        match unseal_token(tail) {
+            Some((r, len)) => {
+                out.push_str(&r.to_string());
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('\u{fffd}');
+                rest = &tail[SEAL_TAG.len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// A credential the daemon reads at each use, so a rotated file takes effect at the next use
@@ -402,7 +734,7 @@ impl SecretSource {
         };
         let value = match self {
             SecretSource::Env(name) => Secrets::new(redactor.clone())
-                .lookup(&SecretRef::Env(name.clone()))
+                .lookup_env(&SecretRef::Env(name.clone()), name)
                 .map_err(|e| err(e.to_string()))?,
             SecretSource::File(path) => read_secret_file(path, &path.display().to_string())
                 .map_err(|e| err(e.to_string()))?,
@@ -461,17 +793,6 @@ fn read_secret_file(path: &Path, reference: &str) -> Result<String, SecretError>
         });
     }
     Ok(text)
-}
-
-/// Resolves the references in `s` from the process environment and the file system.
-pub fn resolve(s: &str, redactor: &Redactor) -> Result<Secret, SecretError> {
-    Secrets::new(redactor.clone()).resolve(s)
-}
-
-/// Resolves the references in every string of `value` from the process environment and the
-/// file system. The result may hold secrets.
-pub fn resolve_json(value: &Json, redactor: &Redactor) -> Result<Json, SecretError> {
-    Secrets::new(redactor.clone()).resolve_json(value)
 }
 
 /// Masks every secret value resolved so far. Shared by everything that writes text out (step
@@ -533,10 +854,11 @@ impl Redactor {
         self.len() == 0
     }
 
-    /// `s` with every registered secret replaced by `***`.
+    /// `s` with every registered secret replaced by `***` (and sealed references written
+    /// back as `${env:NAME}`).
     pub fn redact<'a>(&self, s: &'a str) -> Cow<'a, str> {
         let values = self.values.read().unwrap_or_else(PoisonError::into_inner);
-        let mut out = Cow::Borrowed(s);
+        let mut out = unsealed_for_display(s);
         for v in values.iter() {
             if out.contains(v.as_str()) {
                 out = Cow::Owned(out.replace(v.as_str(), MASK));
@@ -643,6 +965,10 @@ mod tests {
     }
     use serde_json::json;
 
+    fn res(s: &Secrets, text: &str) -> Result<Secret, SecretError> {
+        s.resolve(&seal(text)?)
+    }
+
     fn secrets() -> Secrets {
         Secrets::with_env(
             Redactor::new(),
@@ -656,39 +982,43 @@ mod tests {
                 ("SHORT", "ab"),
             ],
         )
+        .with_policy(SecretPolicy {
+            file_dirs: vec![std::env::temp_dir()],
+            env_allow: None,
+        })
     }
 
     #[test]
     fn whole_and_embedded_references_resolve() {
         let s = secrets();
         assert_eq!(
-            s.resolve("${env:SLACK_URL}").expect("resolves").expose(),
+            res(&s, "${env:SLACK_URL}").expect("resolves").expose(),
             "https://hooks.slack.example/T000/B000/XXXXsecret"
         );
         assert_eq!(
-            s.resolve("Bearer ${env:TOKEN} and ${env:TOKEN}!")
+            res(&s, "Bearer ${env:TOKEN} and ${env:TOKEN}!")
                 .expect("resolves")
                 .expose(),
             "Bearer tok-123456 and tok-123456!"
         );
         assert_eq!(
-            s.resolve("plain text").expect("resolves").expose(),
+            res(&s, "plain text").expect("resolves").expose(),
             "plain text"
         );
-        assert_eq!(s.resolve("").expect("resolves").expose(), "");
+        assert_eq!(res(&s, "").expect("resolves").expose(), "");
     }
 
     #[test]
     fn double_dollar_escapes_and_other_dollars_stay() {
         let s = secrets();
         assert_eq!(
-            s.resolve("$${env:TOKEN} costs $5 ${HOME} $")
+            res(&s, "$${env:TOKEN} costs $5 ${HOME} $")
                 .expect("ok")
                 .expose(),
             "${env:TOKEN} costs $5 ${HOME} $"
         );
         assert_eq!(
-            s.resolve("a$${b${env:TOKEN}").expect("ok").expose(),
+            res(&s, "a$${b${env:TOKEN}").expect("ok").expose(),
             "a${btok-123456"
         );
         assert!(references("$${env:NOPE}").expect("ok").is_empty());
@@ -696,11 +1026,11 @@ mod tests {
 
     #[test]
     fn missing_env_names_the_reference_and_the_fix() {
-        let err = secrets().resolve("x ${env:NOPE}").expect_err("missing");
+        let err = res(&secrets(), "x ${env:NOPE}").expect_err("missing");
         let msg = err.to_string();
         assert!(msg.contains("`${env:NOPE}`"), "{msg}");
         assert!(msg.contains("Environment="), "{msg}");
-        let err = secrets().resolve("${env:EMPTY}").expect_err("empty");
+        let err = res(&secrets(), "${env:EMPTY}").expect_err("empty");
         assert!(matches!(err, SecretError::EmptyEnv { .. }));
     }
 
@@ -713,12 +1043,12 @@ mod tests {
             "${env:A-B}",
             "${file:relative/p}",
         ] {
-            let err = secrets().resolve(bad).expect_err(bad);
+            let err = res(&secrets(), bad).expect_err(bad);
             assert!(matches!(err, SecretError::Malformed { .. }), "{bad}: {err}");
         }
         // Text that is not a reference is left alone.
         assert_eq!(
-            secrets().resolve("${vault:x}").expect("ok").expose(),
+            res(&secrets(), "${vault:x}").expect("ok").expose(),
             "${vault:x}"
         );
     }
@@ -730,12 +1060,12 @@ mod tests {
         std::fs::write(&p, "hunter2-pw\n\n").expect("write");
         let s = secrets();
         let r = format!("${{file:{}}}", p.display());
-        assert_eq!(s.resolve(&r).expect("reads").expose(), "hunter2-pw\n");
+        assert_eq!(res(&s, &r).expect("reads").expose(), "hunter2-pw\n");
         std::fs::write(&p, "hunter2-pw\r\n").expect("write");
-        assert_eq!(s.resolve(&r).expect("reads").expose(), "hunter2-pw");
+        assert_eq!(res(&s, &r).expect("reads").expose(), "hunter2-pw");
         std::fs::write(&p, "no-newline").expect("write");
         assert_eq!(
-            s.resolve(&format!("u:{r}@h")).expect("reads").expose(),
+            res(&s, &format!("u:{r}@h")).expect("reads").expose(),
             "u:no-newline@h"
         );
     }
@@ -745,41 +1075,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = secrets();
         let missing = dir.path().join("missing");
-        let err = s
-            .resolve(&format!("${{file:{}}}", missing.display()))
-            .expect_err("missing");
+        let err = res(&s, &format!("${{file:{}}}", missing.display())).expect_err("missing");
         assert!(matches!(err, SecretError::FileUnreadable { .. }));
         assert!(err.to_string().contains("missing"), "{err}");
 
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'a'; 64 * 1024 + 1]).expect("write");
-        let err = s
-            .resolve(&format!("${{file:{}}}", big.display()))
-            .expect_err("big");
+        let err = res(&s, &format!("${{file:{}}}", big.display())).expect_err("big");
         assert!(matches!(err, SecretError::FileTooLarge { size: 65537, .. }));
 
         let exact = dir.path().join("exact");
         std::fs::write(&exact, vec![b'a'; 64 * 1024]).expect("write");
-        s.resolve(&format!("${{file:{}}}", exact.display()))
-            .expect("64 KiB is allowed");
+        res(&s, &format!("${{file:{}}}", exact.display())).expect("64 KiB is allowed");
 
-        let err = s
-            .resolve(&format!("${{file:{}}}", dir.path().display()))
-            .expect_err("dir");
+        let err = res(&s, &format!("${{file:{}}}", dir.path().display())).expect_err("dir");
         assert!(matches!(err, SecretError::NotAFile { .. }));
 
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").expect("write");
-        let err = s
-            .resolve(&format!("${{file:{}}}", empty.display()))
-            .expect_err("empty");
+        let err = res(&s, &format!("${{file:{}}}", empty.display())).expect_err("empty");
         assert!(matches!(err, SecretError::EmptyFile { .. }));
 
         let bin = dir.path().join("bin");
         std::fs::write(&bin, [0xff, 0xfe, 0x00, 0x41]).expect("write");
-        let err = s
-            .resolve(&format!("${{file:{}}}", bin.display()))
-            .expect_err("binary");
+        let err = res(&s, &format!("${{file:{}}}", bin.display())).expect_err("binary");
         assert!(matches!(err, SecretError::FileNotUnicode { .. }));
     }
 
@@ -791,7 +1110,7 @@ mod tests {
         std::os::unix::fs::symlink("..data/token", dir.path().join("token")).expect("link");
         let r = format!("${{file:{}}}", dir.path().join("token").display());
         assert_eq!(
-            secrets().resolve(&r).expect("reads").expose(),
+            res(&secrets(), &r).expect("reads").expose(),
             "linked-secret"
         );
     }
@@ -799,8 +1118,8 @@ mod tests {
     #[test]
     fn resolved_values_are_redacted_everywhere() {
         let s = secrets();
-        let url = s.resolve("${env:SLACK_URL}").expect("ok");
-        s.resolve("${env:SHORT}").expect("ok");
+        let url = res(&s, "${env:SLACK_URL}").expect("ok");
+        res(&s, "${env:SHORT}").expect("ok");
         let r = s.redactor();
         let line = format!("POST {} failed", url.expose());
         assert_eq!(r.redact(&line), "POST *** failed");
@@ -808,7 +1127,7 @@ mod tests {
         assert_eq!(r.redact("ab cd"), "ab cd");
         // Clones share the registry.
         let clone = r.clone();
-        s.resolve("${env:TOKEN}").expect("ok");
+        res(&s, "${env:TOKEN}").expect("ok");
         assert_eq!(clone.redact("t=tok-123456"), "t=***");
         assert!(matches!(clone.redact("nothing here"), Cow::Borrowed(_)));
     }
@@ -862,7 +1181,9 @@ mod tests {
             "nested": [{"k": "${env:TOKEN}"}, 3, "$${env:TOKEN}"],
             "${env:TOKEN}": "keys stay"
         });
-        let out = s.resolve_json(&v).expect("resolves");
+        let out = s
+            .resolve_json(&seal_json(&v).expect("seals"))
+            .expect("resolves");
         assert_eq!(
             out,
             json!({
@@ -872,14 +1193,14 @@ mod tests {
             })
         );
         let err = s
-            .resolve_json(&json!({"a": ["${env:NOPE}"]}))
+            .resolve_json(&seal_json(&json!({"a": ["${env:NOPE}"]})).expect("seals"))
             .expect_err("missing");
         assert!(err.to_string().contains("${env:NOPE}"));
     }
 
     #[test]
     fn secret_debug_is_masked() {
-        let s = secrets().resolve("${env:TOKEN}").expect("ok");
+        let s = res(&secrets(), "${env:TOKEN}").expect("ok");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         let r = Redactor::new();
         r.register("abcdef");
@@ -890,7 +1211,143 @@ mod tests {
     fn process_environment_is_read() {
         // PATH is set in every test environment.
         let r = Redactor::new();
-        let v = resolve("${env:PATH}", &r).expect("PATH is set");
+        let v = res(&Secrets::new(r), "${env:PATH}").expect("PATH is set");
         assert_eq!(v.expose(), std::env::var("PATH").expect("PATH"));
+    }
+
+    #[test]
+    fn references_from_data_are_never_resolved() {
+        let s = secrets();
+        // Text that arrived through data (not sealed) keeps its reference as literal text.
+        let data = "commit message ${env:TOKEN} ${file:/etc/hostname}";
+        assert_eq!(s.resolve(data).expect("ok").expose(), data);
+        assert_eq!(
+            s.resolve_json(&json!({"m": data})).expect("ok"),
+            json!({"m": data})
+        );
+        // A sealed reference next to it is resolved; the data stays literal.
+        let written = seal("Bearer ${env:TOKEN}").expect("seals");
+        let mixed = format!("{written} / {data}");
+        assert_eq!(
+            s.resolve(&mixed).expect("ok").expose(),
+            format!("Bearer tok-123456 / {data}")
+        );
+    }
+
+    #[test]
+    fn forged_or_tampered_tokens_resolve_to_nothing_secret() {
+        let s = secrets();
+        let token = seal("${env:TOKEN}").expect("seals");
+        // Changing the name keeps the MAC of the other name: refused.
+        let forged = token.replace(":e:TOKEN", ":e:SLACK_URL");
+        let out = s.resolve(&forged).expect("ok").into_exposed();
+        assert!(!out.contains("hooks.slack"), "{out:?}");
+        // A token written by hand with a made-up MAC.
+        let made_up = format!("{SEAL_TAG}{}:e:TOKEN{SEAL_END}", "0".repeat(MAC_HEX));
+        let out = s.resolve(&made_up).expect("ok").into_exposed();
+        assert!(!out.contains("tok-123456"), "{out:?}");
+        // Truncated tokens are text.
+        let cut = &token[..token.len() - 1];
+        assert!(!s.resolve(cut).expect("ok").expose().contains("tok-123456"));
+    }
+
+    #[test]
+    fn references_cannot_carry_templates() {
+        for bad in [
+            "${file:/run/secrets/{{ event.name }}}",
+            "${env:{{event.x}}}",
+        ] {
+            let err = seal(bad).expect_err(bad);
+            assert!(matches!(err, SecretError::Malformed { .. }), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sealed_references_display_as_written() {
+        let sealed = seal("a ${env:TOKEN} b $${env:X}").expect("seals");
+        assert_eq!(unsealed_for_display(&sealed), "a ${env:TOKEN} b ${env:X}");
+        let r = Redactor::new();
+        assert_eq!(r.redact(&sealed), "a ${env:TOKEN} b ${env:X}");
+        assert!(has_sealed(&sealed));
+        assert!(!has_sealed("a ${env:TOKEN}"));
+    }
+
+    #[test]
+    fn files_outside_the_allowed_directories_are_refused() {
+        let allowed = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir_in(".").expect("tempdir outside /tmp");
+        std::fs::write(allowed.path().join("ok"), "fine-secret").expect("write");
+        std::fs::write(outside.path().join("key"), "daemon-secret").expect("write");
+        std::os::unix::fs::symlink(outside.path().join("key"), allowed.path().join("link"))
+            .expect("link");
+        let s = Secrets::with_env(Redactor::new(), [("A", "a")]).with_policy(SecretPolicy {
+            file_dirs: vec![allowed.path().to_path_buf()],
+            env_allow: None,
+        });
+        let at = |p: &Path| format!("${{file:{}}}", p.display());
+        assert_eq!(
+            res(&s, &at(&allowed.path().join("ok")))
+                .expect("allowed")
+                .expose(),
+            "fine-secret"
+        );
+        for p in [
+            outside.path().join("key"),
+            // A symlink inside that leads out.
+            allowed.path().join("link"),
+            // `..` out of the directory.
+            {
+                let up = allowed.path().components().count();
+                let mut p = allowed.path().to_path_buf();
+                for _ in 0..up {
+                    p.push("..");
+                }
+                p.join(
+                    outside
+                        .path()
+                        .canonicalize()
+                        .expect("canon")
+                        .strip_prefix("/")
+                        .expect("absolute")
+                        .join("key"),
+                )
+            },
+            // A file that does not exist outside is refused, not reported missing.
+            PathBuf::from("/etc/mockops-surely-missing"),
+        ] {
+            let err = res(&s, &at(&p)).expect_err("outside");
+            assert!(
+                matches!(err, SecretError::FileNotAllowed { .. }),
+                "{}: {err}",
+                p.display()
+            );
+            assert!(err.to_string().contains("--secret-dir"), "{err}");
+        }
+        let err = res(&s, &at(&allowed.path().join("missing"))).expect_err("missing");
+        assert!(matches!(err, SecretError::FileUnreadable { .. }), "{err}");
+    }
+
+    #[test]
+    fn env_allow_list_names_and_prefixes() {
+        let s = Secrets::with_env(
+            Redactor::new(),
+            [
+                ("MOCKOPS_SLACK", "s-value"),
+                ("GITHUB_TOKEN", "g-value"),
+                ("API_KEY", "k-value"),
+            ],
+        )
+        .with_policy(SecretPolicy {
+            file_dirs: vec![],
+            env_allow: Some(vec!["MOCKOPS_*".into(), "API_KEY".into()]),
+        });
+        assert_eq!(
+            res(&s, "${env:MOCKOPS_SLACK}").expect("prefix").expose(),
+            "s-value"
+        );
+        assert_eq!(res(&s, "${env:API_KEY}").expect("name").expose(), "k-value");
+        let err = res(&s, "${env:GITHUB_TOKEN}").expect_err("not allowed");
+        assert!(matches!(err, SecretError::EnvNotAllowed { .. }), "{err}");
+        assert!(!err.to_string().contains("g-value"));
     }
 }

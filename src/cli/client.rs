@@ -26,6 +26,27 @@ pub struct ApiArgs {
     pub api: String,
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
+    /// File with the API token, sent with every request (default: the state directory's
+    /// `api-token`; or set MOCKOPS_API_TOKEN).
+    #[arg(
+        long,
+        env = "MOCKOPS_API_TOKEN_FILE",
+        default_value = ".state/api-token",
+        global = true
+    )]
+    pub api_token_file: PathBuf,
+}
+
+impl ApiArgs {
+    /// The token, when there is one: `MOCKOPS_API_TOKEN`, else the file.
+    pub fn token(&self) -> Option<String> {
+        api_token(&self.api_token_file).ok()
+    }
+
+    /// The token, or an error saying where it was looked for.
+    pub fn require_token(&self) -> anyhow::Result<String> {
+        api_token(&self.api_token_file)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -44,13 +65,6 @@ pub struct SyncArgs {
     /// How long to wait for the pass (fetch and apply) to finish.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
-    /// File with the API token (default: `.state/api-token`; or set MOCKOPS_API_TOKEN).
-    #[arg(
-        long,
-        env = "MOCKOPS_API_TOKEN_FILE",
-        default_value = ".state/api-token"
-    )]
-    pub api_token_file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -90,13 +104,6 @@ pub enum EventsCommand {
         /// Posting twice with the same key stores the event once.
         #[arg(long)]
         dedup_key: Option<String>,
-        /// File with the API token (default: `.state/api-token`; or set MOCKOPS_API_TOKEN).
-        #[arg(
-            long,
-            env = "MOCKOPS_API_TOKEN_FILE",
-            default_value = ".state/api-token"
-        )]
-        api_token_file: PathBuf,
     },
 }
 
@@ -112,16 +119,23 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-async fn get(api: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<Json> {
-    let url = format!("{}{}", api.trim_end_matches('/'), path);
-    let resp = client()?
-        .get(&url)
-        .query(query)
-        .send()
-        .await
-        .with_context(|| {
-            format!("cannot reach the daemon at {api} (is `mockops daemon` running?)")
-        })?;
+async fn get(
+    api: &ApiArgs,
+    path: &str,
+    query: &[(&str, String)],
+    token: Option<&str>,
+) -> anyhow::Result<Json> {
+    let url = format!("{}{}", api.api.trim_end_matches('/'), path);
+    let mut req = client()?.get(&url).query(query);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.with_context(|| {
+        format!(
+            "cannot reach the daemon at {} (is `mockops daemon` running?)",
+            api.api
+        )
+    })?;
     let status = resp.status();
     let body: Json = resp.json().await.unwrap_or(Json::Null);
     anyhow::ensure!(
@@ -132,8 +146,8 @@ async fn get(api: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<
     Ok(body)
 }
 
-/// The token for write endpoints: `MOCKOPS_API_TOKEN`, else the file.
-fn api_token(file: &std::path::Path) -> anyhow::Result<String> {
+/// The API token: `MOCKOPS_API_TOKEN`, else the file.
+pub fn api_token(file: &std::path::Path) -> anyhow::Result<String> {
     match std::env::var("MOCKOPS_API_TOKEN") {
         Ok(t) if !t.is_empty() => Ok(t),
         _ => Ok(std::fs::read_to_string(file)
@@ -171,7 +185,8 @@ async fn post(api: &str, path: &str, token: &str, body: &Json) -> anyhow::Result
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
-    let body = runtime()?.block_on(get(&args.api.api, "/api/v1/status", &[]))?;
+    let token = args.api.token();
+    let body = runtime()?.block_on(get(&args.api, "/api/v1/status", &[], token.as_deref()))?;
     print_status(&body, args.api.format)?;
     Ok(exit::OK)
 }
@@ -181,7 +196,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
 /// failed or the head commit is invalid.
 pub fn sync(args: &SyncArgs) -> anyhow::Result<u8> {
     let rt = runtime()?;
-    let token = api_token(&args.api_token_file)?;
+    let token = args.api.require_token()?;
     let api = &args.api.api;
     let answer = rt.block_on(post(api, "/api/v1/sync", &token, &json!({})))?;
     let request = answer["request"]
@@ -198,7 +213,7 @@ pub fn sync(args: &SyncArgs) -> anyhow::Result<u8> {
     let deadline = std::time::Instant::now() + args.timeout;
     let body = rt.block_on(async {
         loop {
-            let body = get(api, "/api/v1/status", &[]).await?;
+            let body = get(&args.api, "/api/v1/status", &[], Some(&token)).await?;
             if body["sync_served"].as_u64().unwrap_or(0) >= request {
                 return Ok::<_, anyhow::Error>(body);
             }
@@ -290,7 +305,8 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
             if let Some(a) = after {
                 q.push(("after", a.to_string()));
             }
-            let body = rt.block_on(get(&args.api.api, "/api/v1/events", &q))?;
+            let token = args.api.token();
+            let body = rt.block_on(get(&args.api, "/api/v1/events", &q, token.as_deref()))?;
             if args.api.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(exit::OK);
@@ -305,11 +321,10 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
             payload,
             workspace,
             dedup_key,
-            api_token_file,
         } => {
             let payload: Map<String, Json> = serde_json::from_str(payload)
                 .context("--payload must be a JSON object, e.g. '{\"version\": \"1.2.0\"}'")?;
-            let token = api_token(api_token_file)?;
+            let token = args.api.require_token()?;
             let body = json!({
                 "event_type": event_type,
                 "workspace_id": workspace,

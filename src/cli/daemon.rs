@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use crate::daemon::{self, DaemonConfig, RemoteOptions};
-use crate::secret::Redactor;
-use crate::secret::SecretSource;
+use crate::outbound::OutboundPolicy;
+use crate::pipeline::steps::StepSecurity;
+use crate::secret::{Redactor, SecretPolicy, SecretSource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -47,6 +48,45 @@ pub struct DaemonArgs {
     /// generated on first start).
     #[arg(long, env = "MOCKOPS_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// File holding a bearer token good for reads only (status, state, events, executions).
+    #[arg(long, env = "MOCKOPS_API_READ_TOKEN_FILE")]
+    pub api_read_token_file: Option<PathBuf>,
+    /// Serve reads without a token (health, readiness and metrics are always open).
+    #[arg(long, env = "MOCKOPS_ANONYMOUS_READ")]
+    pub anonymous_read: bool,
+    /// A host name, address or network (CIDR) that notifications may reach although it is
+    /// loopback, link-local or private (repeatable; `*` allows everything). Default: public
+    /// addresses only.
+    #[arg(
+        long = "allow-outbound",
+        env = "MOCKOPS_ALLOW_OUTBOUND",
+        value_delimiter = ','
+    )]
+    pub allow_outbound: Vec<String>,
+    /// A directory `${file:...}` references may read from, besides $CREDENTIALS_DIRECTORY and
+    /// /run/secrets (repeatable).
+    #[arg(
+        long = "secret-dir",
+        env = "MOCKOPS_SECRET_DIRS",
+        value_delimiter = ','
+    )]
+    pub secret_dirs: Vec<PathBuf>,
+    /// Environment variables `${env:...}` references may read (repeatable; a trailing `*`
+    /// allows a prefix, e.g. `MOCKOPS_*`). Default: any.
+    #[arg(long = "secret-env", env = "MOCKOPS_SECRET_ENV", value_delimiter = ',')]
+    pub secret_env: Vec<String>,
+    /// Let `regenerate_sdk` run the `command` generators the repository names (the presets
+    /// always run).
+    #[arg(long, env = "MOCKOPS_ALLOW_GENERATOR_COMMANDS")]
+    pub allow_generator_commands: bool,
+    /// A directory on this machine that `create_pr` with `provider: git` may push to, besides
+    /// `<state-dir>/remotes` (repeatable).
+    #[arg(
+        long = "git-push-dir",
+        env = "MOCKOPS_GIT_PUSH_DIRS",
+        value_delimiter = ','
+    )]
+    pub git_push_dirs: Vec<PathBuf>,
     /// On a fresh store, start from this revision and replay every commit up to the head,
     /// with their events (default: take the head as the baseline).
     #[arg(long)]
@@ -135,6 +175,16 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
     }
 }
 
+/// A token file: private to the daemon's user, and not empty.
+fn read_token(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    daemon::read_private_token(path, what)?.with_context(|| {
+        format!(
+            "the {what} file {} is missing or empty: write the token into it",
+            path.display()
+        )
+    })
+}
+
 fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<String> {
     let s = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
@@ -165,8 +215,29 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
         api_token: args
             .api_token_file
             .as_ref()
-            .map(|p| read_secret(p, "API token"))
+            .map(|p| read_token(p, "API token"))
             .transpose()?,
+        api_read_token: args
+            .api_read_token_file
+            .as_ref()
+            .map(|p| read_token(p, "read-only API token"))
+            .transpose()?,
+        anonymous_read: args.anonymous_read,
+        security: StepSecurity {
+            secrets: SecretPolicy {
+                env_allow: (!args.secret_env.is_empty()).then(|| args.secret_env.clone()),
+                ..SecretPolicy::with_dirs(args.secret_dirs.iter().cloned())
+            },
+            outbound: std::sync::Arc::new(
+                OutboundPolicy::parse(&args.allow_outbound).map_err(anyhow::Error::from)?,
+            ),
+            allow_generator_commands: args.allow_generator_commands,
+            local_git_dirs: args.git_push_dirs.clone(),
+            promotion_key: None,
+            slack_webhook: std::env::var_os(crate::notify::SLACK_WEBHOOK_ENV)
+                .filter(|v| !v.is_empty())
+                .map(|_| SecretSource::Env(crate::notify::SLACK_WEBHOOK_ENV.into())),
+        },
         replay_from: args.replay_from.clone(),
         drain_timeout: args.drain_timeout,
         pipeline_concurrency: usize::from(args.pipeline_concurrency),

@@ -36,13 +36,6 @@ pub enum PipelinesCommand {
         /// Wait for the execution to finish; exit 1 when it fails.
         #[arg(long)]
         wait: bool,
-        /// File with the API token (default: `.state/api-token`; or set MOCKOPS_API_TOKEN).
-        #[arg(
-            long,
-            env = "MOCKOPS_API_TOKEN_FILE",
-            default_value = ".state/api-token"
-        )]
-        api_token_file: PathBuf,
     },
     /// List executions, newest first.
     Executions {
@@ -65,18 +58,13 @@ pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let api = Api::new(&args.api.api)?;
+    let api = Api::new(&args.api.api, args.api.token())?;
     let json_out = args.api.format == Format::Json;
     match &args.command {
         PipelinesCommand::List => rt.block_on(list(&api, json_out)),
-        PipelinesCommand::Trigger {
-            name,
-            event,
-            wait,
-            api_token_file,
-        } => {
+        PipelinesCommand::Trigger { name, event, wait } => {
             let event = read_event(event.as_ref())?;
-            let token = token(api_token_file)?;
+            let token = args.api.require_token()?;
             rt.block_on(trigger(&api, name, event, &token, *wait, json_out))
         }
         PipelinesCommand::Executions {
@@ -123,20 +111,25 @@ pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
 struct Api {
     base: String,
     client: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Api {
-    fn new(base: &str) -> anyhow::Result<Self> {
+    fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
+            token,
         })
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Json> {
-        let req = self.client.get(format!("{}{path}", self.base)).query(query);
+        let mut req = self.client.get(format!("{}{path}", self.base)).query(query);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         self.send(req).await
     }
 
@@ -181,23 +174,6 @@ fn read_event(path: Option<&PathBuf>) -> anyhow::Result<Json> {
         path.display()
     );
     Ok(event)
-}
-
-fn token(file: &PathBuf) -> anyhow::Result<String> {
-    if let Ok(t) = std::env::var("MOCKOPS_API_TOKEN")
-        && !t.is_empty()
-    {
-        return Ok(t);
-    }
-    Ok(std::fs::read_to_string(file)
-        .with_context(|| {
-            format!(
-                "cannot read the API token from {} (set --api-token-file or MOCKOPS_API_TOKEN)",
-                file.display()
-            )
-        })?
-        .trim()
-        .to_string())
 }
 
 async fn list(api: &Api, json_out: bool) -> anyhow::Result<u8> {

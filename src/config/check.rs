@@ -1471,8 +1471,8 @@ fn check_step_config(
             Some("slack")
                 if !config.contains_key("slack_webhook_url") && settings.notify.slack.is_none() =>
             {
-                cx.error("missing-field", input, cx.at(input, &cptr), "no Slack webhook URL: set `slack_webhook_url` or `notify.slack.webhook_url` in mockops.yaml")
-                        .hint = Some("write it as `${env:SLACK_WEBHOOK_URL}` so the URL stays out of the repository".into());
+                cx.warn("missing-field", input, cx.at(input, &cptr), "no Slack webhook URL in the repository: the step posts to the daemon's own (MOCKOPS_SLACK_WEBHOOK_URL in its environment) and fails when the daemon has none")
+                        .hint = Some("set `slack_webhook_url` in the step or `notify.slack.webhook_url` in mockops.yaml, written as `${env:SLACK_WEBHOOK_URL}` so the URL stays out of the repository".into());
             }
             Some("email") => {
                 if !config.contains_key("smtp") && settings.notify.email.is_none() {

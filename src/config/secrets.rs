@@ -11,6 +11,46 @@ pub fn is_reference(s: &str) -> bool {
     (t.starts_with("${env:") || t.starts_with("${file:")) && t.ends_with('}')
 }
 
+/// Whether `value` under `key` is a secret written inline (the rule the warning uses).
+pub fn is_inline_secret(key: &str, value: &str) -> bool {
+    if is_reference(value) || value.contains("{{") || value.is_empty() {
+        return false;
+    }
+    let key = key.to_ascii_lowercase();
+    let slack = value.starts_with("https://hooks.slack.com/");
+    let secret_key = SECRET_KEYS
+        .iter()
+        .any(|sk| key == *sk || key.strip_suffix(sk).is_some_and(|p| p.ends_with('_')));
+    slack || secret_key || looks_like_token(value)
+}
+
+/// Masks, in place, every value [`is_inline_secret`] finds in `value` (and tokens in lists), so
+/// the API never serves a secret someone committed to the repository.
+pub fn mask_inline_json(value: &mut serde_json::Value) {
+    use serde_json::Value as Json;
+    match value {
+        Json::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Json::String(s) if is_inline_secret(k, s) => {
+                        *s = crate::secret::MASK.to_string();
+                    }
+                    _ => mask_inline_json(v),
+                }
+            }
+        }
+        Json::Array(items) => {
+            for v in items {
+                match v {
+                    Json::String(s) if looks_like_token(s) => *s = crate::secret::MASK.to_string(),
+                    _ => mask_inline_json(v),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 const SECRET_KEYS: &[&str] = &[
     "password",
     "secret",
@@ -49,22 +89,30 @@ fn push_warning(
     out.last_mut().expect("just pushed")
 }
 
-/// Warnings for secrets written inline in one file (diagnostics have an empty `file`).
+/// Warnings for secrets written inline in one file, and errors for secret references that
+/// cannot be resolved as written (diagnostics have an empty `file`).
 pub fn scan_secrets(node: &Node, out: &mut Vec<Diagnostic>) {
+    if let Value::Str(s) = &node.value
+        && crate::secret::has_references(s)
+        && let Err(e) = crate::secret::parse(s).and_then(|_| crate::secret::seal(s).map(|_| ()))
+    {
+        out.push(
+            Diagnostic::error("bad-secret-reference", "", node.loc, e.to_string()).with_hint_opt(
+                Some(
+                    "write `${env:NAME}` or `${file:/absolute/path}` with a fixed name; `$${` \
+                     writes a literal `${`"
+                        .to_string(),
+                ),
+            ),
+        );
+        return;
+    }
     match &node.value {
         Value::Map(entries) => {
             for (k, v) in entries {
-                if let Value::Str(s) = &v.value
-                    && !is_reference(s)
-                    && !s.contains("{{")
-                    && !s.is_empty()
-                {
-                    let key = k.name.to_ascii_lowercase();
+                if let Value::Str(s) = &v.value {
                     let slack = s.starts_with("https://hooks.slack.com/");
-                    let secret_key = SECRET_KEYS.iter().any(|sk| {
-                        key == *sk || key.strip_suffix(sk).is_some_and(|p| p.ends_with('_'))
-                    });
-                    if slack || secret_key || looks_like_token(s) {
+                    if is_inline_secret(&k.name, s) {
                         let env = k.name.to_ascii_uppercase().replace(['-', '.'], "_");
                         let what = if slack {
                             "a Slack webhook URL"
@@ -100,5 +148,41 @@ pub fn scan_secrets(node: &Node, out: &mut Vec<Diagnostic>) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn inline_secrets_are_masked_and_references_kept() {
+        let mut v = json!({
+            "name": "alerts",
+            "config": {
+                "slack_webhook_url": "https://hooks.slack.com/services/T0/B0/abcdefXYZ",
+                "smtp": {"password": "hunter2hunter2", "username": "${env:SMTP_USER}"},
+                "secret": "${file:/run/secrets/hook}",
+                "api_token": "{{ variables.token }}",
+                "list": ["ghp_abcdefghijklmnopqrstuvwxyz", "plain"],
+                "message": "nothing secret"
+            }
+        });
+        mask_inline_json(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "name": "alerts",
+                "config": {
+                    "slack_webhook_url": "***",
+                    "smtp": {"password": "***", "username": "${env:SMTP_USER}"},
+                    "secret": "${file:/run/secrets/hook}",
+                    "api_token": "{{ variables.token }}",
+                    "list": ["***", "plain"],
+                    "message": "nothing secret"
+                }
+            })
+        );
     }
 }

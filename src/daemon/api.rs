@@ -3,13 +3,19 @@
 //!
 //! Reads go to the store through MVCC read transactions; the only writes are event ingestion
 //! (bearer token) and the webhook's wake-up.
+//!
+//! Who may do what ([`ApiAuth`]): `/healthz`, `/readyz` and `/metrics` are open; every other
+//! read (status, desired state, events, revisions, executions) needs the write token or the
+//! read-only token, unless the daemon runs with `--anonymous-read`; writes need the write
+//! token. Desired state is served with secrets written inline in the repository masked.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,10 +33,11 @@ const MAX_BODY: usize = 1024 * 1024;
 const MAX_PAGE: usize = 1000;
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let guarded = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/services", get(|s| list(s, "service")))
         .route("/api/v1/services/{name}", get(|s, n| one(s, "service", n)))
@@ -49,12 +56,90 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/events/{id}", get(event))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{seq}", get(revision))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.auth.clone(),
+            require_read,
+        ));
+    open.merge(guarded)
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
         .with_state(shared)
+}
+
+/// The API's tokens: the write token (also good for reads), an optional read-only token, and
+/// whether reads are open to anyone (`--anonymous-read`).
+#[derive(Clone, Default)]
+pub struct ApiAuth {
+    pub write: Option<String>,
+    pub read: Option<String>,
+    pub anonymous_read: bool,
+}
+
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiAuth")
+            .field("write", &self.write.as_ref().map(|_| "***"))
+            .field("read", &self.read.as_ref().map(|_| "***"))
+            .field("anonymous_read", &self.anonymous_read)
+            .finish()
+    }
+}
+
+impl ApiAuth {
+    /// Write access only with this token.
+    pub fn write_only(token: Option<String>) -> Self {
+        Self {
+            write: token,
+            ..Self::default()
+        }
+    }
+
+    /// Checks a write endpoint's `Authorization: Bearer`.
+    pub fn check_write(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        authorized(self.write.as_deref(), headers)
+    }
+
+    /// Checks a read endpoint's `Authorization: Bearer` (the write or the read-only token).
+    pub fn check_read(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.anonymous_read {
+            return Ok(());
+        }
+        let given = bearer(headers);
+        let matches = |t: &Option<String>| matches!((t, given), (Some(t), Some(g)) if constant_eq(g.as_bytes(), t.as_bytes()));
+        if matches(&self.write) || matches(&self.read) {
+            return Ok(());
+        }
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            if given.is_some() {
+                "wrong bearer token".into()
+            } else {
+                "reads need `Authorization: Bearer <token>`: the token is in the state \
+                 directory's api-token file (or the file given with --api-token-file / \
+                 --api-read-token-file); the daemon serves reads without one only when started \
+                 with --anonymous-read"
+                    .into()
+            },
+        ))
+    }
+}
+
+/// Refuses a read without a read or write token (see [`ApiAuth::check_read`]).
+pub async fn require_read(State(auth): State<ApiAuth>, request: Request, next: Next) -> Response {
+    match auth.check_read(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// An API error: a status and a JSON body `{"error": ...}`.
@@ -148,7 +233,7 @@ async fn status(State(s): State<Arc<Shared>>) -> ApiResult<Json<Value>> {
 /// Answers 202 with the request's number; `status.sync_served` reaches it once a pass that
 /// started after the request has finished.
 async fn sync(State(s): State<Arc<Shared>>, headers: HeaderMap) -> ApiResult<Response> {
-    authorized(s.api_token.as_deref(), &headers)?;
+    s.auth.check_write(&headers)?;
     let request = s
         .sync_requested
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -161,7 +246,7 @@ async fn list(State(s): State<Arc<Shared>>, kind: &'static str) -> ApiResult<Jso
     let rows = s.store.rows_of(kind)?;
     let items: Vec<Value> = rows
         .into_iter()
-        .map(|r| json!({"name": r.name, "path": r.path, "spec": r.value}))
+        .map(|r| json!({"name": r.name, "path": r.path, "spec": masked(r.value)}))
         .collect();
     Ok(Json(json!({ "items": items })))
 }
@@ -173,13 +258,19 @@ async fn one(
 ) -> ApiResult<Json<Value>> {
     match s.store.row(&format!("{kind}/{name}"))? {
         Some(r) => Ok(Json(
-            json!({"name": r.name, "path": r.path, "blob": r.blob, "spec": r.value}),
+            json!({"name": r.name, "path": r.path, "blob": r.blob, "spec": masked(r.value)}),
         )),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no {kind} named `{name}` in the applied state"),
         )),
     }
+}
+
+/// Desired state as served: secrets written inline in the repository masked.
+fn masked(mut v: Value) -> Value {
+    crate::config::secrets::mask_inline_json(&mut v);
+    v
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,11 +348,7 @@ pub fn authorized(expected: Option<&str>, headers: &HeaderMap) -> Result<(), Api
             "write endpoints are disabled: start the daemon with --api-token-file".into(),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
+    match bearer(headers) {
         Some(t) if constant_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError(
             StatusCode::UNAUTHORIZED,
@@ -285,7 +372,7 @@ async fn post_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorized(s.api_token.as_deref(), &headers)?;
+    s.auth.check_write(&headers)?;
     let posted: PostedEvent = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid event: {e}")))?;
     validate_event_type(&posted.event_type)?;

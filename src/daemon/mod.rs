@@ -45,8 +45,15 @@ pub struct DaemonConfig {
     /// The GitHub push webhook's secret, read at each delivery (a rotated file takes effect at
     /// once).
     pub webhook_secret: Option<SecretSource>,
-    /// Bearer token for write endpoints; generated into the state directory when not given.
+    /// Bearer token for write endpoints (and reads); generated into the state directory when
+    /// not given.
     pub api_token: Option<String>,
+    /// A token good for reads only.
+    pub api_read_token: Option<String>,
+    /// Serve reads (status, state, events, executions) without a token.
+    pub anonymous_read: bool,
+    /// What steps may do with the daemon's secrets, network and programs.
+    pub security: crate::pipeline::steps::StepSecurity,
     pub replay_from: Option<String>,
     /// How long shutdown waits for the commit in progress.
     pub drain_timeout: Duration,
@@ -95,7 +102,8 @@ pub struct Shared {
     pub hints: Hints,
     /// Wakes pipeline dispatch after events are stored.
     pub events_stored: Arc<Notify>,
-    pub api_token: Option<String>,
+    /// Who may read and write through the API.
+    pub auth: api::ApiAuth,
     /// Monotonic seconds of the reconcile loop's last pass (watchdog and health).
     pub heartbeat: AtomicU64,
     /// Numbered "sync now" requests (`POST /api/v1/sync`), and the highest one a whole pass of
@@ -106,14 +114,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Store, live: Live, hints: Hints, api_token: Option<String>) -> Self {
+    pub fn new(store: Store, live: Live, hints: Hints, auth: api::ApiAuth) -> Self {
         Self {
             store,
             metrics: Metrics::new(),
             live: RwLock::new(live),
             hints,
             events_stored: Arc::new(Notify::new()),
-            api_token,
+            auth,
             heartbeat: AtomicU64::new(0),
             sync_requested: AtomicU64::new(0),
             sync_served: AtomicU64::new(0),
@@ -151,16 +159,28 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         Some(t) => Some(t.clone()),
         None => Some(api_token_in(&cfg.state_dir)?),
     };
-    if let Some(t) = &api_token {
+    for t in api_token.iter().chain(cfg.api_read_token.iter()) {
         cfg.redactor.register(t);
     }
+    if cfg.anonymous_read {
+        tracing::warn!(
+            "--anonymous-read: status, desired state, events and executions are served to anyone who can reach the API"
+        );
+    }
+    let auth = api::ApiAuth {
+        write: api_token,
+        read: cfg.api_read_token.clone(),
+        anonymous_read: cfg.anonymous_read,
+    };
+    let promotion_key = crate::promotion::PromotionKey::load_or_create(&cfg.state_dir)?;
     let reconciler = Reconciler::new(
         store.clone(),
         source.repo_path(),
         source.branch(),
         cfg.replay_from.clone(),
         &opened,
-    )?;
+    )?
+    .with_promotion_key(promotion_key.clone());
     let shared = Arc::new(Shared::new(
         store,
         Live {
@@ -169,7 +189,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
             ..Live::default()
         },
         source.hints().clone(),
-        api_token,
+        auth,
     ));
     let cancel = CancellationToken::new();
 
@@ -189,6 +209,24 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot prune old delivery records"),
     }
     let redactor = cfg.redactor.clone();
+    // The demo runs its whole loop here: Slack steps go to the daemon's own inbox.
+    let demo_inbox = (cfg.repo.is_none() && cfg.repo_url.is_none())
+        .then(|| Arc::new(demo::Inbox::new(&cfg.state_dir)));
+    let mut security = cfg.security.clone();
+    if demo_inbox.is_some() {
+        let mut outbound = (*security.outbound).clone();
+        outbound.allow_ip(addr.ip());
+        if addr.ip().is_unspecified() {
+            outbound.allow_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+            outbound.allow_ip(std::net::IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]));
+        }
+        security.outbound = Arc::new(outbound);
+        if security.slack_webhook.is_none() {
+            let url = demo::Inbox::slack_url(addr);
+            tracing::info!(%url, "demo: Slack notifications go to the demo inbox (GET /demo/inbox)");
+            security.slack_webhook = Some(SecretSource::Value(crate::secret::Secret::new(url)));
+        }
+    }
     let steps = crate::pipeline::steps::Steps::new(
         shared.store.clone(),
         source.repo_path().to_path_buf(),
@@ -198,8 +236,25 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
             None => source.repo_path().display().to_string(),
         },
         redactor.clone(),
+        crate::pipeline::steps::StepSecurity {
+            promotion_key: Some(promotion_key),
+            local_git_dirs: cfg
+                .security
+                .local_git_dirs
+                .iter()
+                .cloned()
+                .chain([cfg.state_dir.join("remotes")])
+                .collect(),
+            ..security.clone()
+        },
     )
     .context("cannot build the HTTP client for notifications")?;
+    tracing::info!(
+        outbound = %security.outbound.describe(),
+        secret_dirs = ?security.secrets.file_dirs,
+        generator_commands = security.allow_generator_commands,
+        "what steps may reach"
+    );
     let engine = crate::pipeline::Engine::new(
         shared.store.clone(),
         steps,
@@ -226,8 +281,11 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     let server = {
         let mut app = api::router(shared.clone()).merge(crate::pipeline::api::router(
             engine.clone(),
-            shared.api_token.clone(),
+            shared.auth.clone(),
         ));
+        if let Some(inbox) = &demo_inbox {
+            app = app.merge(inbox.clone().router());
+        }
         if let Some(secret) = &cfg.webhook_secret {
             app = app.route(
                 "/api/v1/webhooks/github",
@@ -319,21 +377,49 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
     Ok(Source::Local(local))
 }
 
-/// The API token kept in the state directory, made on first use (readable by the owner only).
+/// The API token kept in the state directory, made on first use from the operating system's
+/// CSPRNG (readable by the owner only). An existing file that others may read is refused.
 pub fn api_token_in(state_dir: &Path) -> anyhow::Result<String> {
     let path = state_dir.join("api-token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_string();
-        if !t.is_empty() {
-            return Ok(t);
-        }
+    match read_private_token(&path, "API token") {
+        Ok(Some(t)) => return Ok(t),
+        Ok(None) => {}
+        Err(e) => return Err(e),
     }
-    let token: String = (0..32)
-        .map(|_| format!("{:02x}", fastrand::u8(..)))
-        .collect();
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read the operating system's random source: {e}"))?;
+    let token = hex::encode(bytes);
     write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
-    tracing::info!(path = %path.display(), "generated an API token for write endpoints");
+    tracing::info!(path = %path.display(), "generated an API token");
     Ok(token)
+}
+
+/// Reads a token file: `None` when it does not exist or is empty; an error when it is readable
+/// by anyone but its owner (mode wider than 0600), saying how to fix it.
+pub fn read_private_token(path: &Path, what: &str) -> anyhow::Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot read the {what} file {}", path.display()));
+        }
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "the {what} file {} has mode {mode:04o}: others could read it; make it readable by the \
+         daemon's user only (`chmod 600 {}`; Kubernetes: `defaultMode: 0400` on the Secret \
+         volume)",
+        path.display(),
+        path.display()
+    );
+    let t = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let t = t.trim().to_string();
+    Ok((!t.is_empty()).then_some(t))
 }
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {

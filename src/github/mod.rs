@@ -357,9 +357,26 @@ impl GitHub {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// [`GitHub::from_env`], registering the token and the App's private key with `redactor`
+    /// (so neither can reach a log line or a record) before anything uses them.
+    pub fn from_env_redacted(redactor: &crate::secret::Redactor) -> Result<Self, GitHubError> {
+        Self::from_lookup_redacted(|name| std::env::var(name).ok(), redactor)
+    }
+
     /// [`GitHub::from_env`] over any variable source.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, GitHubError> {
+        Self::from_lookup_redacted(var, &crate::secret::Redactor::new())
+    }
+
+    /// [`GitHub::from_env_redacted`] over any variable source.
+    pub fn from_lookup_redacted(
+        var: impl Fn(&str) -> Option<String>,
+        redactor: &crate::secret::Redactor,
+    ) -> Result<Self, GitHubError> {
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(token) = set("GITHUB_TOKEN") {
+            redactor.register(token.trim());
+        }
         let mut builder =
             Self::builder().api_url(set("GITHUB_API_URL").unwrap_or(DEFAULT_API_URL.into()));
         match (
@@ -380,6 +397,7 @@ impl GitHub {
                         path.display()
                     ))
                 })?;
+                redactor.register(&String::from_utf8_lossy(&pem));
                 builder = builder.auth(Auth::App {
                     app_id,
                     private_key_pem: pem,

@@ -24,7 +24,8 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
 use crate::model::{NotifyConfig, NotifyDefaults};
-use crate::secret::{Redactor, SecretError, Secrets};
+use crate::outbound::OutboundPolicy;
+use crate::secret::{Redactor, SecretError, SecretSource, Secrets};
 use crate::step::{Outputs, StepContext, StepError};
 
 /// How long to wait for a TCP (and TLS) connection to a target.
@@ -40,13 +41,21 @@ const REMEMBERED_DELIVERIES: usize = 4096;
 const MAX_RESPONSE_BYTES: usize = 16 * 1024;
 /// Characters of a response body quoted in an error message.
 const QUOTED_RESPONSE_CHARS: usize = 300;
+/// The daemon's own Slack incoming-webhook URL, used when neither the step nor `mockops.yaml`
+/// names one.
+pub const SLACK_WEBHOOK_ENV: &str = "MOCKOPS_SLACK_WEBHOOK_URL";
 
 /// Sends notifications. Cheap to clone; clones share the delivery memory.
 #[derive(Clone)]
 pub struct Notifier {
     client: reqwest::Client,
     defaults: Arc<NotifyDefaults>,
+    /// Why the defaults of `mockops.yaml` cannot be used (a malformed secret reference).
+    defaults_error: Option<String>,
     secrets: Secrets,
+    outbound: Arc<OutboundPolicy>,
+    /// The daemon's own Slack webhook URL ([`SLACK_WEBHOOK_ENV`]), read at each use.
+    slack_fallback: Option<SecretSource>,
     smtp_timeout: Duration,
     delivered: Arc<Mutex<Delivered>>,
     log: Option<Arc<dyn DeliveryLog>>,
@@ -81,8 +90,9 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// A notifier that resolves `${env:...}` from the process environment. Build `client` with
-    /// [`Notifier::http_client`] (or with timeouts and no redirects of your own).
+    /// A notifier that resolves `${env:...}` from the process environment and reaches public
+    /// addresses only. Build `client` with [`Notifier::http_client`] and the same policy as
+    /// [`Notifier::with_outbound`] gets.
     pub fn new(client: reqwest::Client, defaults: NotifyDefaults, redactor: Redactor) -> Self {
         Self::with_secrets(client, defaults, Secrets::new(redactor))
     }
@@ -93,10 +103,14 @@ impl Notifier {
         defaults: NotifyDefaults,
         secrets: Secrets,
     ) -> Self {
+        let (defaults, defaults_error) = sealed_defaults(defaults);
         Self {
             client,
             defaults: Arc::new(defaults),
+            defaults_error,
             secrets,
+            outbound: Arc::new(OutboundPolicy::public_only()),
+            slack_fallback: None,
             smtp_timeout: SMTP_TIMEOUT,
             delivered: Arc::new(Mutex::new(Delivered::default())),
             log: None,
@@ -106,10 +120,26 @@ impl Notifier {
     /// The same notifier (client, secrets, memory of deliveries) with the defaults of another
     /// revision of `mockops.yaml`.
     pub fn with_defaults(&self, defaults: NotifyDefaults) -> Self {
+        let (defaults, defaults_error) = sealed_defaults(defaults);
         Self {
             defaults: Arc::new(defaults),
+            defaults_error,
             ..self.clone()
         }
+    }
+
+    /// Checks targets against `policy` (give the client the same one, see
+    /// [`Notifier::http_client`]).
+    pub fn with_outbound(mut self, policy: Arc<OutboundPolicy>) -> Self {
+        self.outbound = policy;
+        self
+    }
+
+    /// Uses `url` (read at each use) for Slack steps when neither the step nor `mockops.yaml`
+    /// names a webhook URL.
+    pub fn with_slack_fallback(mut self, url: Option<SecretSource>) -> Self {
+        self.slack_fallback = url;
+        self
     }
 
     /// Also remembers accepted deliveries in `log`, across restarts.
@@ -125,14 +155,28 @@ impl Notifier {
     }
 
     /// An HTTP client for notifications: connect and request timeouts, no redirects (a
-    /// redirected POST would silently become a GET), a `mockops/<version>` user agent.
-    pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    /// redirected POST would silently become a GET, and its target is not checked), every
+    /// address it connects to checked against `outbound`, a `mockops/<version>` user agent.
+    pub fn http_client(
+        request_timeout: Duration,
+        outbound: Arc<OutboundPolicy>,
+    ) -> Result<reqwest::Client, reqwest::Error> {
         reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(request_timeout))
             .timeout(request_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(crate::outbound::GuardedResolver::new(outbound))
             .user_agent(concat!("mockops/", env!("CARGO_PKG_VERSION")))
             .build()
+    }
+
+    /// A target URL: parsed, http(s), and not a literal address the policy refuses.
+    fn target_url(&self, what: &str, raw: &str) -> Result<reqwest::Url, StepError> {
+        let url = parse_url(what, raw)?;
+        self.outbound
+            .check_url(what, &url)
+            .map_err(|e| StepError::permanent(e.to_string()))?;
+        Ok(url)
     }
 
     pub fn redactor(&self) -> &Redactor {
@@ -143,6 +187,11 @@ impl Notifier {
     /// `ctx.idempotency_key`. Outputs: `channel` (`slack`, `webhook` or `email`), `delivered`,
     /// `status_code`, `message_id` and `deliveries` (one entry per target).
     pub async fn send(&self, cfg: &NotifyConfig, ctx: &StepContext) -> Result<Outputs, StepError> {
+        if let Some(e) = &self.defaults_error {
+            return Err(StepError::permanent(format!(
+                "`notify` defaults in mockops.yaml: {e}"
+            )));
+        }
         let result = match cfg {
             NotifyConfig::Slack {
                 message,
@@ -373,11 +422,64 @@ impl HttpReply {
     }
 }
 
+/// The start of a response body for an error message, on one line, with anything that looks
+/// like a credential masked (a target that echoes headers or leaks tokens must not put them in
+/// execution records).
 fn quote(body: &str) -> String {
-    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line = body
+        .split_whitespace()
+        .map(mask_credential)
+        .collect::<Vec<_>>()
+        .join(" ");
     match one_line.char_indices().nth(QUOTED_RESPONSE_CHARS) {
         Some((cut, _)) => format!("{}…", &one_line[..cut]),
         None => one_line,
+    }
+}
+
+/// `***` for a word that looks like a credential: a known token prefix, a JWT, or a long run
+/// of key-like characters; otherwise the word.
+fn mask_credential(word: &str) -> std::borrow::Cow<'_, str> {
+    let core = word.trim_matches(|c: char| "\"',;:()[]{}<>".contains(c));
+    const PREFIXES: &[&str] = &[
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "ghu_",
+        "github_pat_",
+        "xoxb-",
+        "xoxp-",
+        "xoxa-",
+        "glpat-",
+        "sk_live_",
+        "AKIA",
+    ];
+    let prefixed = PREFIXES
+        .iter()
+        .any(|p| core.starts_with(p) && core.len() >= p.len() + 8);
+    let jwt = core.starts_with("eyJ") && core.matches('.').count() == 2 && core.len() > 30;
+    let keylike = core.len() >= 32
+        && core
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '/' | '='))
+        && core.chars().any(|c| c.is_ascii_digit())
+        && core.chars().any(|c| c.is_ascii_alphabetic());
+    if prefixed || jwt || keylike {
+        std::borrow::Cow::Owned(word.replace(core, crate::secret::MASK))
+    } else {
+        std::borrow::Cow::Borrowed(word)
+    }
+}
+
+/// `defaults` with the secret references `mockops.yaml` wrote sealed (see `crate::secret`).
+fn sealed_defaults(defaults: NotifyDefaults) -> (NotifyDefaults, Option<String>) {
+    let sealed = serde_json::to_value(&defaults)
+        .map_err(|e| e.to_string())
+        .and_then(|v| crate::secret::seal_json(&v).map_err(|e| e.to_string()))
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
+    match sealed {
+        Ok(d) => (d, None),
+        Err(e) => (defaults, Some(e)),
     }
 }
 
@@ -390,9 +492,25 @@ fn request_error(target: &str, e: reqwest::Error) -> StepError {
     } else {
         "request failed"
     };
+    if let Some(refused) = refusal(&e) {
+        // The policy will say the same next time: not worth a retry.
+        return StepError::permanent(format!("{target}: {refused}"));
+    }
     let retryable = !e.is_builder() && !e.is_redirect();
     let message = format!("{target}: {what}: {}", error_chain(&e.without_url()));
     StepError { message, retryable }
+}
+
+/// The outbound policy's refusal somewhere in `e`'s causes.
+fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<crate::outbound::Refused> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<crate::outbound::Refused>() {
+            return Some(r.clone());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// An error and its sources, joined by `: `, each cause once.
@@ -550,6 +668,17 @@ mod tests {
             .expect("url");
         assert_eq!(display_url(&u), "https://example.com:8443/hook/a");
         assert!(parse_url("x", "ftp://example.com/").is_err());
+        assert_eq!(
+            quote(
+                "error: token ghp_abcdefghijklmnopqrstuv rejected for \"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVl\""
+            ),
+            "error: token *** rejected for \"***\""
+        );
+        assert_eq!(
+            quote("id 0123456789abcdef0123456789abcdef01 and words"),
+            "id *** and words"
+        );
+        assert_eq!(quote("plain   error\n text"), "plain error text");
         assert!(parse_url("x", "not a url").is_err());
         assert!(parse_url("x", " http://127.0.0.1:9/ ").is_ok());
     }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value as Json, json};
 
-use super::{Notifier, combine, describe_source, event_str, event_type, http, outputs, parse_url};
+use super::{Notifier, combine, describe_source, event_str, event_type, http, outputs};
 use crate::step::{Outputs, StepContext, StepError};
 
 /// Block Kit limits: header text, section text, top-level text.
@@ -28,15 +28,23 @@ pub(super) async fn send(
     let defaults = n.defaults.slack.as_ref();
     let raw_url = args
         .webhook_url
-        .or(defaults.map(|d| d.webhook_url.as_str()))
-        .ok_or_else(|| {
-            StepError::permanent(
-                "no Slack webhook URL: set `slack_webhook_url` in the step or \
-                 `notify.slack.webhook_url` in mockops.yaml (as `${env:SLACK_WEBHOOK_URL}`)",
-            )
-        })?;
-    let url = n.resolve("slack_webhook_url", raw_url)?;
-    let url = parse_url("slack_webhook_url", &url)?;
+        .or(defaults.map(|d| d.webhook_url.as_str()));
+    let url = match (raw_url, &n.slack_fallback) {
+        (Some(raw), _) => n.resolve("slack_webhook_url", raw)?,
+        (None, Some(fallback)) => fallback
+            .read("the daemon's Slack webhook URL", n.redactor())
+            .map_err(|e| StepError::permanent(e.to_string()))?
+            .into_exposed(),
+        (None, None) => {
+            return Err(StepError::permanent(format!(
+                "no Slack webhook URL: set `slack_webhook_url` in the step (as \
+                 `${{env:SLACK_WEBHOOK_URL}}`), `notify.slack.webhook_url` in mockops.yaml, or \
+                 {} in the daemon's environment",
+                super::SLACK_WEBHOOK_ENV
+            )));
+        }
+    };
+    let url = n.target_url("slack_webhook_url", &url)?;
     let username = args
         .username
         .or(defaults.and_then(|d| d.username.as_deref()));

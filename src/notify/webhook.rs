@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use sha2::Sha256;
 use tokio::task::JoinSet;
 
-use super::{Notifier, combine, display_url, event_type, http, outputs, parse_url};
+use super::{Notifier, combine, display_url, event_type, http, outputs};
 use crate::model::HttpMethod;
 use crate::step::{Outputs, StepContext, StepError};
 
@@ -58,7 +58,7 @@ pub(super) async fn send(
             format!("webhook URL {}", i + 1)
         };
         let resolved = n.resolve(&what, raw)?;
-        urls.push(parse_url(&what, &resolved)?);
+        urls.push(n.target_url(&what, &resolved)?);
     }
 
     let defaults = n.defaults.webhook.as_ref();
@@ -78,7 +78,7 @@ pub(super) async fn send(
                  or non-ASCII text)"
             ))
         })?;
-        if crate::secret::has_references(value) {
+        if crate::secret::has_sealed(value) {
             v.set_sensitive(true);
         }
         headers.insert(header, v);

@@ -18,7 +18,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::{Engine, TriggerError};
-use crate::daemon::api::{ApiError, authorized};
+use crate::daemon::api::{ApiAuth, ApiError, require_read};
 use crate::store::executions::{Execution, ExecutionFilter};
 
 /// Largest event accepted for a manual run.
@@ -29,25 +29,28 @@ const MAX_PAGE: usize = 500;
 #[derive(Clone)]
 struct ApiState {
     engine: Engine,
-    token: Option<String>,
+    auth: ApiAuth,
 }
 
-/// The routes, to merge into the daemon's router. `api_token` guards the manual trigger;
-/// without one, triggering is refused.
-pub fn router(engine: Engine, api_token: Option<String>) -> Router {
-    Router::new()
+/// The routes, to merge into the daemon's router. Reads need a read (or write) token unless
+/// `auth` opens them; the manual trigger needs the write token, and without one it is refused.
+pub fn router(engine: Engine, auth: ApiAuth) -> Router {
+    let reads = Router::new()
         .route("/api/v1/executions", get(list))
         .route("/api/v1/executions/{id}", get(one))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            require_read,
+        ));
+    Router::new()
         .route("/api/v1/pipelines/{name}/trigger", post(trigger))
+        .merge(reads)
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .with_state(ApiState {
-            engine,
-            token: api_token,
-        })
+        .with_state(ApiState { engine, auth })
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -118,7 +121,12 @@ async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<V
         .map_err(internal)?
         .map_err(internal)?
     {
-        Some(e) => Ok(Json(serde_json::to_value(e).map_err(internal)?)),
+        Some(e) => {
+            let mut v = serde_json::to_value(e).map_err(internal)?;
+            // The pipeline snapshot is config as the repository wrote it.
+            crate::config::secrets::mask_inline_json(&mut v);
+            Ok(Json(v))
+        }
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no execution `{id}` (list them with `mockops pipelines executions`)"),
@@ -132,7 +140,7 @@ async fn trigger(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorized(s.token.as_deref(), &headers)?;
+    s.auth.check_write(&headers)?;
     let event: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {

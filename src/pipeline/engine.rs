@@ -954,6 +954,16 @@ fn manual_event(json: Json) -> Result<NewEvent, TriggerError> {
         }
         None => obj,
     };
+    let mut payload = payload;
+    // The log never holds an event of a type the daemon produces that the daemon did not
+    // produce: a manual run that simulates one is stored as a `manual` event that says what it
+    // simulates (its fields are still there for the step templates).
+    let event_type = if crate::model::events::EventType::parse(&event_type).is_some() {
+        payload.insert("simulated_event_type".into(), Json::String(event_type));
+        "manual".to_string()
+    } else {
+        event_type
+    };
     let mut ev =
         NewEvent::new(&event_type, Source::api("manual")).workspace(workspace_id, workspace_name);
     ev.org_id = org_id;
@@ -1079,6 +1089,19 @@ mod tests {
         }
         let spread: HashSet<u128> = (0..20).map(|_| backoff(base, max, 3).as_micros()).collect();
         assert!(spread.len() > 1);
+    }
+
+    #[test]
+    fn manual_runs_never_store_daemon_event_types() {
+        let e = manual_event(json!({"event_type": "schema.changed", "spec_path": "specs/a.yaml"}))
+            .unwrap();
+        assert_eq!(e.event_type, "manual");
+        assert_eq!(e.payload["simulated_event_type"], "schema.changed");
+        assert_eq!(e.payload["spec_path"], "specs/a.yaml");
+        let e = manual_event(json!({"event_type": "promotion.completed"})).unwrap();
+        assert_eq!(e.event_type, "manual");
+        let e = manual_event(json!({"event_type": "release.published"})).unwrap();
+        assert_eq!(e.event_type, "release.published");
     }
 
     #[test]

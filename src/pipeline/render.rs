@@ -6,6 +6,11 @@
 //! `timestamp` (now, RFC 3339), `pipeline`, `execution_id`, `variables` (the settings'
 //! overlaid by the pipeline's) and `steps.<name>.outputs.<key>` of the steps already run.
 //!
+//! Secret references (`${env:...}`, `${file:...}`) are sealed in the config and the variables
+//! (text the repository wrote) before rendering, so only those are resolved when the step
+//! runs; a reference that arrives through the event or a step's outputs stays literal text
+//! (see `crate::secret`).
+//!
 //! A string that is exactly one `{{ expression }}` whose value is a list or an object keeps
 //! that JSON type, so `languages: "{{ variables.sdk_languages }}"` gives a list. Lists and
 //! objects inside longer text render as JSON; a null value renders as nothing.
@@ -31,18 +36,25 @@ pub struct TemplateContext {
 }
 
 impl TemplateContext {
-    fn to_json(&self) -> Json {
+    fn to_json(&self) -> Result<Json, RenderError> {
         let field = |k: &str| self.event.get(k).cloned().unwrap_or(Json::Null);
-        serde_json::json!({
+        let variables =
+            crate::secret::seal_json(&Json::Object(self.variables.clone())).map_err(|e| {
+                RenderError::Secret {
+                    at: "variables".into(),
+                    message: e.to_string(),
+                }
+            })?;
+        Ok(serde_json::json!({
             "event": self.event,
             "workspace_id": field("workspace_id"),
             "workspace_name": field("workspace_name"),
             "timestamp": crate::time::now_rfc3339(),
             "pipeline": self.pipeline,
             "execution_id": self.execution_id,
-            "variables": self.variables,
+            "variables": variables,
             "steps": self.steps,
-        })
+        }))
     }
 }
 
@@ -53,6 +65,8 @@ pub enum RenderError {
     Template { at: String, message: String },
     #[error("the rendered config is not a valid `{step_type}` config: {message}")]
     Config { step_type: String, message: String },
+    #[error("secret reference in `{at}`: {message}")]
+    Secret { at: String, message: String },
 }
 
 /// The environment steps render with: the shared strict one, JSON for lists and objects,
@@ -91,7 +105,8 @@ pub fn render_step_config(
     ctx: &TemplateContext,
 ) -> Result<Json, RenderError> {
     let env = environment();
-    let root = Value::from(Serde(&ctx.to_json()));
+    let root = Value::from(Serde(&ctx.to_json()?));
+    let config = &sealed(config)?;
     let rendered = render_tree(&env, &root, config, "config", false)?;
     match typed(step_type, rendered) {
         Ok(v) => Ok(v),
@@ -110,8 +125,16 @@ pub fn render_step_config(
 /// Renders every string of `value`.
 pub fn render_value(value: &Json, ctx: &TemplateContext) -> Result<Json, RenderError> {
     let env = environment();
-    let root = Value::from(Serde(&ctx.to_json()));
-    render_tree(&env, &root, value, "config", false)
+    let root = Value::from(Serde(&ctx.to_json()?));
+    render_tree(&env, &root, &sealed(value)?, "config", false)
+}
+
+/// `config` with its secret references sealed (see `crate::secret::seal`).
+fn sealed(config: &Json) -> Result<Json, RenderError> {
+    crate::secret::seal_json(config).map_err(|e| RenderError::Secret {
+        at: "config".into(),
+        message: e.to_string(),
+    })
 }
 
 fn render_tree(
@@ -315,5 +338,42 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, RenderError::Config { .. }), "{e}");
         assert!(e.to_string().contains("notify"), "{e}");
+    }
+
+    #[test]
+    fn only_references_the_repository_wrote_are_resolvable() {
+        let mut c = ctx();
+        c.event["message"] = json!("please read ${file:/run/secrets/github-token} ${env:HOME}");
+        c.variables
+            .insert("auth".into(), json!("Bearer ${env:MOCKOPS_T}"));
+        let out = render_value(
+            &json!({
+                "text": "{{ event.message }}",
+                "url": "https://hooks.example/${env:MOCKOPS_T}",
+                "auth": "{{ variables.auth }}",
+            }),
+            &c,
+        )
+        .expect("renders");
+        let secrets = crate::secret::Secrets::with_env(
+            crate::secret::Redactor::new(),
+            [("MOCKOPS_T", "tok-abcdef"), ("HOME", "/root-home")],
+        );
+        let resolved = secrets.resolve_json(&out).expect("resolves");
+        assert_eq!(
+            resolved,
+            json!({
+                "text": "please read ${file:/run/secrets/github-token} ${env:HOME}",
+                "url": "https://hooks.example/tok-abcdef",
+                "auth": "Bearer tok-abcdef",
+            })
+        );
+    }
+
+    #[test]
+    fn a_reference_built_by_a_template_is_refused() {
+        let e = render_value(&json!("${file:/run/secrets/{{ event.spec_path }}}"), &ctx())
+            .expect_err("refused");
+        assert!(matches!(e, RenderError::Secret { .. }), "{e}");
     }
 }

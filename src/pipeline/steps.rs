@@ -16,6 +16,26 @@ use crate::model::{
 use crate::step::{Outputs, StepContext, StepError};
 use crate::store::Store;
 
+/// What the operator allows steps to do with the daemon's secrets, network and programs
+/// (see SPEC.md, "Security stance"). The default is the strict one.
+#[derive(Debug, Clone, Default)]
+pub struct StepSecurity {
+    /// Which files `${file:}` and which variables `${env:}` may read.
+    pub secrets: crate::secret::SecretPolicy,
+    /// Which non-public addresses notifications may reach.
+    pub outbound: Arc<crate::outbound::OutboundPolicy>,
+    /// Whether `regenerate_sdk` may run `generators.<language>.command`.
+    pub allow_generator_commands: bool,
+    /// Signs promotion commits (the daemon's key from its state directory; a random one when
+    /// not given, whose promotions no reconciler will recognise).
+    pub promotion_key: Option<crate::promotion::PromotionKey>,
+    /// The daemon's own Slack webhook URL, for Slack steps that name none.
+    pub slack_webhook: Option<crate::secret::SecretSource>,
+    /// Directories on the daemon's machine that `create_pr` with `provider: git` may push to
+    /// (a path or `file://` URL anywhere else is refused).
+    pub local_git_dirs: Vec<PathBuf>,
+}
+
 /// Runs steps for one daemon: reads the applied settings from the store at run time, the
 /// config repository from `repo_path`.
 pub struct Steps {
@@ -31,6 +51,10 @@ pub struct Steps {
     pub config_remote: String,
     /// Delivers notifications; its defaults are replaced by the applied settings at each run.
     pub notifier: crate::notify::Notifier,
+    pub allow_generator_commands: bool,
+    pub promotion_key: crate::promotion::PromotionKey,
+    outbound: Arc<crate::outbound::OutboundPolicy>,
+    local_git_dirs: Vec<PathBuf>,
 }
 
 impl Steps {
@@ -40,14 +64,22 @@ impl Steps {
         branch: String,
         config_remote: String,
         redactor: crate::secret::Redactor,
+        security: StepSecurity,
     ) -> Result<Arc<Self>, reqwest::Error> {
-        let notifier = crate::notify::Notifier::new(
-            crate::notify::Notifier::http_client(crate::notify::REQUEST_TIMEOUT)?,
+        let github = crate::github::GitHub::from_env_redacted(&redactor);
+        let secrets = crate::secret::Secrets::new(redactor).with_policy(security.secrets);
+        let notifier = crate::notify::Notifier::with_secrets(
+            crate::notify::Notifier::http_client(
+                crate::notify::REQUEST_TIMEOUT,
+                security.outbound.clone(),
+            )?,
             Default::default(),
-            redactor,
+            secrets,
         )
+        .with_outbound(security.outbound.clone())
+        .with_slack_fallback(security.slack_webhook)
         .with_delivery_log(Arc::new(store.clone()));
-        let github = match crate::github::GitHub::from_env() {
+        let github = match github {
             Ok(g) => Some(g),
             Err(e) => {
                 tracing::info!(reason = %e, "no GitHub client: create_pr can only use `provider: git`");
@@ -61,6 +93,14 @@ impl Steps {
             branch,
             config_remote,
             notifier,
+            allow_generator_commands: security.allow_generator_commands,
+            outbound: security.outbound,
+            local_git_dirs: security.local_git_dirs,
+            promotion_key: match security.promotion_key {
+                Some(k) => k,
+                None => crate::promotion::PromotionKey::generate()
+                    .unwrap_or_else(|_| crate::promotion::PromotionKey::from_bytes([0; 32])),
+            },
         }))
     }
 
@@ -92,6 +132,7 @@ impl Steps {
         let cfg: RegenerateSdkConfig = typed(config, "regenerate_sdk")?;
         let mut req = crate::sdkgen::SdkRequest::new(&self.repo_path, cfg);
         req.default_rev = self.applied_commit()?;
+        req.allow_commands = self.allow_generator_commands;
         crate::sdkgen::generate(&req, ctx).await
     }
 
@@ -99,15 +140,89 @@ impl Steps {
         let cfg: CreatePrConfig = typed(config, "create_pr")?;
         let settings = self.settings()?;
         let req = crate::pr::request_from_config(&cfg, &settings.pull_requests, ctx, &ctx.steps)?;
+        let provider = crate::pr::provider_of(&cfg);
+        if provider == PrProvider::Git {
+            check_git_target(&cfg.repository, &self.outbound, &self.local_git_dirs).await?;
+        }
         let outcome = crate::pr::run(
             self.github.as_ref(),
-            crate::pr::provider_of(&cfg),
+            provider,
             &req,
             &crate::pr::GitRemote::default(),
         )
         .await?;
         Ok(outcome.outputs())
     }
+}
+
+/// Refuses a `provider: git` remote the repository may not reach: a path (or `file://` URL) on
+/// the daemon's machine outside `local_dirs`, or a host that is, or resolves to, an address
+/// the outbound policy refuses.
+async fn check_git_target(
+    repository: &str,
+    outbound: &crate::outbound::OutboundPolicy,
+    local_dirs: &[PathBuf],
+) -> Result<(), StepError> {
+    let r = repository.trim();
+    let local = r
+        .strip_prefix("file://")
+        .or_else(|| r.starts_with('/').then_some(r));
+    if let Some(path) = local {
+        let canonical = std::fs::canonicalize(path).ok();
+        let inside = canonical.as_ref().is_some_and(|c| {
+            local_dirs
+                .iter()
+                .filter_map(|d| std::fs::canonicalize(d).ok())
+                .any(|d| c.starts_with(d))
+        });
+        if inside {
+            return Ok(());
+        }
+        return Err(StepError::permanent(format!(
+            "create_pr: pushing to `{r}` on the daemon's machine is refused: a local remote must \
+             be under {}",
+            if local_dirs.is_empty() {
+                "a directory the operator allows (none is)".to_string()
+            } else {
+                local_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )));
+    }
+    // `scheme://[user@]host[:port]/...` or scp-like `user@host:path`.
+    let (host, port) = if let Some((scheme, rest)) = r.split_once("://") {
+        let authority = rest.split('/').next().unwrap_or("");
+        let hostport = authority.rsplit('@').next().unwrap_or("");
+        let default_port = match scheme {
+            "https" => 443,
+            "http" => 80,
+            "ssh" => 22,
+            "git" => 9418,
+            _ => 0,
+        };
+        match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
+                (h.to_string(), p.parse().unwrap_or(default_port))
+            }
+            _ => (hostport.to_string(), default_port),
+        }
+    } else if let Some((userhost, _)) = r.split_once(':') {
+        (userhost.rsplit('@').next().unwrap_or("").to_string(), 22)
+    } else {
+        return Ok(());
+    };
+    let host = host.trim_matches(['[', ']']);
+    if host.is_empty() {
+        return Ok(());
+    }
+    outbound
+        .resolve(host, port)
+        .await
+        .map(|_| ())
+        .map_err(|e| StepError::permanent(format!("create_pr: repository {r}: {e}")))
 }
 
 impl Steps {
@@ -197,9 +312,13 @@ impl Steps {
             format!("promo-{}", hex::encode(&h[..6]))
         };
         let comments = cfg.comments.clone().unwrap_or_default();
-        let marker = format!("{PROMOTION_ID_TRAILER}: {promotion_id}");
+        let marker = format!("{}: {promotion_id}", crate::promotion::ID_TRAILER);
+        let promotion = format!(
+            "{kind} {} {} {}",
+            cfg.entity_id, cfg.from_environment, cfg.to_environment
+        );
         let message = format!(
-            "Promote {kind} {} from {} to {}\n\n{}{marker}\n{PROMOTION_TRAILER}: {kind} {} {} {}\n",
+            "Promote {kind} {} from {} to {}\n\n{}{}",
             cfg.entity_id,
             cfg.from_environment,
             cfg.to_environment,
@@ -208,9 +327,7 @@ impl Steps {
             } else {
                 format!("{}\n\n", comments.trim_end())
             },
-            cfg.entity_id,
-            cfg.from_environment,
-            cfg.to_environment
+            crate::promotion::trailers(&self.promotion_key, &promotion_id, &promotion)
         );
         let local = std::path::Path::new(&self.config_remote);
         let is_local = local.is_absolute() && local.exists();
@@ -404,11 +521,6 @@ fn direct_commit_allowed(settings: &Settings, to_environment: &str) -> bool {
         .is_some_and(|e| e.allows_direct_commit())
 }
 
-/// Trailer naming a promotion in the commit that carries it.
-pub const PROMOTION_ID_TRAILER: &str = "Mockops-Promotion-Id";
-/// Trailer with `<entity type> <entity id> <from> <to>`.
-pub const PROMOTION_TRAILER: &str = "Mockops-Promotion";
-
 /// Where a promotion goes: GitHub's API for a github.com repository, a pushed branch otherwise.
 fn promotion_target(remote: &str) -> (String, PrProvider) {
     let r = remote.trim_end_matches('/').trim_end_matches(".git");
@@ -437,6 +549,12 @@ impl StepRunner for Steps {
         ctx: &'a StepContext,
     ) -> Pin<Box<dyn Future<Output = Result<Outputs, StepError>> + Send + 'a>> {
         Box::pin(async move {
+            // Only notify resolves secrets; the others see references as the repository wrote
+            // them.
+            let config = match step_type {
+                StepType::Notify => config,
+                _ => crate::secret::unsealed_json(&config),
+            };
             match step_type {
                 StepType::RegenerateSdk => self.regenerate_sdk(config, ctx).await,
                 StepType::CreatePr => self.create_pr(config, ctx).await,

@@ -69,6 +69,8 @@ pub struct Reconciler {
     rebuilt: Option<String>,
     /// Set to stop between two commits (shutdown).
     stop: Arc<AtomicBool>,
+    /// Signs the daemon's promotion commits; without it no promotion trailer is trusted.
+    promotion_key: Option<crate::promotion::PromotionKey>,
 }
 
 impl Reconciler {
@@ -107,7 +109,14 @@ impl Reconciler {
             replay_from,
             rebuilt,
             stop: Arc::new(AtomicBool::new(false)),
+            promotion_key: None,
         })
+    }
+
+    /// Trusts promotion trailers signed with `key` (see `crate::promotion`).
+    pub fn with_promotion_key(mut self, key: crate::promotion::PromotionKey) -> Self {
+        self.promotion_key = Some(key);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -303,7 +312,9 @@ impl Reconciler {
                 author,
             };
             events = plan::events(&changes, &new_rows, &fresh_ws, &info, &sides);
-            events.extend(promotions(repo, &commit, &info));
+            if let Some(key) = &self.promotion_key {
+                events.extend(promotions(repo, &commit, &info, key));
+            }
         } else {
             revision.status = RevisionStatus::Baseline;
         }
@@ -385,13 +396,14 @@ fn first_parent_chain(repo: &Repository, from: Oid, head: Oid) -> Result<Vec<Oid
 
 /// `promotion.completed` for every promotion commit this commit brings in: the commit itself,
 /// or for a merge the commits of the merged side (the trailers survive merge commits and
-/// GitHub's squash messages).
+/// GitHub's squash messages). Only trailers signed with the daemon's key count: a hand-written
+/// trailer cannot forge a promotion.
 fn promotions(
     repo: &Repository,
     commit: &git2::Commit<'_>,
     info: &plan::CommitInfo,
+    key: &crate::promotion::PromotionKey,
 ) -> Vec<crate::store::NewEvent> {
-    use crate::pipeline::steps::{PROMOTION_ID_TRAILER, PROMOTION_TRAILER};
     let mut messages = vec![String::from_utf8_lossy(commit.message_bytes()).into_owned()];
     if commit.parent_count() > 1
         && let Ok(mut walk) = repo.revwalk()
@@ -408,15 +420,13 @@ fn promotions(
     }
     let mut out = Vec::new();
     for m in messages {
-        let trailer = |name: &str| {
-            m.lines().rev().find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(':')
-                    .map(|v| v.trim().to_string())
-            })
-        };
-        let (Some(id), Some(what)) = (trailer(PROMOTION_ID_TRAILER), trailer(PROMOTION_TRAILER))
-        else {
+        let Some((id, what)) = crate::promotion::verified(&m, key) else {
+            if m.contains(crate::promotion::ID_TRAILER) {
+                tracing::warn!(
+                    commit = %info.sha,
+                    "a commit carries a promotion trailer without this daemon's signature; ignored"
+                );
+            }
             continue;
         };
         let parts: Vec<&str> = what.split_whitespace().collect();

@@ -79,6 +79,9 @@ pub struct SdkRequest {
     /// `PATH`: `./node_modules/.bin`, `~/.local/bin`, `$CARGO_HOME/bin` or `~/.cargo/bin`,
     /// and `npx --no-install` (default: true).
     pub search_install_dirs: bool,
+    /// Whether `generators.<language>.command` (a program the repository names) may run. The
+    /// daemon allows it only with `--allow-generator-commands`; presets always run.
+    pub allow_commands: bool,
     pub limits: Limits,
 }
 
@@ -92,6 +95,7 @@ impl SdkRequest {
             tool_dirs: Vec::new(),
             path: None,
             search_install_dirs: true,
+            allow_commands: false,
             limits: Limits::default(),
         }
     }
@@ -134,7 +138,8 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     let spec_root = work.path().join("spec");
     let out_root = work.path().join("out");
     let tmp = work.path().join("tmp");
-    for dir in [&spec_root, &out_root, &tmp] {
+    let home = work.path().join("home");
+    for dir in [&spec_root, &out_root, &tmp, &home] {
         std::fs::create_dir(dir).map_err(|e| {
             StepError::transient(format!(
                 "regenerate_sdk: cannot create {}: {e}",
@@ -171,6 +176,16 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     };
 
     let generators = choose_generators(&req.config, &languages, materialized.schema_type)?;
+    if !req.allow_commands
+        && let Some((language, Generator::Command(command))) = generators
+            .iter()
+            .find(|(_, g)| matches!(g, Generator::Command(_)))
+    {
+        return Err(StepError::permanent(format!(
+            "regenerate_sdk: language `{language}` runs a program named by the repository (`{}`); the daemon runs such commands only when its operator starts it with `--allow-generator-commands` (env MOCKOPS_ALLOW_GENERATOR_COMMANDS=true); the presets (typescript, python, rust) need no permission",
+            command.first().map(String::as_str).unwrap_or("")
+        )));
+    }
     let spec_version = match materialized.schema_type {
         SchemaType::Openapi => std::fs::read(spec_root.join(&materialized.spec_path))
             .ok()
@@ -210,7 +225,8 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
         None => None,
     };
     let path_var = req.path.clone().or_else(|| std::env::var_os("PATH"));
-    let env = child_env(&tmp, path_var.as_ref());
+    let preset_env = child_env(&tmp, &home, path_var.as_ref(), true);
+    let command_env = child_env(&tmp, &home, path_var.as_ref(), false);
 
     let mut collected = Collected::default();
     for (language, generator) in &generators {
@@ -228,7 +244,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                         "regenerate_sdk: language `{language}`: {why}; give the language a `generators.{language}.command` that runs a generator for this description instead"
                     )));
                 }
-                let program = locate_preset(*preset, req, path_var.as_ref(), &spec_root, &env)
+                let program = locate_preset(*preset, req, path_var.as_ref(), &spec_root, &preset_env)
                     .await
                     .ok_or_else(|| {
                         StepError::permanent(format!(
@@ -251,7 +267,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                     program: program.program,
                     args,
                     cwd: spec_root.clone(),
-                    env: env.clone(),
+                    env: preset_env.clone(),
                 }
             }
             Generator::Command(command) => {
@@ -273,7 +289,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                     program: PathBuf::from(fill(program)),
                     args: args.iter().map(|a| fill(a)).collect(),
                     cwd: spec_root.clone(),
-                    env: env.clone(),
+                    env: command_env.clone(),
                 }
             }
         };
@@ -408,23 +424,41 @@ fn materialize_error(e: &MaterializeError) -> StepError {
     }
 }
 
-/// The whole environment a generator sees: enough to find programs and a home, nothing that
-/// could carry a credential of the daemon.
-fn child_env(tmp: &Path, path: Option<&OsString>) -> Vec<(String, OsString)> {
+/// The whole environment a generator sees: enough to find programs, an empty home of its own
+/// (the daemon's home may hold `.git-credentials`, `.ssh`, `.netrc`, cloud and registry
+/// tokens), nothing that could carry a credential of the daemon. Presets, programs the operator
+/// installed, also see where Cargo and rustup keep their toolchains; a command the repository
+/// names does not.
+fn child_env(
+    tmp: &Path,
+    home: &Path,
+    path: Option<&OsString>,
+    preset: bool,
+) -> Vec<(String, OsString)> {
     let mut env: Vec<(String, OsString)> = vec![(
         "PATH".into(),
         path.cloned()
             .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
     )];
-    let inherit = ["HOME", "LANG", "LC_ALL", "TZ", "CARGO_HOME", "RUSTUP_HOME"];
-    for key in inherit {
+    for key in ["LANG", "LC_ALL", "TZ"] {
         if let Some(v) = std::env::var_os(key) {
             env.push((key.to_string(), v));
         }
     }
-    if !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".into(), tmp.as_os_str().to_owned()));
+    if preset {
+        let daemon_home = std::env::var_os("HOME").map(PathBuf::from);
+        for (key, default) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
+            let v = std::env::var_os(key).or_else(|| {
+                daemon_home
+                    .as_ref()
+                    .map(|h| h.join(default).into_os_string())
+            });
+            if let Some(v) = v {
+                env.push((key.to_string(), v));
+            }
+        }
     }
+    env.push(("HOME".into(), home.as_os_str().to_owned()));
     if !env.iter().any(|(k, _)| k == "LANG") {
         env.push(("LANG".into(), "C.UTF-8".into()));
     }
@@ -730,14 +764,25 @@ mod tests {
 
     #[test]
     fn child_env_carries_no_daemon_secrets() {
-        let env = child_env(Path::new("/tmp/x"), None);
-        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
-        assert!(keys.contains(&"PATH") && keys.contains(&"HOME") && keys.contains(&"TMPDIR"));
-        assert!(
-            !keys
-                .iter()
-                .any(|k| k.contains("TOKEN") || k.contains("SECRET"))
-        );
+        for preset in [true, false] {
+            let env = child_env(Path::new("/tmp/x"), Path::new("/tmp/x-home"), None, preset);
+            let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+            assert!(keys.contains(&"PATH") && keys.contains(&"HOME") && keys.contains(&"TMPDIR"));
+            assert!(
+                !keys
+                    .iter()
+                    .any(|k| k.contains("TOKEN") || k.contains("SECRET"))
+            );
+            let home: Vec<_> = env.iter().filter(|(k, _)| k == "HOME").collect();
+            assert_eq!(home.len(), 1);
+            assert_eq!(
+                home[0].1, "/tmp/x-home",
+                "the daemon's home is never handed over"
+            );
+            if !preset {
+                assert!(!keys.contains(&"CARGO_HOME") && !keys.contains(&"RUSTUP_HOME"));
+            }
+        }
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //! such a push into a "look now" hint. The payload is never trusted for content: the daemon
 //! fetches and reads Git itself.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -15,6 +14,8 @@ use crate::secret::{Redactor, SecretSource};
 
 /// Largest payload GitHub sends (it caps webhook payloads at 25 MB).
 pub const MAX_PAYLOAD_BYTES: usize = 25 * 1024 * 1024;
+/// How long a delivery's body may take to arrive (a slow sender holds no task for longer).
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a delivery's signature was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +39,14 @@ pub fn verify_github_signature(
     body: &[u8],
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
+    let sig = signature_of(header)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(body);
+    mac.verify_slice(&sig).map_err(|_| SignatureError::Mismatch)
+}
+
+/// The 32 bytes an `X-Hub-Signature-256` header carries, checked before any body is read.
+fn signature_of(header: Option<&str>) -> Result<Vec<u8>, SignatureError> {
     let header = header.map(str::trim).ok_or(SignatureError::Missing)?;
     if header.is_empty() {
         return Err(SignatureError::Missing);
@@ -49,9 +58,7 @@ pub fn verify_github_signature(
     if sig.len() != 32 {
         return Err(SignatureError::Malformed);
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
-    mac.update(body);
-    mac.verify_slice(&sig).map_err(|_| SignatureError::Mismatch)
+    Ok(sig)
 }
 
 /// `sha256=<hex>` for `body`: what GitHub sends (for tests and tools that post deliveries).
@@ -208,9 +215,45 @@ where
         .with_state(hook)
 }
 
-async fn handle(State(hook): State<GithubWebhook>, headers: HeaderMap, body: Bytes) -> Response {
+/// Cheap refusals first: a delivery without a well-formed signature header, or announcing a
+/// body above the cap, is answered before a byte of its body is read; the body is then read
+/// with the cap and [`READ_TIMEOUT`], and only a body whose signature matches is parsed.
+async fn handle(State(hook): State<GithubWebhook>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = header("x-github-delivery").unwrap_or("-").to_string();
+    if let Err(e) = signature_of(header("x-hub-signature-256")) {
+        tracing::warn!(delivery = %delivery, "webhook delivery refused: {e}");
+        return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response();
+    }
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a delivery holds at most {MAX_PAYLOAD_BYTES} bytes\n"),
+        )
+            .into_response()
+    };
+    if header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64)
+    {
+        return too_large();
+    }
+    let body =
+        match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(body, MAX_PAYLOAD_BYTES))
+            .await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => return too_large(),
+            Err(_) => {
+                return (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the delivery's body did not arrive in time\n",
+                )
+                    .into_response();
+            }
+        };
     let secret = match hook.secret.read("GitHub webhook secret", &hook.redactor) {
         Ok(s) => s,
         Err(e) => {

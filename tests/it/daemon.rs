@@ -339,6 +339,8 @@ fn events_can_be_posted_with_the_token_only() {
     // The CLI reads the same log.
     let out = std::process::Command::new(crate::support::bin())
         .args(["events", "list", "--api", &d.url(""), "--format", "json"])
+        .arg("--api-token-file")
+        .arg(d.state_dir.join("api-token"))
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -422,6 +424,7 @@ fn health_metrics_and_status_cli() {
     }
     let out = std::process::Command::new(crate::support::bin())
         .args(["status", "--api", &d.url("")])
+        .env("MOCKOPS_API_TOKEN_FILE", d.state_dir.join("api-token"))
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);

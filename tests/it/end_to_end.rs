@@ -80,12 +80,13 @@ async fn spec_commit_regenerates_the_sdk_and_opens_one_pull_request() {
 
     let events = tokio::task::spawn_blocking({
         let d_url = d.url("");
+        let auth = d.auth();
         move || {
             let (_, v) = crate::support::daemon::http(
                 "GET",
                 &format!("{d_url}/api/v1/events?type=schema.changed"),
                 None,
-                None,
+                Some(&auth),
             )
             .unwrap();
             v

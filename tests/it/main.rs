@@ -11,4 +11,5 @@ mod pull_requests;
 mod schema_diff_openapi;
 mod schema_diff_proto;
 mod sdkgen;
+mod security;
 mod sources;

@@ -40,8 +40,10 @@ fn ctx(key: &str) -> StepContext {
     }
 }
 
+/// A step config as the engine hands it over: the references the repository wrote sealed.
 fn cfg(v: Json) -> NotifyConfig {
-    serde_json::from_value(v).expect("a valid notify config")
+    serde_json::from_value(mockops::secret::seal_json(&v).expect("references parse"))
+        .expect("a valid notify config")
 }
 
 fn notifier(defaults: NotifyDefaults, env: &[(&str, &str)]) -> Notifier {
@@ -53,9 +55,20 @@ fn notifier_with_timeout(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> Notifier {
-    let client = Notifier::http_client(timeout).expect("http client");
-    let secrets = Secrets::with_env(Redactor::new(), env.iter().copied());
-    Notifier::with_secrets(client, defaults, secrets).with_smtp_timeout(timeout)
+    // The receivers are on loopback, and secret files in the temp directory.
+    let outbound = std::sync::Arc::new(
+        mockops::outbound::OutboundPolicy::parse(["127.0.0.0/8", "::1"]).expect("policy"),
+    );
+    let client = Notifier::http_client(timeout, outbound.clone()).expect("http client");
+    let secrets = Secrets::with_env(Redactor::new(), env.iter().copied()).with_policy(
+        mockops::secret::SecretPolicy {
+            file_dirs: vec![std::env::temp_dir()],
+            env_allow: None,
+        },
+    );
+    Notifier::with_secrets(client, defaults, secrets)
+        .with_outbound(outbound)
+        .with_smtp_timeout(timeout)
 }
 
 fn outputs_text(out: &Outputs) -> String {

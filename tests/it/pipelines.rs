@@ -925,11 +925,11 @@ async fn executions_over_http_and_the_cli() {
         h.store.clone(),
         mockops::daemon::Live::default(),
         mockops::sources::Hints::new(),
-        Some("tok".into()),
+        mockops::daemon::api::ApiAuth::write_only(Some("tok".into())),
     ));
     let app = mockops::daemon::api::router(shared).merge(mockops::pipeline::api::router(
         h.engine.clone(),
-        Some("tok".into()),
+        mockops::daemon::api::ApiAuth::write_only(Some("tok".into())),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -962,6 +962,7 @@ async fn executions_over_http_and_the_cli() {
 
     let list: Json = http
         .get(format!("{base}/api/v1/executions?pipeline=p"))
+        .bearer_auth("tok")
         .send()
         .await
         .unwrap()
@@ -972,6 +973,7 @@ async fn executions_over_http_and_the_cli() {
     assert_eq!(list["executions"][0]["status"], "succeeded");
     let one: Json = http
         .get(format!("{base}/api/v1/executions/{id}"))
+        .bearer_auth("tok")
         .send()
         .await
         .unwrap()
@@ -982,6 +984,7 @@ async fn executions_over_http_and_the_cli() {
     assert_eq!(runner.calls()[0].config["message"], "v=1.2");
     let r = http
         .get(format!("{base}/api/v1/executions/0-none"))
+        .bearer_auth("tok")
         .send()
         .await
         .unwrap();
@@ -993,6 +996,7 @@ async fn executions_over_http_and_the_cli() {
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(crate::support::bin())
                 .args(["pipelines", "--api", &base, "execution", &id])
+                .env("MOCKOPS_API_TOKEN", "tok")
                 .output()
                 .unwrap()
         })
@@ -1014,6 +1018,9 @@ async fn executions_over_http_and_the_cli() {
     // The CLI: list, trigger from a file and wait, executions as JSON.
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("token"), "tok\n").unwrap();
+    // Reads find the token where the CLI looks by default, as writes do.
+    std::fs::create_dir_all(work.path().join(".state")).unwrap();
+    std::fs::write(work.path().join(".state/api-token"), "tok\n").unwrap();
     std::fs::write(
         work.path().join("event.json"),
         r#"{"event_type": "release.published", "version": "2.0"}"#,

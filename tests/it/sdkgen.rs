@@ -75,8 +75,11 @@ fn ctx(event: Json) -> StepContext {
     }
 }
 
+/// A request as the daemon makes it with `--allow-generator-commands`.
 fn request(repo: &Path, config_value: Json) -> SdkRequest {
-    SdkRequest::new(repo, config(config_value))
+    let mut req = SdkRequest::new(repo, config(config_value));
+    req.allow_commands = true;
+    req
 }
 
 /// A `command` generator running `script` with `sh -c`; `{spec}`, `{out}` and `{root}` are
@@ -461,6 +464,49 @@ async fn a_missing_command_program_is_a_clear_error() {
         "{}",
         e.message
     );
+}
+
+/// A program the repository names runs only when the operator allowed it; nothing is run
+/// before the refusal. A command generator sees an empty home of its own, not the daemon's.
+#[tokio::test]
+async fn repository_commands_need_the_operators_permission_and_get_an_empty_home() {
+    let r = repo();
+    let marker = tempfile::tempdir().expect("tempdir");
+    let script = format!("touch {}/ran; touch {{out}}/x", marker.path().display());
+    let mut req = request(
+        r.fixture.path(),
+        json!({"spec_path": "specs/api.yaml", "languages": ["go"], "generators": sh("go", &script)}),
+    );
+    req.allow_commands = false;
+    let e = run(&req, json!({})).await.expect_err("not allowed");
+    assert!(!e.retryable);
+    assert!(
+        e.message.contains("--allow-generator-commands"),
+        "{}",
+        e.message
+    );
+    assert!(
+        !marker.path().join("ran").exists(),
+        "the command did not run"
+    );
+
+    let req = request(
+        r.fixture.path(),
+        json!({
+            "spec_path": "specs/api.yaml",
+            "languages": ["go"],
+            "generators": sh("go", "ls -A \"$HOME\" > {out}/home.txt; echo \"$HOME\" > {out}/where.txt; pwd > {out}/cwd.txt"),
+        }),
+    );
+    let out = run(&req, json!({})).await.expect("allowed");
+    let files = &out["files"];
+    assert_eq!(files["go/home.txt"], "", "the home is empty: {files:#}");
+    let home = files["go/where.txt"].as_str().unwrap_or_default().trim();
+    let daemon_home = std::env::var("HOME").unwrap_or_default();
+    assert_ne!(home, daemon_home);
+    assert!(!home.is_empty());
+    let cwd = files["go/cwd.txt"].as_str().unwrap_or_default().trim();
+    assert_ne!(cwd, std::env::current_dir().unwrap().display().to_string());
 }
 
 #[tokio::test]

@@ -47,8 +47,29 @@ impl Daemon {
         Self::start_full(state, args, &[])
     }
 
+    /// Starts the daemon with `args`. Unless they hold `--strict` (which is not passed on),
+    /// the daemon may reach loopback (where the tests' receivers are), read secret files from
+    /// the temp directory and run generator commands; `--strict` keeps its secure defaults.
     fn start_full(state: &Path, args: &[String], env: &[(&str, &str)]) -> Daemon {
-        let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+        let strict = args.iter().any(|a| a == "--strict");
+        let mut extra: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "--strict")
+            .collect();
+        let tmp = std::env::temp_dir().display().to_string();
+        let allows = [
+            "--allow-outbound",
+            "127.0.0.0/8,::1",
+            "--secret-dir",
+            tmp.as_str(),
+            "--git-push-dir",
+            tmp.as_str(),
+            "--allow-generator-commands",
+        ];
+        if !strict {
+            extra.extend(allows);
+        }
         let port = free_port();
         std::fs::create_dir_all(state).expect("state dir");
         let log = state.join(format!("daemon-{port}.log"));
@@ -110,7 +131,7 @@ impl Daemon {
     pub fn wait_attempted(&self, sha: &str) -> Json {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok((200, s)) = http("GET", &self.url("/api/v1/status"), None, None)
+            if let Ok((200, s)) = http("GET", &self.url("/api/v1/status"), None, Some(&self.auth()))
                 && s["last_attempted"]["sha"] == sha
             {
                 return s;
@@ -125,9 +146,18 @@ impl Daemon {
     }
 
     pub fn get(&self, path: &str) -> Json {
-        let (status, body) = http("GET", &self.url(path), None, None).expect("request");
+        let (status, body) =
+            http("GET", &self.url(path), None, Some(&self.auth())).expect("request");
         assert_eq!(status, 200, "GET {path}: {body}");
         body
+    }
+
+    /// `Authorization: Bearer <the state directory's token>` (none before it exists).
+    pub fn auth(&self) -> Vec<(&'static str, String)> {
+        match std::fs::read_to_string(self.state_dir.join("api-token")) {
+            Ok(t) => vec![("authorization", format!("Bearer {}", t.trim()))],
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Every stored event, oldest first.
