@@ -177,7 +177,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
 
 /// A token file: private to the daemon's user, and not empty.
 fn read_token(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
-    daemon::read_private_token(path, what)?.with_context(|| {
+    daemon::read_private_token(path, what, 0o027)?.with_context(|| {
         format!(
             "the {what} file {} is missing or empty: write the token into it",
             path.display()

@@ -157,6 +157,25 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn malformed_references_are_errors_at_commit_time() {
+        let node = crate::yaml::parse(
+            b"config:\n  url: \"${env:bad-name}\"\n  path: \"${file:/run/secrets/{{ event.x }}}\"\n  ok: \"${env:GOOD}\"\n  literal: \"$${env:NOT_A_REF}\"\n",
+            crate::yaml::Limits::CONFIG,
+        )
+        .expect("yaml");
+        let mut out = Vec::new();
+        scan_secrets(&node, &mut out);
+        let errors: Vec<_> = out
+            .iter()
+            .filter(|d| d.code == "bad-secret-reference")
+            .map(|d| (d.line, d.message.clone()))
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert_eq!(errors[0].0, 2);
+        assert!(errors[1].1.contains("template"), "{errors:#?}");
+    }
+
+    #[test]
     fn inline_secrets_are_masked_and_references_kept() {
         let mut v = json!({
             "name": "alerts",

@@ -381,7 +381,7 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
 /// CSPRNG (readable by the owner only). An existing file that others may read is refused.
 pub fn api_token_in(state_dir: &Path) -> anyhow::Result<String> {
     let path = state_dir.join("api-token");
-    match read_private_token(&path, "API token") {
+    match read_private_token(&path, "API token", 0o077) {
         Ok(Some(t)) => return Ok(t),
         Ok(None) => {}
         Err(e) => return Err(e),
@@ -395,9 +395,12 @@ pub fn api_token_in(state_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Reads a token file: `None` when it does not exist or is empty; an error when it is readable
-/// by anyone but its owner (mode wider than 0600), saying how to fix it.
-pub fn read_private_token(path: &Path, what: &str) -> anyhow::Result<Option<String>> {
+/// Reads a token file: `None` when it does not exist or is empty; an error, saying how to fix
+/// it, when its mode has any of the `refused` bits: `0o077` (nothing wider than 0600) for the
+/// token the daemon keeps itself, `0o027` for a file the operator mounts (a Kubernetes Secret
+/// volume with `fsGroup` is group-readable by the pod's own group; never writable by the
+/// group, never open to others).
+pub fn read_private_token(path: &Path, what: &str, refused: u32) -> anyhow::Result<Option<String>> {
     use std::os::unix::fs::PermissionsExt as _;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -409,10 +412,10 @@ pub fn read_private_token(path: &Path, what: &str) -> anyhow::Result<Option<Stri
     };
     let mode = meta.permissions().mode() & 0o777;
     anyhow::ensure!(
-        mode & 0o077 == 0,
-        "the {what} file {} has mode {mode:04o}: others could read it; make it readable by the \
-         daemon's user only (`chmod 600 {}`; Kubernetes: `defaultMode: 0400` on the Secret \
-         volume)",
+        mode & refused == 0,
+        "the {what} file {} has mode {mode:04o}: others could read or change it; make it \
+         readable by the daemon's user only (`chmod 600 {}`; Kubernetes: `defaultMode: 0440` or \
+         narrower on the Secret volume)",
         path.display(),
         path.display()
     );

@@ -787,6 +787,37 @@ mod tests {
         assert!(!format!("{gh:?}").contains("ghp_secret"));
     }
 
+    #[tokio::test]
+    async fn the_token_and_the_app_key_are_registered_with_the_redactor() {
+        let redactor = crate::secret::Redactor::new();
+        GitHub::from_lookup_redacted(
+            |n| (n == "GITHUB_TOKEN").then(|| "ghp_tokenvalue0123456789".to_string()),
+            &redactor,
+        )
+        .expect("client");
+        assert_eq!(
+            redactor.redact("auth failed for ghp_tokenvalue0123456789"),
+            "auth failed for ***"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("app.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecretkeymaterial\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .expect("write");
+        // Not a usable key, but it is registered before it is parsed.
+        let _ = GitHub::from_lookup_redacted(
+            |n| match n {
+                "GITHUB_APP_ID" => Some("12".into()),
+                "GITHUB_APP_PRIVATE_KEY_FILE" => Some(key.display().to_string()),
+                _ => None,
+            },
+            &redactor,
+        );
+        assert_eq!(redactor.redact("x MIIEowIBAAKCAQEAsecretkeymaterial"), "x ***");
+    }
+
     #[test]
     fn auth_debug_never_shows_secrets() {
         let a = Auth::Token(Token::new("ghp_123"));

@@ -267,6 +267,33 @@ async fn a_retry_skips_the_slack_channels_already_posted_to() {
     assert_eq!(rx.requests().len(), 5);
 }
 
+/// The seed documents' own example names no webhook URL: the daemon's
+/// `MOCKOPS_SLACK_WEBHOOK_URL` takes it, after the step's and `mockops.yaml`'s.
+#[tokio::test]
+async fn slack_steps_without_a_url_use_the_daemons_own() {
+    let rx = HttpReceiver::start().await;
+    let daemon_url = rx.url("/services/daemon/own");
+    let n = notifier(NotifyDefaults::default(), &[]).with_slack_fallback(Some(
+        mockops::secret::SecretSource::Value(mockops::secret::Secret::new(daemon_url)),
+    ));
+    let step = cfg(json!({"type": "slack", "channels": ["#devops"], "message": "seed example"}));
+    n.send(&step, &ctx("exec-fallback/notify"))
+        .await
+        .expect("delivered");
+    let got = rx.wait_for(1).await;
+    assert_eq!(got[0].path, "/services/daemon/own");
+    assert_eq!(got[0].json()["channel"], "#devops");
+
+    // The repository's own URL wins over the daemon's.
+    let repo_url = rx.url("/services/repo");
+    let step = cfg(json!({"type": "slack", "message": "m", "slack_webhook_url": repo_url}));
+    n.send(&step, &ctx("exec-fallback-2/notify"))
+        .await
+        .expect("delivered");
+    let got = rx.wait_for(2).await;
+    assert_eq!(got[1].path, "/services/repo");
+}
+
 #[tokio::test]
 async fn missing_secrets_and_urls_are_permanent_errors_that_name_them() {
     let n = notifier(NotifyDefaults::default(), &[]);
@@ -292,6 +319,11 @@ async fn missing_secrets_and_urls_are_permanent_errors_that_name_them() {
     assert!(!err.retryable);
     assert!(
         err.message.contains("notify.slack.webhook_url"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("MOCKOPS_SLACK_WEBHOOK_URL"),
         "{}",
         err.message
     );

@@ -713,6 +713,18 @@ fn kubernetes_sidecar_probes_the_daemon_on_its_listen_port() {
         );
     }
 
+    // The API is not open: reads and writes need tokens, mounted so the daemon accepts them
+    // (not writable by the group, nothing for others).
+    assert!(!args.contains(&"--anonymous-read"), "{args:?}");
+    for flag in ["--api-token-file", "--api-read-token-file"] {
+        assert!(args.contains(&flag), "{flag} in {args:?}");
+    }
+    for v in spec["volumes"].as_array().expect("volumes") {
+        if let Some(mode) = v["secret"]["defaultMode"].as_u64() {
+            assert_eq!(mode & 0o027, 0, "{v}");
+        }
+    }
+
     let security = &mockops["securityContext"];
     assert_eq!(security["runAsNonRoot"], json!(true));
     assert_eq!(security["readOnlyRootFilesystem"], json!(true));

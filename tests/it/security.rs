@@ -509,3 +509,76 @@ fn manual_runs_cannot_store_daemon_event_types() {
     assert_eq!(manual["payload"]["simulated_event_type"], "schema.changed");
     assert!(d.terminate());
 }
+
+/// The built-in demo runs its whole loop on a fresh machine with the strict defaults: a spec
+/// commit gives `schema.changed`, a pull request branch in the local remote, and messages in
+/// the demo inbox.
+#[test]
+fn the_demo_shows_commit_event_pipeline_notification_and_pull_request() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut d = Daemon::start_demo(state.path(), &["--strict"]);
+    d.wait_ready();
+    let repo = state.path().join("demo-repo");
+    let spec = repo.join("specs/payments/openapi.yaml");
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    std::fs::write(
+        &spec,
+        text.replace("enum: [usd, eur, nok]", "enum: [usd, eur]"),
+    )
+    .expect("write");
+    let sha = commit_all(&repo, "payments: stop taking NOK");
+    d.wait_attempted(&sha.to_string());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let inbox = loop {
+        let (status, inbox) =
+            http("GET", &d.url("/demo/inbox"), None, None).expect("inbox");
+        assert_eq!(status, 200, "{inbox}");
+        let texts: Vec<String> = inbox["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["text"].as_str().map(str::to_string))
+            .collect();
+        if texts.iter().any(|t| t.contains("Breaking change"))
+            && texts.iter().any(|t| t.contains("pull request branch"))
+        {
+            break texts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{inbox:#}\n{:#}\n{}",
+            d.get("/api/v1/executions"),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        inbox.iter().any(|t| t.contains("specs/payments/openapi.yaml")),
+        "{inbox:#?}"
+    );
+    // The messages are also kept in the state directory.
+    let kept = std::fs::read_to_string(state.path().join("demo-inbox.jsonl")).expect("inbox file");
+    assert!(kept.contains("Breaking change"), "{kept}");
+    // The pull request is a branch of the local remote, with the changelog entry.
+    let remote = git2::Repository::open_bare(state.path().join("remotes/demo-sdk.git"))
+        .expect("remote");
+    let branch = remote
+        .references_glob("refs/heads/mockops/spec-change-pr/*")
+        .expect("glob")
+        .flatten()
+        .next()
+        .expect("a pull request branch");
+    let tree = branch.peel_to_tree().expect("tree");
+    let entry = tree
+        .get_path(std::path::Path::new(
+            "changelog/specs/payments/openapi.yaml.md",
+        ))
+        .expect("changelog entry");
+    let blob = remote.find_blob(entry.id()).expect("blob");
+    let content = String::from_utf8_lossy(blob.content());
+    assert!(content.contains(&sha.to_string()), "{content}");
+    let e = finished(&d, "spec-change-pr");
+    assert_eq!(e["status"], "succeeded", "{e:#}");
+    assert!(d.terminate());
+}

@@ -29,6 +29,12 @@ impl Daemon {
         Self::start_with(state, &args)
     }
 
+    /// Starts the daemon on its built-in demo (no repository given), with `extra` arguments.
+    pub fn start_demo(state: &Path, extra: &[&str]) -> Daemon {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_with(state, &args)
+    }
+
     /// Starts the daemon following `url` (a remote) instead of a local path.
     pub fn start_remote(url: &str, state: &Path, extra: &[&str]) -> Daemon {
         let mut args = vec!["--repo-url".to_string(), url.to_string()];
