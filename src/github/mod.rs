@@ -815,7 +815,10 @@ mod tests {
             },
             &redactor,
         );
-        assert_eq!(redactor.redact("x MIIEowIBAAKCAQEAsecretkeymaterial"), "x ***");
+        assert_eq!(
+            redactor.redact("x MIIEowIBAAKCAQEAsecretkeymaterial"),
+            "x ***"
+        );
     }
 
     #[test]

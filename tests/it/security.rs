@@ -531,8 +531,7 @@ fn the_demo_shows_commit_event_pipeline_notification_and_pull_request() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let inbox = loop {
-        let (status, inbox) =
-            http("GET", &d.url("/demo/inbox"), None, None).expect("inbox");
+        let (status, inbox) = http("GET", &d.url("/demo/inbox"), None, None).expect("inbox");
         assert_eq!(status, 200, "{inbox}");
         let texts: Vec<String> = inbox["messages"]
             .as_array()
@@ -554,15 +553,17 @@ fn the_demo_shows_commit_event_pipeline_notification_and_pull_request() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
-        inbox.iter().any(|t| t.contains("specs/payments/openapi.yaml")),
+        inbox
+            .iter()
+            .any(|t| t.contains("specs/payments/openapi.yaml")),
         "{inbox:#?}"
     );
     // The messages are also kept in the state directory.
     let kept = std::fs::read_to_string(state.path().join("demo-inbox.jsonl")).expect("inbox file");
     assert!(kept.contains("Breaking change"), "{kept}");
     // The pull request is a branch of the local remote, with the changelog entry.
-    let remote = git2::Repository::open_bare(state.path().join("remotes/demo-sdk.git"))
-        .expect("remote");
+    let remote =
+        git2::Repository::open_bare(state.path().join("remotes/demo-sdk.git")).expect("remote");
     let branch = remote
         .references_glob("refs/heads/mockops/spec-change-pr/*")
         .expect("glob")
