@@ -468,7 +468,8 @@ mod tests {
         }
         let start = std::time::Instant::now();
         let e = p(&s).expect_err("bomb");
-        assert!(start.elapsed().as_secs() < 5);
+        // A guard against expansion, not a benchmark: unguarded, this document never finishes.
+        assert!(start.elapsed().as_secs() < 30);
         assert!(matches!(e, YamlError::Syntax { .. }), "{e:?}");
     }
 
