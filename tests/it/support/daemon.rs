@@ -36,6 +36,18 @@ impl Daemon {
         Self::start_with(state, &args)
     }
 
+    /// [`Daemon::start_remote`] with extra environment variables.
+    pub fn start_remote_env(
+        url: &str,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut args = vec!["--repo-url".to_string(), url.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_full(state, &args, env)
+    }
+
     /// Like [`Daemon::start`], with extra environment variables for the daemon process.
     pub fn start_env(repo: &Path, state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut args = vec!["--repo".to_string(), repo.display().to_string()];
@@ -43,15 +55,38 @@ impl Daemon {
         Self::start_full(state, &args, env)
     }
 
+    /// Like [`Daemon::start_env`], with the log written to `log` instead of the state
+    /// directory (for tests that fill or damage the state directory).
+    pub fn start_logged(
+        repo: &Path,
+        state: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut args = vec!["--repo".to_string(), repo.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_opts(state, &args, env, Some(log.to_path_buf()))
+    }
+
     fn start_with(state: &Path, args: &[String]) -> Daemon {
         Self::start_full(state, args, &[])
     }
 
     fn start_full(state: &Path, args: &[String], env: &[(&str, &str)]) -> Daemon {
+        Self::start_opts(state, args, env, None)
+    }
+
+    fn start_opts(
+        state: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: Option<PathBuf>,
+    ) -> Daemon {
         let extra: Vec<&str> = args.iter().map(String::as_str).collect();
         let port = free_port();
         std::fs::create_dir_all(state).expect("state dir");
-        let log = state.join(format!("daemon-{port}.log"));
+        let log = log.unwrap_or_else(|| state.join(format!("daemon-{port}.log")));
         let child = Command::new(super::bin())
             .args(["daemon"])
             .arg("--state-dir")
