@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use crate::daemon::{self, DaemonConfig, RemoteOptions, RetentionOptions};
-use crate::store::{Keep, RetentionPolicy};
 use crate::secret::Redactor;
 use crate::secret::SecretSource;
+use crate::store::{Keep, RetentionPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -116,9 +116,7 @@ pub struct DaemonArgs {
 /// `1MiB`, `256KiB`, `64kB`, `1000` (bytes), `0`.
 fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: usize = num
         .parse()

@@ -221,7 +221,10 @@ impl LoopState {
             Phase::Starting | Phase::Reconciling => {
                 let idle = now.saturating_sub(self.progress_ms.load(Ordering::SeqCst));
                 (idle > threshold_ms).then(|| {
-                    format!("no reconcile progress for {} ms while processing commits", idle)
+                    format!(
+                        "no reconcile progress for {} ms while processing commits",
+                        idle
+                    )
                 })
             }
         }
@@ -625,7 +628,10 @@ struct PassFailure {
 /// One pass of the reconciler over the commits up to `head`, on the blocking pool. A panic is
 /// caught here: the pass fails, the reconciler re-reads the applied state, and the next pass
 /// runs normally (nothing stays poisoned).
-fn reconcile_pass(reconciler: &Mutex<Reconciler>, head: git2::Oid) -> Result<SyncReport, PassFailure> {
+fn reconcile_pass(
+    reconciler: &Mutex<Reconciler>,
+    head: git2::Oid,
+) -> Result<SyncReport, PassFailure> {
     let mut r = reconciler.lock().unwrap_or_else(|e| e.into_inner());
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.sync(head)));
     match result {
@@ -803,8 +809,12 @@ async fn reconcile_loop(
                             Ok(Ok(())) => tracing::error!(
                                 %commit, "the commit panicked twice: recorded as failed and skipped"
                             ),
-                            Ok(Err(e)) => tracing::error!(%commit, error = %e, "cannot record the failed commit"),
-                            Err(e) => tracing::error!(%commit, error = %e, "cannot record the failed commit"),
+                            Ok(Err(e)) => {
+                                tracing::error!(%commit, error = %e, "cannot record the failed commit")
+                            }
+                            Err(e) => {
+                                tracing::error!(%commit, error = %e, "cannot record the failed commit")
+                            }
                         }
                         panicked_on = None;
                     } else {
@@ -953,9 +963,12 @@ async fn maintenance(
             Ok(Ok((pruned, deliveries))) => {
                 if !pruned.is_empty() || deliveries > 0 {
                     tracing::info!(
-                        events = pruned.events, revisions = pruned.revisions,
-                        executions = pruned.executions, dedup_keys = pruned.dedup_keys,
-                        deliveries, "retention: pruned"
+                        events = pruned.events,
+                        revisions = pruned.revisions,
+                        executions = pruned.executions,
+                        dedup_keys = pruned.dedup_keys,
+                        deliveries,
+                        "retention: pruned"
                     );
                 }
             }
@@ -967,7 +980,9 @@ async fn maintenance(
             let after = opts.mirror_prune_after;
             match tokio::task::spawn_blocking(move || r.prune_mirror(after)).await {
                 Ok(Ok(Some(c))) => tracing::info!(
-                    objects = c.objects, dropped = c.dropped, unreachable_kept = c.unreachable_kept,
+                    objects = c.objects,
+                    dropped = c.dropped,
+                    unreachable_kept = c.unreachable_kept,
                     "retention: mirror repacked"
                 ),
                 Ok(Ok(None)) => {}
@@ -1148,7 +1163,10 @@ mod tests {
         *armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(oid.to_string());
         move_main(repo.path(), oid);
         let sha = oid.to_string();
-        until("the commit applied", || applied(&r.shared).as_deref() == Some(&sha)).await;
+        until("the commit applied", || {
+            applied(&r.shared).as_deref() == Some(&sha)
+        })
+        .await;
         let failures = r.shared.metrics.render();
         assert!(
             failures.contains("mockops_failures_total{kind=\"panic\"} 1"),
@@ -1160,8 +1178,9 @@ mod tests {
             .events(&crate::store::EventFilter::default())
             .expect("events");
         assert!(
-            events.iter().any(|e| e.payload.get("commit").and_then(|c| c.as_str())
-                == Some(sha.as_str())),
+            events
+                .iter()
+                .any(|e| e.payload.get("commit").and_then(|c| c.as_str()) == Some(sha.as_str())),
             "the commit's events are stored"
         );
         assert!(r.shared.health().healthy, "{:?}", r.shared.health());
@@ -1225,7 +1244,12 @@ mod tests {
                 .is_some_and(|a| a.sha == bad.to_string())
         })
         .await;
-        let rev = r.shared.store.revisions(None, 1).expect("revisions").remove(0);
+        let rev = r
+            .shared
+            .store
+            .revisions(None, 1)
+            .expect("revisions")
+            .remove(0);
         assert_eq!(rev.status, crate::store::RevisionStatus::Invalid);
         assert_eq!(rev.diagnostics[0]["code"], "internal-error");
         assert!(
@@ -1277,7 +1301,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(s.stuck(Duration::from_millis(5)), None);
         s.fetching(Duration::from_millis(200));
-        assert_eq!(s.stuck(Duration::from_millis(5)), None, "within its deadline");
+        assert_eq!(
+            s.stuck(Duration::from_millis(5)),
+            None,
+            "within its deadline"
+        );
         s.fetching(Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(20));
         assert!(s.stuck(Duration::from_secs(60)).is_some(), "fetch overran");

@@ -89,6 +89,10 @@ pub struct Processed {
     pub duration_ms: f64,
 }
 
+/// A test-only hook run as passes and commits start (see `Reconciler::fault`).
+#[cfg(test)]
+pub(crate) type FaultHook = Box<dyn FnMut(&str) + Send>;
+
 /// Follows one branch of one repository into one store.
 pub struct Reconciler {
     store: Store,
@@ -110,7 +114,7 @@ pub struct Reconciler {
     /// Test-only fault injection, run as each pass starts (with "") and as each commit starts
     /// (with its sha). Never compiled into the daemon.
     #[cfg(test)]
-    pub(crate) fault: Option<Box<dyn FnMut(&str) + Send>>,
+    pub(crate) fault: Option<FaultHook>,
 }
 
 impl Reconciler {
@@ -210,7 +214,11 @@ impl Reconciler {
     /// Records `sha` as a commit mockops could not process (an internal error, such as a
     /// panic on every attempt): like an invalid commit, nothing of it is applied, its
     /// revision says why, and the next commit is compared with the last applied state.
-    pub fn record_internal_error(&mut self, sha: &str, message: &str) -> Result<(), ReconcileError> {
+    pub fn record_internal_error(
+        &mut self,
+        sha: &str,
+        message: &str,
+    ) -> Result<(), ReconcileError> {
         let repo = Repository::open(&self.git_dir)?;
         let commit = repo.find_commit(Oid::from_str(sha)?)?;
         let author = commit.author();

@@ -10,9 +10,9 @@
 //! appear in an error.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -748,7 +748,10 @@ impl RemoteSource {
     }
 
     /// [`RemoteSource::prune_mirror`] with an explicit policy (and clock).
-    pub fn prune_mirror_with(&self, policy: &PrunePolicy) -> Result<Option<Consolidated>, git2::Error> {
+    pub fn prune_mirror_with(
+        &self,
+        policy: &PrunePolicy,
+    ) -> Result<Option<Consolidated>, git2::Error> {
         let _one_at_a_time = self
             .inner
             .fetch_lock
@@ -1289,21 +1292,23 @@ fn reachable_objects(
         if !out.insert(tree.id()) {
             continue;
         }
-        tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| match entry.kind() {
-            Some(git2::ObjectType::Tree) => {
-                if out.insert(entry.id()) {
-                    git2::TreeWalkResult::Ok
-                } else {
-                    // Seen in an earlier commit, with everything under it.
-                    git2::TreeWalkResult::Skip
+        tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => {
+                    if out.insert(entry.id()) {
+                        git2::TreeWalkResult::Ok
+                    } else {
+                        // Seen in an earlier commit, with everything under it.
+                        git2::TreeWalkResult::Skip
+                    }
                 }
+                Some(git2::ObjectType::Blob) => {
+                    out.insert(entry.id());
+                    git2::TreeWalkResult::Ok
+                }
+                // Submodule commits live in another repository.
+                _ => git2::TreeWalkResult::Ok,
             }
-            Some(git2::ObjectType::Blob) => {
-                out.insert(entry.id());
-                git2::TreeWalkResult::Ok
-            }
-            // Submodule commits live in another repository.
-            _ => git2::TreeWalkResult::Ok,
         })?;
     }
     Ok(out)

@@ -474,8 +474,11 @@ impl Store {
         if *keep == Keep::FOREVER {
             return Ok(0);
         }
-        let cutoff = keep.max_age.map(|a| now.checked_sub(a).unwrap_or(std::time::UNIX_EPOCH));
-        let older = |ts: &str| cutoff.is_some_and(|c| crate::time::parse(ts).is_some_and(|t| t < c));
+        let cutoff = keep
+            .max_age
+            .map(|a| now.checked_sub(a).unwrap_or(std::time::UNIX_EPOCH));
+        let older =
+            |ts: &str| cutoff.is_some_and(|c| crate::time::parse(ts).is_some_and(|t| t < c));
         self.write(|tx| {
             let mut executions = tx.open_table(EXECUTIONS)?;
             let mut order = tx.open_table(ORDER)?;
@@ -497,7 +500,8 @@ impl Store {
                     // Created in order: every later one is younger still.
                     break;
                 }
-                let finished_long_ago = older(exec.finished_at.as_deref().unwrap_or(&exec.created_at));
+                let finished_long_ago =
+                    older(exec.finished_at.as_deref().unwrap_or(&exec.created_at));
                 if (by_count || finished_long_ago)
                     && exec.status.is_finished()
                     && active.get(id.value())?.is_none()
@@ -515,8 +519,7 @@ impl Store {
                 // While the trigger event is in the log, the record that it started this
                 // pipeline stays, so dispatching it again cannot start a second run.
                 if events.get(exec.trigger_event_id)?.is_none() {
-                    triggers
-                        .remove(trigger_key(exec.trigger_event_id, &exec.pipeline).as_str())?;
+                    triggers.remove(trigger_key(exec.trigger_event_id, &exec.pipeline).as_str())?;
                 }
             }
             Ok(victims.len())
@@ -545,10 +548,15 @@ pub fn truncate_outputs(outputs: &mut Map<String, Json>, budget: usize) -> bool 
             out.insert(k, v);
             continue;
         }
-        let note = format!("[truncated by mockops: {} bytes over the step output budget]", size(&v));
+        let note = format!(
+            "[truncated by mockops: {} bytes over the step output budget]",
+            size(&v)
+        );
         let cut = match v {
             Json::String(text) => {
-                let mut keep = left.saturating_sub(k.len() + note.len() + 8).min(text.len());
+                let mut keep = left
+                    .saturating_sub(k.len() + note.len() + 8)
+                    .min(text.len());
                 while !text.is_char_boundary(keep) {
                     keep -= 1;
                 }

@@ -592,10 +592,11 @@ impl Store {
                 });
             }
             // Keep the first cause rather than its echoes.
-            Some(f) if !matches!(
-                e,
-                StoreError::Db(redb::Error::PreviousIo) | StoreError::Unavailable { .. }
-            ) =>
+            Some(f)
+                if !matches!(
+                    e,
+                    StoreError::Db(redb::Error::PreviousIo) | StoreError::Unavailable { .. }
+                ) =>
             {
                 f.reason = e.to_string();
             }
@@ -1289,7 +1290,10 @@ mod tests {
             "{err}"
         );
         let text = err.to_string();
-        assert!(text.contains("format 99") && text.contains("newer"), "{text}");
+        assert!(
+            text.contains("format 99") && text.contains("newer"),
+            "{text}"
+        );
         assert!(dir.path().join(FILE_NAME).exists());
         let aside = std::fs::read_dir(dir.path())
             .unwrap()
@@ -1310,9 +1314,8 @@ mod tests {
         assert!(dir.path().join(FILE_NAME).is_dir(), "left in place");
 
         use std::io::{Error, ErrorKind};
-        let io = |k: ErrorKind| {
-            redb::DatabaseError::Storage(redb::StorageError::Io(Error::from(k)))
-        };
+        let io =
+            |k: ErrorKind| redb::DatabaseError::Storage(redb::StorageError::Io(Error::from(k)));
         assert_eq!(
             classify_open_error(&io(ErrorKind::PermissionDenied)),
             OpenFailure::Inaccessible
@@ -1397,7 +1400,11 @@ mod tests {
                     let mut dedup = tx.open_table(DEDUP_V1)?;
                     for id in 1..=20u64 {
                         let mut e = NewEvent::new(
-                            if id % 4 == 0 { "rare.one" } else { "common.one" },
+                            if id % 4 == 0 {
+                                "rare.one"
+                            } else {
+                                "common.one"
+                            },
                             Source::api("t"),
                         );
                         if id == 7 {
@@ -1525,7 +1532,10 @@ mod tests {
         let mut batch = Vec::new();
         for i in 0..2000u32 {
             let rare = i % 200 == 0;
-            let mut e = NewEvent::new(if rare { "rare.kind" } else { "bulk.kind" }, Source::api("t"));
+            let mut e = NewEvent::new(
+                if rare { "rare.kind" } else { "bulk.kind" },
+                Source::api("t"),
+            );
             e.timestamp = Some(if i >= 1990 {
                 format!("2026-06-01T00:00:{:02}Z", i - 1990)
             } else {
@@ -1573,12 +1583,12 @@ mod tests {
         let mnt = testing::Tmpfs::mount("32m");
         let (store, _) = Store::open(mnt.path()).unwrap();
         let small = || NewEvent::new("small.one", Source::api("t"));
-        store.append_events((0..10).map(|_| small()).collect()).unwrap();
+        store
+            .append_events((0..10).map(|_| small()).collect())
+            .unwrap();
         let filler = mnt.path().join("filler");
         testing::fill(&filler);
-        let big = || {
-            NewEvent::new("big.one", Source::api("t")).with("blob", "x".repeat(2 << 20))
-        };
+        let big = || NewEvent::new("big.one", Source::api("t")).with("blob", "x".repeat(2 << 20));
         let err = store.append_events(vec![big()]).expect_err("disk is full");
         assert!(err.is_io(), "{err}");
         let fault = store.fault().expect("fault reported");

@@ -67,7 +67,8 @@ impl Keep {
     }
 
     fn cutoff(&self, now: SystemTime) -> Option<SystemTime> {
-        self.max_age.map(|a| now.checked_sub(a).unwrap_or(UNIX_EPOCH))
+        self.max_age
+            .map(|a| now.checked_sub(a).unwrap_or(UNIX_EPOCH))
     }
 }
 
@@ -99,8 +100,9 @@ impl FromStr for Keep {
                     return Err(format!("`{s}` gives two counts; {usage}"));
                 }
             } else {
-                let d = humantime::parse_duration(part)
-                    .map_err(|e| format!("`{part}` is neither an age nor a count ({e}); {usage}"))?;
+                let d = humantime::parse_duration(part).map_err(|e| {
+                    format!("`{part}` is neither an age nor a count ({e}); {usage}")
+                })?;
                 if d.is_zero() {
                     return Err(format!("an age of 0 would keep nothing; {usage}"));
                 }
@@ -189,7 +191,11 @@ impl Store {
     }
 
     /// Applies `policy` as if the time were `now`.
-    pub fn prune_at(&self, policy: &RetentionPolicy, now: SystemTime) -> Result<Pruned, StoreError> {
+    pub fn prune_at(
+        &self,
+        policy: &RetentionPolicy,
+        now: SystemTime,
+    ) -> Result<Pruned, StoreError> {
         let mut out = Pruned::default();
         // Executions first: an event that triggered a finished, pruned execution then needs no
         // trigger record of its own.
@@ -362,9 +368,10 @@ impl Store {
                 all.push((at, id, k.value().to_string()));
             }
             all.sort();
-            let over = keep
-                .max_count
-                .map_or(0, |m| all.len().saturating_sub(usize::try_from(m).unwrap_or(usize::MAX)));
+            let over = keep.max_count.map_or(0, |m| {
+                all.len()
+                    .saturating_sub(usize::try_from(m).unwrap_or(usize::MAX))
+            });
             let mut removed = 0;
             for (i, (at, id, key)) in all.iter().enumerate() {
                 let expired = i < over || cutoff.is_some_and(|c| *at < c);
@@ -632,7 +639,12 @@ mod tests {
         assert_eq!(left[0].id, created[2].id);
         // Event 1 is still in the log: its "started p" record stays, so dispatching it again
         // does not start p again.
-        assert!(store.dispatch(|tx| tx.execution_for(1, "p")).unwrap().is_some());
+        assert!(
+            store
+                .dispatch(|tx| tx.execution_for(1, "p"))
+                .unwrap()
+                .is_some()
+        );
         let again = store
             .dispatch(|tx| tx.create_execution(exec("p", 1, ExecutionStatus::Pending)))
             .unwrap();
@@ -643,8 +655,17 @@ mod tests {
             ..RetentionPolicy::KEEP_ALL
         };
         store.prune_at(&events, far_future()).unwrap();
-        assert!(store.dispatch(|tx| tx.execution_for(1, "p")).unwrap().is_none());
-        assert_eq!(ids(&store), vec![3], "the running execution's trigger stays");
+        assert!(
+            store
+                .dispatch(|tx| tx.execution_for(1, "p"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            ids(&store),
+            vec![3],
+            "the running execution's trigger stays"
+        );
     }
 
     #[test]
@@ -661,7 +682,10 @@ mod tests {
             dedup_keys: Keep::age(Duration::from_secs(60)),
             ..RetentionPolicy::KEEP_ALL
         };
-        assert_eq!(store.prune_at(&keys_only, far_future()).unwrap().dedup_keys, 0);
+        assert_eq!(
+            store.prune_at(&keys_only, far_future()).unwrap().dedup_keys,
+            0
+        );
         assert_eq!(store.append_events(vec![keyed()]).unwrap()[0].id, first);
         let both = RetentionPolicy {
             events: Keep::age(Duration::from_secs(60)),
@@ -716,7 +740,12 @@ mod tests {
         let files = out["files"].as_str().unwrap();
         assert!(files.ends_with("over the step output budget]"), "{files}");
         assert!(files.starts_with("éé"));
-        assert!(out["more"].as_str().unwrap().starts_with("[truncated by mockops"));
+        assert!(
+            out["more"]
+                .as_str()
+                .unwrap()
+                .starts_with("[truncated by mockops")
+        );
         assert!(out[TRUNCATED_MARKER]["original_bytes"].as_u64().unwrap() > 20_000);
         let size = serde_json::to_vec(out).unwrap().len();
         assert!(size < 1400, "{size} bytes");

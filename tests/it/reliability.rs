@@ -196,7 +196,10 @@ fn a_slow_first_fetch_keeps_the_watchdog_fed_and_ends_in_ready() {
     let (status, st) = http("GET", &d.url("/api/v1/status"), None, None).unwrap();
     assert_eq!(status, 200);
     assert!(
-        st["last_error"].as_str().unwrap_or("").contains("timed out"),
+        st["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("timed out"),
         "{st}"
     );
     // A remote that is down is not the daemon being unhealthy: it keeps serving.
@@ -243,7 +246,8 @@ fn a_stuck_reconcile_loop_stops_the_watchdog() {
     std::fs::remove_file(&loose).unwrap();
     let st = Command::new("mkfifo").arg(&loose).status().unwrap();
     assert!(st.success());
-    git.reference("refs/heads/main", oid, true, "stuck").unwrap();
+    git.reference("refs/heads/main", oid, true, "stuck")
+        .unwrap();
     let moved = n.now();
 
     n.collect_for(Duration::from_secs(4));
@@ -295,7 +299,10 @@ fn a_bad_replay_from_is_an_error_before_anything_is_stored() {
     let local = repo.path().to_str().unwrap().to_string();
 
     let state = tempfile::tempdir().unwrap();
-    let (code, err) = run(&["--repo", &local, "--replay-from", "no-such-rev"], state.path());
+    let (code, err) = run(
+        &["--repo", &local, "--replay-from", "no-such-rev"],
+        state.path(),
+    );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--replay-from no-such-rev"), "{err}");
     assert!(err.contains("no such revision"), "{err}");
@@ -314,19 +321,32 @@ fn a_bad_replay_from_is_an_error_before_anything_is_stored() {
         .to_string();
     let (code, err) = run(&["--repo", &local, "--replay-from", &side], state.path());
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains(&side) && err.contains("not an ancestor"), "{err}");
+    assert!(
+        err.contains(&side) && err.contains("not an ancestor"),
+        "{err}"
+    );
 
     // A remote: checked after the first fetch, before the baseline.
     let remote_state = tempfile::tempdir().unwrap();
     let url = format!("file://{local}");
     let (code, err) = run(
-        &["--repo-url", &url, "--branch", "main", "--replay-from", "nope"],
+        &[
+            "--repo-url",
+            &url,
+            "--branch",
+            "main",
+            "--replay-from",
+            "nope",
+        ],
         remote_state.path(),
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--replay-from nope"), "{err}");
     let fresh = mockops::store::Store::open(remote_state.path()).unwrap().0;
-    assert!(fresh.cursor().unwrap().last_attempted.is_none(), "no baseline");
+    assert!(
+        fresh.cursor().unwrap().last_attempted.is_none(),
+        "no baseline"
+    );
 }
 
 /// Text logs written to a file carry no ANSI colour codes.
@@ -352,7 +372,12 @@ fn text_logs_to_a_file_have_no_colour_codes() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !matches!(
-        http("GET", &format!("http://127.0.0.1:{port}/readyz"), None, None),
+        http(
+            "GET",
+            &format!("http://127.0.0.1:{port}/readyz"),
+            None,
+            None
+        ),
         Ok((200, _))
     ) {
         assert!(Instant::now() < deadline, "not ready");
@@ -375,12 +400,12 @@ struct Tmpfs {
 
 impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
             .output()
-            .unwrap();
+            .expect("run mount");
         assert!(
             out.status.success(),
             "this test fills a real file system and needs to mount a tmpfs (root): {}",
@@ -396,13 +421,16 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
 fn fill(path: &Path) {
     use std::io::Write as _;
-    let mut f = std::fs::File::create(path).unwrap();
+    let mut f = std::fs::File::create(path).expect("create filler");
     let chunk = vec![0x5au8; 64 * 1024];
     while f.write_all(&chunk).is_ok() {}
     while f.write_all(&[0u8; 512]).is_ok() {}
@@ -552,7 +580,12 @@ fn a_rebuilt_store_replays_from_the_old_cursor_with_increasing_ids() {
     };
     let applied_before = {
         let git = git2::Repository::open(repo.path()).unwrap();
-        git.head().unwrap().peel_to_commit().unwrap().id().to_string()
+        git.head()
+            .unwrap()
+            .peel_to_commit()
+            .unwrap()
+            .id()
+            .to_string()
     };
     set_description(&repo, "three");
     let c3 = repo.commit("three");
