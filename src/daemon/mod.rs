@@ -720,7 +720,8 @@ async fn reconcile_loop(
                 }
             }
         };
-        state.progress();
+        // Busy again (bookkeeping, recording a failure): progress-based, not deadline-based.
+        state.enter(Phase::Reconciling);
         // Keep what the reconciler may compare with in the mirror, whatever pruning says.
         if let Source::Remote(r) = &source
             && let Ok(Some(applied)) = shared.store.cursor().map(|c| c.last_applied)

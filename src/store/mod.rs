@@ -353,7 +353,7 @@ impl Store {
                     } else {
                         Opened::Created
                     };
-                    let store = Store::with_db(dir, path, db);
+                    let store = Store::with_db(dir, path, db, marks.clone());
                     store.init(match &how {
                         Opened::Created => marks.as_ref().map(|m| m.event_ids_below),
                         _ => None,
@@ -389,7 +389,7 @@ impl Store {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(in_use()),
             Err(e) => return Err(e.into()),
         };
-        let store = Store::with_db(dir, path, db);
+        let store = Store::with_db(dir, path, db, marks.clone());
         store.init(marks.as_ref().map(|m| m.event_ids_below))?;
         if let Some(m) = &marks {
             // Recorded in the new store at once, so a restart before its first commit still
@@ -416,7 +416,9 @@ impl Store {
         ))
     }
 
-    fn with_db(dir: &Path, path: PathBuf, db: Database) -> Store {
+    /// `marks`: the marks file as read before opening, so the writes of opening keep what it
+    /// says until [`Store::sync_marks`] merges it with the store.
+    fn with_db(dir: &Path, path: PathBuf, db: Database, marks: Option<Marks>) -> Store {
         Store {
             inner: Arc::new(Inner {
                 path,
@@ -425,7 +427,7 @@ impl Store {
                 generation: std::sync::atomic::AtomicU64::new(0),
                 fault: Mutex::new(None),
                 reopened: Mutex::new(None),
-                marks: Mutex::new(Marks::default()),
+                marks: Mutex::new(marks.unwrap_or_default()),
                 output_budget: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
@@ -797,6 +799,8 @@ impl Store {
                 cursor.last_attempted = Some(r.clone());
                 if rev.status != RevisionStatus::Invalid {
                     cursor.last_applied = Some(r);
+                    // A rebuilt store has taken its baseline: nothing left to resume.
+                    cursor.resume_from = None;
                 }
             }
             match cursor_update {

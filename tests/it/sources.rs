@@ -729,9 +729,9 @@ fn mirror_prune_drops_objects_unreachable_for_longer_than_the_retention() {
     src.fetch().expect("fetch");
     let dropped = commit_on(&upstream, "main", Some(base), "f", "dropped");
     src.fetch().expect("fetch");
-    let applied = commit_on(&upstream, "main", Some(dropped), "g", "applied");
+    // Two force-pushes: both commits leave the branch; the daemon keeps the one it applied.
+    let applied = commit_on(&upstream, "main", Some(base), "g", "applied");
     src.fetch().expect("fetch");
-    // Force-push: both commits leave the branch; the daemon keeps the one it applied.
     let tip = commit_on(&upstream, "main", Some(base), "f", "tip");
     assert_eq!(src.fetch().expect("fetch"), tip);
     src.keep_commits(vec![applied]);
