@@ -1,9 +1,11 @@
 //! `mockops daemon`: follows one branch of one config repository into the store, serves the
 //! HTTP API, and stops cleanly.
 //!
-//! Tasks: the reconcile loop (the only writer of commits), the API server, the systemd
-//! watchdog. Watch events, webhooks and the poll timer only wake the reconcile loop: it always
-//! reads the head from Git.
+//! Tasks: the reconcile loop (the only writer of commits), the API server, the pipeline
+//! engine, the systemd watchdog (fed while the loop waits, fetches within its deadline or makes
+//! progress), and retention. Watch events, webhooks and the poll timer only wake the reconcile
+//! loop: it always reads the head from Git. READY goes to systemd once the daemon serves: at
+//! once with an applied commit in the store, else when the first pass ends.
 
 pub mod api;
 pub mod demo;

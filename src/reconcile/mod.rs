@@ -274,6 +274,7 @@ impl Reconciler {
 
     /// Processes every commit between the last applied one and `head`, in order.
     pub fn sync(&mut self, head: Oid) -> Result<SyncReport, ReconcileError> {
+        self.current = None;
         #[cfg(test)]
         if let Some(f) = self.fault.as_mut() {
             f("");
