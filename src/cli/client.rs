@@ -274,6 +274,11 @@ fn print_status(body: &Json, format: Format) -> anyhow::Result<()> {
     if let Some(r) = body["rebuilt"].as_str() {
         println!("note:            {r}");
     }
+    if body["health"]["healthy"] == Json::Bool(false) {
+        for p in body["health"]["problems"].as_array().into_iter().flatten() {
+            println!("UNHEALTHY:       {}", s(p));
+        }
+    }
     let c = &body["counts"];
     println!(
         "store:           {} entities, {} revisions, {} events ({} not yet dispatched)",

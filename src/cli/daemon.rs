@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use crate::daemon::{self, DaemonConfig, RemoteOptions};
+use crate::daemon::{self, DaemonConfig, RemoteOptions, RetentionOptions};
 use crate::outbound::OutboundPolicy;
 use crate::pipeline::steps::StepSecurity;
 use crate::secret::{Redactor, SecretPolicy, SecretSource};
+use crate::store::{Keep, RetentionPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -124,15 +125,88 @@ pub struct DaemonArgs {
     #[arg(long, env = "MOCKOPS_PIPELINE_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub pipeline_concurrency: u16,
+    /// Events kept: an age (`90d`), a count of the newest (`100000`), both (`90d,100000`), or
+    /// `forever`. Events not yet dispatched, or that a running execution needs, always stay.
+    #[arg(long, env = "MOCKOPS_RETAIN_EVENTS", default_value = crate::store::retention::DEFAULT_EVENTS)]
+    pub retain_events: Keep,
+    /// Revisions (processed commits with their diagnostics) kept; the last applied and last
+    /// attempted always stay.
+    #[arg(long, env = "MOCKOPS_RETAIN_REVISIONS", default_value = crate::store::retention::DEFAULT_REVISIONS)]
+    pub retain_revisions: Keep,
+    /// Finished pipeline executions (with their step outputs and logs) kept; pending and
+    /// running ones always stay.
+    #[arg(long, env = "MOCKOPS_RETAIN_EXECUTIONS", default_value = crate::store::retention::DEFAULT_EXECUTIONS)]
+    pub retain_executions: Keep,
+    /// Dedup keys of posted events kept (a key stays at least as long as its event).
+    #[arg(long, env = "MOCKOPS_RETAIN_DEDUP_KEYS", default_value = crate::store::retention::DEFAULT_DEDUP_KEYS)]
+    pub retain_dedup_keys: Keep,
+    /// Largest step outputs kept per step once its execution finished (`1MiB`, `256KiB`,
+    /// `0` for no limit); larger ones are cut, with a marker.
+    #[arg(long, env = "MOCKOPS_MAX_STEP_OUTPUT", default_value = "1MiB", value_parser = parse_size)]
+    pub max_step_output: usize,
+    /// Objects of the --repo-url mirror no longer reachable from the branch (or the applied
+    /// commit) are dropped once unreachable this long.
+    #[arg(long, env = "MOCKOPS_MIRROR_PRUNE_AFTER", default_value = "14d", value_parser = humantime::parse_duration)]
+    pub mirror_prune_after: Duration,
+    /// How often retention is applied (also at start).
+    #[arg(long, env = "MOCKOPS_PRUNE_INTERVAL", default_value = "1h", value_parser = parse_interval)]
+    pub prune_interval: Duration,
+}
+
+/// `1MiB`, `256KiB`, `64kB`, `1000` (bytes), `0`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: write e.g. `1MiB`, `256KiB` or `65536`"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`: use B, KiB, MiB, GiB (or kB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("`{s}` is too short: prune at most once a second"));
+    }
+    Ok(d)
+}
+
+/// Whether text logs get ANSI colours: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+pub fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Logs to stderr through `redactor`: any secret value resolved at run time is masked in log
-/// lines too, whatever wrote them (our code, a dependency's error message).
+/// lines too, whatever wrote them (our code, a dependency's error message). Colour only on a
+/// terminal: a file or a pipe (journald, `kubectl logs`) gets plain text.
 pub fn init_logging(format: LogFormat, redactor: Redactor) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(RedactingStderr(redactor));
     match format {
         LogFormat::Text => builder.init(),
@@ -257,6 +331,17 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
             ssh_known_hosts: args.ssh_known_hosts.clone(),
             fetch_timeout: args.fetch_timeout,
         },
+        retention: RetentionOptions {
+            store: RetentionPolicy {
+                events: args.retain_events,
+                revisions: args.retain_revisions,
+                executions: args.retain_executions,
+                dedup_keys: args.retain_dedup_keys,
+            },
+            max_step_output: args.max_step_output,
+            mirror_prune_after: args.mirror_prune_after,
+            interval: args.prune_interval,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -269,6 +354,27 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, Some(OsStr::new("1"))));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(use_colour(true, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1MiB"), Ok(1024 * 1024));
+        assert_eq!(parse_size("256KiB"), Ok(256 * 1024));
+        assert_eq!(parse_size("64kB"), Ok(64_000));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("1 parsec").unwrap_err().contains("unit"));
+        assert!(parse_size("lots").unwrap_err().contains("1MiB"));
+    }
 
     #[test]
     fn log_lines_mask_registered_secrets() {

@@ -160,18 +160,15 @@ impl From<StoreError> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
-    let store_ok = s.store.cursor().is_ok();
-    let loop_age = s.since_beat();
-    // The reconcile loop passes at least once per poll interval; a loop silent for ten
-    // minutes is stuck.
-    if store_ok && loop_age < 600 {
+    // What counts as unhealthy is `Shared::health` (store faults, a stuck loop, repeated
+    // failed passes).
+    let health = s.health();
+    if health.healthy {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "unhealthy: store readable: {store_ok}, reconcile loop last seen {loop_age}s ago\n"
-            ),
+            format!("unhealthy: {}\n", health.problems.join("; ")),
         )
             .into_response()
     }
@@ -223,6 +220,7 @@ async fn status(State(s): State<Arc<Shared>>) -> ApiResult<Json<Value>> {
         "consecutive_failures": live.consecutive_failures,
         "watcher_degraded": live.watcher_degraded,
         "rebuilt": cursor.rebuilt,
+        "health": s.health(),
         "counts": counts,
         "sync_served": s.sync_served.load(std::sync::atomic::Ordering::SeqCst),
         "version": env!("CARGO_PKG_VERSION"),

@@ -1,9 +1,11 @@
 //! `mockops daemon`: follows one branch of one config repository into the store, serves the
 //! HTTP API, and stops cleanly.
 //!
-//! Tasks: the reconcile loop (the only writer of commits), the API server, the systemd
-//! watchdog. Watch events, webhooks and the poll timer only wake the reconcile loop: it always
-//! reads the head from Git.
+//! Tasks: the reconcile loop (the only writer of commits), the API server, the pipeline
+//! engine, the systemd watchdog (fed while the loop waits, fetches within its deadline or makes
+//! progress), and retention. Watch events, webhooks and the poll timer only wake the reconcile
+//! loop: it always reads the head from Git. READY goes to systemd once the daemon serves: at
+//! once with an applied commit in the store, else when the first pass ends.
 
 pub mod api;
 pub mod demo;
@@ -11,7 +13,7 @@ pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,14 +22,14 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::reconcile::{Reconciler, SyncReport};
+use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
 use crate::secret::SecretSource;
 use crate::sources::backoff::{Backoff, jittered};
 use crate::sources::local::{self, LocalSource};
 use crate::sources::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
 use crate::sources::webhook::{self, GithubWebhook};
 use crate::sources::{Hints, Source, SourceError};
-use crate::store::{Opened, Store};
+use crate::store::{Opened, RetentionPolicy, Store};
 use metrics::Metrics;
 
 /// How the daemon is configured (from the command line and the environment).
@@ -64,6 +66,39 @@ pub struct DaemonConfig {
     pub redactor: crate::secret::Redactor,
     /// Credentials and trust for `repo_url`.
     pub remote: RemoteOptions,
+    /// What the store and the mirror keep.
+    pub retention: RetentionOptions,
+}
+
+/// Retention of the store and of the remote mirror.
+#[derive(Debug, Clone)]
+pub struct RetentionOptions {
+    pub store: RetentionPolicy,
+    /// Step outputs of a finished execution are cut to this many bytes (0: no limit).
+    pub max_step_output: usize,
+    /// Objects of the mirror no longer reachable from the followed branch (or the applied
+    /// commit) are dropped once they have been unreachable this long.
+    pub mirror_prune_after: Duration,
+    /// How often pruning runs (it also runs at start).
+    pub interval: Duration,
+}
+
+/// Default of `--max-step-output`.
+pub const DEFAULT_MAX_STEP_OUTPUT: usize = 1024 * 1024;
+/// Default of `--mirror-prune-after`.
+pub const DEFAULT_MIRROR_PRUNE_AFTER: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Default of `--prune-interval`.
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl Default for RetentionOptions {
+    fn default() -> Self {
+        Self {
+            store: RetentionPolicy::default(),
+            max_step_output: DEFAULT_MAX_STEP_OUTPUT,
+            mirror_prune_after: DEFAULT_MIRROR_PRUNE_AFTER,
+            interval: DEFAULT_PRUNE_INTERVAL,
+        }
+    }
 }
 
 /// How to reach a remote config repository.
@@ -93,6 +128,126 @@ pub struct Live {
     pub watcher_degraded: bool,
 }
 
+/// `/healthz` turns unhealthy after this many consecutive reconcile passes failed (a failed
+/// fetch does not count: the last good state keeps serving while a remote is down).
+pub const UNHEALTHY_AFTER_FAILED_PASSES: u32 = 3;
+/// `/healthz` calls the reconcile loop stuck when it has been busy this long without progress.
+pub const HEALTH_STUCK_AFTER: Duration = Duration::from_secs(120);
+/// Grace beyond a fetch's own deadline before a fetch counts as stuck.
+const FETCH_GRACE: Duration = Duration::from_secs(5);
+/// Bound on reading the head of a local repository.
+const LOCAL_HEAD_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the reconcile loop is doing, for the watchdog and `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    /// Fetching (or reading the head), bounded by a deadline.
+    Fetching = 1,
+    /// Processing commits; progress is reported per commit and per stage.
+    Reconciling = 2,
+    /// Waiting for the poll timer or a hint: idle, not stuck, however long.
+    Waiting = 3,
+    /// The loop has ended.
+    Ended = 4,
+}
+
+/// The reconcile loop's phase and progress, shared with the watchdog (lock-free: the
+/// watchdog must never wait on the loop it watches).
+#[derive(Debug)]
+pub struct LoopState {
+    epoch: Instant,
+    phase: AtomicU8,
+    /// Milliseconds since `epoch` of the last progress.
+    progress_ms: AtomicU64,
+    /// Milliseconds since `epoch` by which the current fetch must be over.
+    deadline_ms: AtomicU64,
+}
+
+impl Default for LoopState {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            phase: AtomicU8::new(Phase::Starting as u8),
+            progress_ms: AtomicU64::new(0),
+            deadline_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LoopState {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::SeqCst) {
+            1 => Phase::Fetching,
+            2 => Phase::Reconciling,
+            3 => Phase::Waiting,
+            4 => Phase::Ended,
+            _ => Phase::Starting,
+        }
+    }
+
+    /// Progress was made (a pass started, a commit moved on).
+    pub fn progress(&self) {
+        self.progress_ms.store(self.now_ms(), Ordering::SeqCst);
+    }
+
+    pub fn enter(&self, phase: Phase) {
+        self.progress();
+        self.phase.store(phase as u8, Ordering::SeqCst);
+    }
+
+    /// Enters [`Phase::Fetching`], which may last until `deadline` from now.
+    pub fn fetching(&self, deadline: Duration) {
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX));
+        self.deadline_ms.store(until, Ordering::SeqCst);
+        self.enter(Phase::Fetching);
+    }
+
+    /// Why the loop counts as stuck, if it does: busy without progress for longer than
+    /// `threshold`, a fetch past its deadline, or the loop gone. Waiting is never stuck.
+    pub fn stuck(&self, threshold: Duration) -> Option<String> {
+        let now = self.now_ms();
+        let threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX);
+        match self.phase() {
+            Phase::Waiting => None,
+            Phase::Ended => Some("the reconcile loop has ended".into()),
+            Phase::Fetching => {
+                let deadline = self.deadline_ms.load(Ordering::SeqCst);
+                (now > deadline).then(|| {
+                    format!(
+                        "a fetch has overrun its deadline by {} ms",
+                        now.saturating_sub(deadline)
+                    )
+                })
+            }
+            Phase::Starting | Phase::Reconciling => {
+                let idle = now.saturating_sub(self.progress_ms.load(Ordering::SeqCst));
+                (idle > threshold_ms).then(|| {
+                    format!(
+                        "no reconcile progress for {} ms while processing commits",
+                        idle
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// The daemon's health, for `/healthz` and status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub healthy: bool,
+    /// What is wrong, when something is.
+    pub problems: Vec<String>,
+}
+
 /// State shared by the tasks of one daemon.
 pub struct Shared {
     pub store: Store,
@@ -104,13 +259,20 @@ pub struct Shared {
     pub events_stored: Arc<Notify>,
     /// Who may read and write through the API.
     pub auth: api::ApiAuth,
-    /// Monotonic seconds of the reconcile loop's last pass (watchdog and health).
+    /// Monotonic seconds of the reconcile loop's last pass (kept for callers of
+    /// [`Shared::since_beat`]).
     pub heartbeat: AtomicU64,
     /// Numbered "sync now" requests (`POST /api/v1/sync`), and the highest one a whole pass of
     /// the reconcile loop (fetch, then every new commit) has started after.
     pub sync_requested: AtomicU64,
     pub sync_served: AtomicU64,
     pub started: Instant,
+    /// What the reconcile loop is doing (watchdog, health).
+    pub loop_state: Arc<LoopState>,
+    /// Consecutive reconcile passes that failed (fetch failures excluded).
+    pub failed_passes: AtomicU32,
+    /// READY has been sent to systemd.
+    pub ready: AtomicBool,
 }
 
 impl Shared {
@@ -126,35 +288,97 @@ impl Shared {
             sync_requested: AtomicU64::new(0),
             sync_served: AtomicU64::new(0),
             started: Instant::now(),
+            loop_state: Arc::new(LoopState::default()),
+            failed_passes: AtomicU32::new(0),
+            ready: AtomicBool::new(false),
         }
     }
 
     pub fn beat(&self) {
         self.heartbeat
             .store(self.started.elapsed().as_secs(), Ordering::Relaxed);
+        self.loop_state.progress();
     }
 
-    /// Seconds since the reconcile loop last made a pass.
+    /// Seconds the reconcile loop has been stuck (0 while it waits, fetches within its
+    /// deadline, or makes progress).
     pub fn since_beat(&self) -> u64 {
-        self.started
-            .elapsed()
-            .as_secs()
-            .saturating_sub(self.heartbeat.load(Ordering::Relaxed))
+        match self.loop_state.stuck(Duration::ZERO) {
+            None => 0,
+            Some(_) => {
+                let now = self.loop_state.now_ms();
+                now.saturating_sub(self.loop_state.progress_ms.load(Ordering::SeqCst)) / 1000
+            }
+        }
+    }
+
+    /// Unhealthy while store writes fail, the store cannot be read, the reconcile loop is
+    /// stuck, or the last [`UNHEALTHY_AFTER_FAILED_PASSES`] passes failed.
+    pub fn health(&self) -> Health {
+        let mut problems = Vec::new();
+        if let Some(f) = self.store.fault() {
+            problems.push(format!("store: writes are failing: {f}"));
+        } else if let Err(e) = self.store.cursor() {
+            problems.push(format!("store: cannot be read: {e}"));
+        }
+        if let Some(why) = self.loop_state.stuck(HEALTH_STUCK_AFTER) {
+            problems.push(format!("reconcile loop stuck: {why}"));
+        }
+        let failed = self.failed_passes.load(Ordering::SeqCst);
+        if failed >= UNHEALTHY_AFTER_FAILED_PASSES {
+            let last = self
+                .live
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .last_error
+                .clone()
+                .unwrap_or_default();
+            problems.push(format!(
+                "the last {failed} reconcile passes failed (last error: {last})"
+            ));
+        }
+        Health {
+            healthy: problems.is_empty(),
+            problems,
+        }
+    }
+
+    /// Tells systemd the daemon is ready (once), with what it serves.
+    pub fn mark_ready(&self, what: &str) {
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            tracing::info!(serving = %what, "ready");
+            let status = format!("serving {what}");
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&status),
+            ]);
+        }
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT (or a fatal error: a `--replay-from` revision that
+/// does not resolve).
 pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
+    let source = resolve_source(&cfg)?;
+    // A bad --replay-from is refused before anything is stored. A remote's history is known
+    // only after the first fetch: the loop checks it then, before its baseline.
+    if let (Some(rev), Source::Local(_)) = (&cfg.replay_from, &source)
+        && let Ok(head) = source.head()
+    {
+        crate::reconcile::resolve_replay_from(source.repo_path(), rev, head, source.branch())?;
+    }
     let (store, opened) = Store::open(&cfg.state_dir)?;
     match &opened {
-        Opened::Rebuilt { moved_to, reason } => tracing::warn!(
+        Opened::Rebuilt {
+            moved_to, reason, ..
+        } => tracing::warn!(
             moved_to = %moved_to.display(), %reason,
             "the store was unreadable; it was moved aside and is rebuilt from Git"
         ),
         Opened::Created => tracing::info!(dir = %cfg.state_dir.display(), "new store"),
         Opened::Existing => {}
     }
-    let source = resolve_source(&cfg)?;
+    store.set_output_budget(cfg.retention.max_step_output);
     let api_token = match &cfg.api_token {
         Some(t) => Some(t.clone()),
         None => Some(api_token_in(&cfg.state_dir)?),
@@ -173,7 +397,7 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         anonymous_read: cfg.anonymous_read,
     };
     let promotion_key = crate::promotion::PromotionKey::load_or_create(&cfg.state_dir)?;
-    let reconciler = Reconciler::new(
+    let mut reconciler = Reconciler::new(
         store.clone(),
         source.repo_path(),
         source.branch(),
@@ -191,7 +415,12 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         source.hints().clone(),
         auth,
     ));
+    {
+        let state = shared.loop_state.clone();
+        reconciler.set_progress(Arc::new(move || state.progress()));
+    }
     let cancel = CancellationToken::new();
+    let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -199,15 +428,6 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, source = %source.describe(), branch = %source.branch(), "mockops daemon started");
 
-    // Deliveries are remembered for resumed steps; a week is far beyond any retry.
-    match shared
-        .store
-        .prune_deliveries(Duration::from_secs(7 * 24 * 3600))
-    {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!(removed = n, "old delivery records pruned"),
-        Err(e) => tracing::warn!(error = %e, "cannot prune old delivery records"),
-    }
     let redactor = cfg.redactor.clone();
     // The demo runs its whole loop here: Slack steps go to the daemon's own inbox.
     let demo_inbox = (cfg.repo.is_none() && cfg.repo_url.is_none())
@@ -271,12 +491,21 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
             .run(cancel.clone(), shared.events_stored.clone()),
     );
     let stop = reconciler.stop_flag();
+    let fetch_deadline = match &source {
+        Source::Remote(_) => cfg.remote.fetch_timeout + Duration::from_secs(1) + FETCH_GRACE,
+        Source::Local(_) => LOCAL_HEAD_DEADLINE,
+    };
     let reconcile = tokio::spawn(reconcile_loop(
         shared.clone(),
         reconciler,
         source.clone(),
-        cfg.poll_interval,
+        LoopOptions {
+            poll: cfg.poll_interval,
+            backoff_base: Duration::from_secs(1),
+            fetch_deadline,
+        },
         cancel.clone(),
+        fatal.clone(),
     ));
     let server = {
         let mut app = api::router(shared.clone()).merge(crate::pipeline::api::router(
@@ -304,10 +533,33 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
                 .await
         })
     };
+    // Serving the last good state: ready now. A fresh store is ready once the first pass has
+    // ended, however it ended; until then systemd's start timeout is extended, so a slow first
+    // clone is not killed and restarted.
+    match shared.store.cursor() {
+        Ok(c) if c.last_applied.is_some() => shared.mark_ready(&format!(
+            "the last applied commit {}",
+            c.last_applied.map(|r| r.sha).unwrap_or_default()
+        )),
+        _ => {}
+    }
+    let starting = tokio::spawn(extend_start_timeout(shared.clone(), cancel.clone()));
     let watchdog = tokio::spawn(watchdog(shared.clone(), cancel.clone()));
+    let maintenance = tokio::spawn(maintenance(
+        shared.clone(),
+        source.clone(),
+        cfg.retention.clone(),
+        cancel.clone(),
+    ));
 
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing the commit in progress");
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = cancel.cancelled() => {}
+    }
+    let fatal = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if fatal.is_none() {
+        tracing::info!("shutting down: finishing the commit in progress");
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop.store(true, Ordering::Relaxed);
     cancel.cancel();
@@ -318,11 +570,16 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
     })
     .await;
     watchdog.abort();
+    starting.abort();
+    maintenance.abort();
     if drained.is_err() {
         tracing::warn!(
             timeout = ?cfg.drain_timeout,
             "drain deadline passed; exiting (every commit is applied atomically, so nothing is half-written)"
         );
+    }
+    if let Some(msg) = fatal {
+        anyhow::bail!("{msg}");
     }
     tracing::info!("stopped");
     Ok(())
@@ -356,6 +613,7 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
             known_hosts: r.ssh_known_hosts.clone(),
         };
         rc.fetch_deadline = r.fetch_timeout;
+        rc.prune_unreachable_after = cfg.retention.mirror_prune_after;
         remote::set_network_timeouts(Duration::from_secs(10), Duration::from_secs(30));
         let source = RemoteSource::new(rc).map_err(|e| anyhow::anyhow!("{e}"))?;
         return Ok(Source::Remote(source));
@@ -437,40 +695,131 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
+/// How the reconcile loop runs.
+#[derive(Debug, Clone, Copy)]
+struct LoopOptions {
+    poll: Duration,
+    /// First delay after a failed pass (doubling, with jitter, up to the poll interval or a
+    /// minute).
+    backoff_base: Duration,
+    /// Longest a fetch (or a local head read) may take before the loop counts as stuck.
+    fetch_deadline: Duration,
+}
+
+/// Why a pass failed: a bounded kind (metrics), the message, and the commit it was on.
+#[derive(Debug)]
+struct PassFailure {
+    kind: &'static str,
+    message: String,
+    commit: Option<String>,
+    /// The pass cannot go on: the daemon exits with this message.
+    fatal: bool,
+}
+
+/// One pass of the reconciler over the commits up to `head`, on the blocking pool. A panic is
+/// caught here: the pass fails, the reconciler re-reads the applied state, and the next pass
+/// runs normally (nothing stays poisoned).
+fn reconcile_pass(
+    reconciler: &Mutex<Reconciler>,
+    head: git2::Oid,
+) -> Result<SyncReport, PassFailure> {
+    let mut r = reconciler.lock().unwrap_or_else(|e| e.into_inner());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.sync(head)));
+    match result {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => Err(PassFailure {
+            kind: match e {
+                ReconcileError::Store(_) => "store",
+                _ => "reconcile",
+            },
+            fatal: matches!(e, ReconcileError::Replay { .. }),
+            message: e.to_string(),
+            commit: r.current_commit().map(str::to_string),
+        }),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            let commit = r.current_commit().map(str::to_string);
+            if let Err(e) = r.recover() {
+                tracing::error!(error = %e, "cannot re-read the applied state after a panic");
+            }
+            Err(PassFailure {
+                kind: "panic",
+                message: format!("internal error (panic): {message}"),
+                commit,
+                fatal: false,
+            })
+        }
+    }
+}
+
 async fn reconcile_loop(
     shared: Arc<Shared>,
     reconciler: Reconciler,
     source: Source,
-    poll: Duration,
+    opts: LoopOptions,
     cancel: CancellationToken,
+    fatal: Arc<Mutex<Option<String>>>,
 ) {
+    /// Marks the loop ended however it ends (a panic in the loop itself included), so the
+    /// watchdog stops vouching for it.
+    struct Ended(Arc<LoopState>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.enter(Phase::Ended);
+        }
+    }
+    let _ended = Ended(shared.loop_state.clone());
+    let state = shared.loop_state.clone();
+    let poll = opts.poll;
     let reconciler = Arc::new(Mutex::new(reconciler));
-    let mut backoff = Backoff::new(Duration::from_secs(1), poll.max(Duration::from_secs(60)));
-    let mut ready_sent = false;
+    let mut backoff = Backoff::new(opts.backoff_base, poll.max(Duration::from_secs(60)));
     // A degraded watcher is set up again now and then: the cause (an inotify limit) may be gone.
     let mut rearm = Backoff::new(Duration::from_secs(30), Duration::from_secs(30 * 60));
     let mut next_rearm: Option<tokio::time::Instant> = None;
+    // A commit that panicked: skipped (recorded) if it panics again on the next attempt.
+    let mut panicked_on: Option<String> = None;
     loop {
         shared.beat();
         let serving = shared.sync_requested.load(Ordering::SeqCst);
+        state.fetching(opts.fetch_deadline);
         let outcome = match source.refresh_async().await {
-            Err(e) => Err((fetch_kind(&e), e.to_string())),
+            Err(e) => Err(PassFailure {
+                kind: fetch_kind(&e),
+                message: e.to_string(),
+                commit: None,
+                fatal: false,
+            }),
             Ok(head) => {
+                state.enter(Phase::Reconciling);
                 let reconciler = reconciler.clone();
                 match tokio::task::spawn_blocking(move || {
-                    let mut r = reconciler
-                        .lock()
-                        .map_err(|_| ("reconcile", "reconciler poisoned".to_string()))?;
-                    let report = r.sync(head).map_err(|e| ("reconcile", e.to_string()))?;
-                    Ok::<_, (&str, String)>((head, report))
+                    reconcile_pass(&reconciler, head).map(|report| (head, report))
                 })
                 .await
                 {
                     Ok(r) => r,
-                    Err(join) => Err(("reconcile", join.to_string())),
+                    Err(join) => Err(PassFailure {
+                        kind: "reconcile",
+                        message: join.to_string(),
+                        commit: None,
+                        fatal: false,
+                    }),
                 }
             }
         };
+        // Busy again (bookkeeping, recording a failure): progress-based, not deadline-based.
+        state.enter(Phase::Reconciling);
+        // Keep what the reconciler may compare with in the mirror, whatever pruning says.
+        if let Source::Remote(r) = &source
+            && let Ok(Some(applied)) = shared.store.cursor().map(|c| c.last_applied)
+            && let Ok(oid) = git2::Oid::from_str(&applied.sha)
+        {
+            r.keep_commits(vec![oid]);
+        }
         let now = crate::time::now_rfc3339();
         if let Source::Local(local) = &source
             && local.hints().is_degraded()
@@ -498,6 +847,8 @@ async fn reconcile_loop(
                 if report.processed.iter().any(|p| !p.events.is_empty()) {
                     shared.events_stored.notify_one();
                 }
+                shared.failed_passes.store(0, Ordering::SeqCst);
+                panicked_on = None;
                 let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
                 live.head = Some(head.to_string());
                 live.last_sync_at = Some(now);
@@ -506,24 +857,78 @@ async fn reconcile_loop(
                 backoff.reset();
                 false
             }
-            Err((kind, msg)) => {
-                shared.metrics.failure(kind);
-                tracing::error!(kind, error = %msg, "sync failed; the last applied state keeps serving");
-                let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
-                live.last_error = Some(format!("{kind}: {msg}"));
-                live.consecutive_failures += 1;
+            Err(f) if f.fatal => {
+                tracing::error!(kind = f.kind, error = %f.message, "cannot continue");
+                *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(f.message);
+                cancel.cancel();
+                break;
+            }
+            Err(f) => {
+                shared.metrics.failure(f.kind);
+                let reconcile_side = !is_fetch_failure(f.kind);
+                if reconcile_side {
+                    shared.failed_passes.fetch_add(1, Ordering::SeqCst);
+                }
+                let on = f
+                    .commit
+                    .as_deref()
+                    .map(|c| format!(" (commit {c})"))
+                    .unwrap_or_default();
+                tracing::error!(
+                    kind = f.kind, commit = f.commit.as_deref().unwrap_or(""), error = %f.message,
+                    "sync failed; the last applied state keeps serving"
+                );
+                {
+                    let mut live = shared.live.write().unwrap_or_else(|e| e.into_inner());
+                    live.last_error = Some(format!("{}: {}{on}", f.kind, f.message));
+                    live.consecutive_failures += 1;
+                }
+                if f.kind == "panic"
+                    && let Some(commit) = f.commit
+                {
+                    if panicked_on.as_deref() == Some(commit.as_str()) {
+                        // Twice on the same commit: not a passing accident. Record it like an
+                        // invalid commit, so the daemon moves on past it.
+                        let r = reconciler.clone();
+                        let (c, m) = (commit.clone(), f.message.clone());
+                        let recorded = tokio::task::spawn_blocking(move || {
+                            r.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .record_internal_error(&c, &m)
+                        })
+                        .await;
+                        match recorded {
+                            Ok(Ok(())) => tracing::error!(
+                                %commit, "the commit panicked twice: recorded as failed and skipped"
+                            ),
+                            Ok(Err(e)) => {
+                                tracing::error!(%commit, error = %e, "cannot record the failed commit")
+                            }
+                            Err(e) => {
+                                tracing::error!(%commit, error = %e, "cannot record the failed commit")
+                            }
+                        }
+                        panicked_on = None;
+                    } else {
+                        panicked_on = Some(commit);
+                    }
+                }
                 true
             }
         };
+        // While store writes fail, try one now and then: health must clear once they work.
+        if shared.store.fault().is_some() {
+            let store = shared.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.probe_write()).await;
+        }
         shared.sync_served.fetch_max(serving, Ordering::SeqCst);
-        if !ready_sent
-            && matches!(
-                shared.store.cursor().map(|c| c.last_applied.is_some()),
-                Ok(true)
-            )
-        {
-            ready_sent = true;
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        // The first pass is over, whatever its outcome: the daemon serves what it has.
+        if !shared.ready.load(Ordering::SeqCst) {
+            let what = match shared.store.cursor().map(|c| c.last_applied) {
+                Ok(Some(r)) => format!("commit {}", r.sha),
+                _ => "no applied commit yet (see status for why)".to_string(),
+            };
+            shared.mark_ready(&what);
         }
         let wait = if failing {
             backoff.next_delay()
@@ -532,12 +937,19 @@ async fn reconcile_loop(
         } else {
             jittered(poll, 0.1)
         };
+        state.enter(Phase::Waiting);
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = source.hints().wait() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Failures of the source (network, credentials, a missing branch) rather than of the
+/// reconciler: they do not make the daemon unhealthy, since it keeps serving its last state.
+fn is_fetch_failure(kind: &str) -> bool {
+    !matches!(kind, "reconcile" | "store" | "panic")
 }
 
 /// A bounded label for failures of the source.
@@ -576,19 +988,103 @@ fn record(shared: &Shared, report: &SyncReport) {
     }
 }
 
+/// Feeds the systemd watchdog while the daemon is healthy, whatever the poll interval and
+/// however long a fetch within its deadline takes; stops when the reconcile loop is stuck
+/// (busy without progress for longer than the watchdog interval, a fetch past its deadline, or
+/// the loop gone), so systemd restarts the daemon.
 async fn watchdog(shared: Arc<Shared>, cancel: CancellationToken) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
-    let tick = period / 2;
+    let tick = (period / 3).max(Duration::from_millis(10));
+    let mut stuck_logged = false;
     loop {
+        match shared.loop_state.stuck(period) {
+            None => {
+                stuck_logged = false;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            Some(why) if !stuck_logged => {
+                stuck_logged = true;
+                tracing::error!(%why, "the reconcile loop is stuck: no longer feeding the systemd watchdog");
+            }
+            Some(_) => {}
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
-        // Only vouch for the daemon while its reconcile loop is alive.
-        if shared.since_beat() < period.as_secs().max(1) * 4 {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+    }
+}
+
+/// Until READY is sent, asks systemd for more start time now and then, so a slow first clone
+/// is not taken for a hung start.
+async fn extend_start_timeout(shared: Arc<Shared>, cancel: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(10);
+    const EXTEND_USEC: u32 = 30_000_000;
+    while !shared.ready.load(Ordering::SeqCst) {
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::ExtendTimeoutUsec(EXTEND_USEC),
+            sd_notify::NotifyState::Status("starting: first fetch and reconcile pass"),
+        ]);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
+
+/// Applies retention at start and then every `opts.interval`: the store (events, revisions,
+/// executions, dedup keys, delivery records) and, for a remote, the mirror.
+async fn maintenance(
+    shared: Arc<Shared>,
+    source: Source,
+    opts: RetentionOptions,
+    cancel: CancellationToken,
+) {
+    loop {
+        let store = shared.store.clone();
+        let policy = opts.store;
+        match tokio::task::spawn_blocking(move || {
+            // Deliveries are remembered for resumed steps; a week is far beyond any retry.
+            let deliveries = store.prune_deliveries(Duration::from_secs(7 * 24 * 3600))?;
+            Ok::<_, crate::store::StoreError>((store.prune(&policy)?, deliveries))
+        })
+        .await
+        {
+            Ok(Ok((pruned, deliveries))) => {
+                if !pruned.is_empty() || deliveries > 0 {
+                    tracing::info!(
+                        events = pruned.events,
+                        revisions = pruned.revisions,
+                        executions = pruned.executions,
+                        dedup_keys = pruned.dedup_keys,
+                        deliveries,
+                        "retention: pruned"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention: cannot prune the store"),
+            Err(e) => tracing::warn!(error = %e, "retention: the pruning task failed"),
+        }
+        if let Source::Remote(r) = &source {
+            let r = r.clone();
+            let after = opts.mirror_prune_after;
+            match tokio::task::spawn_blocking(move || r.prune_mirror(after)).await {
+                Ok(Ok(Some(c))) => tracing::info!(
+                    objects = c.objects,
+                    dropped = c.dropped,
+                    unreachable_kept = c.unreachable_kept,
+                    "retention: mirror repacked"
+                ),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "retention: cannot prune the mirror"),
+                Err(e) => tracing::warn!(error = %e, "retention: the mirror pruning task failed"),
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(opts.interval) => {}
         }
     }
 }
@@ -608,5 +1104,310 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let e = e.expect("entry");
+            let target = to.join(e.file_name());
+            if e.file_type().expect("type").is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).expect("copy");
+            }
+        }
+    }
+
+    fn commit_all(path: &Path, message: &str) -> git2::Oid {
+        let repo = git2::Repository::open(path).expect("open");
+        let mut index = repo.index().expect("index");
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .expect("add");
+        index.write().expect("write index");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        let sig = git2::Signature::now("T", "t@example.com").expect("sig");
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .expect("commit")
+    }
+
+    fn describe(repo: &Path, text: &str) {
+        let p = repo.join("services/payments.yaml");
+        let y = std::fs::read_to_string(&p).expect("read");
+        let out: Vec<String> = y
+            .lines()
+            .map(|l| {
+                if l.starts_with("description:") {
+                    format!("description: {text}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&p, out.join("\n") + "\n").expect("write");
+    }
+
+    struct Running {
+        shared: Arc<Shared>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+        _state: tempfile::TempDir,
+    }
+
+    /// The reconcile loop for real (local repository, store in a temp dir), with `fault`
+    /// injected into its reconciler.
+    fn start(repo: &Path, fault: impl FnMut(&str) + Send + 'static) -> Running {
+        let state = tempfile::tempdir().expect("tempdir");
+        let (store, opened) = Store::open(state.path()).expect("store");
+        let local = LocalSource::open(repo, Some("main")).expect("source");
+        let source = Source::Local(local);
+        let mut reconciler =
+            Reconciler::new(store.clone(), source.repo_path(), "main", None, &opened)
+                .expect("reconciler");
+        reconciler.fault = Some(Box::new(fault));
+        let shared = Arc::new(Shared::new(
+            store,
+            Live::default(),
+            source.hints().clone(),
+            api::ApiAuth::default(),
+        ));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(reconcile_loop(
+            shared.clone(),
+            reconciler,
+            source,
+            LoopOptions {
+                poll: Duration::from_millis(30),
+                backoff_base: Duration::from_millis(20),
+                fetch_deadline: Duration::from_secs(30),
+            },
+            cancel.clone(),
+            Arc::new(Mutex::new(None)),
+        ));
+        Running {
+            shared,
+            cancel,
+            task,
+            _state: state,
+        }
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn example_repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/repo-layout"),
+            dir.path(),
+        );
+        git2::Repository::init_opts(
+            dir.path(),
+            git2::RepositoryInitOptions::new().initial_head("main"),
+        )
+        .expect("init");
+        commit_all(dir.path(), "initial");
+        dir
+    }
+
+    fn applied(shared: &Shared) -> Option<String> {
+        shared
+            .store
+            .cursor()
+            .ok()
+            .and_then(|c| c.last_applied.map(|r| r.sha))
+    }
+
+    /// A panic in one pass fails that pass (reported with its commit); the next pass runs on
+    /// an unpoisoned reconciler and applies the commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_fails_one_pass_and_the_next_applies_the_commit() {
+        let repo = example_repo();
+        let armed = Arc::new(Mutex::new(None::<String>));
+        let trigger = armed.clone();
+        let r = start(repo.path(), move |sha| {
+            let mut t = trigger.lock().unwrap_or_else(|e| e.into_inner());
+            if t.as_deref() == Some(sha) {
+                *t = None;
+                panic!("injected fault on {sha}");
+            }
+        });
+        until("baseline", || applied(&r.shared).is_some()).await;
+        describe(repo.path(), "after a panic");
+        // Armed before the ref moves, so the first look at the commit panics.
+        let oid = commit_all_detached(repo.path(), "after a panic");
+        *armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(oid.to_string());
+        move_main(repo.path(), oid);
+        let sha = oid.to_string();
+        until("the commit applied", || {
+            applied(&r.shared).as_deref() == Some(&sha)
+        })
+        .await;
+        let failures = r.shared.metrics.render();
+        assert!(
+            failures.contains("mockops_failures_total{kind=\"panic\"} 1"),
+            "{failures}"
+        );
+        let events = r
+            .shared
+            .store
+            .events(&crate::store::EventFilter::default())
+            .expect("events");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.payload.get("commit").and_then(|c| c.as_str()) == Some(sha.as_str())),
+            "the commit's events are stored"
+        );
+        assert!(r.shared.health().healthy, "{:?}", r.shared.health());
+        assert!(armed.lock().unwrap_or_else(|e| e.into_inner()).is_none());
+        r.cancel.cancel();
+        r.task.await.expect("loop ends cleanly");
+    }
+
+    /// Passes that keep failing make the daemon unhealthy after
+    /// [`UNHEALTHY_AFTER_FAILED_PASSES`]; one good pass makes it healthy again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_follows_consecutive_failed_passes() {
+        let repo = example_repo();
+        let failing = Arc::new(AtomicBool::new(false));
+        let f = failing.clone();
+        let r = start(repo.path(), move |sha| {
+            if sha.is_empty() && f.load(Ordering::SeqCst) {
+                panic!("injected fault at the start of a pass");
+            }
+        });
+        until("baseline", || applied(&r.shared).is_some()).await;
+        assert!(r.shared.health().healthy);
+        failing.store(true, Ordering::SeqCst);
+        until("unhealthy", || !r.shared.health().healthy).await;
+        let h = r.shared.health();
+        assert!(
+            r.shared.failed_passes.load(Ordering::SeqCst) >= UNHEALTHY_AFTER_FAILED_PASSES,
+            "{h:?}"
+        );
+        assert!(h.problems[0].contains("reconcile passes failed"), "{h:?}");
+        assert!(h.problems[0].contains("injected fault"), "{h:?}");
+        failing.store(false, Ordering::SeqCst);
+        until("healthy again", || r.shared.health().healthy).await;
+        r.cancel.cancel();
+        r.task.await.expect("loop ends cleanly");
+    }
+
+    /// A commit that panics on two attempts in a row is recorded as failed (with the panic in
+    /// its diagnostics) and skipped; the next commit is applied against the last good state.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_that_always_panics_is_recorded_and_skipped() {
+        let repo = example_repo();
+        let poison = Arc::new(Mutex::new(None::<String>));
+        let p = poison.clone();
+        let r = start(repo.path(), move |sha| {
+            if p.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(sha) {
+                panic!("this commit always breaks mockops");
+            }
+        });
+        until("baseline", || applied(&r.shared).is_some()).await;
+        describe(repo.path(), "poisoned");
+        let bad = commit_all_detached(repo.path(), "poisoned");
+        *poison.lock().unwrap_or_else(|e| e.into_inner()) = Some(bad.to_string());
+        move_main(repo.path(), bad);
+        until("the bad commit recorded", || {
+            r.shared
+                .store
+                .cursor()
+                .ok()
+                .and_then(|c| c.last_attempted)
+                .is_some_and(|a| a.sha == bad.to_string())
+        })
+        .await;
+        let rev = r
+            .shared
+            .store
+            .revisions(None, 1)
+            .expect("revisions")
+            .remove(0);
+        assert_eq!(rev.status, crate::store::RevisionStatus::Invalid);
+        assert_eq!(rev.diagnostics[0]["code"], "internal-error");
+        assert!(
+            rev.diagnostics[0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("always breaks mockops"),
+            "{:?}",
+            rev.diagnostics
+        );
+        describe(repo.path(), "fixed");
+        let good = commit_all(repo.path(), "fixed");
+        until("the next commit applied", || {
+            applied(&r.shared).as_deref() == Some(good.to_string().as_str())
+        })
+        .await;
+        assert!(r.shared.health().healthy, "{:?}", r.shared.health());
+        r.cancel.cancel();
+        r.task.await.expect("loop ends cleanly");
+    }
+
+    /// Commits the work tree without moving any ref.
+    fn commit_all_detached(path: &Path, message: &str) -> git2::Oid {
+        let repo = git2::Repository::open(path).expect("open");
+        let mut index = repo.index().expect("index");
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .expect("add");
+        index.write().expect("write index");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        let sig = git2::Signature::now("T", "t@example.com").expect("sig");
+        let parent = repo.head().expect("head").peel_to_commit().expect("parent");
+        repo.commit(None, &sig, &sig, message, &tree, &[&parent])
+            .expect("commit")
+    }
+
+    fn move_main(path: &Path, oid: git2::Oid) {
+        let repo = git2::Repository::open(path).expect("open");
+        repo.reference("refs/heads/main", oid, true, "test")
+            .expect("move main");
+    }
+
+    #[test]
+    fn waiting_is_never_stuck_busy_without_progress_is() {
+        let s = LoopState::default();
+        s.enter(Phase::Waiting);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(s.stuck(Duration::from_millis(5)), None);
+        s.fetching(Duration::from_millis(200));
+        assert_eq!(
+            s.stuck(Duration::from_millis(5)),
+            None,
+            "within its deadline"
+        );
+        s.fetching(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(s.stuck(Duration::from_secs(60)).is_some(), "fetch overran");
+        s.enter(Phase::Reconciling);
+        assert_eq!(s.stuck(Duration::from_millis(50)), None);
+        std::thread::sleep(Duration::from_millis(70));
+        assert!(s.stuck(Duration::from_millis(50)).is_some());
+        s.progress();
+        assert_eq!(s.stuck(Duration::from_millis(50)), None);
+        s.enter(Phase::Ended);
+        assert!(s.stuck(Duration::from_secs(60)).is_some());
     }
 }

@@ -39,6 +39,39 @@ pub enum ReconcileError {
     Replay { rev: String, message: String },
 }
 
+/// Resolves `--replay-from REV` in the repository at `git_dir`: it must name a commit on the
+/// history of `head` (the head itself included). Done before anything is stored, so a typo is
+/// an error at start rather than a silent baseline.
+pub fn resolve_replay_from(
+    git_dir: &Path,
+    rev: &str,
+    head: Oid,
+    branch: &str,
+) -> Result<Oid, ReconcileError> {
+    let repo = Repository::open(git_dir)?;
+    let bad = |message: String| ReconcileError::Replay {
+        rev: rev.to_string(),
+        message,
+    };
+    let hint = format!(
+        "give a commit sha, tag or branch of {} that is on the history of `{branch}`",
+        git_dir.display()
+    );
+    let obj = repo
+        .revparse_single(rev)
+        .map_err(|e| bad(format!("no such revision ({}); {hint}", e.message())))?;
+    let c = obj
+        .peel_to_commit()
+        .map_err(|e| bad(format!("does not name a commit ({}); {hint}", e.message())))?;
+    if c.id() != head && !repo.graph_descendant_of(head, c.id())? {
+        return Err(bad(format!(
+            "commit {} is not an ancestor of the head of `{branch}` ({head}); {hint}",
+            c.id()
+        )));
+    }
+    Ok(c.id())
+}
+
 /// What one call to [`Reconciler::sync`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncReport {
@@ -56,6 +89,10 @@ pub struct Processed {
     pub duration_ms: f64,
 }
 
+/// A test-only hook run as passes and commits start (see `Reconciler::fault`).
+#[cfg(test)]
+pub(crate) type FaultHook = Box<dyn FnMut(&str) + Send>;
+
 /// Follows one branch of one repository into one store.
 pub struct Reconciler {
     store: Store,
@@ -71,6 +108,15 @@ pub struct Reconciler {
     stop: Arc<AtomicBool>,
     /// Signs the daemon's promotion commits; without it no promotion trailer is trusted.
     promotion_key: Option<crate::promotion::PromotionKey>,
+    /// Called whenever processing moves on (a commit started, loaded, stored): the daemon's
+    /// watchdog tells a busy reconciler from a stuck one by it.
+    progress: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The commit being processed, for reports of a pass that failed in the middle.
+    current: Option<String>,
+    /// Test-only fault injection, run as each pass starts (with "") and as each commit starts
+    /// (with its sha). Never compiled into the daemon.
+    #[cfg(test)]
+    pub(crate) fault: Option<FaultHook>,
 }
 
 impl Reconciler {
@@ -85,12 +131,38 @@ impl Reconciler {
         let rows = store.rows()?;
         let cursor = store.cursor()?;
         let rebuilt = match opened {
-            Opened::Rebuilt { moved_to, reason } => Some(format!(
-                "the store was unreadable ({reason}); it was moved to {} and rebuilt from Git",
-                moved_to.display()
+            Opened::Rebuilt {
+                moved_to,
+                reason,
+                previous,
+            } => Some(format!(
+                "the store was unreadable ({reason}); it was moved to {} and rebuilt from Git; {}",
+                moved_to.display(),
+                match previous {
+                    Some(m) => format!(
+                        "event ids go on from {} (past every id of the old store){}",
+                        m.event_ids_below,
+                        match &m.last_applied {
+                            Some(sha) => format!(
+                                ", and the commits after {sha} (the old store's last applied \
+                                 commit) are replayed"
+                            ),
+                            None => String::new(),
+                        }
+                    ),
+                    None => "its marks file could not be read, so event ids restarted at 1 and \
+                             the head was taken as the new baseline"
+                        .to_string(),
+                }
             )),
             _ => None,
         };
+        if replay_from.is_some() && cursor.last_applied.is_some() {
+            tracing::warn!(
+                "--replay-from is ignored: the store already has an applied revision (it only \
+                 applies to a fresh state directory)"
+            );
+        }
         if let Some(b) = &cursor.branch
             && b != branch
             && cursor.last_applied.is_some()
@@ -110,6 +182,10 @@ impl Reconciler {
             rebuilt,
             stop: Arc::new(AtomicBool::new(false)),
             promotion_key: None,
+            progress: None,
+            current: None,
+            #[cfg(test)]
+            fault: None,
         })
     }
 
@@ -117,6 +193,83 @@ impl Reconciler {
     pub fn with_promotion_key(mut self, key: crate::promotion::PromotionKey) -> Self {
         self.promotion_key = Some(key);
         self
+    }
+
+    /// Calls `f` whenever processing moves on (see [`Reconciler::sync`]).
+    pub fn set_progress(&mut self, f: Arc<dyn Fn() + Send + Sync>) {
+        self.progress = Some(f);
+    }
+
+    fn tick(&self) {
+        if let Some(f) = &self.progress {
+            f();
+        }
+    }
+
+    /// The commit a pass was processing when it failed or panicked, if any.
+    pub fn current_commit(&self) -> Option<&str> {
+        self.current.as_deref()
+    }
+
+    /// Makes the reconciler consistent with the store again after a pass that did not finish
+    /// (a panic): the applied rows are read back and the loader starts empty.
+    pub fn recover(&mut self) -> Result<(), ReconcileError> {
+        self.rows = self.store.rows()?;
+        self.loader = Loader::new();
+        self.current = None;
+        Ok(())
+    }
+
+    /// Records `sha` as a commit mockops could not process (an internal error, such as a
+    /// panic on every attempt): like an invalid commit, nothing of it is applied, its
+    /// revision says why, and the next commit is compared with the last applied state.
+    pub fn record_internal_error(
+        &mut self,
+        sha: &str,
+        message: &str,
+    ) -> Result<(), ReconcileError> {
+        let repo = Repository::open(&self.git_dir)?;
+        let commit = repo.find_commit(Oid::from_str(sha)?)?;
+        let author = commit.author();
+        let revision = Revision {
+            seq: 0,
+            sha: sha.to_string(),
+            status: RevisionStatus::Invalid,
+            compared_with: self.store.cursor()?.last_applied.map(|r| r.sha),
+            forced: false,
+            author: format!(
+                "{} <{}>",
+                String::from_utf8_lossy(author.name_bytes()),
+                String::from_utf8_lossy(author.email_bytes())
+            ),
+            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into(),
+            committed_at: crate::time::unix_rfc3339(commit.time().seconds()),
+            processed_at: crate::time::now_rfc3339(),
+            diagnostics: vec![serde_json::json!({
+                "severity": "error",
+                "code": "internal-error",
+                "file": "",
+                "line": 0,
+                "column": 0,
+                "message": format!("mockops failed while processing this commit: {message}"),
+                "hint": "this is a bug in mockops, not in the commit: please report it with \
+                         the daemon's log. The commit is skipped; the next one is compared \
+                         with the last applied state",
+            })],
+            errors: 1,
+            warnings: 0,
+            events: Vec::new(),
+            changed_entities: 0,
+        };
+        self.store.commit(
+            Commit {
+                revision: Some(revision),
+                ..Commit::default()
+            },
+            CursorUpdate::Branch(self.branch.clone()),
+        )?;
+        self.current = None;
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -130,6 +283,11 @@ impl Reconciler {
 
     /// Processes every commit between the last applied one and `head`, in order.
     pub fn sync(&mut self, head: Oid) -> Result<SyncReport, ReconcileError> {
+        self.current = None;
+        #[cfg(test)]
+        if let Some(f) = self.fault.as_mut() {
+            f("");
+        }
         let mut report = SyncReport::default();
         let cursor = self.store.cursor()?;
         if cursor.last_attempted.as_ref().map(|r| r.sha.as_str()) == Some(&head.to_string()) {
@@ -137,30 +295,35 @@ impl Reconciler {
         }
         let repo = Repository::open(&self.git_dir)?;
         let Some(applied) = cursor.last_applied.as_ref() else {
-            // A fresh store: take a baseline without replaying history, unless asked to.
-            let base = match self.replay_from.take() {
-                Some(rev) => {
-                    let obj = repo
-                        .revparse_single(&rev)
-                        .map_err(|e| ReconcileError::Replay {
-                            rev: rev.clone(),
-                            message: e.message().to_string(),
-                        })?;
-                    let c = obj.peel_to_commit().map_err(|e| ReconcileError::Replay {
-                        rev: rev.clone(),
-                        message: e.message().to_string(),
-                    })?;
-                    if c.id() != head && !repo.graph_descendant_of(head, c.id())? {
-                        return Err(ReconcileError::Replay {
-                            rev,
-                            message: format!("is not an ancestor of the head of {}", self.branch),
-                        });
-                    }
-                    c.id()
-                }
-                None => head,
+            // A fresh store: take a baseline without replaying history, unless asked to
+            // (`--replay-from`, or the old cursor of a store rebuilt after corruption).
+            let base = match self.replay_from.as_deref() {
+                // Validated before it is consumed: a bad revision stays an error.
+                Some(rev) => resolve_replay_from(&self.git_dir, rev, head, &self.branch)?,
+                None => match cursor.resume_from.as_deref() {
+                    Some(old) => match Oid::from_str(old).ok().filter(|o| {
+                        repo.find_commit(*o).is_ok()
+                            && (*o == head || repo.graph_descendant_of(head, *o).unwrap_or(false))
+                    }) {
+                        Some(o) => {
+                            tracing::info!(
+                                from = %o, "the rebuilt store replays the commits after the old store's cursor"
+                            );
+                            o
+                        }
+                        None => {
+                            tracing::warn!(
+                                old_cursor = %old,
+                                "the old store's cursor is not on the history of the head; taking the head as the baseline"
+                            );
+                            head
+                        }
+                    },
+                    None => head,
+                },
             };
             let p = self.process(&repo, base, Step::Baseline)?;
+            self.replay_from = None;
             let baseline_applied = p.status == RevisionStatus::Baseline;
             report.processed.push(p);
             if base == head || !baseline_applied {
@@ -219,6 +382,12 @@ impl Reconciler {
     ) -> Result<Processed, ReconcileError> {
         let started = std::time::Instant::now();
         let sha = oid.to_string();
+        self.current = Some(sha.clone());
+        self.tick();
+        #[cfg(test)]
+        if let Some(f) = self.fault.as_mut() {
+            f(&sha);
+        }
         let commit = repo.find_commit(oid)?;
         let author = {
             let a = commit.author();
@@ -235,6 +404,7 @@ impl Reconciler {
             sha: sha.clone(),
             message: e.to_string(),
         })?;
+        self.tick();
         let (errors, warnings) = crate::diag::counts(&loaded.diagnostics);
         let previous = self.store.cursor()?.last_applied.map(|r| r.sha);
         let mut revision = Revision {
@@ -278,6 +448,8 @@ impl Reconciler {
                 },
                 cursor_update,
             )?;
+            self.current = None;
+            self.tick();
             return Ok(processed(
                 &sha,
                 RevisionStatus::Invalid,
@@ -328,6 +500,7 @@ impl Reconciler {
             }
         }
         let status = revision.status;
+        self.tick();
         let c = self.store.commit(
             Commit {
                 revision: Some(revision),
@@ -340,6 +513,8 @@ impl Reconciler {
             cursor_update,
         )?;
         self.rows = new_rows;
+        self.current = None;
+        self.tick();
         tracing::info!(
             commit = %sha, status = ?status, events = c.events.len(),
             changed = changes.len(), "commit applied"

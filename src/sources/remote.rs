@@ -10,10 +10,11 @@
 //! appear in an error.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use git2::{
     CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks,
@@ -53,7 +54,13 @@ pub struct RemoteConfig {
     pub fetch_deadline: Duration,
     /// Every credential read is registered here, so logs and outputs mask it.
     pub redactor: crate::secret::Redactor,
+    /// Objects of the mirror that are no longer reachable are dropped once they have been
+    /// unreachable this long (see [`consolidate_packs`]).
+    pub prune_unreachable_after: Duration,
 }
+
+/// Default of [`RemoteConfig::prune_unreachable_after`].
+pub const DEFAULT_PRUNE_UNREACHABLE_AFTER: Duration = Duration::from_secs(14 * 24 * 3600);
 
 impl RemoteConfig {
     /// A configuration with no credentials, no host key pins and the default deadline.
@@ -66,6 +73,7 @@ impl RemoteConfig {
             host_keys: HostKeyPolicy::default(),
             fetch_deadline: DEFAULT_FETCH_DEADLINE,
             redactor: crate::secret::Redactor::new(),
+            prune_unreachable_after: DEFAULT_PRUNE_UNREACHABLE_AFTER,
         }
     }
 }
@@ -427,8 +435,11 @@ struct RemoteInner {
     pins: Vec<String>,
     mirror_ref: String,
     hints: Hints,
-    /// One fetch at a time per mirror.
+    /// One fetch (or repack) at a time per mirror.
     fetch_lock: Mutex<()>,
+    /// Commits to keep in the mirror even when the branch no longer reaches them (the
+    /// applied commit, which a force-push comparison reads).
+    keep: Mutex<Vec<git2::Oid>>,
 }
 
 /// What the callbacks of one fetch found out, read when libgit2 returns an error.
@@ -522,6 +533,7 @@ impl RemoteSource {
                 mirror_ref,
                 hints: Hints::new(),
                 fetch_lock: Mutex::new(()),
+                keep: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -683,10 +695,10 @@ impl RemoteSource {
         repo.reference(&inner.mirror_ref, commit.id(), true, "mockops: fetch")
             .map_err(|e| self.mirror_err(e.message()))?;
         if downloading {
-            match consolidate_packs(&repo, MAX_PACKS) {
-                Ok(Some(objects)) => tracing::info!(
-                    mirror = %inner.config.mirror_dir.display(), objects,
-                    "mirror packs consolidated into one"
+            match consolidate_packs(&repo, MAX_PACKS, &self.prune_policy(SystemTime::now())) {
+                Ok(Some(c)) => tracing::info!(
+                    mirror = %inner.config.mirror_dir.display(), objects = c.objects,
+                    dropped = c.dropped, "mirror packs consolidated into one"
                 ),
                 Ok(None) => {}
                 // Reading still works with many packs, only slower: not a fetch failure.
@@ -704,6 +716,53 @@ impl RemoteSource {
             "fetched"
         );
         Ok(commit.id())
+    }
+
+    /// Commits the mirror keeps even when the branch no longer reaches them (replaces the
+    /// previous set).
+    pub fn keep_commits(&self, commits: Vec<git2::Oid>) {
+        *self.inner.keep.lock().unwrap_or_else(|p| p.into_inner()) = commits;
+    }
+
+    fn prune_policy(&self, now: SystemTime) -> PrunePolicy {
+        PrunePolicy {
+            unreachable_after: self.inner.config.prune_unreachable_after,
+            keep: self
+                .inner
+                .keep
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            now,
+        }
+    }
+
+    /// Repacks the mirror into one pack without the objects that have been unreachable for
+    /// longer than `after` (retention; run periodically). Nothing happens when there is one
+    /// pack, no loose object and nothing unreachable. Waits for a fetch in progress.
+    pub fn prune_mirror(&self, after: Duration) -> Result<Option<Consolidated>, git2::Error> {
+        self.prune_mirror_with(&PrunePolicy {
+            unreachable_after: after,
+            ..self.prune_policy(SystemTime::now())
+        })
+    }
+
+    /// [`RemoteSource::prune_mirror`] with an explicit policy (and clock).
+    pub fn prune_mirror_with(
+        &self,
+        policy: &PrunePolicy,
+    ) -> Result<Option<Consolidated>, git2::Error> {
+        let _one_at_a_time = self
+            .inner
+            .fetch_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let dir = &self.inner.config.mirror_dir;
+        if !dir.join("objects").exists() {
+            return Ok(None);
+        }
+        let repo = git2::Repository::open_bare(dir)?;
+        consolidate_packs(&repo, 0, policy)
     }
 
     fn mirror_err(&self, detail: impl Into<String>) -> FetchError {
@@ -1075,16 +1134,51 @@ impl<'a> CallbackCx<'a> {
 /// consolidated into one (object lookups scan every pack's index).
 pub const MAX_PACKS: usize = 16;
 
-/// When the mirror holds more than `max` packs, writes one pack with every object of the
-/// mirror and removes the others; returns how many objects the new pack holds. Nothing is
-/// pruned: a commit a force-push dropped stays readable, as the reconciler may compare with it.
-/// The new pack is complete before any old one goes, so readers always find every object
-/// (libgit2 rescans the pack directory when an object is not where it was).
+/// The file in the mirror that records when each unreachable object was first found
+/// unreachable (`<oid> <unix seconds>` per line).
+pub const UNREACHABLE_FILE: &str = "mockops-unreachable";
+
+/// What a repack keeps.
+#[derive(Debug, Clone)]
+pub struct PrunePolicy {
+    /// An object unreachable for this long (since a repack first found it unreachable) is
+    /// dropped.
+    pub unreachable_after: Duration,
+    /// Commits kept (with their trees and blobs) as if a ref pointed at them.
+    pub keep: Vec<git2::Oid>,
+    pub now: SystemTime,
+}
+
+/// What a repack did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consolidated {
+    /// Objects in the new pack.
+    pub objects: usize,
+    /// Unreachable objects dropped.
+    pub dropped: usize,
+    /// Unreachable objects kept until their time is up.
+    pub unreachable_kept: usize,
+}
+
+/// When the mirror holds more than `max` packs (or, with `max` 0, whenever there is something
+/// to do), writes one pack with every object worth keeping and removes the old packs and loose
+/// objects; returns what it did.
+///
+/// libgit2 has no `gc`, so this is one: objects reachable from any ref of the mirror or from
+/// `policy.keep` are kept; an unreachable object is kept until it has been unreachable for
+/// `policy.unreachable_after`, measured from the first repack that found it unreachable
+/// (recorded in [`UNREACHABLE_FILE`]; git's own grace period is the objects' file time, which a
+/// repack would reset). So a commit a force-push dropped stays readable for the comparison the
+/// reconciler makes, and for the retention period after. The new pack and the record are
+/// complete before any old pack goes, so readers always find every kept object (libgit2
+/// rescans the pack directory when an object is not where it was).
 pub fn consolidate_packs(
     repo: &git2::Repository,
     max: usize,
-) -> Result<Option<usize>, git2::Error> {
-    let pack_dir = repo.path().join("objects").join("pack");
+    policy: &PrunePolicy,
+) -> Result<Option<Consolidated>, git2::Error> {
+    let objects_dir = repo.path().join("objects");
+    let pack_dir = objects_dir.join("pack");
     let packs = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .map(|entries| {
@@ -1098,31 +1192,164 @@ pub fn consolidate_packs(
             .unwrap_or_default()
     };
     let old = packs(&pack_dir);
-    if old.len() <= max {
+    if max > 0 && old.len() <= max {
         return Ok(None);
     }
-    let mut ids = Vec::new();
+    let mut all = Vec::new();
     repo.odb()?.foreach(|id| {
-        ids.push(*id);
+        all.push(*id);
         true
     })?;
-    ids.sort();
-    ids.dedup();
+    all.sort();
+    all.dedup();
+    let reachable = reachable_objects(repo, &policy.keep)?;
+    let now = policy
+        .now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let record_path = repo.path().join(UNREACHABLE_FILE);
+    let seen = read_unreachable(&record_path);
+    let mut record = Vec::new();
+    let mut kept = Vec::new();
+    let mut dropped = 0;
+    for id in &all {
+        if reachable.contains(id) {
+            kept.push(*id);
+            continue;
+        }
+        let since = seen.get(id).copied().unwrap_or(now);
+        if now.saturating_sub(since) >= policy.unreachable_after.as_secs() {
+            dropped += 1;
+        } else {
+            kept.push(*id);
+            record.push((*id, since));
+        }
+    }
+    let loose = loose_object_dirs(&objects_dir);
+    if max == 0 && dropped == 0 && old.len() <= 1 && loose.is_empty() && record.len() == seen.len()
+    {
+        return Ok(None);
+    }
     let mut builder = repo.packbuilder()?;
-    for id in &ids {
+    for id in &kept {
         builder.insert_object(*id, None)?;
     }
     builder.write(&pack_dir, 0)?;
-    let kept = match builder.name()? {
+    let new_pack = match builder.name()? {
         Some(name) => format!("pack-{name}"),
         None => return Err(git2::Error::from_str("the new pack has no name")),
     };
-    for stem in old.iter().filter(|s| **s != kept) {
-        for ext in ["pack", "idx", "rev", "mtimes"] {
+    write_unreachable(&record_path, &record)
+        .map_err(|e| git2::Error::from_str(&format!("cannot write {UNREACHABLE_FILE}: {e}")))?;
+    for stem in old.iter().filter(|s| **s != new_pack) {
+        for ext in ["pack", "idx", "rev", "mtimes", "keep"] {
             let _ = std::fs::remove_file(pack_dir.join(format!("{stem}.{ext}")));
         }
     }
-    Ok(Some(ids.len()))
+    // Every loose object is in the new pack now, or was dropped.
+    for dir in loose {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(Some(Consolidated {
+        objects: kept.len(),
+        dropped,
+        unreachable_kept: record.len(),
+    }))
+}
+
+/// Every object reachable from a ref of `repo` or from one of `keep`.
+fn reachable_objects(
+    repo: &git2::Repository,
+    keep: &[git2::Oid],
+) -> Result<HashSet<git2::Oid>, git2::Error> {
+    let mut out = HashSet::new();
+    let mut walk = repo.revwalk()?;
+    let mut roots = 0;
+    for reference in repo.references()? {
+        let reference = reference?;
+        // An annotated tag object is reachable itself.
+        if let Some(target) = reference.target() {
+            out.insert(target);
+        }
+        if let Ok(commit) = reference.peel_to_commit() {
+            walk.push(commit.id())?;
+            roots += 1;
+        }
+    }
+    for id in keep {
+        if repo.find_commit(*id).is_ok() {
+            walk.push(*id)?;
+            roots += 1;
+        }
+    }
+    if roots == 0 {
+        return Ok(out);
+    }
+    for commit in walk {
+        let commit = repo.find_commit(commit?)?;
+        out.insert(commit.id());
+        let tree = commit.tree()?;
+        if !out.insert(tree.id()) {
+            continue;
+        }
+        tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => {
+                    if out.insert(entry.id()) {
+                        git2::TreeWalkResult::Ok
+                    } else {
+                        // Seen in an earlier commit, with everything under it.
+                        git2::TreeWalkResult::Skip
+                    }
+                }
+                Some(git2::ObjectType::Blob) => {
+                    out.insert(entry.id());
+                    git2::TreeWalkResult::Ok
+                }
+                // Submodule commits live in another repository.
+                _ => git2::TreeWalkResult::Ok,
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+fn loose_object_dirs(objects: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(objects)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn read_unreachable(path: &Path) -> HashMap<git2::Oid, u64> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (id, at) = l.split_once(' ')?;
+            Some((git2::Oid::from_str(id).ok()?, at.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn write_unreachable(path: &Path, record: &[(git2::Oid, u64)]) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (id, at) in record {
+        text.push_str(&format!("{id} {at}\n"));
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

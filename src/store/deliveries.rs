@@ -6,7 +6,7 @@
 //! Entries are written after the target answered, so a crash in between can still repeat one
 //! delivery (at least once, never silently lost). [`Store::prune_deliveries`] drops old ones.
 
-use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTableMetadata, TableDefinition};
 
 use super::{Store, StoreError};
 
@@ -23,37 +23,34 @@ fn unix_now() -> u64 {
 impl Store {
     /// The status a target answered when it accepted delivery `id`, if it did.
     pub fn delivery(&self, id: &[u8]) -> Result<Option<u16>, StoreError> {
-        let tx = self.db().begin_read()?;
-        let table = match tx.open_table(DELIVERIES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(table.get(id)?.map(|v| v.value().0))
+        self.read(|tx| {
+            let table = match tx.open_table(DELIVERIES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(table.get(id)?.map(|v| v.value().0))
+        })
     }
 
     /// Records that a target accepted delivery `id` with `status`.
     pub fn record_delivery(&self, id: &[u8], status: u16) -> Result<(), StoreError> {
-        let tx = self.db().begin_write()?;
-        {
+        self.write(|tx| {
             let mut table = tx.open_table(DELIVERIES)?;
             table.insert(id, (status, unix_now()))?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Forgets deliveries recorded more than `max_age` ago; returns how many.
     pub fn prune_deliveries(&self, max_age: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = unix_now().saturating_sub(max_age.as_secs());
-        let tx = self.db().begin_write()?;
-        let removed = {
+        let removed = self.write(|tx| {
             let mut table = tx.open_table(DELIVERIES)?;
             let before = table.len()?;
             table.retain(|_, (_, at)| at >= cutoff)?;
-            before - table.len()?
-        };
-        tx.commit()?;
+            Ok(before - table.len()?)
+        })?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 }
@@ -80,14 +77,13 @@ mod tests {
             0
         );
         // Entries from long ago go.
-        {
-            let tx = store.db().begin_write().unwrap();
-            tx.open_table(DELIVERIES)
-                .unwrap()
-                .insert(b"old".as_slice(), (200, 1))
-                .unwrap();
-            tx.commit().unwrap();
-        }
+        store
+            .write(|tx| {
+                tx.open_table(DELIVERIES)?
+                    .insert(b"old".as_slice(), (200, 1))?;
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(
             store.prune_deliveries(Duration::from_secs(3600)).unwrap(),
             1

@@ -160,3 +160,28 @@ impl EventFilter {
         true
     }
 }
+
+/// Microseconds since the epoch of an RFC 3339 time (0 before the epoch), for the time
+/// index; `None` when it does not parse.
+pub(crate) fn time_key(ts: &str) -> Option<u64> {
+    let t = crate::time::parse(ts)?;
+    Some(
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX - 1))
+            .unwrap_or(0),
+    )
+}
+
+/// The time index key of an event: its time, or `u64::MAX` (after every time, so every time
+/// query looks at it and its filter decides) when it does not parse.
+pub(crate) fn time_key_of(ts: &str) -> u64 {
+    time_key(ts).unwrap_or(u64::MAX)
+}
+
+/// Unix seconds of an RFC 3339 time.
+pub(crate) fn unix_secs(ts: &str) -> Option<u64> {
+    crate::time::parse(ts)?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}

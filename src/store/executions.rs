@@ -6,22 +6,23 @@
 //! transaction, [`Store::dispatch`]; so is finishing an execution together with its
 //! `pipeline.completed` / `pipeline.failed` event, [`Store::finish_execution`].
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use super::{ENTITIES, EXECUTIONS, Event, EventLog, NewEvent, Row, Store, StoreError};
+use super::retention::{BATCH, Keep};
+use super::{ENTITIES, EVENTS, EXECUTIONS, Event, EventLog, NewEvent, Row, Store, StoreError};
 use crate::model::StepType;
 
 /// `"<event id>/<pipeline>"` → execution id: an event starts a pipeline at most once.
-const TRIGGERS: TableDefinition<&str, &str> = TableDefinition::new("execution_triggers");
+pub(super) const TRIGGERS: TableDefinition<&str, &str> = TableDefinition::new("execution_triggers");
 /// Creation order → execution id (listing, newest first).
 const ORDER: TableDefinition<u64, &str> = TableDefinition::new("execution_order");
 /// (pipeline, creation order) → execution id.
 const BY_PIPELINE: TableDefinition<(&str, u64), &str> =
     TableDefinition::new("execution_by_pipeline");
 /// Executions not finished yet (pending or running): resumed after a restart.
-const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("execution_active");
+pub(super) const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("execution_active");
 
 /// Where an execution stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,15 +310,13 @@ fn trigger_key(event_id: u64, pipeline: &str) -> String {
 impl Store {
     /// Creates the execution tables (the store's own tables are made when it opens).
     pub fn ensure_execution_tables(&self) -> Result<(), StoreError> {
-        let tx = self.db().begin_write()?;
-        {
+        self.write(|tx| {
             tx.open_table(TRIGGERS)?;
             tx.open_table(ORDER)?;
             tx.open_table(BY_PIPELINE)?;
             tx.open_table(ACTIVE)?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Runs `f` in one write transaction over the event log, the applied rows and the
@@ -326,10 +325,9 @@ impl Store {
         &self,
         f: impl FnOnce(&mut DispatchTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = self.db().begin_write()?;
-        let out = {
+        self.write(|tx| {
             let mut d = DispatchTx {
-                log: EventLog::open(&tx)?,
+                log: EventLog::open(tx)?,
                 entities: tx.open_table(ENTITIES)?,
                 executions: tx.open_table(EXECUTIONS)?,
                 triggers: tx.open_table(TRIGGERS)?,
@@ -338,10 +336,8 @@ impl Store {
                 active: tx.open_table(ACTIVE)?,
                 now: crate::time::now_rfc3339(),
             };
-            f(&mut d)?
-        };
-        tx.commit()?;
-        Ok(out)
+            f(&mut d)
+        })
     }
 
     /// Writes an execution's current state (its record already exists).
@@ -357,8 +353,21 @@ impl Store {
         exec: &Execution,
         event: Option<NewEvent>,
     ) -> Result<Option<Event>, StoreError> {
-        let tx = self.db().begin_write()?;
-        let stored = {
+        // Outputs are kept whole while the execution may still need them (a later or resumed
+        // step reads them); once it is finished they are held to the budget.
+        let budget = self.output_budget();
+        let trimmed;
+        let exec = if exec.status.is_finished() && budget > 0 {
+            let mut e = exec.clone();
+            for s in &mut e.steps {
+                truncate_outputs(&mut s.outputs, budget);
+            }
+            trimmed = e;
+            &trimmed
+        } else {
+            exec
+        };
+        self.write(|tx| {
             let mut executions = tx.open_table(EXECUTIONS)?;
             let mut active = tx.open_table(ACTIVE)?;
             executions.insert(exec.id.as_str(), serde_json::to_vec(exec)?.as_slice())?;
@@ -367,91 +376,203 @@ impl Store {
             } else {
                 active.insert(exec.id.as_str(), ())?;
             }
+            drop((executions, active));
             match event {
                 Some(ev) => {
-                    let mut log = EventLog::open(&tx)?;
-                    log.append(ev, &crate::time::now_rfc3339(), true)?
+                    let mut log = EventLog::open(tx)?;
+                    log.append(ev, &crate::time::now_rfc3339(), true)
                 }
-                None => None,
+                None => Ok(None),
             }
-        };
-        tx.commit()?;
-        Ok(stored)
+        })
     }
 
     pub fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        let tx = self.db().begin_read()?;
-        let t = tx.open_table(EXECUTIONS)?;
-        Ok(match t.get(id)? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
+        self.read(|tx| {
+            let t = tx.open_table(EXECUTIONS)?;
+            Ok(match t.get(id)? {
+                Some(v) => Some(serde_json::from_slice(v.value())?),
+                None => None,
+            })
         })
     }
 
     /// Executions, newest first.
     pub fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, StoreError> {
-        let tx = self.db().begin_read()?;
-        let executions = tx.open_table(EXECUTIONS)?;
-        let before = filter.before.unwrap_or(u64::MAX);
-        let mut ids: Vec<String> = Vec::new();
-        match &filter.pipeline {
-            Some(p) => {
-                let t = match tx.open_table(BY_PIPELINE) {
-                    Ok(t) => t,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                    Err(e) => return Err(e.into()),
-                };
-                for item in t.range((p.as_str(), 0)..(p.as_str(), before))?.rev() {
-                    ids.push(item?.1.value().to_string());
-                    if ids.len() >= filter.limit {
-                        break;
+        self.read(|tx| {
+            let executions = tx.open_table(EXECUTIONS)?;
+            let before = filter.before.unwrap_or(u64::MAX);
+            let mut ids: Vec<String> = Vec::new();
+            match &filter.pipeline {
+                Some(p) => {
+                    let t = match tx.open_table(BY_PIPELINE) {
+                        Ok(t) => t,
+                        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    for item in t.range((p.as_str(), 0)..(p.as_str(), before))?.rev() {
+                        ids.push(item?.1.value().to_string());
+                        if ids.len() >= filter.limit {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    let t = match tx.open_table(ORDER) {
+                        Ok(t) => t,
+                        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                        Err(e) => return Err(e.into()),
+                    };
+                    for item in t.range(..before)?.rev() {
+                        ids.push(item?.1.value().to_string());
+                        if ids.len() >= filter.limit {
+                            break;
+                        }
                     }
                 }
             }
-            None => {
-                let t = match tx.open_table(ORDER) {
-                    Ok(t) => t,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                    Err(e) => return Err(e.into()),
-                };
-                for item in t.range(..before)?.rev() {
-                    ids.push(item?.1.value().to_string());
-                    if ids.len() >= filter.limit {
-                        break;
-                    }
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(v) = executions.get(id.as_str())? {
+                    out.push(serde_json::from_slice(v.value())?);
                 }
             }
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(v) = executions.get(id.as_str())? {
-                out.push(serde_json::from_slice(v.value())?);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Ids of executions pending or running, oldest first: what a restart resumes.
     pub fn active_executions(&self) -> Result<Vec<String>, StoreError> {
-        let tx = self.db().begin_read()?;
-        let t = match tx.open_table(ACTIVE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out: Vec<(u64, String)> = Vec::new();
-        for item in t.iter()? {
-            let id = item?.0.value().to_string();
-            let seq = id
-                .split('-')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(u64::MAX);
-            out.push((seq, id));
-        }
-        out.sort();
-        Ok(out.into_iter().map(|(_, id)| id).collect())
+        self.read(|tx| {
+            let t = match tx.open_table(ACTIVE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out: Vec<(u64, String)> = Vec::new();
+            for item in t.iter()? {
+                let id = item?.0.value().to_string();
+                let seq = id
+                    .split('-')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(u64::MAX);
+                out.push((seq, id));
+            }
+            out.sort();
+            Ok(out.into_iter().map(|(_, id)| id).collect())
+        })
     }
+
+    /// Removes up to [`BATCH`] finished executions that `keep` no longer covers (oldest
+    /// first); pending and running ones always stay.
+    pub(super) fn prune_executions_batch(
+        &self,
+        keep: &Keep,
+        now: std::time::SystemTime,
+    ) -> Result<usize, StoreError> {
+        if *keep == Keep::FOREVER {
+            return Ok(0);
+        }
+        let cutoff = keep
+            .max_age
+            .map(|a| now.checked_sub(a).unwrap_or(std::time::UNIX_EPOCH));
+        let older =
+            |ts: &str| cutoff.is_some_and(|c| crate::time::parse(ts).is_some_and(|t| t < c));
+        self.write(|tx| {
+            let mut executions = tx.open_table(EXECUTIONS)?;
+            let mut order = tx.open_table(ORDER)?;
+            let mut by_pipeline = tx.open_table(BY_PIPELINE)?;
+            let mut triggers = tx.open_table(TRIGGERS)?;
+            let active = tx.open_table(ACTIVE)?;
+            let events = tx.open_table(EVENTS)?;
+            let total = order.len()?;
+            let over = keep.max_count.map_or(0, |m| total.saturating_sub(m));
+            let mut victims: Vec<(u64, Execution)> = Vec::new();
+            for (i, item) in order.iter()?.enumerate() {
+                let (seq, id) = item?;
+                let by_count = (i as u64) < over;
+                let Some(v) = executions.get(id.value())? else {
+                    continue;
+                };
+                let exec: Execution = serde_json::from_slice(v.value())?;
+                if !by_count && !older(&exec.created_at) {
+                    // Created in order: every later one is younger still.
+                    break;
+                }
+                let finished_long_ago =
+                    older(exec.finished_at.as_deref().unwrap_or(&exec.created_at));
+                if (by_count || finished_long_ago)
+                    && exec.status.is_finished()
+                    && active.get(id.value())?.is_none()
+                {
+                    victims.push((seq.value(), exec));
+                    if victims.len() >= BATCH {
+                        break;
+                    }
+                }
+            }
+            for (seq, exec) in &victims {
+                executions.remove(exec.id.as_str())?;
+                order.remove(seq)?;
+                by_pipeline.remove((exec.pipeline.as_str(), *seq))?;
+                // While the trigger event is in the log, the record that it started this
+                // pipeline stays, so dispatching it again cannot start a second run.
+                if events.get(exec.trigger_event_id)?.is_none() {
+                    triggers.remove(trigger_key(exec.trigger_event_id, &exec.pipeline).as_str())?;
+                }
+            }
+            Ok(victims.len())
+        })
+    }
+}
+
+/// Marker key put in the outputs of a step whose outputs were cut to the budget.
+pub const TRUNCATED_MARKER: &str = "mockops_truncated";
+
+/// Cuts `outputs` to about `budget` bytes of JSON: outputs are kept in order while they fit;
+/// a string that does not fit is cut and ends with a note; anything else that does not fit is
+/// replaced by a note. A [`TRUNCATED_MARKER`] entry says how large the outputs were.
+pub fn truncate_outputs(outputs: &mut Map<String, Json>, budget: usize) -> bool {
+    let size = |v: &Json| serde_json::to_vec(v).map_or(0, |b| b.len());
+    let total: usize = outputs.iter().map(|(k, v)| k.len() + size(v) + 4).sum();
+    if total <= budget {
+        return false;
+    }
+    let mut left = budget;
+    let mut out = Map::new();
+    for (k, v) in std::mem::take(outputs) {
+        let n = k.len() + size(&v) + 4;
+        if n <= left {
+            left -= n;
+            out.insert(k, v);
+            continue;
+        }
+        let note = format!(
+            "[truncated by mockops: {} bytes over the step output budget]",
+            size(&v)
+        );
+        let cut = match v {
+            Json::String(text) => {
+                let mut keep = left
+                    .saturating_sub(k.len() + note.len() + 8)
+                    .min(text.len());
+                while !text.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                Json::String(format!("{}{note}", &text[..keep]))
+            }
+            _ => Json::String(note),
+        };
+        left = left.saturating_sub(k.len() + size(&cut) + 4);
+        out.insert(k, cut);
+    }
+    out.insert(
+        TRUNCATED_MARKER.to_string(),
+        serde_json::json!({"original_bytes": total, "budget_bytes": budget}),
+    );
+    *outputs = out;
+    true
 }
 
 #[cfg(test)]

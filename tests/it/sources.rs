@@ -704,3 +704,95 @@ fn mirror_packs_are_consolidated_without_losing_objects() {
     }
     assert_eq!(read_file(src.repo_path(), base, "f"), "0");
 }
+
+/// Retention of the mirror: an object no longer reachable from the branch stays while it is
+/// young (a force-push comparison may read it) and is dropped once it has been unreachable
+/// longer than the retention; reachable objects, and commits the daemon asks to keep (the
+/// applied one), always stay. The repack leaves one pack and no loose objects.
+#[test]
+fn mirror_prune_drops_objects_unreachable_for_longer_than_the_retention() {
+    use remote::PrunePolicy;
+    use std::time::SystemTime;
+    let server_root = tempfile::tempdir().expect("tempdir");
+    let upstream = bare_repo(server_root.path(), "config.git");
+    let daemon = GitDaemon::start(server_root.path());
+    let state = tempfile::tempdir().expect("tempdir");
+    let src = remote_source(&daemon.url("config.git"), "main", state.path());
+    let readable = |id: git2::Oid| {
+        git2::Repository::open_bare(src.repo_path())
+            .expect("mirror")
+            .find_commit(id)
+            .is_ok()
+    };
+
+    let base = commit_on(&upstream, "main", None, "f", "base");
+    src.fetch().expect("fetch");
+    let dropped = commit_on(&upstream, "main", Some(base), "f", "dropped");
+    src.fetch().expect("fetch");
+    // Two force-pushes: both commits leave the branch; the daemon keeps the one it applied.
+    let applied = commit_on(&upstream, "main", Some(base), "g", "applied");
+    src.fetch().expect("fetch");
+    let tip = commit_on(&upstream, "main", Some(base), "f", "tip");
+    assert_eq!(src.fetch().expect("fetch"), tip);
+    src.keep_commits(vec![applied]);
+
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86400);
+    let policy = |after: Duration, now: SystemTime| PrunePolicy {
+        unreachable_after: after,
+        keep: vec![applied],
+        now,
+    };
+    let first = src
+        .prune_mirror_with(&policy(14 * day, now))
+        .expect("repack")
+        .expect("there was something to do");
+    assert_eq!(first.dropped, 0, "nothing is old enough yet");
+    assert!(first.unreachable_kept >= 2, "{first:?}");
+    assert!(readable(dropped) && readable(applied) && readable(base) && readable(tip));
+    let packs = || {
+        std::fs::read_dir(src.repo_path().join("objects/pack"))
+            .expect("pack dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+            .count()
+    };
+    assert_eq!(packs(), 1);
+
+    // Thirteen days later: still within the retention (counted from when it was first found
+    // unreachable, not from the repack that rewrote it).
+    let kept = src
+        .prune_mirror_with(&policy(14 * day, now + 13 * day))
+        .expect("repack");
+    assert!(kept.is_none_or(|c| c.dropped == 0), "{kept:?}");
+    assert!(readable(dropped));
+
+    // Past the retention: the dropped commit and its blob go; everything else stays.
+    let second = src
+        .prune_mirror_with(&policy(14 * day, now + 15 * day))
+        .expect("repack")
+        .expect("something to drop");
+    assert!(second.dropped >= 2, "the commit and its blob: {second:?}");
+    assert!(!readable(dropped), "dropped from the mirror");
+    assert!(readable(applied), "a kept commit stays");
+    assert_eq!(read_file(src.repo_path(), applied, "g"), "applied");
+    assert_eq!(read_file(src.repo_path(), tip, "f"), "tip");
+    assert_eq!(read_file(src.repo_path(), base, "f"), "base");
+    assert_eq!(packs(), 1);
+    let loose = std::fs::read_dir(src.repo_path().join("objects"))
+        .expect("objects")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().len() == 2)
+        .count();
+    assert_eq!(loose, 0, "no loose objects left");
+
+    // Nothing left to do: no rewrite.
+    assert!(
+        src.prune_mirror_with(&policy(14 * day, now + 15 * day))
+            .expect("repack")
+            .is_none()
+    );
+    // Fetching still works on the repacked mirror.
+    let next = commit_on(&upstream, "main", Some(tip), "f", "next");
+    assert_eq!(src.fetch().expect("fetch"), next);
+}

@@ -42,11 +42,37 @@ impl Daemon {
         Self::start_with(state, &args)
     }
 
+    /// [`Daemon::start_remote`] with extra environment variables.
+    pub fn start_remote_env(
+        url: &str,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut args = vec!["--repo-url".to_string(), url.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_full(state, &args, env)
+    }
+
     /// Like [`Daemon::start`], with extra environment variables for the daemon process.
     pub fn start_env(repo: &Path, state: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut args = vec!["--repo".to_string(), repo.display().to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start_full(state, &args, env)
+    }
+
+    /// Like [`Daemon::start_env`], with the log written to `log` instead of the state
+    /// directory (for tests that fill or damage the state directory).
+    pub fn start_logged(
+        repo: &Path,
+        state: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut args = vec!["--repo".to_string(), repo.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_opts(state, &args, env, Some(log.to_path_buf()))
     }
 
     fn start_with(state: &Path, args: &[String]) -> Daemon {
@@ -57,6 +83,15 @@ impl Daemon {
     /// the daemon may reach loopback (where the tests' receivers are), read secret files from
     /// the temp directory and run generator commands; `--strict` keeps its secure defaults.
     fn start_full(state: &Path, args: &[String], env: &[(&str, &str)]) -> Daemon {
+        Self::start_opts(state, args, env, None)
+    }
+
+    fn start_opts(
+        state: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: Option<PathBuf>,
+    ) -> Daemon {
         let strict = args.iter().any(|a| a == "--strict");
         let mut extra: Vec<&str> = args
             .iter()
@@ -78,7 +113,7 @@ impl Daemon {
         }
         let port = free_port();
         std::fs::create_dir_all(state).expect("state dir");
-        let log = state.join(format!("daemon-{port}.log"));
+        let log = log.unwrap_or_else(|| state.join(format!("daemon-{port}.log")));
         let child = Command::new(super::bin())
             .args(["daemon"])
             .arg("--state-dir")
