@@ -136,6 +136,12 @@ pub(super) async fn send(
         .map_err(|e| StepError::permanent(format!("cannot build the e-mail: {e}")))?;
 
     let target = format!("SMTP {host}:{port}");
+    // The SMTP host is written by the repository: it may not be the daemon's network unless
+    // the operator allowed it (checked on what the name resolves to now).
+    n.outbound
+        .resolve(host.trim_matches(['[', ']']), port)
+        .await
+        .map_err(|e| StepError::permanent(format!("{target}: {e}")))?;
     let mut transport = match tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
         SmtpTls::Starttls | SmtpTls::Tls => {

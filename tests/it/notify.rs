@@ -779,6 +779,26 @@ async fn unreachable_and_silent_smtp_servers_are_retryable() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// An SMTP host the repository names may not be on the daemon's network unless allowed: the
+/// test notifier allows loopback only, so a private address is refused before connecting.
+#[tokio::test]
+async fn smtp_hosts_on_private_networks_are_refused() {
+    let n = notifier(NotifyDefaults::default(), &[]);
+    for host in ["10.1.2.3", "169.254.169.254", "[fd00::1]"] {
+        let mut server = smtp(25);
+        server["host"] = json!(host);
+        let err = n
+            .send(
+                &cfg(json!({"type": "email", "message": "m", "smtp": server, "to": ["dev@example.com"]})),
+                &ctx("k"),
+            )
+            .await
+            .expect_err("refused");
+        assert!(!err.retryable, "{err:?}");
+        assert!(err.message.contains("--allow-outbound"), "{}", err.message);
+    }
+}
+
 #[tokio::test]
 async fn smtp_security_is_not_silently_downgraded() {
     let server = SmtpServer::start();
