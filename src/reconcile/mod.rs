@@ -13,11 +13,11 @@ pub mod plan;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use git2::{Oid, Repository};
 use serde::Serialize;
 use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::load::Loader;
 use crate::diag::Severity;
@@ -104,8 +104,8 @@ pub struct Reconciler {
     /// Start from this revision instead of the head (first run only).
     replay_from: Option<String>,
     rebuilt: Option<String>,
-    /// Set to stop between two commits (shutdown).
-    stop: Arc<AtomicBool>,
+    /// The daemon's shutdown: once cancelled, a pass stops between two commits.
+    shutdown: CancellationToken,
     /// Signs the daemon's promotion commits; without it no promotion trailer is trusted.
     promotion_key: Option<crate::promotion::PromotionKey>,
     /// Called whenever processing moves on (a commit started, loaded, stored): the daemon's
@@ -180,7 +180,7 @@ impl Reconciler {
             rows,
             replay_from,
             rebuilt,
-            stop: Arc::new(AtomicBool::new(false)),
+            shutdown: CancellationToken::new(),
             promotion_key: None,
             progress: None,
             current: None,
@@ -276,9 +276,11 @@ impl Reconciler {
         &self.store
     }
 
-    /// A flag that, once set, stops [`Reconciler::sync`] between two commits.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
+    /// Stops [`Reconciler::sync`] between two commits once `shutdown` is cancelled (the
+    /// daemon's one shutdown token).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// Processes every commit between the last applied one and `head`, in order.
@@ -366,7 +368,7 @@ impl Reconciler {
             chain.drain(..=pos);
         }
         for oid in chain {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.shutdown.is_cancelled() {
                 break;
             }
             report.processed.push(self.process(repo, oid, Step::Next)?);
