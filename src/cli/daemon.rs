@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{self, DaemonConfig, RemoteOptions, RetentionOptions};
 use crate::outbound::OutboundPolicy;
@@ -347,8 +349,54 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(daemon::run(cfg))?;
+    let result = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(on_signals(listen_for_signals()?, shutdown.clone()));
+        daemon::run(cfg, shutdown).await
+    });
+    // A pass stuck past the drain deadline stays on the blocking pool: do not wait for it.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result?;
     Ok(super::exit::OK)
+}
+
+/// SIGTERM and SIGINT, listened for from the start (so an early signal is not lost).
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+fn listen_for_signals() -> anyhow::Result<Signals> {
+    Ok(Signals {
+        term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+    })
+}
+
+impl Signals {
+    /// The next signal: its name and the exit code a process killed by it reports.
+    async fn next(&mut self) -> (&'static str, i32) {
+        tokio::select! {
+            _ = self.term.recv() => ("SIGTERM", 128 + 15),
+            _ = self.int.recv() => ("SIGINT", 128 + 2),
+        }
+    }
+}
+
+/// The first signal cancels `shutdown` (the daemon drains); a second one exits at once.
+async fn on_signals(mut signals: Signals, shutdown: CancellationToken) {
+    let (name, _) = signals.next().await;
+    tracing::info!(
+        signal = name,
+        "shutting down; a second signal exits at once"
+    );
+    shutdown.cancel();
+    let (name, code) = signals.next().await;
+    tracing::warn!(
+        signal = name,
+        "second signal: exiting at once (every commit is applied atomically, so nothing is half-written)"
+    );
+    std::process::exit(code);
 }
 
 #[cfg(test)]

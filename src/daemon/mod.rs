@@ -356,9 +356,11 @@ impl Shared {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT (or a fatal error: a `--replay-from` revision that
-/// does not resolve).
-pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown` is cancelled (`mockops daemon` cancels it on SIGTERM or
+/// SIGINT; tests cancel it directly) or a fatal error (a `--replay-from` revision that does not
+/// resolve). On shutdown the reconcile loop stops between two commits, and every task is
+/// awaited for at most `drain_timeout`.
+pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let source = resolve_source(&cfg)?;
     // A bad --replay-from is refused before anything is stored. A remote's history is known
     // only after the first fetch: the loop checks it then, before its baseline.
@@ -397,6 +399,9 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         anonymous_read: cfg.anonymous_read,
     };
     let promotion_key = crate::promotion::PromotionKey::load_or_create(&cfg.state_dir)?;
+    // The one token every task stops on: the caller's shutdown, or a fatal error of the
+    // reconcile loop (which cancels this child only).
+    let cancel = shutdown.child_token();
     let mut reconciler = Reconciler::new(
         store.clone(),
         source.repo_path(),
@@ -404,7 +409,8 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         cfg.replay_from.clone(),
         &opened,
     )?
-    .with_promotion_key(promotion_key.clone());
+    .with_promotion_key(promotion_key.clone())
+    .with_shutdown(cancel.clone());
     let shared = Arc::new(Shared::new(
         store,
         Live {
@@ -419,7 +425,6 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         let state = shared.loop_state.clone();
         reconciler.set_progress(Arc::new(move || state.progress()));
     }
-    let cancel = CancellationToken::new();
     let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -490,7 +495,6 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
             .clone()
             .run(cancel.clone(), shared.events_stored.clone()),
     );
-    let stop = reconciler.stop_flag();
     let fetch_deadline = match &source {
         Source::Remote(_) => cfg.remote.fetch_timeout + Duration::from_secs(1) + FETCH_GRACE,
         Source::Local(_) => LOCAL_HEAD_DEADLINE,
@@ -528,9 +532,12 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         }
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app)
+            if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { cancel.cancelled().await })
                 .await
+            {
+                tracing::error!(error = %e, "the API server failed");
+            }
         })
     };
     // Serving the last good state: ready now. A fresh store is ready once the first pass has
@@ -552,29 +559,37 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
         cancel.clone(),
     ));
 
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = cancel.cancelled() => {}
-    }
+    cancel.cancelled().await;
     let fatal = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
     if fatal.is_none() {
         tracing::info!("shutting down: finishing the commit in progress");
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    stop.store(true, Ordering::Relaxed);
-    cancel.cancel();
+    let mut tasks = [
+        ("reconcile loop", reconcile),
+        ("API server", server),
+        ("pipeline engine", pipelines),
+        ("watchdog", watchdog),
+        ("start-timeout extender", starting),
+        ("retention", maintenance),
+    ];
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
-        let _ = reconcile.await;
-        let _ = server.await;
-        let _ = pipelines.await;
+        for (_, task) in tasks.iter_mut() {
+            let _ = task.await;
+        }
     })
     .await;
-    watchdog.abort();
-    starting.abort();
-    maintenance.abort();
     if drained.is_err() {
+        let pending: Vec<&str> = tasks
+            .iter()
+            .filter(|(_, t)| !t.is_finished())
+            .map(|(name, _)| *name)
+            .collect();
+        for (_, task) in &tasks {
+            task.abort();
+        }
         tracing::warn!(
-            timeout = ?cfg.drain_timeout,
+            timeout = ?cfg.drain_timeout, ?pending,
             "drain deadline passed; exiting (every commit is applied atomically, so nothing is half-written)"
         );
     }
@@ -719,11 +734,7 @@ struct PassFailure {
 /// One pass of the reconciler over the commits up to `head`, on the blocking pool. A panic is
 /// caught here: the pass fails, the reconciler re-reads the applied state, and the next pass
 /// runs normally (nothing stays poisoned).
-fn reconcile_pass(
-    reconciler: &Mutex<Reconciler>,
-    head: git2::Oid,
-) -> Result<SyncReport, PassFailure> {
-    let mut r = reconciler.lock().unwrap_or_else(|e| e.into_inner());
+fn reconcile_pass(r: &mut Reconciler, head: git2::Oid) -> Result<SyncReport, PassFailure> {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.sync(head)));
     match result {
         Ok(Ok(report)) => Ok(report),
@@ -756,9 +767,11 @@ fn reconcile_pass(
     }
 }
 
+/// The reconcile loop. It owns the reconciler: each pass moves it onto the blocking pool and
+/// gets it back when the pass ends (nothing else can reach it meanwhile).
 async fn reconcile_loop(
     shared: Arc<Shared>,
-    reconciler: Reconciler,
+    mut reconciler: Reconciler,
     source: Source,
     opts: LoopOptions,
     cancel: CancellationToken,
@@ -775,7 +788,6 @@ async fn reconcile_loop(
     let _ended = Ended(shared.loop_state.clone());
     let state = shared.loop_state.clone();
     let poll = opts.poll;
-    let reconciler = Arc::new(Mutex::new(reconciler));
     let mut backoff = Backoff::new(opts.backoff_base, poll.max(Duration::from_secs(60)));
     // A degraded watcher is set up again now and then: the cause (an inotify limit) may be gone.
     let mut rearm = Backoff::new(Duration::from_secs(30), Duration::from_secs(30 * 60));
@@ -795,19 +807,26 @@ async fn reconcile_loop(
             }),
             Ok(head) => {
                 state.enter(Phase::Reconciling);
-                let reconciler = reconciler.clone();
-                match tokio::task::spawn_blocking(move || {
-                    reconcile_pass(&reconciler, head).map(|report| (head, report))
+                let pass = tokio::task::spawn_blocking(move || {
+                    let mut r = reconciler;
+                    let outcome = reconcile_pass(&mut r, head);
+                    (r, outcome)
                 })
-                .await
-                {
-                    Ok(r) => r,
-                    Err(join) => Err(PassFailure {
-                        kind: "reconcile",
-                        message: join.to_string(),
-                        commit: None,
-                        fatal: false,
-                    }),
+                .await;
+                match pass {
+                    Ok((r, outcome)) => {
+                        reconciler = r;
+                        outcome.map(|report| (head, report))
+                    }
+                    Err(join) => {
+                        // `reconcile_pass` catches panics of a pass, so this is a panic in
+                        // the recovery itself: the reconciler is gone with it.
+                        let msg = format!("the reconciler was lost in a failed pass: {join}");
+                        tracing::error!(error = %msg, "cannot continue");
+                        *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+                        cancel.cancel();
+                        return;
+                    }
                 }
             }
         };
@@ -889,23 +908,33 @@ async fn reconcile_loop(
                     if panicked_on.as_deref() == Some(commit.as_str()) {
                         // Twice on the same commit: not a passing accident. Record it like an
                         // invalid commit, so the daemon moves on past it.
-                        let r = reconciler.clone();
                         let (c, m) = (commit.clone(), f.message.clone());
                         let recorded = tokio::task::spawn_blocking(move || {
-                            r.lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .record_internal_error(&c, &m)
+                            let mut r = reconciler;
+                            let recorded = r.record_internal_error(&c, &m);
+                            (r, recorded)
                         })
                         .await;
                         match recorded {
-                            Ok(Ok(())) => tracing::error!(
-                                %commit, "the commit panicked twice: recorded as failed and skipped"
-                            ),
-                            Ok(Err(e)) => {
-                                tracing::error!(%commit, error = %e, "cannot record the failed commit")
+                            Ok((r, recorded)) => {
+                                reconciler = r;
+                                match recorded {
+                                    Ok(()) => tracing::error!(
+                                        %commit, "the commit panicked twice: recorded as failed and skipped"
+                                    ),
+                                    Err(e) => {
+                                        tracing::error!(%commit, error = %e, "cannot record the failed commit")
+                                    }
+                                }
                             }
-                            Err(e) => {
-                                tracing::error!(%commit, error = %e, "cannot record the failed commit")
+                            Err(join) => {
+                                let msg = format!(
+                                    "the reconciler was lost recording a failed commit: {join}"
+                                );
+                                tracing::error!(%commit, error = %msg, "cannot continue");
+                                *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+                                cancel.cancel();
+                                return;
                             }
                         }
                         panicked_on = None;
@@ -1086,24 +1115,6 @@ async fn maintenance(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(opts.interval) => {}
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }
 
@@ -1361,6 +1372,76 @@ mod tests {
         assert!(r.shared.health().healthy, "{:?}", r.shared.health());
         r.cancel.cancel();
         r.task.await.expect("loop ends cleanly");
+    }
+
+    /// `run` stops through its shutdown token, without a signal: the commit is applied, every
+    /// task ends within the drain timeout, and the state directory is free again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_stops_when_its_shutdown_token_is_cancelled() {
+        let repo = example_repo();
+        let state = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let cfg = DaemonConfig {
+            repo: Some(repo.path().to_path_buf()),
+            repo_url: None,
+            branch: Some("main".into()),
+            state_dir: state.path().to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            poll_interval: Duration::from_millis(50),
+            webhook_secret: None,
+            api_token: Some("t".into()),
+            api_read_token: None,
+            anonymous_read: false,
+            security: Default::default(),
+            replay_from: None,
+            drain_timeout: Duration::from_secs(10),
+            pipeline_concurrency: 1,
+            redactor: crate::secret::Redactor::new(),
+            remote: RemoteOptions::default(),
+            retention: RetentionOptions::default(),
+        };
+        let shutdown = CancellationToken::new();
+        let daemon = tokio::spawn(run(cfg, shutdown.clone()));
+        let client = reqwest::Client::new();
+        let ready = format!("http://127.0.0.1:{port}/readyz");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(&ready).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the daemon never got ready");
+            assert!(!daemon.is_finished(), "the daemon ended before shutdown");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(15), daemon)
+            .await
+            .expect("run returns once its token is cancelled")
+            .expect("the daemon task did not panic")
+            .expect("a clean stop");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "within the drain timeout"
+        );
+        assert!(
+            client.get(&ready).send().await.is_err(),
+            "the API no longer serves"
+        );
+        // The store is closed: it opens again, with the head applied.
+        let (store, _) = Store::open(state.path()).expect("the state directory is free");
+        let head = git2::Repository::open(repo.path())
+            .and_then(|r| r.head()?.peel_to_commit().map(|c| c.id().to_string()))
+            .expect("head");
+        assert_eq!(
+            store.cursor().expect("cursor").last_applied.map(|r| r.sha),
+            Some(head)
+        );
     }
 
     /// Commits the work tree without moving any ref.

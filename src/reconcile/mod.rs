@@ -13,19 +13,17 @@ pub mod plan;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use git2::{Oid, Repository};
 use serde::Serialize;
-use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::load::Loader;
-use crate::diag::Severity;
 use crate::source::{GitFiles, SourceFiles};
 use crate::store::{
     Commit, Committed, CursorUpdate, Opened, Revision, RevisionStatus, Store, StoreError,
 };
-use plan::{CommitInfo, Rows, Sides};
+use plan::{CommitInfo, Mode, Plan, PlanInput, Rows, Sides};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -89,6 +87,9 @@ pub struct Processed {
     pub duration_ms: f64,
 }
 
+/// Sees each plan before it is applied.
+pub type PlanHook = Box<dyn FnMut(&Plan) + Send>;
+
 /// A test-only hook run as passes and commits start (see `Reconciler::fault`).
 #[cfg(test)]
 pub(crate) type FaultHook = Box<dyn FnMut(&str) + Send>;
@@ -104,8 +105,8 @@ pub struct Reconciler {
     /// Start from this revision instead of the head (first run only).
     replay_from: Option<String>,
     rebuilt: Option<String>,
-    /// Set to stop between two commits (shutdown).
-    stop: Arc<AtomicBool>,
+    /// The daemon's shutdown: once cancelled, a pass stops between two commits.
+    shutdown: CancellationToken,
     /// Signs the daemon's promotion commits; without it no promotion trailer is trusted.
     promotion_key: Option<crate::promotion::PromotionKey>,
     /// Called whenever processing moves on (a commit started, loaded, stored): the daemon's
@@ -113,6 +114,8 @@ pub struct Reconciler {
     progress: Option<Arc<dyn Fn() + Send + Sync>>,
     /// The commit being processed, for reports of a pass that failed in the middle.
     current: Option<String>,
+    /// Shown every plan before it is applied (see [`Reconciler::inspect_plans`]).
+    inspect: Option<PlanHook>,
     /// Test-only fault injection, run as each pass starts (with "") and as each commit starts
     /// (with its sha). Never compiled into the daemon.
     #[cfg(test)]
@@ -180,10 +183,11 @@ impl Reconciler {
             rows,
             replay_from,
             rebuilt,
-            stop: Arc::new(AtomicBool::new(false)),
+            shutdown: CancellationToken::new(),
             promotion_key: None,
             progress: None,
             current: None,
+            inspect: None,
             #[cfg(test)]
             fault: None,
         })
@@ -193,6 +197,11 @@ impl Reconciler {
     pub fn with_promotion_key(mut self, key: crate::promotion::PromotionKey) -> Self {
         self.promotion_key = Some(key);
         self
+    }
+
+    /// Calls `f` with the plan of every commit, before it is applied (plan snapshots, tools).
+    pub fn inspect_plans(&mut self, f: PlanHook) {
+        self.inspect = Some(f);
     }
 
     /// Calls `f` whenever processing moves on (see [`Reconciler::sync`]).
@@ -276,9 +285,11 @@ impl Reconciler {
         &self.store
     }
 
-    /// A flag that, once set, stops [`Reconciler::sync`] between two commits.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
+    /// Stops [`Reconciler::sync`] between two commits once `shutdown` is cancelled (the
+    /// daemon's one shutdown token).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// Processes every commit between the last applied one and `head`, in order.
@@ -322,7 +333,7 @@ impl Reconciler {
                     None => head,
                 },
             };
-            let p = self.process(&repo, base, Step::Baseline)?;
+            let p = self.process(&repo, base, Mode::Baseline)?;
             self.replay_from = None;
             let baseline_applied = p.status == RevisionStatus::Baseline;
             report.processed.push(p);
@@ -342,7 +353,7 @@ impl Reconciler {
             && (applied_oid == head || repo.graph_descendant_of(head, applied_oid)?);
         if !descends {
             // Force-push (or another branch): the applied commit is gone from the chain.
-            let p = self.process(&repo, head, Step::Forced)?;
+            let p = self.process(&repo, head, Mode::Forced)?;
             report.processed.push(p);
             return Ok(report);
         }
@@ -366,19 +377,21 @@ impl Reconciler {
             chain.drain(..=pos);
         }
         for oid in chain {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.shutdown.is_cancelled() {
                 break;
             }
-            report.processed.push(self.process(repo, oid, Step::Next)?);
+            report.processed.push(self.process(repo, oid, Mode::Next)?);
         }
         Ok(report)
     }
 
+    /// Loads `oid` and what its plan needs (IO), plans it (pure), and applies the plan (the
+    /// one write).
     fn process(
         &mut self,
         repo: &Repository,
         oid: Oid,
-        step: Step,
+        mode: Mode,
     ) -> Result<Processed, ReconcileError> {
         let started = std::time::Instant::now();
         let sha = oid.to_string();
@@ -389,44 +402,70 @@ impl Reconciler {
             f(&sha);
         }
         let commit = repo.find_commit(oid)?;
-        let author = {
-            let a = commit.author();
-            format!(
-                "{} <{}>",
-                String::from_utf8_lossy(a.name_bytes()),
-                String::from_utf8_lossy(a.email_bytes())
-            )
-        };
-        let summary = String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into();
-        let committed_at = crate::time::unix_rfc3339(commit.time().seconds());
+        let info = commit_info(&commit);
         let files = GitFiles::open(&self.git_dir, &sha)?;
         let loaded = self.loader.load(&files).map_err(|e| ReconcileError::Load {
             sha: sha.clone(),
             message: e.to_string(),
         })?;
         self.tick();
-        let (errors, warnings) = crate::diag::counts(&loaded.diagnostics);
-        let previous = self.store.cursor()?.last_applied.map(|r| r.sha);
-        let mut revision = Revision {
-            seq: 0,
-            sha: sha.clone(),
-            status: RevisionStatus::Applied,
-            compared_with: previous.clone(),
-            forced: step == Step::Forced,
-            author: author.clone(),
-            summary,
-            committed_at,
-            processed_at: crate::time::now_rfc3339(),
-            diagnostics: loaded
-                .diagnostics
-                .iter()
-                .map(|d| serde_json::to_value(d).unwrap_or(Json::Null))
-                .collect(),
-            errors,
-            warnings,
-            events: Vec::new(),
-            changed_entities: 0,
+        let compared_with = self.store.cursor()?.last_applied.map(|r| r.sha);
+        let known_workspaces = self.store.workspace_ids()?;
+        let old_files = match mode {
+            Mode::Baseline => None,
+            _ => compared_with
+                .as_deref()
+                .and_then(|p| GitFiles::open(&self.git_dir, p).ok()),
         };
+        let promotion_messages = match (mode, &self.promotion_key) {
+            (Mode::Baseline, _) | (_, None) => Vec::new(),
+            (_, Some(_)) => promotion_messages(repo, &commit),
+        };
+        let blob = |id: &str| Oid::from_str(id).ok().and_then(|o| files.read_blob(o).ok());
+        let sides = Sides {
+            old: old_files.as_ref().map(|f| f as &dyn SourceFiles),
+            new: &files,
+            blob: &blob,
+        };
+        let plan = plan::plan(PlanInput {
+            commit: &info,
+            mode,
+            processed_at: crate::time::now_rfc3339(),
+            compared_with,
+            loaded: &loaded,
+            applied: &self.rows,
+            known_workspaces: &known_workspaces,
+            sides: &sides,
+            promotion_messages: &promotion_messages,
+            promotion_key: self.promotion_key.as_ref(),
+        });
+        if let Some(f) = self.inspect.as_mut() {
+            f(&plan);
+        }
+        let (status, errors, changed) = (
+            plan.revision.status,
+            plan.revision.errors,
+            plan.changes.len(),
+        );
+        if status == RevisionStatus::Invalid {
+            tracing::warn!(commit = %sha, errors, "commit is invalid; the last good state stays");
+        }
+        self.tick();
+        let c = self.apply(plan)?;
+        self.current = None;
+        self.tick();
+        if status != RevisionStatus::Invalid {
+            tracing::info!(
+                commit = %sha, status = ?status, events = c.events.len(),
+                changed, "commit applied"
+            );
+        }
+        Ok(processed(&sha, status, mode, &c, errors, started))
+    }
+
+    /// Writes `plan` in one store transaction (with the cursor) and takes its rows as the
+    /// applied ones. The only write of a commit.
+    fn apply(&mut self, plan: Plan) -> Result<Committed, ReconcileError> {
         let cursor_update = match self.rebuilt.take() {
             Some(reason) => CursorUpdate::Rebuilt {
                 branch: self.branch.clone(),
@@ -434,99 +473,33 @@ impl Reconciler {
             },
             None => CursorUpdate::Branch(self.branch.clone()),
         };
-        if loaded
-            .diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
-        {
-            revision.status = RevisionStatus::Invalid;
-            tracing::warn!(commit = %sha, errors, "commit is invalid; the last good state stays");
-            let c = self.store.commit(
-                Commit {
-                    revision: Some(revision),
-                    ..Commit::default()
-                },
-                cursor_update,
-            )?;
-            self.current = None;
-            self.tick();
-            return Ok(processed(
-                &sha,
-                RevisionStatus::Invalid,
-                step,
-                &c,
-                errors,
-                started,
-            ));
+        let (commit, rows) = plan.into_commit();
+        let c = self.store.commit(commit, cursor_update)?;
+        if let Some(rows) = rows {
+            self.rows = rows;
         }
-        let new_rows = plan::rows(&loaded.state, &self.rows);
-        let changes = plan::entity_changes(&self.rows, &new_rows);
-        let known = plan::workspaces(&new_rows);
-        let mut fresh_ws = Vec::new();
-        for (id, (name, service)) in &known {
-            if !self.store.workspace_known(id)? {
-                fresh_ws.push((id.clone(), name.clone(), service.clone()));
-            }
-        }
-        let mut events = Vec::new();
-        if step != Step::Baseline {
-            let old_files = previous
-                .as_deref()
-                .and_then(|p| GitFiles::open(&self.git_dir, p).ok());
-            let blob = |id: &str| Oid::from_str(id).ok().and_then(|o| files.read_blob(o).ok());
-            let sides = Sides {
-                old: old_files.as_ref().map(|f| f as &dyn SourceFiles),
-                new: &files,
-                blob: &blob,
-            };
-            let info = CommitInfo {
-                sha: sha.clone(),
-                author,
-            };
-            events = plan::events(&changes, &new_rows, &fresh_ws, &info, &sides);
-            if let Some(key) = &self.promotion_key {
-                events.extend(promotions(repo, &commit, &info, key));
-            }
-        } else {
-            revision.status = RevisionStatus::Baseline;
-        }
-        revision.changed_entities = changes.len();
-        let mut put = Vec::new();
-        let mut delete = Vec::new();
-        for c in &changes {
-            match &c.new {
-                Some(r) => put.push((c.key.clone(), Arc::clone(r))),
-                None => delete.push(c.key.clone()),
-            }
-        }
-        let status = revision.status;
-        self.tick();
-        let c = self.store.commit(
-            Commit {
-                revision: Some(revision),
-                put,
-                delete,
-                events,
-                workspaces: fresh_ws.into_iter().map(|w| w.0).collect(),
-                replace_all: false,
-            },
-            cursor_update,
-        )?;
-        self.rows = new_rows;
-        self.current = None;
-        self.tick();
-        tracing::info!(
-            commit = %sha, status = ?status, events = c.events.len(),
-            changed = changes.len(), "commit applied"
-        );
-        Ok(processed(&sha, status, step, &c, errors, started))
+        Ok(c)
+    }
+}
+
+fn commit_info(commit: &git2::Commit<'_>) -> CommitInfo {
+    let a = commit.author();
+    CommitInfo {
+        sha: commit.id().to_string(),
+        author: format!(
+            "{} <{}>",
+            String::from_utf8_lossy(a.name_bytes()),
+            String::from_utf8_lossy(a.email_bytes())
+        ),
+        summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into(),
+        committed_at: crate::time::unix_rfc3339(commit.time().seconds()),
     }
 }
 
 fn processed(
     sha: &str,
     status: RevisionStatus,
-    step: Step,
+    mode: Mode,
     c: &Committed,
     errors: usize,
     started: std::time::Instant,
@@ -534,19 +507,12 @@ fn processed(
     Processed {
         sha: sha.to_string(),
         status,
-        forced: step == Step::Forced,
+        forced: mode == Mode::Forced,
         events: c.events.iter().map(|e| e.id).collect(),
         event_types: c.events.iter().map(|e| e.event_type.clone()).collect(),
         errors,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Baseline,
-    Next,
-    Forced,
 }
 
 /// Commits on the first-parent chain of `head` after `from`, oldest first.
@@ -569,16 +535,10 @@ fn first_parent_chain(repo: &Repository, from: Oid, head: Oid) -> Result<Vec<Oid
     Ok(chain)
 }
 
-/// `promotion.completed` for every promotion commit this commit brings in: the commit itself,
-/// or for a merge the commits of the merged side (the trailers survive merge commits and
-/// GitHub's squash messages). Only trailers signed with the daemon's key count: a hand-written
-/// trailer cannot forge a promotion.
-fn promotions(
-    repo: &Repository,
-    commit: &git2::Commit<'_>,
-    info: &plan::CommitInfo,
-    key: &crate::promotion::PromotionKey,
-) -> Vec<crate::store::NewEvent> {
+/// The messages of the commits this commit brings in: the commit itself, or for a merge the
+/// commits of the merged side too (promotion trailers survive merge commits and GitHub's squash
+/// messages).
+fn promotion_messages(repo: &Repository, commit: &git2::Commit<'_>) -> Vec<String> {
     let mut messages = vec![String::from_utf8_lossy(commit.message_bytes()).into_owned()];
     if commit.parent_count() > 1
         && let Ok(mut walk) = repo.revwalk()
@@ -593,34 +553,5 @@ fn promotions(
             }
         }
     }
-    let mut out = Vec::new();
-    for m in messages {
-        let Some((id, what)) = crate::promotion::verified(&m, key) else {
-            if m.contains(crate::promotion::ID_TRAILER) {
-                tracing::warn!(
-                    commit = %info.sha,
-                    "a commit carries a promotion trailer without this daemon's signature; ignored"
-                );
-            }
-            continue;
-        };
-        let parts: Vec<&str> = what.split_whitespace().collect();
-        let [entity_type, entity_id, from, to] = parts[..] else {
-            continue;
-        };
-        let mut e = crate::store::NewEvent::new(
-            "promotion.completed",
-            crate::store::Source::commit(&info.sha),
-        )
-        .with("promotion_id", id.clone())
-        .with("entity_type", entity_type)
-        .with("entity_id", entity_id)
-        .with("from_environment", from)
-        .with("to_environment", to)
-        .with("commit", info.sha.clone())
-        .with("author", info.author.clone());
-        e.dedup_key = Some(format!("promotion:{id}"));
-        out.push(e);
-    }
-    out
+    messages
 }

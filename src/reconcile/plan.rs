@@ -1,5 +1,8 @@
 //! The plan of one commit: its desired state as store rows, the differences from the applied
-//! rows, and the events those differences produce.
+//! rows, the events those differences produce, and the revision record. [`plan`] is pure: it
+//! works on what was read beforehand (the loaded state, the applied rows, the commit, the two
+//! sides for schema diffs, the promotion messages); the reconciler applies the [`Plan`] in one
+//! store transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -7,10 +10,188 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::config::load::DesiredState;
+use crate::config::load::{DesiredState, Loaded};
+use crate::diag::Severity;
+use crate::promotion::PromotionKey;
 use crate::schema_diff::{self, DiffInput, DiffReport, Level};
 use crate::source::SourceFiles;
-use crate::store::{NewEvent, Row, Source};
+use crate::store::{Commit, NewEvent, Revision, RevisionStatus, Row, Source};
+
+/// How a commit is compared with the applied state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A fresh store's first commit: its rows are stored, without events.
+    Baseline,
+    /// The next commit on the first-parent chain of the applied one.
+    Next,
+    /// The applied commit is no longer on the branch (a force-push): compared tree to tree.
+    Forced,
+}
+
+/// Everything [`plan`] reads, gathered beforehand.
+pub struct PlanInput<'a> {
+    pub commit: &'a CommitInfo,
+    pub mode: Mode,
+    /// When the commit is processed (the revision record's `processed_at`).
+    pub processed_at: String,
+    /// The last applied commit, if any.
+    pub compared_with: Option<String>,
+    pub loaded: &'a Loaded,
+    /// The applied rows.
+    pub applied: &'a Rows,
+    /// Workspace ids the store has already seen.
+    pub known_workspaces: &'a BTreeSet<String>,
+    pub sides: &'a Sides<'a>,
+    /// The messages of the commits this commit brings in (itself, and a merge's merged side):
+    /// where promotion trailers are looked for.
+    pub promotion_messages: &'a [String],
+    /// Trailers signed with this key are trusted; without it, none is.
+    pub promotion_key: Option<&'a PromotionKey>,
+}
+
+/// What applying one commit writes, computed without IO.
+#[derive(Debug)]
+pub struct Plan {
+    pub revision: Revision,
+    /// Entities added, removed or modified (empty for an invalid commit).
+    pub changes: Vec<EntityChange>,
+    pub events: Vec<NewEvent>,
+    /// Workspace ids seen for the first time.
+    pub workspaces: Vec<String>,
+    /// The applied rows once the plan is applied; `None` for an invalid commit (nothing of it
+    /// is applied).
+    pub rows: Option<Rows>,
+}
+
+impl Plan {
+    /// The store transaction of this plan, and the rows it leaves applied.
+    pub fn into_commit(self) -> (Commit, Option<Rows>) {
+        let mut put = Vec::new();
+        let mut delete = Vec::new();
+        for c in &self.changes {
+            match &c.new {
+                Some(r) => put.push((c.key.clone(), Arc::clone(r))),
+                None => delete.push(c.key.clone()),
+            }
+        }
+        (
+            Commit {
+                revision: Some(self.revision),
+                put,
+                delete,
+                events: self.events,
+                workspaces: self.workspaces,
+                replace_all: false,
+            },
+            self.rows,
+        )
+    }
+}
+
+/// The plan of one commit. Pure: no Git, store or clock access but through `input`.
+pub fn plan(input: PlanInput<'_>) -> Plan {
+    let loaded = input.loaded;
+    let (errors, warnings) = crate::diag::counts(&loaded.diagnostics);
+    let mut revision = Revision {
+        seq: 0,
+        sha: input.commit.sha.clone(),
+        status: RevisionStatus::Applied,
+        compared_with: input.compared_with.clone(),
+        forced: input.mode == Mode::Forced,
+        author: input.commit.author.clone(),
+        summary: input.commit.summary.clone(),
+        committed_at: input.commit.committed_at.clone(),
+        processed_at: input.processed_at.clone(),
+        diagnostics: loaded
+            .diagnostics
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap_or(Json::Null))
+            .collect(),
+        errors,
+        warnings,
+        events: Vec::new(),
+        changed_entities: 0,
+    };
+    if loaded
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+    {
+        revision.status = RevisionStatus::Invalid;
+        return Plan {
+            revision,
+            changes: Vec::new(),
+            events: Vec::new(),
+            workspaces: Vec::new(),
+            rows: None,
+        };
+    }
+    let new_rows = rows(&loaded.state, input.applied);
+    let changes = entity_changes(input.applied, &new_rows);
+    let fresh_ws: Vec<(String, Option<String>, Option<String>)> = workspaces(&new_rows)
+        .into_iter()
+        .filter(|(id, _)| !input.known_workspaces.contains(id))
+        .map(|(id, (name, service))| (id, name, service))
+        .collect();
+    let mut events = Vec::new();
+    if input.mode == Mode::Baseline {
+        revision.status = RevisionStatus::Baseline;
+    } else {
+        events = self::events(&changes, &new_rows, &fresh_ws, input.commit, input.sides);
+        if let Some(key) = input.promotion_key {
+            events.extend(promotion_events(
+                input.promotion_messages,
+                input.commit,
+                key,
+            ));
+        }
+    }
+    revision.changed_entities = changes.len();
+    Plan {
+        revision,
+        changes,
+        events,
+        workspaces: fresh_ws.into_iter().map(|w| w.0).collect(),
+        rows: Some(new_rows),
+    }
+}
+
+/// `promotion.completed` for every promotion the messages carry. Only trailers signed with
+/// the daemon's key count: a hand-written trailer cannot forge a promotion.
+pub fn promotion_events(
+    messages: &[String],
+    info: &CommitInfo,
+    key: &PromotionKey,
+) -> Vec<NewEvent> {
+    let mut out = Vec::new();
+    for m in messages {
+        let Some((id, what)) = crate::promotion::verified(m, key) else {
+            if m.contains(crate::promotion::ID_TRAILER) {
+                tracing::warn!(
+                    commit = %info.sha,
+                    "a commit carries a promotion trailer without this daemon's signature; ignored"
+                );
+            }
+            continue;
+        };
+        let parts: Vec<&str> = what.split_whitespace().collect();
+        let [entity_type, entity_id, from, to] = parts[..] else {
+            continue;
+        };
+        let mut e = NewEvent::new("promotion.completed", Source::commit(&info.sha))
+            .with("promotion_id", id.clone())
+            .with("entity_type", entity_type)
+            .with("entity_id", entity_id)
+            .with("from_environment", from)
+            .with("to_environment", to)
+            .with("commit", info.sha.clone())
+            .with("author", info.author.clone());
+        e.dedup_key = Some(format!("promotion:{id}"));
+        out.push(e);
+    }
+    out
+}
 
 /// Rows keyed `kind/name`.
 pub type Rows = BTreeMap<String, Arc<Row>>;
@@ -237,11 +418,15 @@ pub fn text_diff(path: &str, old: &str, new: &str) -> String {
     s
 }
 
-/// The commit an event comes from.
+/// The commit being planned, as read from Git.
 #[derive(Debug, Clone)]
 pub struct CommitInfo {
     pub sha: String,
+    /// `Name <email>`.
     pub author: String,
+    pub summary: String,
+    /// RFC 3339.
+    pub committed_at: String,
 }
 
 /// Reads both sides of a commit: the applied one (may be unavailable) and the new one.

@@ -741,6 +741,19 @@ impl Store {
         })
     }
 
+    /// Every workspace id seen so far (read before a commit is planned).
+    pub fn workspace_ids(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.read(|tx| {
+            let t = tx.open_table(WORKSPACES)?;
+            let mut out = std::collections::BTreeSet::new();
+            for entry in t.iter()? {
+                let (k, _) = entry?;
+                out.insert(k.value().to_string());
+            }
+            Ok(out)
+        })
+    }
+
     pub fn workspace_known(&self, id: &str) -> Result<bool, StoreError> {
         self.read(|tx| {
             let t = tx.open_table(WORKSPACES)?;

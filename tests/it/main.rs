@@ -8,6 +8,7 @@ mod end_to_end;
 mod notify;
 mod pipelines;
 mod pull_requests;
+mod reconcile_plan;
 mod reliability;
 mod schema_diff_openapi;
 mod schema_diff_proto;

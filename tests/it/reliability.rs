@@ -224,30 +224,7 @@ fn a_stuck_reconcile_loop_stops_the_watchdog() {
     n.collect_for(Duration::from_secs(1));
     assert!(!n.times_of("WATCHDOG=1").is_empty());
 
-    // The commit's objects first, then its blob replaced by a FIFO, then the branch moves.
-    set_description(&repo, "a blob that cannot be read");
-    let git = git2::Repository::open(repo.path()).unwrap();
-    let mut index = git.index().unwrap();
-    index
-        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-        .unwrap();
-    let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
-    let blob = tree.get_path(Path::new(SERVICE)).unwrap().id().to_string();
-    let sig = git2::Signature::now("T", "t@example.com").unwrap();
-    let parent = git.head().unwrap().peel_to_commit().unwrap();
-    let oid = git
-        .commit(None, &sig, &sig, "stuck", &tree, &[&parent])
-        .unwrap();
-    let loose = repo
-        .path()
-        .join(".git/objects")
-        .join(&blob[..2])
-        .join(&blob[2..]);
-    std::fs::remove_file(&loose).unwrap();
-    let st = Command::new("mkfifo").arg(&loose).status().unwrap();
-    assert!(st.success());
-    git.reference("refs/heads/main", oid, true, "stuck")
-        .unwrap();
+    stick_next_pass(&repo);
     let moved = n.now();
 
     // Before, the watchdog went on for 4 s after the pass began, whatever the pass did.
@@ -263,6 +240,97 @@ fn a_stuck_reconcile_loop_stops_the_watchdog() {
         log.contains("no longer feeding the systemd watchdog"),
         "{log}"
     );
+}
+
+/// Moves the branch to a commit whose reading blocks forever: the commit's objects first, then
+/// its blob replaced by a FIFO nobody writes to, then the branch moves.
+fn stick_next_pass(repo: &Repo) {
+    set_description(repo, "a blob that cannot be read");
+    let git = git2::Repository::open(repo.path()).expect("stuck commit");
+    let mut index = git.index().expect("stuck commit");
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .expect("stuck commit");
+    let tree = git
+        .find_tree(index.write_tree().expect("stuck commit"))
+        .expect("stuck commit");
+    let blob = tree
+        .get_path(Path::new(SERVICE))
+        .expect("stuck commit")
+        .id()
+        .to_string();
+    let sig = git2::Signature::now("T", "t@example.com").expect("stuck commit");
+    let parent = git
+        .head()
+        .expect("stuck commit")
+        .peel_to_commit()
+        .expect("stuck commit");
+    let oid = git
+        .commit(None, &sig, &sig, "stuck", &tree, &[&parent])
+        .expect("stuck commit");
+    let loose = repo
+        .path()
+        .join(".git/objects")
+        .join(&blob[..2])
+        .join(&blob[2..]);
+    std::fs::remove_file(&loose).expect("stuck commit");
+    let st = Command::new("mkfifo")
+        .arg(&loose)
+        .status()
+        .expect("stuck commit");
+    assert!(st.success());
+    git.reference("refs/heads/main", oid, true, "stuck")
+        .expect("stuck commit");
+}
+
+/// The first SIGTERM drains (here: waits for a pass that cannot end, up to a long drain
+/// timeout); a second one exits at once, with the signal's exit code.
+#[test]
+fn a_second_sigterm_exits_at_once_while_a_pass_is_busy() {
+    let repo = Repo::example();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(
+        repo.path(),
+        state.path(),
+        &["--poll-interval", "100ms", "--drain-timeout", "120s"],
+    );
+    d.wait_ready();
+    stick_next_pass(&repo);
+    // The next pass starts within a poll interval and blocks on the FIFO.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut child = d.child.take().unwrap();
+    let pid = child.id().to_string();
+    let term = || {
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success());
+    };
+    term();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the pass in progress (drain timeout 120s)"
+    );
+    term();
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("a second SIGTERM did not end the daemon: {}", d.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(143), "{}", d.log_text());
+    let log = d.log_text();
+    assert!(log.contains("a second signal exits at once"), "{log}");
+    assert!(log.contains("second signal: exiting at once"), "{log}");
 }
 
 /// `--replay-from` is checked before anything is stored: a revision that does not resolve, or
