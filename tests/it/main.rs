@@ -4,6 +4,7 @@ mod support;
 
 mod config_validate;
 mod daemon;
+mod deploy;
 mod end_to_end;
 mod notify;
 mod pipelines;
