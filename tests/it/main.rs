@@ -2,6 +2,7 @@
 
 mod support;
 
+mod architecture;
 mod config_validate;
 mod daemon;
 mod deploy;
