@@ -80,3 +80,24 @@ fn the_schema_diff_reads_only_through_source_files() {
         .collect();
     assert!(io.is_empty(), "IO outside SourceFiles in {io:?}");
 }
+
+/// `validate` checks a spec from the tree `yaml.rs` already parsed (`load_root`): the config
+/// side never asks the diff engine's loader to parse the text again.
+#[test]
+fn a_spec_is_parsed_once_per_load() {
+    let config: Vec<(String, String)> = sources()
+        .into_iter()
+        .filter(|(rel, _)| rel.starts_with("src/config/") || rel == "src/cli/validate.rs")
+        .collect();
+    for (rel, code) in &config {
+        for n in ["openapi::load(", "parse_document"] {
+            assert!(!code.contains(n), "{rel} parses a spec again with {n}");
+        }
+    }
+    assert!(
+        config
+            .iter()
+            .any(|(rel, code)| rel == "src/config/spec.rs" && code.contains("openapi::load_root(")),
+        "config/spec.rs hands the parsed tree to load_root"
+    );
+}
