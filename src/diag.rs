@@ -163,13 +163,17 @@ pub fn render_github(diags: &[Diagnostic], root_prefix: &str) -> String {
     out
 }
 
-fn escape_data(s: &str) -> String {
+/// Escapes the message of a GitHub Actions workflow command (after `::`): `%`, CR and LF.
+/// Shared by every GitHub rendering (diagnostics here, `schema_diff::render::github`).
+pub fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-fn escape_property(s: &str) -> String {
+/// Escapes a property value of a workflow command (`file=`, `title=`): as `escape_data`,
+/// plus `:` and `,`, which end a property.
+pub fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
@@ -186,6 +190,14 @@ mod tests {
         );
         assert_eq!(did_you_mean("zzzzzzzz", ["steps"]), None);
         assert_eq!(did_you_mean("Steps", ["steps"]), Some("steps"));
+    }
+
+    #[test]
+    fn workflow_command_escapes() {
+        assert_eq!(escape_data("100%\r\nnext: a,b"), "100%25%0D%0Anext: a,b");
+        assert_eq!(escape_property("C:\\x,y%\n"), "C%3A\\x%2Cy%25%0A");
+        // `%` first, so an escape is never escaped again.
+        assert_eq!(escape_data("%0A"), "%250A");
     }
 
     #[test]

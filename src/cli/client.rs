@@ -47,6 +47,16 @@ impl ApiArgs {
     pub fn require_token(&self) -> anyhow::Result<String> {
         api_token(&self.api_token_file)
     }
+
+    /// A client for reads: it sends the token when there is one.
+    pub fn reader(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::new(&self.api, self.token())
+    }
+
+    /// A client for writes, which need the token: an error says where it was looked for.
+    pub fn writer(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::new(&self.api, Some(self.require_token()?))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -113,37 +123,58 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?)
+/// The one HTTP client of the daemon's API, shared by every CLI command that talks to it:
+/// JSON in and out, a 30 s timeout, the bearer token when it has one, and one wording for a
+/// daemon that cannot be reached or answers with an error.
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
 }
 
-async fn get(
-    api: &ApiArgs,
-    path: &str,
-    query: &[(&str, String)],
-    token: Option<&str>,
-) -> anyhow::Result<Json> {
-    let url = format!("{}{}", api.api.trim_end_matches('/'), path);
-    let mut req = client()?.get(&url).query(query);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+impl ApiClient {
+    /// A client of the API at `base` that sends `token` with every request.
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+            token,
+        })
     }
-    let resp = req.send().await.with_context(|| {
-        format!(
-            "cannot reach the daemon at {} (is `mockops daemon` running?)",
-            api.api
-        )
-    })?;
-    let status = resp.status();
-    let body: Json = resp.json().await.unwrap_or(Json::Null);
-    anyhow::ensure!(
-        status.is_success(),
-        "{url}: {status}: {}",
-        body.get("error").and_then(Json::as_str).unwrap_or("")
-    );
-    Ok(body)
+
+    /// GET `path` with `query`; the answer's JSON.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Json> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.http.get(&url).query(query), &url).await
+    }
+
+    /// POSTs `body` as JSON; the answer's JSON.
+    pub async fn post(&self, path: &str, body: &Json) -> anyhow::Result<Json> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.http.post(&url).json(body), &url).await
+    }
+
+    async fn send(&self, mut req: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Json> {
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the daemon at {} (is `mockops daemon` running?)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let body: Json = resp.json().await.unwrap_or(Json::Null);
+        anyhow::ensure!(
+            status.is_success(),
+            "{url}: {status}: {}",
+            body.get("error").and_then(Json::as_str).unwrap_or("")
+        );
+        Ok(body)
+    }
 }
 
 /// The API token: `MOCKOPS_API_TOKEN`, else the file.
@@ -162,31 +193,9 @@ pub fn api_token(file: &std::path::Path) -> anyhow::Result<String> {
     }
 }
 
-/// POSTs `body` with the bearer token; the answer's JSON.
-async fn post(api: &str, path: &str, token: &str, body: &Json) -> anyhow::Result<Json> {
-    let url = format!("{}{}", api.trim_end_matches('/'), path);
-    let resp = client()?
-        .post(&url)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| {
-            format!("cannot reach the daemon at {api} (is `mockops daemon` running?)")
-        })?;
-    let status = resp.status();
-    let v: Json = resp.json().await.unwrap_or(Json::Null);
-    anyhow::ensure!(
-        status.is_success(),
-        "{url}: {status}: {}",
-        v.get("error").and_then(Json::as_str).unwrap_or("")
-    );
-    Ok(v)
-}
-
 pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
-    let token = args.api.token();
-    let body = runtime()?.block_on(get(&args.api, "/api/v1/status", &[], token.as_deref()))?;
+    let api = args.api.reader()?;
+    let body = runtime()?.block_on(api.get("/api/v1/status", &[]))?;
     print_status(&body, args.api.format)?;
     Ok(exit::OK)
 }
@@ -196,9 +205,8 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
 /// failed or the head commit is invalid.
 pub fn sync(args: &SyncArgs) -> anyhow::Result<u8> {
     let rt = runtime()?;
-    let token = args.api.require_token()?;
-    let api = &args.api.api;
-    let answer = rt.block_on(post(api, "/api/v1/sync", &token, &json!({})))?;
+    let api = args.api.writer()?;
+    let answer = rt.block_on(api.post("/api/v1/sync", &json!({})))?;
     let request = answer["request"]
         .as_u64()
         .context("the daemon's answer has no request number")?;
@@ -213,7 +221,7 @@ pub fn sync(args: &SyncArgs) -> anyhow::Result<u8> {
     let deadline = std::time::Instant::now() + args.timeout;
     let body = rt.block_on(async {
         loop {
-            let body = get(&args.api, "/api/v1/status", &[], Some(&token)).await?;
+            let body = api.get("/api/v1/status", &[]).await?;
             if body["sync_served"].as_u64().unwrap_or(0) >= request {
                 return Ok::<_, anyhow::Error>(body);
             }
@@ -310,8 +318,8 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
             if let Some(a) = after {
                 q.push(("after", a.to_string()));
             }
-            let token = args.api.token();
-            let body = rt.block_on(get(&args.api, "/api/v1/events", &q, token.as_deref()))?;
+            let api = args.api.reader()?;
+            let body = rt.block_on(api.get("/api/v1/events", &q))?;
             if args.api.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&body)?);
                 return Ok(exit::OK);
@@ -329,7 +337,7 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
         } => {
             let payload: Map<String, Json> = serde_json::from_str(payload)
                 .context("--payload must be a JSON object, e.g. '{\"version\": \"1.2.0\"}'")?;
-            let token = args.api.require_token()?;
+            let api = args.api.writer()?;
             let body = json!({
                 "event_type": event_type,
                 "workspace_id": workspace,
@@ -337,7 +345,7 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<u8> {
                 "dedup_key": dedup_key,
                 "caller": "cli",
             });
-            let out = rt.block_on(post(&args.api.api, "/api/v1/events", &token, &body))?;
+            let out = rt.block_on(api.post("/api/v1/events", &body))?;
             if args.api.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -369,4 +377,97 @@ fn one_line(e: &Json) -> String {
         e["workspace_id"].as_str().unwrap_or("-"),
         detail
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Json as AxumJson;
+    use axum::extract::RawQuery;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+
+    /// A daemon stand-in that echoes what it was sent.
+    async fn echo_server() -> String {
+        fn auth(h: &HeaderMap) -> Json {
+            h.get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map_or(Json::Null, Json::from)
+        }
+        let app = axum::Router::new()
+            .route(
+                "/read",
+                get(|h: HeaderMap, RawQuery(q): RawQuery| async move {
+                    AxumJson(json!({"auth": auth(&h), "query": q}))
+                }),
+            )
+            .route(
+                "/write",
+                post(|h: HeaderMap, AxumJson(body): AxumJson<Json>| async move {
+                    AxumJson(json!({"auth": auth(&h), "body": body}))
+                }),
+            )
+            .route(
+                "/refused",
+                get(|| async { (StatusCode::FORBIDDEN, AxumJson(json!({"error": "no"}))) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn sends_the_token_query_and_body() {
+        let base = echo_server().await;
+        let api = ApiClient::new(&base, Some("t0k".into())).unwrap();
+        let r = api.get("/read", &[("limit", "5".into())]).await.unwrap();
+        assert_eq!(r, json!({"auth": "Bearer t0k", "query": "limit=5"}));
+        let w = api.post("/write", &json!({"a": 1})).await.unwrap();
+        assert_eq!(w, json!({"auth": "Bearer t0k", "body": {"a": 1}}));
+
+        let anonymous = ApiClient::new(&base, None).unwrap();
+        let r = anonymous.get("/read", &[]).await.unwrap();
+        assert_eq!(r["auth"], Json::Null);
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_url_status_and_reason() {
+        let base = echo_server().await;
+        let api = ApiClient::new(&base, None).unwrap();
+        let e = api.get("/refused", &[]).await.unwrap_err().to_string();
+        let url = format!("{}/refused", base.trim_end_matches('/'));
+        assert_eq!(e, format!("{url}: 403 Forbidden: no"));
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let e = ApiClient::new(&closed, None)
+            .unwrap()
+            .get("/read", &[])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("cannot reach the daemon at {closed}")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn writes_need_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ApiArgs {
+            api: "http://127.0.0.1:1".into(),
+            format: Format::Text,
+            api_token_file: dir.path().join("missing"),
+        };
+        assert!(
+            std::env::var_os("MOCKOPS_API_TOKEN").is_none(),
+            "this test reads the token file: unset MOCKOPS_API_TOKEN"
+        );
+        let e = args.writer().err().unwrap().to_string();
+        assert!(e.contains("cannot read the API token"), "{e}");
+        assert!(args.reader().is_ok());
+    }
 }

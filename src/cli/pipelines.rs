@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 
-use super::client::{ApiArgs, Format};
+use super::client::{ApiArgs, ApiClient, Format};
 use super::exit;
 
 #[derive(Debug, Args)]
@@ -58,14 +58,13 @@ pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let api = Api::new(&args.api.api, args.api.token())?;
     let json_out = args.api.format == Format::Json;
     match &args.command {
-        PipelinesCommand::List => rt.block_on(list(&api, json_out)),
+        PipelinesCommand::List => rt.block_on(list(&args.api.reader()?, json_out)),
         PipelinesCommand::Trigger { name, event, wait } => {
             let event = read_event(event.as_ref())?;
-            let token = args.api.require_token()?;
-            rt.block_on(trigger(&api, name, event, &token, *wait, json_out))
+            let api = args.api.writer()?;
+            rt.block_on(trigger(&api, name, event, *wait, json_out))
         }
         PipelinesCommand::Executions {
             name,
@@ -79,6 +78,7 @@ pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
             if let Some(b) = before {
                 q.push(("before", b.to_string()));
             }
+            let api = args.api.reader()?;
             let body = rt.block_on(api.get("/api/v1/executions", &q))?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&body)?);
@@ -97,6 +97,7 @@ pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         PipelinesCommand::Execution { id } => {
+            let api = args.api.reader()?;
             let body = rt.block_on(api.get(&format!("/api/v1/executions/{id}"), &[]))?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&body)?);
@@ -105,49 +106,6 @@ pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
-    }
-}
-
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    token: Option<String>,
-}
-
-impl Api {
-    fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
-        Ok(Self {
-            base: base.trim_end_matches('/').to_string(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            token,
-        })
-    }
-
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Json> {
-        let mut req = self.client.get(format!("{}{path}", self.base)).query(query);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        self.send(req).await
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Json> {
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the daemon at {} (is `mockops daemon` running?)",
-                self.base
-            )
-        })?;
-        let status = resp.status();
-        let body: Json = resp.json().await.unwrap_or(Json::Null);
-        anyhow::ensure!(
-            status.is_success(),
-            "{status}: {}",
-            body.get("error").and_then(Json::as_str).unwrap_or("")
-        );
-        Ok(body)
     }
 }
 
@@ -176,7 +134,7 @@ fn read_event(path: Option<&PathBuf>) -> anyhow::Result<Json> {
     Ok(event)
 }
 
-async fn list(api: &Api, json_out: bool) -> anyhow::Result<u8> {
+async fn list(api: &ApiClient, json_out: bool) -> anyhow::Result<u8> {
     let body = api.get("/api/v1/pipelines", &[]).await?;
     let items = body["items"].as_array().cloned().unwrap_or_default();
     let mut out = Vec::new();
@@ -250,20 +208,16 @@ async fn list(api: &Api, json_out: bool) -> anyhow::Result<u8> {
 }
 
 async fn trigger(
-    api: &Api,
+    api: &ApiClient,
     name: &str,
     event: Json,
-    token: &str,
     wait: bool,
     json_out: bool,
 ) -> anyhow::Result<u8> {
     let body = if event.is_null() { json!({}) } else { event };
-    let req = api
-        .client
-        .post(format!("{}/api/v1/pipelines/{name}/trigger", api.base))
-        .bearer_auth(token)
-        .json(&body);
-    let created = api.send(req).await?;
+    let created = api
+        .post(&format!("/api/v1/pipelines/{name}/trigger"), &body)
+        .await?;
     let id = created["execution_id"]
         .as_str()
         .context("the daemon answered without an execution id")?

@@ -598,12 +598,7 @@ fn check_service(
     for (i, dep) in s.dependencies.iter().enumerate() {
         let loc = |cx: &Ctx| cx.at(input, &format!("/dependencies/{i}"));
         if dep == &s.name {
-            cx.error(
-                "dependency-cycle",
-                input,
-                loc(cx),
-                format!("service `{dep}` depends on itself"),
-            );
+            self_dependency(cx, input, loc(cx), dep);
         } else if !services.contains(dep) {
             let hint = suggest(dep, services.ordered.iter().copied());
             cx.error(
@@ -663,36 +658,55 @@ pub fn find_cycle(graph: &BTreeMap<&str, Vec<&str>>) -> Option<Vec<String>> {
     None
 }
 
-fn check_dependency_cycles(cx: &mut Ctx, st: &DesiredState, inputs: &BTreeMap<String, &Input>) {
-    let graph: BTreeMap<&str, Vec<&str>> = st
-        .services
-        .iter()
-        .map(|(n, s)| {
-            (
-                n.as_str(),
-                s.spec
-                    .dependencies
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| d != n)
-                    .collect(),
-            )
+/// The dependency graph of named services, without the edges from a service to itself (those
+/// are reported where they are written, by `self_dependency`).
+fn dependency_graph<'a>(
+    services: impl IntoIterator<Item = (&'a str, &'a [String])>,
+) -> BTreeMap<&'a str, Vec<&'a str>> {
+    services
+        .into_iter()
+        .map(|(name, deps)| {
+            let deps = deps.iter().map(String::as_str).filter(|d| *d != name);
+            (name, deps.collect())
         })
-        .collect();
+        .collect()
+}
+
+/// `dep` (a service's own name) in that service's dependencies.
+fn self_dependency(cx: &mut Ctx, input: &Input, loc: Loc, dep: &str) {
+    cx.error(
+        "dependency-cycle",
+        input,
+        loc,
+        format!("service `{dep}` depends on itself"),
+    );
+}
+
+/// A cycle `find_cycle` found, reported at `loc` (where its first service is written).
+fn cycle_error(cx: &mut Ctx, input: &Input, loc: Loc, cycle: &[String]) {
+    cx.error(
+        "dependency-cycle",
+        input,
+        loc,
+        format!(
+            "services depend on each other in a cycle: {}",
+            cycle.join(" -> ")
+        ),
+    )
+    .hint = Some("remove one of the dependencies to break the cycle".into());
+}
+
+fn check_dependency_cycles(cx: &mut Ctx, st: &DesiredState, inputs: &BTreeMap<String, &Input>) {
+    let graph = dependency_graph(
+        st.services
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.spec.dependencies.as_slice())),
+    );
     if let Some(cycle) = find_cycle(&graph)
         && let Some(input) = inputs.get(&cycle[0])
     {
         let loc = cx.at(input, "/dependencies");
-        cx.error(
-            "dependency-cycle",
-            input,
-            loc,
-            format!(
-                "services depend on each other in a cycle: {}",
-                cycle.join(" -> ")
-            ),
-        )
-        .hint = Some("remove one of the dependencies to break the cycle".into());
+        cycle_error(cx, input, loc, &cycle);
     }
 }
 
@@ -856,12 +870,7 @@ fn check_federation(
         for dep in &m.dependencies {
             if dep == &m.name {
                 let loc = cx.at(input, &format!("/services/{i}/dependencies"));
-                cx.error(
-                    "dependency-cycle",
-                    input,
-                    loc,
-                    format!("service `{dep}` depends on itself"),
-                );
+                self_dependency(cx, input, loc, dep);
             } else if !names.contains(&dep.as_str()) {
                 let loc = cx.at(input, &format!("/services/{i}/dependencies"));
                 let hint = suggest(dep, names.iter().copied()).or_else(|| {
@@ -882,31 +891,14 @@ fn check_federation(
             }
         }
     }
-    let graph: BTreeMap<&str, Vec<&str>> = members
-        .iter()
-        .map(|m| {
-            (
-                m.name.as_str(),
-                m.dependencies
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| *d != m.name)
-                    .collect(),
-            )
-        })
-        .collect();
+    let graph = dependency_graph(
+        members
+            .iter()
+            .map(|m| (m.name.as_str(), m.dependencies.as_slice())),
+    );
     if let Some(cycle) = find_cycle(&graph) {
         let loc = cx.at(input, &format!("/services/{}", index_of(&cycle[0])));
-        cx.error(
-            "dependency-cycle",
-            input,
-            loc,
-            format!(
-                "services depend on each other in a cycle: {}",
-                cycle.join(" -> ")
-            ),
-        )
-        .hint = Some("remove one of the dependencies to break the cycle".into());
+        cycle_error(cx, input, loc, &cycle);
     }
     Federation {
         name: f.name.clone(),
@@ -1656,6 +1648,16 @@ mod tests {
             Some("a -> b -> c -> a")
         );
         g.insert("c", vec![]);
+        assert_eq!(find_cycle(&g), None);
+    }
+
+    #[test]
+    fn a_self_dependency_is_not_a_cycle_of_the_graph() {
+        let a = vec!["a".to_string(), "b".to_string()];
+        let b = vec!["b".to_string()];
+        let g = dependency_graph([("a", a.as_slice()), ("b", b.as_slice())]);
+        assert_eq!(g["a"], vec!["b"]);
+        assert!(g["b"].is_empty());
         assert_eq!(find_cycle(&g), None);
     }
 

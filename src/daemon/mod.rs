@@ -22,9 +22,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::{Backoff, jittered};
 use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
 use crate::secret::SecretSource;
-use crate::sources::backoff::{Backoff, jittered};
 use crate::sources::local::{self, LocalSource};
 use crate::sources::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
 use crate::sources::webhook::{self, GithubWebhook};

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::matching;
 use super::render::{self, TemplateContext};
+use crate::backoff::{self, Backoff};
 use crate::model::events::EventType;
 use crate::model::{PipelineSpec, Settings, StepSpec, StepType};
 use crate::step::{Outputs, StepContext, StepError};
@@ -207,21 +208,19 @@ impl Engine {
             return;
         }
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut failures = 0u32;
+        let mut retry = Backoff::new(
+            Duration::from_millis(500),
+            inner.opts.poll_interval.max(Duration::from_secs(30)),
+        );
         loop {
             let wait = match inner.dispatch_all().await {
                 Ok(()) => {
-                    failures = 0;
+                    retry.reset();
                     inner.opts.poll_interval
                 }
                 Err(e) => {
-                    failures += 1;
                     tracing::error!(error = %e, "dispatching events to pipelines failed; retrying");
-                    backoff(
-                        Duration::from_millis(500),
-                        inner.opts.poll_interval.max(Duration::from_secs(30)),
-                        failures,
-                    )
+                    retry.next_delay()
                 }
             };
             match blocking(&inner.store, |s| s.active_executions()).await {
@@ -641,7 +640,11 @@ impl Inner {
                 }
                 Err(e) if e.retryable && left > 0 => {
                     let msg = redact(&e.message);
-                    let delay = backoff(self.opts.backoff_base, self.opts.backoff_max, s.attempts);
+                    let delay = backoff::delay_after(
+                        self.opts.backoff_base,
+                        self.opts.backoff_max,
+                        s.attempts,
+                    );
                     s.log(format!(
                         "attempt {} failed: {msg}; retrying in {} ms",
                         s.attempts,
@@ -1000,12 +1003,6 @@ fn redact_json(v: &Json, redact: &(dyn Fn(&str) -> String + Send + Sync)) -> Jso
     }
 }
 
-/// Exponential backoff with full jitter: uniform in [0, min(max, base·2^(attempt-1))].
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-    exp.min(max).mul_f64(fastrand::f64())
-}
-
 /// Runs a store call off the async threads.
 async fn blocking<T: Send + 'static>(
     store: &Store,
@@ -1076,19 +1073,6 @@ mod tests {
         let sdk: StepSpec =
             serde_json::from_value(json!({"name": "g", "step_type": "regenerate_sdk"})).unwrap();
         assert_eq!(resolve_execution(&sdk, &settings), (600, 1));
-    }
-
-    #[test]
-    fn backoff_is_bounded_and_jittered() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(1);
-        for attempt in 1..40 {
-            let d = backoff(base, max, attempt);
-            assert!(d <= max);
-            assert!(d <= base * 2u32.pow(attempt.min(10) - 1) || d <= max);
-        }
-        let spread: HashSet<u128> = (0..20).map(|_| backoff(base, max, 3).as_micros()).collect();
-        assert!(spread.len() > 1);
     }
 
     #[test]

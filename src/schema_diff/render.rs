@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Change, DiffReport, Level};
+use crate::diag::{escape_data, escape_property};
 
 /// Output formats of `mockops diff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -221,16 +222,6 @@ pub fn markdown(report: &DiffReport) -> String {
     out
 }
 
-fn gh_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-fn gh_prop(s: &str) -> String {
-    gh_data(s).replace(':', "%3A").replace(',', "%2C")
-}
-
 /// GitHub Actions workflow commands: one annotation per change, on the new file.
 pub fn github(report: &DiffReport) -> String {
     let mut out = String::new();
@@ -252,17 +243,17 @@ pub fn github(report: &DiffReport) -> String {
         let _ = writeln!(
             out,
             "::{cmd} file={},title={}::{}",
-            gh_prop(&report.path),
-            gh_prop(&c.id),
-            gh_data(&msg)
+            escape_property(&report.path),
+            escape_property(&c.id),
+            escape_data(&msg)
         );
     }
     if report.changes.is_empty() {
         let _ = writeln!(
             out,
             "::notice file={}::{}",
-            gh_prop(&report.path),
-            gh_data(&headline(report))
+            escape_property(&report.path),
+            escape_data(&headline(report))
         );
     }
     out
@@ -317,6 +308,23 @@ mod tests {
         let out = github(&r);
         assert!(out.starts_with("::warning file=specs/api.yaml,title=response-property-enum-value-added::50%25 of%0Avalues"), "{out}");
         assert_eq!(out.lines().count(), 1);
+    }
+
+    #[test]
+    fn github_properties_are_escaped() {
+        let mut r = report(0, "m");
+        r.path = "specs/a,b:c.yaml".into();
+        assert!(
+            github(&r).starts_with("::warning file=specs/a%2Cb%3Ac.yaml,title="),
+            "{}",
+            github(&r)
+        );
+        r.changes.clear();
+        assert!(
+            github(&r).starts_with("::notice file=specs/a%2Cb%3Ac.yaml::"),
+            "{}",
+            github(&r)
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! Hints are only hints: the daemon always re-reads the branch with [`Source::head`] and keeps
 //! a periodic resync, because watch events can be lost and webhooks can be missed.
 
-pub mod backoff;
 pub mod hostkey;
 pub mod local;
 pub mod remote;
@@ -17,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use backoff::{Backoff, jittered};
 pub use local::LocalSource;
 pub use remote::{FetchError, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
 

@@ -627,3 +627,37 @@ fn committed_schemas_are_current() {
         );
     }
 }
+
+/// A file whose only structural problems are unknown keys still takes part in cross-file
+/// checks; one with another structural problem does not, and a federation naming its service
+/// is not told the service is unknown.
+#[test]
+fn unknown_keys_alone_keep_a_file_in_the_cross_file_checks() {
+    let fx = Fixture::example();
+    let federation =
+        std::fs::read_to_string(fx.path().join("federations/e-commerce-platform.yaml"))
+            .expect("federation");
+    fx.write(
+        "federations/e-commerce-platform.yaml",
+        format!("{federation}  - name: extra\n"),
+    );
+    let service = "name: extra\nworkspace_id: w-extra\nspec: specs/nope.json\nbase_path: /extra\n";
+    fx.write("services/extra.yaml", format!("{service}colour: blue\n"));
+    let out = render(&fx);
+    assert!(
+        out.contains("error[unknown-field]: unknown field `colour`"),
+        "{out}"
+    );
+    assert!(out.contains("error[spec-missing]"), "{out}");
+    assert!(out.contains("2 errors"), "{out}");
+
+    fx.write(
+        "services/extra.yaml",
+        format!("{service}reality_level: 5\n"),
+    );
+    let out = render(&fx);
+    assert!(out.contains("error[unknown-value]"), "{out}");
+    assert!(!out.contains("spec-missing"), "{out}");
+    assert!(!out.contains("unknown-service"), "{out}");
+    assert!(out.contains("1 error,"), "{out}");
+}

@@ -2,8 +2,10 @@
 
 mod support;
 
+mod architecture;
 mod config_validate;
 mod daemon;
+mod deploy;
 mod end_to_end;
 mod notify;
 mod pipelines;

@@ -67,19 +67,6 @@ fn assert_finds(changes: &[Change], id: &str, level: Level, case: &str) {
     );
 }
 
-fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "note: {} is absent; corpus comparison skipped",
-            dir.display()
-        );
-        None
-    }
-}
-
 // ---- one case per schema rule --------------------------------------------------------------
 
 #[derive(Clone, Copy)]
@@ -1764,8 +1751,7 @@ fn diff_paths(old: &std::path::Path, new: &std::path::Path) -> DiffReport {
 ///   `description_only`.
 #[test]
 fn stripe_corpus_covers_every_oasdiff_root_cause() {
-    let Some(corpus) = corpus() else { return };
-    let dir = corpus.join("stripe-openapi");
+    let dir = crate::support::corpus("stripe-openapi");
     let mut pairs = corpus_pairs(&dir);
     assert_eq!(pairs.len(), 11);
     // A debug build parses 8 MB of YAML per pair in ~0.6 s: there, check the pairs with ERR or
@@ -1886,9 +1872,10 @@ fn stripe_corpus_covers_every_oasdiff_root_cause() {
 /// component with its operations.
 #[test]
 fn openai_corpus_loads_and_diffs() {
-    let Some(corpus) = corpus() else { return };
-    let dir = corpus.join("openai-openapi");
-    for (pair, old, new) in corpus_pairs(&dir) {
+    let dir = crate::support::corpus("openai-openapi");
+    let pairs = corpus_pairs(&dir);
+    assert_eq!(pairs.len(), 3, "the OpenAI history has four versions");
+    for (pair, old, new) in pairs {
         let report = diff_paths(&old, &new);
         // Root causes: oasdiff's 8 ERR findings on pair 003 are 2 of ours (one per component),
         // and nothing else is breaking.

@@ -10,7 +10,6 @@ use mockops::schema_diff::proto::{
 use mockops::source::DirFiles;
 use serde_json::Value;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const PUBSUB: &str = "google/pubsub/v1/pubsub.proto";
 
 /// One finding in buf's JSON error format (buf prints an element without a source span at
@@ -69,7 +68,7 @@ fn as_buf_lines(findings: &[ProtoFinding]) -> Vec<BufLine> {
 }
 
 fn module_dir(index: usize) -> PathBuf {
-    let dir = Path::new(CORPUS).join("googleapis-pubsub/modules");
+    let dir = crate::support::corpus("googleapis-pubsub/modules");
     let prefix = format!("{index:03}-");
     std::fs::read_dir(&dir)
         .expect("corpus modules dir exists")
@@ -98,8 +97,7 @@ fn pubsub_history_matches_buf_on_every_pair() {
                 .unwrap_or_else(|e| panic!("pair {pair:03}: {e}"));
             let ours = as_buf_lines(&findings);
             let peer = read_buf_jsonl(
-                &Path::new(CORPUS)
-                    .join("googleapis-pubsub/peer")
+                &crate::support::corpus("googleapis-pubsub/peer")
                     .join(format!("{pair:03}.buf-breaking-{tag}.jsonl")),
             );
             let same = ours == peer;

@@ -16,6 +16,22 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mockops"))
 }
 
+/// A directory of the shared comparison corpus (`../shared/corpus` beside the repository:
+/// spec histories with the peers' answers). A test that needs it fails when it is missing,
+/// saying so, rather than passing without having compared anything.
+pub fn corpus(sub: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(sub);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: this test compares against the shared corpus, which must be checked \
+         out at ../shared/corpus beside the repository",
+        dir.display()
+    );
+    dir
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir") {

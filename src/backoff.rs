@@ -1,4 +1,6 @@
-//! Exponential backoff with full jitter, and jittered intervals for periodic polling.
+//! Exponential backoff with full jitter, and jittered intervals for periodic polling: the one
+//! implementation behind the reconcile loop's retries, the pipeline engine's step retries and
+//! its dispatch retries.
 //!
 //! Full jitter (a uniform delay between zero and the exponential ceiling) spreads the retries of
 //! many daemons that lost the same remote at the same instant, so they do not come back in step.
@@ -39,25 +41,13 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let ceiling = self.ceiling();
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(self.rng.u64(0..=nanos))
+        draw(&mut self.rng, ceiling)
     }
 
     /// The largest delay the current failure count can produce: `base * 2^(failures-1)`,
     /// capped at `max`; zero before the first failure.
     pub fn ceiling(&self) -> Duration {
-        if self.failures == 0 {
-            return Duration::ZERO;
-        }
-        let shift = (self.failures - 1).min(63);
-        let factor = 1u64 << shift;
-        let nanos = self.base.as_nanos().saturating_mul(u128::from(factor));
-        if nanos >= self.max.as_nanos() {
-            self.max
-        } else {
-            // Below `max`, which is a `Duration`, so it fits.
-            Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-        }
+        ceiling(self.base, self.max, self.failures)
     }
 
     /// Call after a success: the next failure starts again from `base`.
@@ -69,6 +59,36 @@ impl Backoff {
     pub fn failures(&self) -> u32 {
         self.failures
     }
+}
+
+/// The delay after the `failures`-th failure in a row (1 is the first; 0 counts as 1), for a
+/// caller that keeps the count itself (the pipeline engine stores a step's attempts): drawn as
+/// [`Backoff::next_delay`] draws it after as many failures.
+pub fn delay_after(base: Duration, max: Duration, failures: u32) -> Duration {
+    let ceiling = ceiling(base, max.max(base), failures.max(1));
+    draw(&mut fastrand::Rng::new(), ceiling)
+}
+
+/// `base * 2^(failures-1)` capped at `max`; zero for no failure.
+fn ceiling(base: Duration, max: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let shift = (failures - 1).min(63);
+    let factor = 1u64 << shift;
+    let nanos = base.as_nanos().saturating_mul(u128::from(factor));
+    if nanos >= max.as_nanos() {
+        max
+    } else {
+        // Below `max`, which is a `Duration`, so it fits.
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// Uniform in `[0, ceiling]`.
+fn draw(rng: &mut fastrand::Rng, ceiling: Duration) -> Duration {
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rng.u64(0..=nanos))
 }
 
 /// `interval` moved by a random amount of up to `fraction` of it either way (`fraction` is
@@ -158,6 +178,29 @@ mod tests {
         let mut b = Backoff::with_seed(Duration::from_secs(2), Duration::from_secs(1), 0);
         b.next_delay();
         assert_eq!(b.ceiling(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn delay_after_counts_like_next_delay() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        for failures in 0..40 {
+            let d = delay_after(base, max, failures);
+            let mut b = Backoff::new(base, max);
+            for _ in 0..failures.max(1) {
+                b.next_delay();
+            }
+            assert!(d <= b.ceiling(), "{failures}: {d:?} over {:?}", b.ceiling());
+        }
+        // The first failure (and a count of zero) waits at most `base`.
+        for _ in 0..100 {
+            assert!(delay_after(base, max, 0) <= base);
+            assert!(delay_after(base, max, 1) <= base);
+        }
+        let spread: std::collections::HashSet<u128> = (0..20)
+            .map(|_| delay_after(base, max, 3).as_micros())
+            .collect();
+        assert!(spread.len() > 1, "not jittered");
     }
 
     #[test]
