@@ -394,6 +394,12 @@ const BROKEN: &[(&str, Edit)] = &[
             "name: p\ndefinition:\n  triggers: [{event: schema.changed}]\n  steps:\n    - {name: s, step_type: notify, timeout: 0, config: {type: slack, message: hi}}\n    - {name: s, step_type: notify, config: {type: slack, message: hi}}\n",
         );
     }),
+    ("empty_and_duplicate_step_names", |f| {
+        f.write(
+            "pipelines/p.yaml",
+            "name: p\ndefinition:\n  triggers: [{event: schema.changed}]\n  steps:\n    - {name: notify, step_type: notify, config: {type: slack, message: hi}}\n    - {name: \"\", step_type: notify, config: {type: slack, message: hi}}\n    - {name: notify, step_type: notify, config: {type: slack, message: hi}}\n    - name: \"  \"\n      step_type: regenerate_sdk\n      config: {languages: [rust]}\n",
+        );
+    }),
     ("misplaced_files", |f| {
         f.write("pipelines/nested/p.yaml", "name: p\n");
         f.write("services/auth.json", "{}");
