@@ -625,7 +625,9 @@ mod tests {
             })
         };
         let (old, new) = (row(old_blob), row(new_blob));
-        let rows: Rows = [(format!("spec/{SPEC}"), new.clone())].into_iter().collect();
+        let rows: Rows = [(format!("spec/{SPEC}"), new.clone())]
+            .into_iter()
+            .collect();
         let change = EntityChange {
             key: format!("spec/{SPEC}"),
             action: Action::Modified,
@@ -664,7 +666,9 @@ mod tests {
         assert!(err.contains(SPEC), "{err}");
         assert_eq!(p["changes"], json!([]));
         assert!(
-            p["summary"].as_str().is_some_and(|s| s.contains("not compared")),
+            p["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("not compared")),
             "{p:#}"
         );
 
@@ -687,7 +691,11 @@ mod tests {
         );
         let p = schema_event(Some(&old), &new);
         assert!(p.get("diff_error").is_none(), "{p:#}");
-        assert_eq!(p["breaking"], json!(true), "removing an operation breaks: {p:#}");
+        assert_eq!(
+            p["breaking"],
+            json!(true),
+            "removing an operation breaks: {p:#}"
+        );
         assert!(!p["changes"].as_array().expect("changes").is_empty());
     }
 

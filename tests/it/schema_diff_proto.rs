@@ -618,13 +618,18 @@ fn cli_proto_in_a_git_work_tree_imports_from_its_root() {
     let elsewhere = tempfile::tempdir().expect("tempdir");
     git2::Repository::init(repo.path()).expect("git init");
     let pets = |extra: &str| {
-        format!("syntax = \"proto3\";\npackage acme.v1;\nimport \"proto/common.proto\";\nmessage Pet {{ common.Money price = 1;{extra} }}\n")
+        format!(
+            "syntax = \"proto3\";\npackage acme.v1;\nimport \"proto/common.proto\";\nmessage Pet {{ common.Money price = 1;{extra} }}\n"
+        )
     };
     write(
         &repo.path().join("proto/common.proto"),
         "syntax = \"proto3\";\npackage common;\nmessage Money { int64 units = 1; }\n",
     );
-    write(&repo.path().join("proto/old.proto"), &pets(" string name = 2;"));
+    write(
+        &repo.path().join("proto/old.proto"),
+        &pets(" string name = 2;"),
+    );
     write(&repo.path().join("proto/new.proto"), &pets(""));
     let old = repo.path().join("proto/old.proto");
     let new = repo.path().join("proto/new.proto");
@@ -637,7 +642,10 @@ fn cli_proto_in_a_git_work_tree_imports_from_its_root() {
     let (code, outside, err) = diff_from(elsewhere.path(), &args);
     assert_eq!(code, 0, "{err}");
     assert!(outside.contains("FIELD_NO_DELETE"), "{outside}");
-    assert!(outside.contains("proto/new.proto"), "repo-relative: {outside}");
+    assert!(
+        outside.contains("proto/new.proto"),
+        "repo-relative: {outside}"
+    );
     let (_, inside, err) = diff_from(&repo.path().join("proto"), &args);
     assert_eq!(inside, outside, "{err}");
 }
@@ -650,7 +658,9 @@ fn cli_proto_path_flag_sets_include_roots() {
     for (side, extra) in [("old", " string name = 2;"), ("new", "")] {
         write(
             &dir.path().join(format!("{side}/api/pets.proto")),
-            &format!("syntax = \"proto3\";\npackage api;\nimport \"common/money.proto\";\nmessage Pet {{ common.Money price = 1;{extra} }}\n"),
+            &format!(
+                "syntax = \"proto3\";\npackage api;\nimport \"common/money.proto\";\nmessage Pet {{ common.Money price = 1;{extra} }}\n"
+            ),
         );
     }
     write(
@@ -697,6 +707,7 @@ fn cli_proto_path_flag_sets_include_roots() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, again, err) = diff_from(elsewhere.path(), &args);
     assert_eq!(code, 0, "{err}");
-    let changes = |text: &str| serde_json::from_str::<Value>(text).expect("json")["changes"].clone();
+    let changes =
+        |text: &str| serde_json::from_str::<Value>(text).expect("json")["changes"].clone();
     assert_eq!(changes(&again), changes(&out));
 }
