@@ -170,11 +170,13 @@ pub fn resolve_arg(
     })
 }
 
-/// The work tree of the Git repository `dir` is in, if any.
+/// The work tree of the Git repository `dir` is in, if any: the nearest directory holding a
+/// `.git` (a directory, or a file for linked work trees and submodules). Looked up without
+/// libgit2, whose first use loads the system's CA certificates (tens of milliseconds).
 fn work_tree_of(dir: &Path) -> Option<PathBuf> {
-    let repo = git2::Repository::discover(dir).ok()?;
-    let work = std::fs::canonicalize(repo.workdir()?).ok()?;
-    dir.starts_with(&work).then_some(work)
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 /// The deepest directory holding `dir` and every one of `others`.
