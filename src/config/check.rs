@@ -1120,7 +1120,18 @@ fn check_pipeline(
     let env_names: Vec<&str> = st.settings.environments.iter().map(|e| e.name()).collect();
     for (i, step) in def.steps.iter().enumerate() {
         let ptr = format!("/definition/steps/{i}");
-        if step_names.iter().any(|(n, _)| *n == step.name) {
+        if step.name.trim().is_empty() {
+            cx.error(
+                "empty-field",
+                input,
+                cx.at(input, &format!("{ptr}/name")),
+                format!("`definition.steps[{i}].name` is empty"),
+            )
+            .hint = Some(format!(
+                "name the step (e.g. `name: {}`); names are unique in the pipeline and later steps read its outputs as `{{{{steps.<name>.outputs…}}}}`",
+                free_step_name(def, step.step_type, i)
+            ));
+        } else if step_names.iter().any(|(n, _)| *n == step.name) {
             cx.error(
                 "duplicate-name",
                 input,
@@ -1167,6 +1178,18 @@ fn check_pipeline(
             );
         }
         step_names.push((&step.name, step.step_type));
+    }
+}
+
+/// A name for the unnamed step `i` that no step of `def` has: its type, or its type and
+/// position.
+fn free_step_name(def: &crate::model::PipelineDefinition, ty: StepType, i: usize) -> String {
+    let taken = |n: &str| def.steps.iter().any(|s| s.name == n);
+    let plain = ty.as_str();
+    if taken(plain) {
+        format!("{plain}_{}", i + 1)
+    } else {
+        plain.to_string()
     }
 }
 

@@ -157,8 +157,14 @@ impl<'s> Walker<'s> {
         if schema == &Json::Bool(true) || schema.as_object().is_some_and(|o| o.is_empty()) {
             return;
         }
-        if is_template(&node.value) && !self.allows_type(schema, "string") {
-            // A template renders at run time into the expected shape; checked then.
+        if let Some(own) = self.template_alternative(schema) {
+            if is_template(&node.value) {
+                // A template renders at run time into the field's type; checked then.
+                return;
+            }
+            // Otherwise the value must have the field's own type: report against that, so
+            // the problem reads as it would without the template alternative.
+            self.walk(node, own, path, out);
             return;
         }
         if let Some(values) = self.enum_values(schema) {
@@ -208,7 +214,9 @@ impl<'s> Walker<'s> {
                         expected.join(" or "),
                         show(&node.value)
                     ),
-                    hint: None,
+                    hint: is_template(&node.value).then(|| {
+                        "templates (`{{ … }}`) are rendered only in a step's `config`".to_string()
+                    }),
                 });
                 return;
             }
@@ -241,16 +249,18 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn allows_type(&self, schema: &'s Json, ty: &str) -> bool {
-        let schema = self.resolve(schema);
-        match schema.get("type") {
-            Some(Json::String(s)) => s == ty,
-            Some(Json::Array(a)) => a.iter().any(|t| t == ty),
-            _ => schema
-                .get("oneOf")
-                .or_else(|| schema.get("anyOf"))
-                .and_then(Json::as_array)
-                .is_some_and(|bs| bs.iter().any(|b| self.allows_type(b, ty))),
+    /// For a field that also takes a template (`anyOf: [<own schema>, <template>]`, see
+    /// `model::TEMPLATE_DEF`), its own schema.
+    fn template_alternative(&self, schema: &'s Json) -> Option<&'s Json> {
+        let branches = schema.get("anyOf").and_then(Json::as_array)?;
+        let is_template_schema = |b: &'s Json| {
+            self.resolve(b).get("pattern").and_then(Json::as_str)
+                == Some(crate::model::TEMPLATE_PATTERN)
+        };
+        match branches.as_slice() {
+            [own, t] if is_template_schema(t) => Some(own),
+            [t, own] if is_template_schema(t) => Some(own),
+            _ => None,
         }
     }
 
@@ -489,5 +499,62 @@ mod tests {
             "name: p\ndefinition:\n  triggers: [{event: x.y}]\n  steps:\n    - name: a\n      step_type: regenerate_sdk\n      config:\n        languages: \"{{variables.languages}}\"\n",
         );
         assert_eq!(p, vec![]);
+    }
+
+    #[test]
+    fn templates_stand_for_enums_maps_and_numbers_in_step_configs() {
+        let p = problems(
+            Kind::Pipeline,
+            "name: p\ndefinition:\n  triggers: [{event: x.y}]\n  steps:\n    - name: a\n      step_type: notify\n      config: {type: webhook, message: hi, method: \"{{variables.m}}\", headers: \"{{variables.h}}\", webhook_urls: \"{{variables.u}}\"}\n    - name: b\n      step_type: notify\n      config: {type: email, message: hi, smtp: {host: h, from: f, port: \"{{variables.port}}\", tls: \"{{variables.tls}}\"}}\n",
+        );
+        assert_eq!(p, vec![]);
+    }
+
+    #[test]
+    fn a_plain_string_where_a_template_may_stand_keeps_the_fields_own_error() {
+        let p = problems(
+            Kind::Pipeline,
+            "name: p\ndefinition:\n  triggers: [{event: x.y}]\n  steps:\n    - name: a\n      step_type: regenerate_sdk\n      config:\n        languages: rust\n        port: http\n        mock_data_strategy: randm\n",
+        );
+        let got: Vec<(&str, u32, &str)> = p
+            .iter()
+            .map(|p| (p.code, p.loc.line, p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "wrong-type",
+                    8,
+                    "`definition.steps[0].config.languages` must be a list, found string `rust`"
+                ),
+                (
+                    "wrong-type",
+                    9,
+                    "`definition.steps[0].config.port` must be an integer, found string `http`"
+                ),
+                (
+                    "unknown-value",
+                    10,
+                    "`definition.steps[0].config.mock_data_strategy`: `randm` is not a valid value"
+                ),
+            ],
+            "{p:#?}"
+        );
+        assert_eq!(p[2].hint.as_deref(), Some("did you mean `random`?"));
+    }
+
+    #[test]
+    fn a_template_outside_a_step_config_is_the_wrong_type() {
+        let p = problems(
+            Kind::Pipeline,
+            "name: p\ndefinition:\n  enabled: \"{{variables.on}}\"\n  triggers: [{event: x.y}]\n  steps: []\n",
+        );
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!(p[0].code, "wrong-type");
+        assert_eq!(
+            p[0].hint.as_deref(),
+            Some("templates (`{{ … }}`) are rendered only in a step's `config`")
+        );
     }
 }

@@ -84,6 +84,8 @@ impl EventType {
                 "changes",
                 "breaking",
                 "summary",
+                // Set when the two versions could not be compared (`breaking` is then true).
+                "diff_error",
                 "service",
                 "commit",
                 "author",

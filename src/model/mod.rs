@@ -515,16 +515,21 @@ impl JsonSchema for StepSpec {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        generator
+            .definitions_mut()
+            .insert(TEMPLATE_DEF.to_string(), template_schema());
         let branches: Vec<Json> = StepType::ALL
             .iter()
             .map(|t| {
-                let config = t.config_schema(generator);
+                let mut config = t.config_schema(generator).to_value();
+                let mut done = std::collections::BTreeSet::new();
+                accept_templates(&mut config, generator.definitions_mut(), &mut done);
                 serde_json::json!({
                     "type": "object",
                     "additionalProperties": false,
                     "required": ["name", "step_type"],
                     "properties": {
-                        "name": {"type": "string", "description": "Unique name of the step in the pipeline."},
+                        "name": {"type": "string", "minLength": 1, "pattern": "\\S", "description": "Unique, non-empty name of the step in the pipeline."},
                         "step_type": {"const": t.as_str()},
                         "config": config,
                         "continue_on_error": {"type": "boolean", "default": false, "description": "Keep running the pipeline when this step fails."},
@@ -538,6 +543,137 @@ impl JsonSchema for StepSpec {
             "description": "One step of a pipeline; `config` depends on `step_type`.",
             "oneOf": branches
         })
+    }
+}
+
+/// Name of the definition (`#/$defs/Template`) of a template string in the pipeline schema.
+pub const TEMPLATE_DEF: &str = "Template";
+/// What makes a string a template, as a JSON Schema `pattern`.
+pub const TEMPLATE_PATTERN: &str = r"\{\{";
+
+/// A template (`{{ … }}`): what a step `config` field may hold instead of its own type. Step
+/// configs are rendered before they are read, and a string that is one `{{ expression }}`
+/// keeps the expression's type (`languages: "{{ variables.sdk_languages }}"` is a list).
+fn template_schema() -> Json {
+    serde_json::json!({
+        "description": "A template (`{{ … }}`), rendered when the step runs; the result must have the field's type.",
+        "type": "string",
+        "pattern": TEMPLATE_PATTERN
+    })
+}
+
+/// Makes every field under the step config schema `schema` accept a template where its own
+/// type is not already any string: `{anyOf: [<its schema>, {$ref: "#/$defs/Template"}]}`.
+/// Definitions it references are rewritten in place in `defs` (each once, tracked in
+/// `done`), so they must be used by step configs only (true of every config type here).
+/// Constants stay as they are: `type` chooses the `notify` variant before anything renders.
+fn accept_templates(
+    schema: &mut Json,
+    defs: &mut serde_json::Map<String, Json>,
+    done: &mut std::collections::BTreeSet<String>,
+) {
+    let Json::Object(map) = schema else { return };
+    if let Some(name) = map
+        .get("$ref")
+        .and_then(Json::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        if done.insert(name.to_string())
+            && let Some(slot) = defs.get_mut(name)
+        {
+            // Taken out while it is rewritten (it may refer to others); put back in its place.
+            let mut def = slot.take();
+            accept_templates(&mut def, defs, done);
+            if let Some(slot) = defs.get_mut(name) {
+                *slot = def;
+            }
+        }
+        return;
+    }
+    if let Some(Json::Object(props)) = map.get_mut("properties") {
+        for value in props.values_mut() {
+            template_field(value, defs, done);
+        }
+    }
+    for key in ["additionalProperties", "items"] {
+        if let Some(value) = map.get_mut(key) {
+            template_field(value, defs, done);
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(Json::Array(branches)) = map.get_mut(key) {
+            for b in branches {
+                accept_templates(b, defs, done);
+            }
+        }
+    }
+}
+
+/// [`accept_templates`] for the schema of one field's value, which then also takes a template.
+fn template_field(
+    schema: &mut Json,
+    defs: &mut serde_json::Map<String, Json>,
+    done: &mut std::collections::BTreeSet<String>,
+) {
+    if !schema.is_object() {
+        return;
+    }
+    accept_templates(schema, defs, done);
+    if schema.get("const").is_some() || takes_any_string(schema, defs) {
+        return;
+    }
+    let Json::Object(mut own) = schema.take() else {
+        return;
+    };
+    // Annotations describe the field, whichever form it takes: they stay outside.
+    let mut outer = serde_json::Map::new();
+    for key in ["title", "description", "default", "deprecated", "examples"] {
+        if let Some(v) = own.remove(key) {
+            outer.insert(key.to_string(), v);
+        }
+    }
+    let template = serde_json::json!({"$ref": format!("#/$defs/{TEMPLATE_DEF}")});
+    outer.insert(
+        "anyOf".into(),
+        Json::Array(vec![Json::Object(own), template]),
+    );
+    *schema = Json::Object(outer);
+}
+
+/// Whether `schema` accepts every string (so also every template).
+fn takes_any_string(schema: &Json, defs: &serde_json::Map<String, Json>) -> bool {
+    let schema = match schema
+        .get("$ref")
+        .and_then(Json::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        Some(name) => match defs.get(name) {
+            Some(def) => def,
+            None => return false,
+        },
+        None => schema,
+    };
+    match schema {
+        Json::Bool(b) => *b,
+        Json::Object(m) if m.is_empty() => true,
+        Json::Object(m) => {
+            if ["const", "enum", "pattern", "minLength", "maxLength"]
+                .iter()
+                .any(|k| m.contains_key(*k))
+            {
+                return false;
+            }
+            match m.get("type") {
+                Some(Json::String(t)) => t == "string",
+                Some(Json::Array(ts)) => ts.iter().any(|t| t == "string"),
+                _ => ["anyOf", "oneOf"].iter().any(|k| {
+                    m.get(*k)
+                        .and_then(Json::as_array)
+                        .is_some_and(|bs| bs.iter().any(|b| takes_any_string(b, defs)))
+                }),
+            }
+        }
+        _ => false,
     }
 }
 
@@ -896,5 +1032,58 @@ definition:
             serde_json::json!({"type": "slack", "message": "hi", "chanels": ["#a"]}),
         );
         assert!(bad.is_err());
+    }
+
+    /// Every field of every step config takes either any string or a template, except the
+    /// constant that picks the `notify` variant; nothing outside step configs does.
+    #[test]
+    fn step_config_fields_take_templates() {
+        let schema = Kind::Pipeline.schema().to_value();
+        let defs = schema["$defs"].as_object().expect("defs");
+        let template_ref = serde_json::json!({"$ref": "#/$defs/Template"});
+        let takes_template = |field: &Json| {
+            takes_any_string(field, defs)
+                || field.get("const").is_some()
+                || field["anyOf"]
+                    .as_array()
+                    .is_some_and(|bs| bs.contains(&template_ref))
+        };
+        let mut fields = 0;
+        let mut objects: Vec<&Json> = [
+            "RegenerateSdkConfig",
+            "AutoPromoteConfig",
+            "CreatePrConfig",
+            "SmtpConfig",
+            "FileChange",
+            "GeneratorConfig",
+        ]
+        .iter()
+        .map(|n| &defs[*n])
+        .collect();
+        objects.extend(defs["NotifyConfig"]["oneOf"].as_array().expect("variants"));
+        for object in objects {
+            for (name, field) in object["properties"].as_object().expect("properties") {
+                assert!(takes_template(field), "{name}: {field:#}");
+                fields += 1;
+            }
+        }
+        assert!(fields > 40, "{fields} fields");
+        let languages = &defs["RegenerateSdkConfig"]["properties"]["languages"];
+        assert_eq!(languages["anyOf"][0]["type"], "array");
+        assert!(
+            languages["description"].is_string(),
+            "annotations stay outside"
+        );
+        assert_eq!(defs["Template"]["pattern"], TEMPLATE_PATTERN);
+        // Outside step configs nothing is rendered, so nothing takes a template.
+        let step = &defs["Step"]["oneOf"][0]["properties"];
+        assert_eq!(step["timeout"]["type"], "integer");
+        assert!(
+            !Kind::Service
+                .schema()
+                .to_value()
+                .to_string()
+                .contains("Template")
+        );
     }
 }

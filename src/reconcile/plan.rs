@@ -635,25 +635,25 @@ fn schema_events(
                 if !direct.contains_key(&path) {
                     continue;
                 }
-                e = e
-                    .with("changes", Json::Array(vec![]))
-                    .with("breaking", false)
-                    .with("summary", format!("{path} changed; not compared: {msg}"))
-                    .with("diff_error", msg);
+                e = not_compared(e, format!("{path} changed; not compared: {msg}"), msg);
             }
             (Action::Modified, None) => {
-                e = e
-                    .with("changes", Json::Array(vec![]))
-                    .with("breaking", false)
-                    .with(
-                        "summary",
-                        format!("{path} changed; the previous revision is not available"),
-                    );
+                let msg = "the previous revision is not available".to_string();
+                e = not_compared(e, format!("{path} changed; {msg}"), msg);
             }
         }
         out.push(e);
     }
     out
+}
+
+/// A change that could not be compared: nothing says it is safe, so it counts as possibly
+/// breaking, and `diff_error` says why there is no list of changes.
+fn not_compared(e: NewEvent, summary: String, error: String) -> NewEvent {
+    e.with("changes", Json::Array(vec![]))
+        .with("breaking", true)
+        .with("summary", summary)
+        .with("diff_error", error)
 }
 
 fn diff(old: &dyn SourceFiles, new: &dyn SourceFiles, path: &str) -> Result<DiffReport, String> {
@@ -783,6 +783,107 @@ mod tests {
         assert_eq!(change_kind("FIELD_NO_DELETE"), "removed");
         assert_eq!(change_kind("response-property-type-changed"), "modified");
         assert_eq!(change_kind("new-required-request-parameter"), "added");
+    }
+
+    struct Mem(BTreeMap<&'static str, &'static str>);
+
+    impl SourceFiles for Mem {
+        fn read(&self, path: &str) -> Result<Vec<u8>, crate::source::ReadError> {
+            self.0
+                .get(path)
+                .map(|t| t.as_bytes().to_vec())
+                .ok_or(crate::source::ReadError::NotFound)
+        }
+    }
+
+    const SPEC: &str = "specs/pets.yaml";
+    const PETS: &str = "openapi: 3.0.3\ninfo: {title: pets, version: '1'}\npaths: {}\n";
+
+    fn spec_change(old_blob: &str, new_blob: &str) -> (Vec<EntityChange>, Rows) {
+        let row = |blob: &str| {
+            Arc::new(Row {
+                kind: "spec".into(),
+                name: SPEC.into(),
+                path: SPEC.into(),
+                blob: blob.into(),
+                value: json!({"document": true}),
+            })
+        };
+        let (old, new) = (row(old_blob), row(new_blob));
+        let rows: Rows = [(format!("spec/{SPEC}"), new.clone())]
+            .into_iter()
+            .collect();
+        let change = EntityChange {
+            key: format!("spec/{SPEC}"),
+            action: Action::Modified,
+            old: Some(old),
+            new: Some(new),
+        };
+        (vec![change], rows)
+    }
+
+    fn schema_event(old: Option<&Mem>, new: &Mem) -> Json {
+        let (changes, rows) = spec_change("b1", "b2");
+        let no_blob = |_: &str| None;
+        let sides = Sides {
+            old: old.map(|m| m as &dyn SourceFiles),
+            new,
+            blob: &no_blob,
+        };
+        let commit = CommitInfo {
+            sha: "c0ffee".into(),
+            author: "a".into(),
+            summary: "s".into(),
+            committed_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let events = events(&changes, &rows, &[], &commit, &sides);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].event_type, "schema.changed");
+        Json::Object(events[0].payload.clone())
+    }
+
+    #[test]
+    fn a_schema_change_that_cannot_be_compared_is_possibly_breaking() {
+        let new = Mem([(SPEC, PETS)].into_iter().collect());
+        // The applied side does not load (here: not OpenAPI at all).
+        let old = Mem([(SPEC, "just: text\n")].into_iter().collect());
+        let p = schema_event(Some(&old), &new);
+        assert_eq!(p["breaking"], json!(true), "{p:#}");
+        let err = p["diff_error"].as_str().expect("diff_error is set");
+        assert!(err.contains(SPEC), "{err}");
+        assert_eq!(p["changes"], json!([]));
+        assert!(
+            p["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("not compared")),
+            "{p:#}"
+        );
+
+        // The applied revision cannot be read at all.
+        let p = schema_event(None, &new);
+        assert_eq!(p["breaking"], json!(true), "{p:#}");
+        assert_eq!(
+            p["diff_error"],
+            json!("the previous revision is not available")
+        );
+    }
+
+    #[test]
+    fn a_compared_schema_change_has_no_diff_error() {
+        let new = Mem([(SPEC, PETS)].into_iter().collect());
+        let old = Mem(
+            [(SPEC, "openapi: 3.0.3\ninfo: {title: pets, version: '1'}\npaths:\n  /pets:\n    get:\n      responses: {'200': {description: ok}}\n")]
+                .into_iter()
+                .collect(),
+        );
+        let p = schema_event(Some(&old), &new);
+        assert!(p.get("diff_error").is_none(), "{p:#}");
+        assert_eq!(
+            p["breaking"],
+            json!(true),
+            "removing an operation breaks: {p:#}"
+        );
+        assert!(!p["changes"].as_array().expect("changes").is_empty());
     }
 
     #[test]

@@ -187,6 +187,17 @@ pub fn schema_type_of(path: &str) -> Option<SchemaType> {
 
 /// Compares two descriptions, dispatching on their kind (by extension).
 pub fn diff_files(old: &DiffInput<'_>, new: &DiffInput<'_>) -> Result<DiffReport, DiffError> {
+    diff_files_with(old, new, &[], &[])
+}
+
+/// [`diff_files`] with the include roots of `.proto` files on each side (repo-relative;
+/// empty: the root implied by the file, see [`proto::compile`]).
+pub fn diff_files_with(
+    old: &DiffInput<'_>,
+    new: &DiffInput<'_>,
+    old_proto_paths: &[String],
+    new_proto_paths: &[String],
+) -> Result<DiffReport, DiffError> {
     let kind = |i: &DiffInput<'_>| {
         schema_type_of(&i.path).ok_or_else(|| DiffError::UnknownType {
             label: i.label.clone(),
@@ -229,13 +240,21 @@ pub fn diff_files(old: &DiffInput<'_>, new: &DiffInput<'_>) -> Result<DiffReport
             ))
         }
         SchemaType::Protobuf => {
-            let changes = proto::diff_proto(
+            let opts = proto::ProtoOptions {
+                proto_paths: new_proto_paths.to_vec(),
+                ..proto::ProtoOptions::default()
+            };
+            let changes: Vec<Change> = proto::diff_proto_sides(
                 old.files,
                 &old.path,
+                old_proto_paths,
                 new.files,
                 &new.path,
-                &proto::ProtoOptions::default(),
-            )?;
+                &opts,
+            )?
+            .into_iter()
+            .map(proto::ProtoFinding::into_change)
+            .collect();
             Ok(DiffReport::new(
                 SchemaType::Protobuf,
                 old.label.clone(),

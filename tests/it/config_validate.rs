@@ -394,6 +394,12 @@ const BROKEN: &[(&str, Edit)] = &[
             "name: p\ndefinition:\n  triggers: [{event: schema.changed}]\n  steps:\n    - {name: s, step_type: notify, timeout: 0, config: {type: slack, message: hi}}\n    - {name: s, step_type: notify, config: {type: slack, message: hi}}\n",
         );
     }),
+    ("empty_and_duplicate_step_names", |f| {
+        f.write(
+            "pipelines/p.yaml",
+            "name: p\ndefinition:\n  triggers: [{event: schema.changed}]\n  steps:\n    - {name: notify, step_type: notify, config: {type: slack, message: hi}}\n    - {name: \"\", step_type: notify, config: {type: slack, message: hi}}\n    - {name: notify, step_type: notify, config: {type: slack, message: hi}}\n    - name: \"  \"\n      step_type: regenerate_sdk\n      config: {languages: [rust]}\n",
+        );
+    }),
     ("misplaced_files", |f| {
         f.write("pipelines/nested/p.yaml", "name: p\n");
         f.write("services/auth.json", "{}");
@@ -660,4 +666,133 @@ fn unknown_keys_alone_keep_a_file_in_the_cross_file_checks() {
     assert!(!out.contains("spec-missing"), "{out}");
     assert!(!out.contains("unknown-service"), "{out}");
     assert!(out.contains("1 error,"), "{out}");
+}
+
+// ---- the committed JSON Schemas, as an editor uses them --------------------------------------
+
+fn committed_schema(kind: mockops::model::Kind) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(format!("{}.schema.json", kind.as_str()));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("committed schema")).expect("json")
+}
+
+fn yaml_json(text: &str) -> serde_json::Value {
+    mockops::yaml::parse(text.as_bytes(), mockops::yaml::Limits::CONFIG)
+        .expect("yaml")
+        .to_json()
+}
+
+/// What an editor with the YAML language server reports for `doc` against the committed
+/// schema of `kind`: `instance path: message` per problem.
+fn editor_problems(kind: mockops::model::Kind, doc: &serde_json::Value) -> Vec<String> {
+    let schema = committed_schema(kind);
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn every_example_file_is_valid_against_the_committed_schemas() {
+    use mockops::config::load::{FileClass, classify};
+    let root = crate::support::example_repo();
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&root)
+                .expect("under root")
+                .to_str()
+                .expect("utf8")
+                .replace('\\', "/");
+            let kind = match classify(&rel) {
+                FileClass::Config(k) | FileClass::EnvEntity(k, _) => k,
+                _ => continue,
+            };
+            let doc = yaml_json(&std::fs::read_to_string(&path).expect("read"));
+            for p in editor_problems(kind, &doc) {
+                problems.push(format!("{rel}: {p}"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} files checked");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A template stands for a list or a number in a step's `config` (it is rendered before the
+/// config is read), in the schema an editor uses and in `mockops validate`; a plain string
+/// there is still wrong in both.
+#[test]
+fn templates_are_accepted_in_typed_step_fields_and_plain_strings_are_not() {
+    use mockops::model::Kind;
+    let pipeline = |config: &str| {
+        format!(
+            "name: p\ndefinition:\n  triggers: [{{event: schema.changed}}]\n  variables: {{langs: [rust], port: 8080, cors: true, cmd: [gen]}}\n  steps:\n    - name: gen\n      step_type: regenerate_sdk\n      config: {config}\n"
+        )
+    };
+    let templated = pipeline(
+        "{languages: \"{{variables.langs}}\", port: \"{{variables.port}}\", enable_cors: \"{{ variables.cors }}\", generators: {go: {command: \"{{variables.cmd}}\"}}}",
+    );
+    assert_eq!(
+        editor_problems(Kind::Pipeline, &yaml_json(&templated)),
+        Vec::<String>::new()
+    );
+    let fx = Fixture::example();
+    fx.write("pipelines/p.yaml", &templated);
+    let out = render(&fx);
+    assert!(
+        !out.contains("pipelines/p.yaml"),
+        "a template in a typed field is valid: {out}"
+    );
+
+    for (config, pointer, message) in [
+        (
+            "{languages: rust}",
+            "/definition/steps/0/config/languages",
+            "`definition.steps[0].config.languages` must be a list, found string `rust`",
+        ),
+        (
+            "{languages: [rust], port: \"eighty\"}",
+            "/definition/steps/0/config/port",
+            "`definition.steps[0].config.port` must be an integer, found string `eighty`",
+        ),
+    ] {
+        let text = pipeline(config);
+        let editor = editor_problems(Kind::Pipeline, &yaml_json(&text));
+        // A validator reports the step (no variant of its `oneOf` fits) or the field itself.
+        assert!(
+            editor
+                .iter()
+                .any(|p| p.split_once(':').is_some_and(|(at, _)| at
+                    .starts_with("/definition/steps/0")
+                    && pointer.starts_with(at))),
+            "{config}: the editor flags {pointer}: {editor:#?}"
+        );
+        fx.write("pipelines/p.yaml", &text);
+        let out = render(&fx);
+        assert!(out.contains(message), "{config}: {out}");
+        assert!(out.contains("error[wrong-type]"), "{config}: {out}");
+    }
+
+    // Outside a step's `config` nothing is rendered, so a template is a wrong type there.
+    let text = "name: p\ndefinition:\n  triggers: [{event: schema.changed}]\n  steps:\n    - {name: s, step_type: notify, timeout: \"{{variables.t}}\", config: {type: slack, message: hi}}\n";
+    assert!(!editor_problems(Kind::Pipeline, &yaml_json(text)).is_empty());
+    fx.write("pipelines/p.yaml", text);
+    let out = render(&fx);
+    assert!(
+        out.contains(
+            "`definition.steps[0].timeout` must be an integer, found string `{{variables.t}}`"
+        ),
+        "{out}"
+    );
 }

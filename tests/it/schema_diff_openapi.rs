@@ -542,6 +542,42 @@ fn schema_cases() -> Vec<SchemaCase> {
             Info,
         ),
         (
+            "no longer read-only, required (request)",
+            Req,
+            json!({"type": "string", "readOnly": true}),
+            s("string"),
+            (true, true),
+            "request-required-property-became-not-read-only",
+            Err,
+        ),
+        (
+            "no longer read-only, required with a default (request)",
+            Req,
+            json!({"type": "string", "readOnly": true, "default": "x"}),
+            json!({"type": "string", "default": "x"}),
+            (true, true),
+            "request-required-property-became-not-read-only",
+            Info,
+        ),
+        (
+            "no longer read-only, optional (request)",
+            Req,
+            json!({"type": "string", "readOnly": true}),
+            s("string"),
+            (false, false),
+            "request-optional-property-became-not-read-only",
+            Info,
+        ),
+        (
+            "no longer read-only, required (response)",
+            Resp,
+            json!({"type": "string", "readOnly": true}),
+            s("string"),
+            (true, true),
+            "response-required-property-became-not-read-only",
+            Info,
+        ),
+        (
             "no longer write-only (response)",
             Resp,
             json!({"type": "string", "writeOnly": true}),
@@ -1920,6 +1956,11 @@ fn openai_corpus_loads_and_diffs() {
 /// widening are breaking; security is classified by effect):
 const LEVEL_DIFFERENCES: &[(&str, &str)] = &[
     (
+        "request-required-property-became-not-read-only",
+        "the property becomes required in requests: ERR (INFO with a default, as \
+         request-property-became-required-with-default), not INFO",
+    ),
+    (
         "response-property-any-of-added",
         "a new alternative in a response may not be decodable: WARN, not INFO",
     ),
@@ -2230,6 +2271,52 @@ fn read_only_request_and_write_only_response_properties_cannot_break_that_side()
         "response-write-only-property-enum-value-added",
         Level::Info,
         "write-only response",
+    );
+}
+
+/// A required property of a component used as a request body and in a response loses
+/// `readOnly`: requests must now send it (breaking); responses are unchanged.
+#[test]
+fn a_required_property_losing_read_only_breaks_the_request_body_only() {
+    let with = |id: Value| {
+        let mut s = spec(json!({"/pets": {
+            "post": {"requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}},
+                     "responses": {"204": {"description": "ok"}}},
+            "get": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}}}}
+        }}));
+        s["components"] = json!({"schemas": {"Pet": {"type": "object", "required": ["id", "name"],
+            "properties": {"id": id, "name": {"type": "string"}}}}});
+        s
+    };
+    let c = diff_values(
+        &with(json!({"type": "string", "readOnly": true})),
+        &with(json!({"type": "string"})),
+    );
+    assert_levels_explained(&c);
+    let found: Vec<(&str, Level, &[String])> = c
+        .iter()
+        .map(|c| (c.id.as_str(), c.level, c.operations.as_slice()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "request-required-property-became-not-read-only",
+                Level::Err,
+                &["POST /pets".to_string()][..]
+            ),
+            (
+                "response-required-property-became-not-read-only",
+                Level::Info,
+                &["GET /pets".to_string()][..]
+            ),
+        ],
+        "{c:#?}"
+    );
+    assert!(
+        c[0].message.contains("requests must now send it"),
+        "{}",
+        c[0].message
     );
 }
 

@@ -529,3 +529,183 @@ fn cli_diff_compares_proto_files() {
     let text = report.to_string();
     assert!(text.contains("FIELD_NO_DELETE"), "{text}");
 }
+
+/// Runs `mockops diff` from `cwd` and returns (exit code, stdout, stderr).
+fn diff_from(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::support::bin())
+        .current_dir(cwd)
+        .arg("diff")
+        .args(args)
+        .output()
+        .expect("run mockops");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+const PETS_IMPORTING_MONEY: &str = "syntax = \"proto3\";\npackage acme.v1;\nimport \"acme/common/v1/money.proto\";\nmessage Pet { acme.common.v1.Money price = 1; }\nservice Pets { rpc Get(Pet) returns (Pet); }\n";
+
+/// Two versions of a module whose change is in an imported file: `<dir>/old/protos/...` and
+/// `<dir>/new/protos/...`, laid out by package (`acme/v1/pets.proto` imports
+/// `acme/common/v1/money.proto`).
+fn two_module_versions(dir: &Path) -> (PathBuf, PathBuf) {
+    for (side, money) in [
+        ("old", "message Money { int64 units = 1; int32 nanos = 2; }"),
+        ("new", "message Money { int64 units = 1; }"),
+    ] {
+        let root = dir.join(side).join("protos");
+        write(&root.join("acme/v1/pets.proto"), PETS_IMPORTING_MONEY);
+        write(
+            &root.join("acme/common/v1/money.proto"),
+            &format!("syntax = \"proto3\";\npackage acme.common.v1;\n{money}\n"),
+        );
+    }
+    (
+        dir.join("old/protos/acme/v1/pets.proto"),
+        dir.join("new/protos/acme/v1/pets.proto"),
+    )
+}
+
+/// The include root comes from the file, not from the working directory: absolute paths give
+/// the same report from outside the tree as from inside it.
+#[test]
+fn cli_proto_imports_resolve_from_any_working_directory() {
+    let tree = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let (old, new) = two_module_versions(tree.path());
+    let (old, new) = (old.to_str().expect("utf8"), new.to_str().expect("utf8"));
+    let args = [old, new, "--format", "json", "--fail-on", "ERR"];
+
+    let (code, outside, err) = diff_from(elsewhere.path(), &args);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("not found"), "{err}");
+    let report: Value = serde_json::from_str(&outside).expect("json report");
+    let ids: Vec<&str> = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["FIELD_NO_DELETE"], "{outside}");
+    assert!(outside.contains("acme.common.v1.Money.nanos"), "{outside}");
+    assert!(outside.contains("Pets/Get"), "{outside}");
+
+    for cwd in [
+        tree.path().join("new/protos"),
+        tree.path().join("new/protos/acme/v1"),
+        tree.path().to_path_buf(),
+    ] {
+        let (code, inside, err) = diff_from(&cwd, &args);
+        assert_eq!(code, 1, "{}: {err}", cwd.display());
+        assert_eq!(inside, outside, "from {}", cwd.display());
+    }
+}
+
+/// In a Git work tree the work tree is the root, whatever the working directory: a file whose
+/// package does not match its directory finds imports written from the repository root.
+#[test]
+fn cli_proto_in_a_git_work_tree_imports_from_its_root() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    git2::Repository::init(repo.path()).expect("git init");
+    let pets = |extra: &str| {
+        format!(
+            "syntax = \"proto3\";\npackage acme.v1;\nimport \"proto/common.proto\";\nmessage Pet {{ common.Money price = 1;{extra} }}\n"
+        )
+    };
+    write(
+        &repo.path().join("proto/common.proto"),
+        "syntax = \"proto3\";\npackage common;\nmessage Money { int64 units = 1; }\n",
+    );
+    write(
+        &repo.path().join("proto/old.proto"),
+        &pets(" string name = 2;"),
+    );
+    write(&repo.path().join("proto/new.proto"), &pets(""));
+    let old = repo.path().join("proto/old.proto");
+    let new = repo.path().join("proto/new.proto");
+    let args = [
+        old.to_str().expect("utf8"),
+        new.to_str().expect("utf8"),
+        "--format",
+        "json",
+    ];
+    let (code, outside, err) = diff_from(elsewhere.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(outside.contains("FIELD_NO_DELETE"), "{outside}");
+    assert!(
+        outside.contains("proto/new.proto"),
+        "repo-relative: {outside}"
+    );
+    let (_, inside, err) = diff_from(&repo.path().join("proto"), &args);
+    assert_eq!(inside, outside, "{err}");
+}
+
+/// `--proto-path` / `-I` sets the include roots (relative to the working directory for files,
+/// searched in order, as protoc's), for imports found neither beside the file nor above it.
+#[test]
+fn cli_proto_path_flag_sets_include_roots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (side, extra) in [("old", " string name = 2;"), ("new", "")] {
+        write(
+            &dir.path().join(format!("{side}/api/pets.proto")),
+            &format!(
+                "syntax = \"proto3\";\npackage api;\nimport \"common/money.proto\";\nmessage Pet {{ common.Money price = 1;{extra} }}\n"
+            ),
+        );
+    }
+    write(
+        &dir.path().join("vendor/common/money.proto"),
+        "syntax = \"proto3\";\npackage common;\nmessage Money { int64 units = 1; }\n",
+    );
+    let files = ["old/api/pets.proto", "new/api/pets.proto"];
+    let (code, _, err) = diff_from(dir.path(), &files);
+    assert_eq!(code, 2, "the import is nowhere above the file");
+    assert!(
+        err.contains("import 'common/money.proto' not found"),
+        "{err}"
+    );
+    let flags = [
+        "-I",
+        "vendor",
+        "-I",
+        "old/api",
+        "--proto-path",
+        "new/api",
+        "--format",
+        "json",
+    ];
+    let (code, out, err) = diff_from(dir.path(), &[&files[..], &flags[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("FIELD_NO_DELETE"), "{out}");
+    assert!(out.contains("api.Pet.name"), "{out}");
+    // The same from elsewhere, with the directories given from there.
+    let abs = |p: &str| dir.path().join(p).to_str().expect("utf8").to_string();
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let args: Vec<String> = [
+        abs(files[0]),
+        abs(files[1]),
+        "-I".into(),
+        abs("vendor"),
+        "-I".into(),
+        abs("old/api"),
+        "-I".into(),
+        abs("new/api"),
+        "--format".into(),
+        "json".into(),
+    ]
+    .into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, again, err) = diff_from(elsewhere.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    let changes =
+        |text: &str| serde_json::from_str::<Value>(text).expect("json")["changes"].clone();
+    assert_eq!(changes(&again), changes(&out));
+}

@@ -76,7 +76,10 @@ impl CompiledProto {
 /// Include roots are `opts.proto_paths` when given (the file must lie under one of them), and
 /// otherwise the directory its package implies: `a/b/google/pubsub/v1/x.proto` declaring
 /// `package google.pubsub.v1` is compiled with root `a/b`, as `protoc -I a/b` would be. A file
-/// whose directory does not end with its package path is compiled with its own directory as root.
+/// whose directory does not end with its package path is compiled with its own directory as
+/// root. When the imports are not found under that root, the nearest directory above the file
+/// under which they all are is the root instead (`protoc -I .` at the repository root for
+/// `import "protos/common.proto"`); see [`default_root`].
 pub fn compile(
     files: &dyn SourceFiles,
     path: &str,
@@ -90,7 +93,14 @@ pub fn compile(
 
     let (roots, target) = if opts.proto_paths.is_empty() {
         let parsed = File::from_source(&path, &text).map_err(|e| compile_error(&path, "", e))?;
-        let root = implied_root(&path, parsed.file_descriptor_proto().package());
+        let proto = parsed.file_descriptor_proto();
+        let imports: Vec<&str> = proto
+            .dependency
+            .iter()
+            .map(String::as_str)
+            .filter(|d| !is_well_known(d))
+            .collect();
+        let root = default_root(files, &path, proto.package(), &imports);
         let name = strip_root(&root, &path).unwrap_or_else(|| path.clone());
         (vec![root], name)
     } else {
@@ -225,6 +235,43 @@ fn read_text(files: &dyn SourceFiles, path: &str) -> Result<String, ProtoError> 
     String::from_utf8(bytes).map_err(|_| ProtoError::NotUtf8 {
         path: path.to_string(),
     })
+}
+
+/// The include root of the file at `path` when no proto path is given: the root its package
+/// implies when its `imports` (well-known ones left out) are found there; otherwise the
+/// nearest directory above the file (the file's own first, the repository root last) under
+/// which they all are; otherwise the implied root, where protox reports the missing import.
+fn default_root(files: &dyn SourceFiles, path: &str, package: &str, imports: &[&str]) -> String {
+    let implied = implied_root(path, package);
+    let resolves = |root: &str| imports.iter().all(|i| files.read(&join(root, i)).is_ok());
+    if resolves(&implied) {
+        return implied;
+    }
+    let mut dir = path.rsplit_once('/').map(|(d, _)| d);
+    while let Some(d) = dir {
+        if d != implied && resolves(d) {
+            return d.to_string();
+        }
+        dir = d.rsplit_once('/').map(|(up, _)| up);
+    }
+    if !implied.is_empty() && resolves("") {
+        return String::new();
+    }
+    implied
+}
+
+/// Import names a `.proto` source declares, the well-known files left out; `None` when the
+/// source does not parse.
+pub fn local_imports(text: &str) -> Option<Vec<String>> {
+    let file = File::from_source("input.proto", text).ok()?;
+    Some(
+        file.file_descriptor_proto()
+            .dependency
+            .iter()
+            .filter(|d| !is_well_known(d))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// The include root implied by a file's package: its directory minus the package's path.

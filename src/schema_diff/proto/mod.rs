@@ -14,7 +14,7 @@ mod rules;
 
 use std::collections::BTreeSet;
 
-pub use compile::{CompiledProto, compile, is_well_known};
+pub use compile::{CompiledProto, compile, is_well_known, local_imports};
 pub use model::Span;
 pub use rules::{ADDITION_RULES, Category, RULES, rule_in_category};
 
@@ -151,7 +151,25 @@ pub fn diff_proto_findings(
     new_path: &str,
     opts: &ProtoOptions,
 ) -> Result<Vec<ProtoFinding>, ProtoError> {
-    let mut old_c = compile(old, old_path, opts)?;
+    diff_proto_sides(old, old_path, &opts.proto_paths, new, new_path, opts)
+}
+
+/// [`diff_proto_findings`] where the old side has include roots of its own (`old_proto_paths`,
+/// repo-relative in `old`; empty: implied), as two files read from different roots do.
+/// `opts.proto_paths` are the new side's.
+pub fn diff_proto_sides(
+    old: &dyn SourceFiles,
+    old_path: &str,
+    old_proto_paths: &[String],
+    new: &dyn SourceFiles,
+    new_path: &str,
+    opts: &ProtoOptions,
+) -> Result<Vec<ProtoFinding>, ProtoError> {
+    let old_opts = ProtoOptions {
+        proto_paths: old_proto_paths.to_vec(),
+        ..opts.clone()
+    };
+    let mut old_c = compile(old, old_path, &old_opts)?;
     let new_c = compile(new, new_path, opts)?;
     // A file the new target no longer imports but that still exists was not deleted: it just
     // left the comparison.

@@ -937,7 +937,22 @@ impl<'s> Differ<'s> {
                     let side = if req { "request" } else { "response" };
                     let kind = if is { "required" } else { "optional" };
                     let not = if b { "" } else { "not-" };
-                    let level = if !req && is && kw == "writeOnly" && !b {
+                    let newly_required_in_requests = req && was && is && kw == "readOnly" && !b;
+                    let level = if newly_required_in_requests {
+                        // A required property clients were told not to send must now be sent:
+                        // it became required in requests, whatever oasdiff (INFO) says. A
+                        // default softens it as it does `request-property-became-required`.
+                        if nvr.get("default").is_some() {
+                            Level::Info
+                        } else {
+                            Level::Err
+                        }
+                    } else if !req && is && kw == "writeOnly" && !b {
+                        // The mirror case: the property becomes required in responses. That
+                        // breaks no client (a response carrying more is compatible, as
+                        // `response-property-became-required` is INFO), but a field the
+                        // description said is never returned (a password, a secret) now is:
+                        // WARN, as oasdiff.
                         Level::Warn
                     } else {
                         Level::Info
@@ -947,7 +962,11 @@ impl<'s> Differ<'s> {
                         &child,
                         &rule,
                         level,
-                        format!("{what} became {}{label}", if b { "" } else { "not " }),
+                        if newly_required_in_requests {
+                            format!("{what} became not read-only: it is required, so requests must now send it")
+                        } else {
+                            format!("{what} became {}{label}", if b { "" } else { "not " })
+                        },
                     );
                 }
             }
