@@ -6,6 +6,8 @@ pub mod config;
 pub mod daemon;
 pub mod diag;
 pub mod github;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod outbound;

@@ -4,7 +4,7 @@
 //! Reads go to the store through MVCC read transactions; the only writes are event ingestion
 //! (bearer token) and the webhook's wake-up.
 //!
-//! Who may do what ([`ApiAuth`]): `/healthz`, `/readyz` and `/metrics` are open; every other
+//! Who may do what (`crate::http::ApiAuth`): `/healthz`, `/readyz` and `/metrics` are open; every other
 //! read (status, desired state, events, revisions, executions) needs the write token or the
 //! read-only token, unless the daemon runs with `--anonymous-read`; writes need the write
 //! token. Desired state is served with secrets written inline in the repository masked.
@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,8 +23,11 @@ use serde_json::{Map, Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::http::ApiError;
+use crate::http::require_read;
+
 use super::Shared;
-use crate::store::{EventFilter, NewEvent, Source, StoreError};
+use crate::store::{EventFilter, NewEvent, Source};
 
 /// Largest request body accepted (events, webhooks).
 const MAX_BODY: usize = 1024 * 1024;
@@ -67,94 +69,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
             Duration::from_secs(30),
         ))
         .with_state(shared)
-}
-
-/// The API's tokens: the write token (also good for reads), an optional read-only token, and
-/// whether reads are open to anyone (`--anonymous-read`).
-#[derive(Clone, Default)]
-pub struct ApiAuth {
-    pub write: Option<String>,
-    pub read: Option<String>,
-    pub anonymous_read: bool,
-}
-
-impl std::fmt::Debug for ApiAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiAuth")
-            .field("write", &self.write.as_ref().map(|_| "***"))
-            .field("read", &self.read.as_ref().map(|_| "***"))
-            .field("anonymous_read", &self.anonymous_read)
-            .finish()
-    }
-}
-
-impl ApiAuth {
-    /// Write access only with this token.
-    pub fn write_only(token: Option<String>) -> Self {
-        Self {
-            write: token,
-            ..Self::default()
-        }
-    }
-
-    /// Checks a write endpoint's `Authorization: Bearer`.
-    pub fn check_write(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        authorized(self.write.as_deref(), headers)
-    }
-
-    /// Checks a read endpoint's `Authorization: Bearer` (the write or the read-only token).
-    pub fn check_read(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if self.anonymous_read {
-            return Ok(());
-        }
-        let given = bearer(headers);
-        let matches = |t: &Option<String>| matches!((t, given), (Some(t), Some(g)) if constant_eq(g.as_bytes(), t.as_bytes()));
-        if matches(&self.write) || matches(&self.read) {
-            return Ok(());
-        }
-        Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            if given.is_some() {
-                "wrong bearer token".into()
-            } else {
-                "reads need `Authorization: Bearer <token>`: the token is in the state \
-                 directory's api-token file (or the file given with --api-token-file / \
-                 --api-read-token-file); the daemon serves reads without one only when started \
-                 with --anonymous-read"
-                    .into()
-            },
-        ))
-    }
-}
-
-/// Refuses a read without a read or write token (see [`ApiAuth::check_read`]).
-pub async fn require_read(State(auth): State<ApiAuth>, request: Request, next: Next) -> Response {
-    match auth.check_read(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
-/// An API error: a status and a JSON body `{"error": ...}`.
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -338,33 +252,6 @@ pub struct PostedEvent {
     pub caller: Option<String>,
 }
 
-/// Checks `Authorization: Bearer <token>` of a write endpoint against the configured token.
-pub fn authorized(expected: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "write endpoints are disabled: start the daemon with --api-token-file".into(),
-        ));
-    };
-    match bearer(headers) {
-        Some(t) if constant_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "wrong bearer token".into(),
-        )),
-        None => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer <token>` (the token is in the state directory's \
-             api-token file, or the file given with --api-token-file)"
-                .into(),
-        )),
-    }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn post_event(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -390,7 +277,7 @@ async fn post_event(
     for ev in &stored {
         s.metrics
             .events
-            .get_or_create(&super::metrics::Metrics::label(
+            .get_or_create(&crate::metrics::Metrics::label(
                 "type",
                 ev.event_type.clone(),
             ))

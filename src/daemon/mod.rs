@@ -9,7 +9,6 @@
 
 pub mod api;
 pub mod demo;
-pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{Backoff, jittered};
+use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
 use crate::secret::SecretSource;
 use crate::sources::local::{self, LocalSource};
@@ -30,7 +30,6 @@ use crate::sources::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, Remo
 use crate::sources::webhook::{self, GithubWebhook};
 use crate::sources::{Hints, Source, SourceError};
 use crate::store::{Opened, RetentionPolicy, Store};
-use metrics::Metrics;
 
 /// How the daemon is configured (from the command line and the environment).
 #[derive(Debug, Clone)]
@@ -258,7 +257,7 @@ pub struct Shared {
     /// Wakes pipeline dispatch after events are stored.
     pub events_stored: Arc<Notify>,
     /// Who may read and write through the API.
-    pub auth: api::ApiAuth,
+    pub auth: crate::http::ApiAuth,
     /// Monotonic seconds of the reconcile loop's last pass (kept for callers of
     /// [`Shared::since_beat`]).
     pub heartbeat: AtomicU64,
@@ -276,7 +275,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Store, live: Live, hints: Hints, auth: api::ApiAuth) -> Self {
+    pub fn new(store: Store, live: Live, hints: Hints, auth: crate::http::ApiAuth) -> Self {
         Self {
             store,
             metrics: Metrics::new(),
@@ -393,7 +392,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             "--anonymous-read: status, desired state, events and executions are served to anyone who can reach the API"
         );
     }
-    let auth = api::ApiAuth {
+    let auth = crate::http::ApiAuth {
         write: api_token,
         read: cfg.api_read_token.clone(),
         anonymous_read: cfg.anonymous_read,
@@ -1191,7 +1190,7 @@ mod tests {
             store,
             Live::default(),
             source.hints().clone(),
-            api::ApiAuth::default(),
+            crate::http::ApiAuth::default(),
         ));
         let cancel = CancellationToken::new();
         let task = tokio::spawn(reconcile_loop(

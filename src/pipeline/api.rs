@@ -18,7 +18,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::{Engine, TriggerError};
-use crate::daemon::api::{ApiAuth, ApiError, require_read};
+use crate::http::{ApiAuth, ApiError, require_read};
 use crate::store::executions::{Execution, ExecutionFilter};
 
 /// Largest event accepted for a manual run.

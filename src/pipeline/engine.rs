@@ -66,7 +66,7 @@ pub struct EngineMetrics {
 }
 
 impl EngineMetrics {
-    pub fn of(m: &crate::daemon::metrics::Metrics) -> Self {
+    pub fn of(m: &crate::metrics::Metrics) -> Self {
         Self {
             executions: m.executions.clone(),
             steps: m.steps.clone(),

@@ -101,3 +101,20 @@ fn a_spec_is_parsed_once_per_load() {
         "config/spec.rs hands the parsed tree to load_root"
     );
 }
+
+/// Dependencies point one way: the pipeline engine and its routes use what the daemon uses
+/// (`crate::http`, `crate::metrics`), never the daemon itself, which wires them together.
+#[test]
+fn the_pipeline_does_not_depend_on_the_daemon() {
+    let offenders: Vec<String> = files_using("crate::daemon")
+        .into_iter()
+        .filter(|f| f.starts_with("src/pipeline/"))
+        .collect();
+    assert!(offenders.is_empty(), "{offenders:?} import from the daemon");
+    for shared in ["src/http.rs", "src/metrics.rs"] {
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(shared).exists(),
+            "{shared}"
+        );
+    }
+}

@@ -870,7 +870,7 @@ async fn secrets_are_redacted_and_metrics_counted() {
             },
         ),
     ]);
-    let metrics = mockops::daemon::metrics::Metrics::new();
+    let metrics = mockops::metrics::Metrics::new();
     let mut o = opts();
     o.redact = Arc::new(|s: &str| s.replace("s3cret", "[redacted]"));
     o.metrics = Some(EngineMetrics::of(&metrics));
@@ -925,11 +925,11 @@ async fn executions_over_http_and_the_cli() {
         h.store.clone(),
         mockops::daemon::Live::default(),
         mockops::sources::Hints::new(),
-        mockops::daemon::api::ApiAuth::write_only(Some("tok".into())),
+        mockops::http::ApiAuth::write_only(Some("tok".into())),
     ));
     let app = mockops::daemon::api::router(shared).merge(mockops::pipeline::api::router(
         h.engine.clone(),
-        mockops::daemon::api::ApiAuth::write_only(Some("tok".into())),
+        mockops::http::ApiAuth::write_only(Some("tok".into())),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
