@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::secret::constant_eq;
 use crate::store::StoreError;
 
 /// The API's tokens: the write token (also good for reads), an optional read-only token, and
@@ -121,8 +122,4 @@ pub fn authorized(expected: Option<&str>, headers: &HeaderMap) -> Result<(), Api
                 .into(),
         )),
     }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -605,7 +605,8 @@ fn unseal_token(s: &str) -> Option<(SecretRef, usize)> {
     Some((r, SEAL_TAG.len() + end + SEAL_END.len_utf8()))
 }
 
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares without stopping at the first difference (tokens, MACs).
+pub fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -61,21 +61,24 @@ const SECRET_KEYS: &[&str] = &[
     "client_secret",
 ];
 
+/// Prefixes of well-known credentials (GitHub, Slack, GitLab, AWS, Stripe); shared with the
+/// masking of response bodies in notify errors.
+pub const TOKEN_PREFIXES: &[&str] = &[
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "github_pat_",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "glpat-",
+    "AKIA",
+    "sk_live_",
+];
+
 fn looks_like_token(s: &str) -> bool {
-    let prefixes = [
-        "ghp_",
-        "gho_",
-        "ghs_",
-        "ghu_",
-        "github_pat_",
-        "xoxb-",
-        "xoxp-",
-        "xoxa-",
-        "glpat-",
-        "AKIA",
-        "sk_live_",
-    ];
-    prefixes
+    TOKEN_PREFIXES
         .iter()
         .any(|p| s.starts_with(p) && s.len() >= p.len() + 12)
 }

@@ -441,20 +441,7 @@ fn quote(body: &str) -> String {
 /// of key-like characters; otherwise the word.
 fn mask_credential(word: &str) -> std::borrow::Cow<'_, str> {
     let core = word.trim_matches(|c: char| "\"',;:()[]{}<>".contains(c));
-    const PREFIXES: &[&str] = &[
-        "ghp_",
-        "gho_",
-        "ghs_",
-        "ghu_",
-        "github_pat_",
-        "xoxb-",
-        "xoxp-",
-        "xoxa-",
-        "glpat-",
-        "sk_live_",
-        "AKIA",
-    ];
-    let prefixed = PREFIXES
+    let prefixed = crate::config::secrets::TOKEN_PREFIXES
         .iter()
         .any(|p| core.starts_with(p) && core.len() >= p.len() + 8);
     let jwt = core.starts_with("eyJ") && core.matches('.').count() == 2 && core.len() > 30;

@@ -41,10 +41,18 @@ fn post_event(d: &Daemon, body: Json) -> Json {
 
 /// Waits for the one execution of `pipeline` to finish; returns it.
 fn finished(d: &Daemon, pipeline: &str) -> Json {
+    newest_finished(d, pipeline, 1)
+}
+
+/// Waits until `pipeline` has `count` executions and the newest has finished; returns it.
+fn newest_finished(d: &Daemon, pipeline: &str, count: usize) -> Json {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let page = d.get(&format!("/api/v1/executions?pipeline={pipeline}"));
-        if let Some(id) = page["executions"][0]["id"].as_str() {
+        let items = page["executions"].as_array().cloned().unwrap_or_default();
+        if items.len() == count
+            && let Some(id) = items[0]["id"].as_str()
+        {
             let e = d.get(&format!("/api/v1/executions/{id}"));
             if e["status"] != "running" && e["status"] != "pending" {
                 return e;
@@ -174,19 +182,7 @@ fn secret_files_outside_the_allowed_directories_are_refused() {
         &d,
         json!({"event_type": "note.posted", "payload": {"text": "again"}}),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let e = loop {
-        let page = d.get("/api/v1/executions?pipeline=relay");
-        let items = page["executions"].as_array().cloned().unwrap_or_default();
-        if items.len() == 2 && items[0]["status"] != "running" && items[0]["status"] != "pending" {
-            break d.get(&format!(
-                "/api/v1/executions/{}",
-                items[0]["id"].as_str().unwrap_or_default()
-            ));
-        }
-        assert!(Instant::now() < deadline, "{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let e = newest_finished(&d, "relay", 2);
     let error = e["steps"][0]["error"].as_str().unwrap_or_default();
     assert!(error.contains("allow-list"), "{error}");
     assert!(rx.requests().is_empty(), "nothing was sent");
@@ -581,5 +577,14 @@ fn the_demo_shows_commit_event_pipeline_notification_and_pull_request() {
     assert!(content.contains(&sha.to_string()), "{content}");
     let e = finished(&d, "spec-change-pr");
     assert_eq!(e["status"], "succeeded", "{e:#}");
+    // The inbox takes messages of at most 256 KiB.
+    let (status, _) = http(
+        "POST",
+        &d.url("/demo/inbox/slack"),
+        Some(vec![b'x'; 300 * 1024]),
+        None,
+    )
+    .expect("post");
+    assert_eq!(status, 413);
     assert!(d.terminate());
 }
