@@ -20,7 +20,6 @@ pub mod sdkgen;
 pub mod secret;
 pub mod source;
 pub mod sources;
-pub mod step;
 pub mod store;
 pub mod template;
 pub mod time;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Notifier, describe_source, error_chain, event_str, event_type, outputs};
 use crate::model::{SmtpConfig, SmtpTls};
-use crate::step::{Outputs, StepContext, StepError};
+use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 pub(super) struct Args<'a> {
     pub message: &'a str,

@@ -5,7 +5,7 @@
 use serde_json::{Value as Json, json};
 
 use super::{Notifier, combine, describe_source, event_str, event_type, http, outputs};
-use crate::step::{Outputs, StepContext, StepError};
+use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 /// Block Kit limits: header text, section text, top-level text.
 const HEADER_CHARS: usize = 150;

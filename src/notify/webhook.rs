@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use super::{Notifier, combine, display_url, event_type, http, outputs};
 use crate::model::HttpMethod;
-use crate::step::{Outputs, StepContext, StepError};
+use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 /// The step's idempotency key: the same for every retry of one delivery.
 pub const DELIVERY_HEADER: &str = "x-mockops-delivery";

@@ -33,7 +33,7 @@ use super::render::{self, TemplateContext};
 use crate::backoff::{self, Backoff};
 use crate::model::events::EventType;
 use crate::model::{PipelineSpec, Settings, StepSpec, StepType};
-use crate::step::{Outputs, StepContext, StepError};
+use crate::pipeline::steps::{Outputs, StepContext, StepError};
 use crate::store::executions::{DispatchTx, Execution, ExecutionStatus, StepRecord, StepStatus};
 use crate::store::{Event, NewEvent, Source, Store, StoreError};
 

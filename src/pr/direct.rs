@@ -19,7 +19,7 @@ use super::github::{blob_map, step_err, wanted_blobs};
 use super::{Change, GitRemote, PrFile, RepoPath};
 use crate::github::api::{Person, TreeEntry};
 use crate::github::{GitHub, parse_repository};
-use crate::step::{Outputs, StepError};
+use crate::pipeline::steps::{Outputs, StepError};
 
 /// Commits of the branch searched for the marker of an earlier attempt.
 pub const HISTORY_DEPTH: usize = 100;

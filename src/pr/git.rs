@@ -10,7 +10,7 @@ use super::github::{commit_message, is_own_commit};
 use super::{Change, PrAction, PrOutcome, PrRequest};
 use crate::github::Token;
 use crate::github::api::Person;
-use crate::step::StepError;
+use crate::pipeline::steps::StepError;
 
 /// Where and how to push. `url` may be `file://`, `https://` or `ssh://`.
 #[derive(Debug, Clone, Default)]

@@ -14,7 +14,7 @@ use super::body::{FileDiff, parse_metadata, render_body_with};
 use super::{CONTENT_TRAILER, Change, PrAction, PrFile, PrOutcome, PrRequest};
 use crate::github::api::{Commit, Person, PullRequest, TreeEntry};
 use crate::github::{GitHub, GitHubError, Repo, parse_repository};
-use crate::step::StepError;
+use crate::pipeline::steps::StepError;
 
 /// Base contents fetched for the diff in the body; beyond this, files are listed only.
 const MAX_DIFF_FILES: usize = 100;

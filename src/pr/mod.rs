@@ -26,7 +26,7 @@ pub use github::apply;
 
 use crate::github::api::Person;
 use crate::model::{CreatePrConfig, FileOperation, PrProvider, PullRequestSettings};
-use crate::step::{Outputs, StepContext, StepError};
+use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 /// A repository-relative path that is safe to write: not absolute, no `.` or `..` segment,
 /// nothing under `.git`, no empty segment, no backslash or control character.

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::model::{RegenerateSdkConfig, SDK_PRESETS};
 use crate::schema_diff::SchemaType;
 use crate::source::GitFiles;
-use crate::step::{Outputs, StepContext, StepError};
+use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 pub use bundle::{BundleError, bundle};
 pub use materialize::{MaterializeError, Materialized, materialize};

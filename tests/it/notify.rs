@@ -12,7 +12,7 @@ use mockops::model::{
 };
 use mockops::notify::Notifier;
 use mockops::secret::{Redactor, Secrets};
-use mockops::step::{Outputs, StepContext};
+use mockops::pipeline::steps::{Outputs, StepContext};
 use serde_json::{Value as Json, json};
 use sha2::Sha256;
 

@@ -516,7 +516,7 @@ async fn github_app_authentication_uses_installation_tokens() {
 #[tokio::test]
 async fn a_rendered_step_config_with_generated_files_becomes_one_pull_request() {
     use mockops::model::{CreatePrConfig, FileChange, FileOperation, PullRequestSettings};
-    use mockops::step::StepContext;
+    use mockops::pipeline::steps::StepContext;
     use serde_json::json;
 
     let emu = emulator().await;
@@ -1157,7 +1157,7 @@ git update-ref refs/heads/main "$commit" "$tip"
 mod stale_generated_files {
     use mockops::model::{CreatePrConfig, FileChange, FileOperation, PrProvider};
     use mockops::pr::{GitRemote, PrAction, PrRequest, apply, apply_git, request_from_config};
-    use mockops::step::StepContext;
+    use mockops::pipeline::steps::StepContext;
     use serde_json::{Value as Json, json};
 
     use super::client;

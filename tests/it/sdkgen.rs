@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mockops::model::RegenerateSdkConfig;
 use mockops::sdkgen::{SdkRequest, generate};
-use mockops::step::{StepContext, StepError};
+use mockops::pipeline::steps::{StepContext, StepError};
 use serde_json::{Value as Json, json};
 
 use crate::support::Fixture;

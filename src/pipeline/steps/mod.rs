@@ -13,8 +13,11 @@ use crate::model::{
     AutoPromoteConfig, CreatePrConfig, EntityType, FileChange, FileOperation, NotifyConfig,
     PrProvider, RegenerateSdkConfig, Settings, StepType,
 };
-use crate::step::{Outputs, StepContext, StepError};
 use crate::store::Store;
+
+pub mod contract;
+
+pub use contract::{Outputs, StepContext, StepError};
 
 /// What the operator allows steps to do with the daemon's secrets, network and programs
 /// (see SPEC.md, "Security stance"). The default is the strict one.
