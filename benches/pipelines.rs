@@ -41,9 +41,9 @@ struct Arrivals {
 async fn hook(State(a): State<Arc<Arrivals>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let now = Instant::now();
     let signed = headers
-        .get(mockops::notify::SIGNATURE_HEADER)
+        .get(mockops::pipeline::steps::notify::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|s| s == mockops::notify::signature(SECRET.as_bytes(), &body));
+        .is_some_and(|s| s == mockops::pipeline::steps::notify::signature(SECRET.as_bytes(), &body));
     if !signed {
         *a.bad_signatures.lock().expect("lock") += 1;
     }
@@ -224,11 +224,11 @@ fn main() {
                         "seq": seq.to_string(),
                     }))
                     .expect("json");
-                    let sig = mockops::notify::signature(SECRET.as_bytes(), &body);
+                    let sig = mockops::pipeline::steps::notify::signature(SECRET.as_bytes(), &body);
                     let r = client
                         .post(&url)
                         .header("content-type", "application/json")
-                        .header(mockops::notify::SIGNATURE_HEADER, sig)
+                        .header(mockops::pipeline::steps::notify::SIGNATURE_HEADER, sig)
                         .body(body)
                         .send()
                         .await

@@ -310,9 +310,9 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
             allow_generator_commands: args.allow_generator_commands,
             local_git_dirs: args.git_push_dirs.clone(),
             promotion_key: None,
-            slack_webhook: std::env::var_os(crate::notify::SLACK_WEBHOOK_ENV)
+            slack_webhook: std::env::var_os(crate::pipeline::steps::notify::SLACK_WEBHOOK_ENV)
                 .filter(|v| !v.is_empty())
-                .map(|_| SecretSource::Env(crate::notify::SLACK_WEBHOOK_ENV.into())),
+                .map(|_| SecretSource::Env(crate::pipeline::steps::notify::SLACK_WEBHOOK_ENV.into())),
         },
         replay_from: args.replay_from.clone(),
         drain_timeout: args.drain_timeout,

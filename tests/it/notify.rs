@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use mockops::model::{
     EmailDefaults, NotifyConfig, NotifyDefaults, SlackDefaults, SmtpConfig, WebhookDefaults,
 };
-use mockops::notify::Notifier;
+use mockops::pipeline::steps::notify::Notifier;
 use mockops::secret::{Redactor, Secrets};
 use mockops::pipeline::steps::{Outputs, StepContext};
 use serde_json::{Value as Json, json};

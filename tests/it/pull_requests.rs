@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use mockops::github::{Auth, GitHub};
-use mockops::pr::{
+use mockops::pipeline::steps::create_pr::{
     EventInfo, GitRemote, PrAction, PrLimits, PrRequest, apply, apply_git, parse_metadata,
 };
 
@@ -388,7 +388,7 @@ async fn limits_per_hour_and_open_at_once_hold() {
     let topic = |t: &str, per_hour, open| {
         let mut r = request(2, "evt");
         r.topic = t.into();
-        r.head_branch = mockops::pr::branch_name("mockops/", "auto-sdk", t);
+        r.head_branch = mockops::pipeline::steps::create_pr::branch_name("mockops/", "auto-sdk", t);
         r.limits = PrLimits {
             max_per_hour: per_hour,
             max_open: open,
@@ -557,7 +557,7 @@ async fn a_rendered_step_config_with_generated_files_becomes_one_pull_request() 
         labels: vec!["mockops".into()],
         ..Default::default()
     };
-    let req = mockops::pr::request_from_config(&cfg, &settings, &ctx, &steps).expect("request");
+    let req = mockops::pipeline::steps::create_pr::request_from_config(&cfg, &settings, &ctx, &steps).expect("request");
     let out = apply(&gh, &req).await.expect("apply");
     assert_eq!(out.action, PrAction::Opened);
     assert_eq!(
@@ -762,7 +762,7 @@ mod git_fallback {
 mod direct_commits {
     use std::path::Path;
 
-    use mockops::pr::{
+    use mockops::pipeline::steps::create_pr::{
         DirectAction, DirectCommit, GitRemote, commit_git, commit_github, commit_local,
     };
 
@@ -1156,7 +1156,7 @@ git update-ref refs/heads/main "$commit" "$tip"
 /// through the plain Git fallback alike.
 mod stale_generated_files {
     use mockops::model::{CreatePrConfig, FileChange, FileOperation, PrProvider};
-    use mockops::pr::{GitRemote, PrAction, PrRequest, apply, apply_git, request_from_config};
+    use mockops::pipeline::steps::create_pr::{GitRemote, PrAction, PrRequest, apply, apply_git, request_from_config};
     use mockops::pipeline::steps::StepContext;
     use serde_json::{Value as Json, json};
 

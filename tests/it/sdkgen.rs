@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mockops::model::RegenerateSdkConfig;
-use mockops::sdkgen::{SdkRequest, generate};
+use mockops::pipeline::steps::sdkgen::{SdkRequest, generate};
 use mockops::pipeline::steps::{StepContext, StepError};
 use serde_json::{Value as Json, json};
 

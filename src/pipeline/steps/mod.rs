@@ -16,6 +16,9 @@ use crate::model::{
 use crate::store::Store;
 
 pub mod contract;
+pub mod create_pr;
+pub mod notify;
+pub mod sdkgen;
 
 pub use contract::{Outputs, StepContext, StepError};
 
@@ -53,7 +56,7 @@ pub struct Steps {
     /// Where promotion branches go: the config repository's URL, or its path for a local one.
     pub config_remote: String,
     /// Delivers notifications; its defaults are replaced by the applied settings at each run.
-    pub notifier: crate::notify::Notifier,
+    pub notifier: crate::pipeline::steps::notify::Notifier,
     pub allow_generator_commands: bool,
     pub promotion_key: crate::promotion::PromotionKey,
     outbound: Arc<crate::outbound::OutboundPolicy>,
@@ -71,9 +74,9 @@ impl Steps {
     ) -> Result<Arc<Self>, reqwest::Error> {
         let github = crate::github::GitHub::from_env_redacted(&redactor);
         let secrets = crate::secret::Secrets::new(redactor).with_policy(security.secrets);
-        let notifier = crate::notify::Notifier::with_secrets(
-            crate::notify::Notifier::http_client(
-                crate::notify::REQUEST_TIMEOUT,
+        let notifier = crate::pipeline::steps::notify::Notifier::with_secrets(
+            crate::pipeline::steps::notify::Notifier::http_client(
+                crate::pipeline::steps::notify::REQUEST_TIMEOUT,
                 security.outbound.clone(),
             )?,
             Default::default(),
@@ -133,25 +136,25 @@ impl Steps {
 
     async fn regenerate_sdk(&self, config: Json, ctx: &StepContext) -> Result<Outputs, StepError> {
         let cfg: RegenerateSdkConfig = typed(config, "regenerate_sdk")?;
-        let mut req = crate::sdkgen::SdkRequest::new(&self.repo_path, cfg);
+        let mut req = crate::pipeline::steps::sdkgen::SdkRequest::new(&self.repo_path, cfg);
         req.default_rev = self.applied_commit()?;
         req.allow_commands = self.allow_generator_commands;
-        crate::sdkgen::generate(&req, ctx).await
+        crate::pipeline::steps::sdkgen::generate(&req, ctx).await
     }
 
     async fn create_pr(&self, config: Json, ctx: &StepContext) -> Result<Outputs, StepError> {
         let cfg: CreatePrConfig = typed(config, "create_pr")?;
         let settings = self.settings()?;
-        let req = crate::pr::request_from_config(&cfg, &settings.pull_requests, ctx, &ctx.steps)?;
-        let provider = crate::pr::provider_of(&cfg);
+        let req = crate::pipeline::steps::create_pr::request_from_config(&cfg, &settings.pull_requests, ctx, &ctx.steps)?;
+        let provider = crate::pipeline::steps::create_pr::provider_of(&cfg);
         if provider == PrProvider::Git {
             check_git_target(&cfg.repository, &self.outbound, &self.local_git_dirs).await?;
         }
-        let outcome = crate::pr::run(
+        let outcome = crate::pipeline::steps::create_pr::run(
             self.github.as_ref(),
             provider,
             &req,
-            &crate::pr::GitRemote::default(),
+            &crate::pipeline::steps::create_pr::GitRemote::default(),
         )
         .await?;
         Ok(outcome.outputs())
@@ -335,7 +338,7 @@ impl Steps {
         let local = std::path::Path::new(&self.config_remote);
         let is_local = local.is_absolute() && local.exists();
         if direct_commit_allowed(&settings, &cfg.to_environment) {
-            let mut req = crate::pr::DirectCommit::new(
+            let mut req = crate::pipeline::steps::create_pr::DirectCommit::new(
                 self.config_remote.clone(),
                 self.branch.clone(),
                 message,
@@ -343,7 +346,7 @@ impl Steps {
             )
             .write(&to_path, content)?;
             let outcome = if is_local {
-                crate::pr::commit_local(local, &req).await?
+                crate::pipeline::steps::create_pr::commit_local(local, &req).await?
             } else {
                 match promotion_target(&self.config_remote) {
                     (repository, PrProvider::Github) => {
@@ -353,10 +356,10 @@ impl Steps {
                             )
                         })?;
                         req.repository = repository;
-                        crate::pr::commit_github(client, &req).await?
+                        crate::pipeline::steps::create_pr::commit_github(client, &req).await?
                     }
                     (_, PrProvider::Git) => {
-                        crate::pr::commit_git(&crate::pr::GitRemote::default(), &req).await?
+                        crate::pipeline::steps::create_pr::commit_git(&crate::pipeline::steps::create_pr::GitRemote::default(), &req).await?
                     }
                 }
             };
@@ -376,7 +379,7 @@ impl Steps {
         if is_local {
             // A local repository: libgit2 cannot push into a non-bare repository, so the
             // promotion branch is written into it directly (objects, then the ref).
-            let branch = crate::pr::branch_name(
+            let branch = crate::pipeline::steps::create_pr::branch_name(
                 &settings.pull_requests.branch_prefix,
                 &ctx.pipeline,
                 &format!("promote-{kind}-{}-{}", cfg.entity_id, cfg.to_environment),
@@ -426,12 +429,12 @@ impl Steps {
             commit_message: Some(message),
         };
         let req =
-            crate::pr::request_from_config(&pr_cfg, &settings.pull_requests, ctx, &ctx.steps)?;
-        let outcome = crate::pr::run(
+            crate::pipeline::steps::create_pr::request_from_config(&pr_cfg, &settings.pull_requests, ctx, &ctx.steps)?;
+        let outcome = crate::pipeline::steps::create_pr::run(
             self.github.as_ref(),
             provider,
             &req,
-            &crate::pr::GitRemote::default(),
+            &crate::pipeline::steps::create_pr::GitRemote::default(),
         )
         .await?;
         let mut out = outcome.outputs();
@@ -461,7 +464,7 @@ fn local_branch(
 ) -> Result<String, StepError> {
     let git = |e: git2::Error| StepError::transient(format!("promotion in {}: {e}", dir.display()));
     let repo = git2::Repository::open(dir).map_err(git)?;
-    let me = crate::pr::default_identity();
+    let me = crate::pipeline::steps::create_pr::default_identity();
     if let Ok(existing) = repo.find_branch(branch, git2::BranchType::Local) {
         let tip = existing.get().peel_to_commit().map_err(git)?;
         let ours = tip.committer().email_bytes() == me.email.as_bytes();
