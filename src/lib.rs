@@ -1,10 +1,8 @@
 //! mockops: a GitOps reconciler daemon for mock environments. See `ARCHITECTURE.md`.
 
-pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod diag;
 pub mod github;
 pub mod http;
 pub mod metrics;
@@ -18,6 +16,4 @@ pub mod secret;
 pub mod source;
 pub mod sources;
 pub mod store;
-pub mod template;
-pub mod time;
-pub mod yaml;
+pub mod util;

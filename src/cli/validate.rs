@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::exit;
 use crate::config::load::{Loaded, Loader};
-use crate::diag::{self, Severity};
+use crate::config::diag::{self, Severity};
 use crate::source::{DirFiles, GitFiles, SourceFiles};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,13 +10,13 @@ use serde_json::Value as Json;
 use super::load::{
     DesiredState, Doc, Entity, FederatedService, Federation, FileClass, Input, SpecFile, file_stem,
 };
-use crate::diag::{Diagnostic, Severity, did_you_mean};
+use crate::config::diag::{Diagnostic, Severity, did_you_mean};
 use crate::model::events::{ENVELOPE_FIELDS, EventType, PATH_FIELDS, TriggerEvent};
 use crate::model::{
     FederationSpec, FilterValue, Kind, PipelineSpec, SDK_PRESETS, ScenarioSpec, ServiceSpec,
     Settings, StepType,
 };
-use crate::yaml::{Loc, Node};
+use crate::config::yaml::{Loc, Node};
 
 struct Ctx<'a> {
     out: &'a mut Vec<Diagnostic>,
@@ -58,7 +58,7 @@ impl Memo {
             *g = generation;
             return Arc::clone(info);
         }
-        let env = crate::template::environment();
+        let env = crate::util::template::environment();
         let info = match env.template_from_str(text) {
             Ok(t) => {
                 let mut used: Vec<String> = t.undeclared_variables(true).into_iter().collect();

@@ -11,13 +11,13 @@ use serde_json::Value as Json;
 use super::check;
 use super::shape;
 use super::snapshot::{Entry, EntryKind, Snapshot, SnapshotError};
-use crate::diag::{self, Diagnostic};
+use crate::config::diag::{self, Diagnostic};
 use crate::model::{
     FederationSpec, Kind, PersonaSpec, PipelineSpec, ScenarioSpec, ServiceSpec, Settings,
 };
 use crate::schema_diff::SchemaType;
 use crate::source::ReadError;
-use crate::yaml::{self, Limits, Loc, Node, Value};
+use crate::config::yaml::{self, Limits, Loc, Node, Value};
 
 /// What a path in the repository is, by convention of the layout.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -2,8 +2,10 @@
 //! desired state, with every problem collected as a diagnostic.
 
 pub mod check;
+pub mod diag;
 pub mod load;
 pub mod secrets;
 pub mod shape;
 pub mod snapshot;
 pub mod spec;
+pub mod yaml;

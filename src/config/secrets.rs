@@ -2,8 +2,8 @@
 //! is a warning whose hint shows the reference form (`${env:NAME}`, `${file:PATH}`).
 //! Depends on one file's content only, so it runs once per blob at parse time.
 
-use crate::diag::Diagnostic;
-use crate::yaml::{Loc, Node, Value};
+use crate::config::diag::Diagnostic;
+use crate::config::yaml::{Loc, Node, Value};
 
 /// Whether a value is a secret reference resolved at run time.
 pub fn is_reference(s: &str) -> bool {
@@ -161,9 +161,9 @@ mod tests {
 
     #[test]
     fn malformed_references_are_errors_at_commit_time() {
-        let node = crate::yaml::parse(
+        let node = crate::config::yaml::parse(
             b"config:\n  url: \"${env:bad-name}\"\n  path: \"${file:/run/secrets/{{ event.x }}}\"\n  ok: \"${env:GOOD}\"\n  literal: \"$${env:NOT_A_REF}\"\n",
-            crate::yaml::Limits::CONFIG,
+            crate::config::yaml::Limits::CONFIG,
         )
         .expect("yaml");
         let mut out = Vec::new();

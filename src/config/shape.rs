@@ -5,8 +5,8 @@
 
 use serde_json::Value as Json;
 
-use crate::diag::did_you_mean;
-use crate::yaml::{Loc, Node, Value};
+use crate::config::diag::did_you_mean;
+use crate::config::yaml::{Loc, Node, Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -287,7 +287,7 @@ impl<'s> Walker<'s> {
     fn walk_object(
         &self,
         node: &Node,
-        entries: &[(crate::yaml::Key, Node)],
+        entries: &[(crate::config::yaml::Key, Node)],
         schema: &'s Json,
         path: &str,
         out: &mut Vec<Problem>,
@@ -454,7 +454,7 @@ impl<'s> Walker<'s> {
 mod tests {
     use super::*;
     use crate::model::Kind;
-    use crate::yaml::{Limits, parse};
+    use crate::config::yaml::{Limits, parse};
 
     fn problems(kind: Kind, yaml: &str) -> Vec<Problem> {
         let node = parse(yaml.as_bytes(), Limits::CONFIG).expect("yaml");

@@ -1,10 +1,10 @@
 //! Checks that a spec file under `specs/` is a usable API description: an OpenAPI 3.0/3.1
 //! document (or a fragment other documents `$ref`), or a .proto file that compiles.
 
-use crate::diag::Diagnostic;
+use crate::config::diag::Diagnostic;
 use crate::schema_diff::SchemaType;
 use crate::source::SourceFiles;
-use crate::yaml::{self, Limits, Loc, Node, Value};
+use crate::config::yaml::{self, Limits, Loc, Node, Value};
 
 /// Whether the file is a whole document (not a `$ref` fragment), and its diagnostics (empty
 /// when it is fine; with an empty `file`).

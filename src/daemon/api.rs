@@ -200,7 +200,7 @@ async fn events(
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Value>> {
     if let Some(since) = &q.since
-        && crate::time::parse(since).is_none()
+        && crate::util::time::parse(since).is_none()
     {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,

@@ -135,7 +135,7 @@ impl Inbox {
             .and_then(serde_json::Value::as_str)
             .map(str::to_string);
         let entry = serde_json::json!({
-            "received_at": crate::time::now_rfc3339(),
+            "received_at": crate::util::time::now_rfc3339(),
             "inbox": channel,
             "channel": body.get("channel"),
             "text": text,
@@ -243,7 +243,7 @@ mod tests {
         let errors: Vec<_> = loaded
             .diagnostics
             .iter()
-            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .filter(|d| d.severity == crate::config::diag::Severity::Error)
             .collect();
         assert!(errors.is_empty(), "{errors:#?}");
     }

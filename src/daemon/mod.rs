@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::{Backoff, jittered};
+use crate::util::backoff::{Backoff, jittered};
 use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
 use crate::secret::SecretSource;
@@ -838,7 +838,7 @@ async fn reconcile_loop(
         {
             r.keep_commits(vec![oid]);
         }
-        let now = crate::time::now_rfc3339();
+        let now = crate::util::time::now_rfc3339();
         if let Source::Local(local) = &source
             && local.hints().is_degraded()
         {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::matching;
 use super::render::{self, TemplateContext};
-use crate::backoff::{self, Backoff};
+use crate::util::backoff::{self, Backoff};
 use crate::model::events::EventType;
 use crate::model::{PipelineSpec, Settings, StepSpec, StepType};
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
@@ -403,7 +403,7 @@ impl Inner {
         if exec.status == ExecutionStatus::Pending {
             // Stored with the first step's state: a crash before that resumes a pending run.
             exec.status = ExecutionStatus::Running;
-            exec.started_at = Some(crate::time::now_rfc3339());
+            exec.started_at = Some(crate::util::time::now_rfc3339());
         } else {
             tracing::info!(pipeline = %exec.pipeline, execution = %exec.id, "resuming execution");
         }
@@ -429,7 +429,7 @@ impl Inner {
                 let s = &mut exec.steps[i];
                 s.status = StepStatus::Failed;
                 s.error = Some(msg.clone());
-                s.finished_at = Some(crate::time::now_rfc3339());
+                s.finished_at = Some(crate::util::time::now_rfc3339());
                 failure = Some((name, msg));
                 break;
             };
@@ -471,7 +471,7 @@ impl Inner {
         event: Option<&Event>,
         failure: Option<(String, String)>,
     ) -> Result<(), StoreError> {
-        let now = crate::time::now_rfc3339();
+        let now = crate::util::time::now_rfc3339();
         for s in &mut exec.steps {
             if matches!(s.status, StepStatus::Pending | StepStatus::Running) {
                 s.status = StepStatus::Skipped;
@@ -558,7 +558,7 @@ impl Inner {
         let rendered = match render::render_step_config(spec.step_type, &config, &tctx) {
             Ok(c) => c,
             Err(e) => {
-                let now = crate::time::now_rfc3339();
+                let now = crate::util::time::now_rfc3339();
                 let s = &mut exec.steps[i];
                 let msg = redact(&format!("step `{}`: {e}", s.name));
                 s.status = StepStatus::Failed;
@@ -591,7 +591,7 @@ impl Inner {
                 let s = &mut exec.steps[i];
                 s.attempts += 1;
                 s.status = StepStatus::Running;
-                s.started_at.get_or_insert_with(crate::time::now_rfc3339);
+                s.started_at.get_or_insert_with(crate::util::time::now_rfc3339);
                 s.log(format!(
                     "attempt {} of {} started",
                     s.attempts,
@@ -632,7 +632,7 @@ impl Inner {
                     s.status = StepStatus::Succeeded;
                     s.outputs = redact_map(&outputs, &*redact);
                     s.error = None;
-                    s.finished_at = Some(crate::time::now_rfc3339());
+                    s.finished_at = Some(crate::util::time::now_rfc3339());
                     s.log(format!("succeeded in {} ms", elapsed.as_millis()));
                     self.save(exec).await?;
                     self.count_step(step_type, "succeeded");
@@ -668,7 +668,7 @@ impl Inner {
                     s.log(why.clone());
                     s.status = StepStatus::Failed;
                     s.error = Some(msg);
-                    s.finished_at = Some(crate::time::now_rfc3339());
+                    s.finished_at = Some(crate::util::time::now_rfc3339());
                     self.save(exec).await?;
                     self.count_step(step_type, "failed");
                     return Ok(StepOutcome::Failed);

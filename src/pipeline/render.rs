@@ -49,7 +49,7 @@ impl TemplateContext {
             "event": self.event,
             "workspace_id": field("workspace_id"),
             "workspace_name": field("workspace_name"),
-            "timestamp": crate::time::now_rfc3339(),
+            "timestamp": crate::util::time::now_rfc3339(),
             "pipeline": self.pipeline,
             "execution_id": self.execution_id,
             "variables": variables,
@@ -72,7 +72,7 @@ pub enum RenderError {
 /// The environment steps render with: the shared strict one, JSON for lists and objects,
 /// nothing for null, and a `tojson` filter.
 fn environment() -> Environment<'static> {
-    let mut env = crate::template::environment();
+    let mut env = crate::util::template::environment();
     env.set_formatter(|out, state, value| match value.kind() {
         ValueKind::None => Ok(()),
         ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {

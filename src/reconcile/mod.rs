@@ -252,8 +252,8 @@ impl Reconciler {
                 String::from_utf8_lossy(author.email_bytes())
             ),
             summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into(),
-            committed_at: crate::time::unix_rfc3339(commit.time().seconds()),
-            processed_at: crate::time::now_rfc3339(),
+            committed_at: crate::util::time::unix_rfc3339(commit.time().seconds()),
+            processed_at: crate::util::time::now_rfc3339(),
             diagnostics: vec![serde_json::json!({
                 "severity": "error",
                 "code": "internal-error",
@@ -430,7 +430,7 @@ impl Reconciler {
         let plan = plan::plan(PlanInput {
             commit: &info,
             mode,
-            processed_at: crate::time::now_rfc3339(),
+            processed_at: crate::util::time::now_rfc3339(),
             compared_with,
             loaded: &loaded,
             applied: &self.rows,
@@ -492,7 +492,7 @@ fn commit_info(commit: &git2::Commit<'_>) -> CommitInfo {
             String::from_utf8_lossy(a.email_bytes())
         ),
         summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into(),
-        committed_at: crate::time::unix_rfc3339(commit.time().seconds()),
+        committed_at: crate::util::time::unix_rfc3339(commit.time().seconds()),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::config::load::{DesiredState, Loaded};
-use crate::diag::Severity;
+use crate::config::diag::Severity;
 use crate::promotion::PromotionKey;
 use crate::schema_diff::{self, DiffInput, DiffReport, Level};
 use crate::source::SourceFiles;
@@ -92,7 +92,7 @@ impl Plan {
 /// The plan of one commit. Pure: no Git, store or clock access but through `input`.
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let loaded = input.loaded;
-    let (errors, warnings) = crate::diag::counts(&loaded.diagnostics);
+    let (errors, warnings) = crate::config::diag::counts(&loaded.diagnostics);
     let mut revision = Revision {
         seq: 0,
         sha: input.commit.sha.clone(),

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Change, DiffReport, Level};
-use crate::diag::{escape_data, escape_property};
+use crate::config::diag::{escape_data, escape_property};
 
 /// Output formats of `mockops diff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

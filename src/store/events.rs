@@ -153,7 +153,7 @@ impl EventFilter {
             return false;
         }
         if let Some(since) = &self.since
-            && !crate::time::not_before(&e.timestamp, since)
+            && !crate::util::time::not_before(&e.timestamp, since)
         {
             return false;
         }
@@ -164,7 +164,7 @@ impl EventFilter {
 /// Microseconds since the epoch of an RFC 3339 time (0 before the epoch), for the time
 /// index; `None` when it does not parse.
 pub(crate) fn time_key(ts: &str) -> Option<u64> {
-    let t = crate::time::parse(ts)?;
+    let t = crate::util::time::parse(ts)?;
     Some(
         t.duration_since(std::time::UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX - 1))
@@ -180,7 +180,7 @@ pub(crate) fn time_key_of(ts: &str) -> u64 {
 
 /// Unix seconds of an RFC 3339 time.
 pub(crate) fn unix_secs(ts: &str) -> Option<u64> {
-    crate::time::parse(ts)?
+    crate::util::time::parse(ts)?
         .duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs())

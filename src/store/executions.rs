@@ -122,7 +122,7 @@ impl StepRecord {
             line.push('…');
         }
         self.logs
-            .push(format!("{} {line}", crate::time::now_rfc3339()));
+            .push(format!("{} {line}", crate::util::time::now_rfc3339()));
         if self.logs.len() > MAX_LOG_LINES {
             let extra = self.logs.len() - MAX_LOG_LINES;
             self.logs.drain(..extra);
@@ -334,7 +334,7 @@ impl Store {
                 order: tx.open_table(ORDER)?,
                 by_pipeline: tx.open_table(BY_PIPELINE)?,
                 active: tx.open_table(ACTIVE)?,
-                now: crate::time::now_rfc3339(),
+                now: crate::util::time::now_rfc3339(),
             };
             f(&mut d)
         })
@@ -380,7 +380,7 @@ impl Store {
             match event {
                 Some(ev) => {
                     let mut log = EventLog::open(tx)?;
-                    log.append(ev, &crate::time::now_rfc3339(), true)
+                    log.append(ev, &crate::util::time::now_rfc3339(), true)
                 }
                 None => Ok(None),
             }
@@ -478,7 +478,7 @@ impl Store {
             .max_age
             .map(|a| now.checked_sub(a).unwrap_or(std::time::UNIX_EPOCH));
         let older =
-            |ts: &str| cutoff.is_some_and(|c| crate::time::parse(ts).is_some_and(|t| t < c));
+            |ts: &str| cutoff.is_some_and(|c| crate::util::time::parse(ts).is_some_and(|t| t < c));
         self.write(|tx| {
             let mut executions = tx.open_table(EXECUTIONS)?;
             let mut order = tx.open_table(ORDER)?;

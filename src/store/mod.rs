@@ -590,7 +590,7 @@ impl Store {
                 tracing::error!(error = %e, "store I/O error: the store is reopened, and the daemon reports itself unhealthy until writes succeed again");
                 *fault = Some(Fault {
                     reason: e.to_string(),
-                    since: crate::time::now_rfc3339(),
+                    since: crate::util::time::now_rfc3339(),
                 });
             }
             // Keep the first cause rather than its echoes.
@@ -670,7 +670,7 @@ impl Store {
     pub fn probe_write(&self) -> Result<(), StoreError> {
         self.write(|tx| {
             let mut meta = tx.open_table(META)?;
-            meta.insert(PROBE_KEY, crate::time::now_rfc3339().as_bytes())?;
+            meta.insert(PROBE_KEY, crate::util::time::now_rfc3339().as_bytes())?;
             Ok(())
         })
     }
@@ -771,7 +771,7 @@ impl Store {
                 Some(v) => serde_json::from_slice(v.value())?,
                 None => Cursor::default(),
             };
-            let now = crate::time::now_rfc3339();
+            let now = crate::util::time::now_rfc3339();
 
             let mut entities = tx.open_table(ENTITIES)?;
             if c.replace_all {

@@ -329,7 +329,7 @@ impl Store {
                 let by_age = match cutoff {
                     Some(c) => {
                         let p: Processed = serde_json::from_slice(v.value())?;
-                        crate::time::parse(&p.processed_at).is_some_and(|t| t < c)
+                        crate::util::time::parse(&p.processed_at).is_some_and(|t| t < c)
                     }
                     None => false,
                 };
@@ -560,7 +560,7 @@ mod tests {
             author: "a".into(),
             summary: "s".into(),
             committed_at: "2026-01-01T00:00:00Z".into(),
-            processed_at: crate::time::now_rfc3339(),
+            processed_at: crate::util::time::now_rfc3339(),
             diagnostics: vec![],
             errors: 0,
             warnings: 0,

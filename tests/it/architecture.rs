@@ -62,7 +62,7 @@ fn validate_and_the_daemon_share_the_one_loader() {
 fn config_yaml_is_parsed_by_yaml_rs_and_specs_to_compare_by_the_openapi_loader() {
     assert_eq!(
         files_using("serde_saphyr::"),
-        ["src/schema_diff/openapi/load.rs", "src/yaml.rs"]
+        ["src/config/yaml.rs", "src/schema_diff/openapi/load.rs"]
     );
 }
 

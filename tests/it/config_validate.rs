@@ -3,7 +3,7 @@
 //! Git and directory loaders agree, and the parse cache does its job.
 
 use mockops::config::load::Loader;
-use mockops::diag;
+use mockops::config::diag;
 use mockops::source::{DirFiles, GitFiles, SourceFiles};
 
 use crate::support::{Fixture, bin};
@@ -678,7 +678,7 @@ fn committed_schema(kind: mockops::model::Kind) -> serde_json::Value {
 }
 
 fn yaml_json(text: &str) -> serde_json::Value {
-    mockops::yaml::parse(text.as_bytes(), mockops::yaml::Limits::CONFIG)
+    mockops::config::yaml::parse(text.as_bytes(), mockops::config::yaml::Limits::CONFIG)
         .expect("yaml")
         .to_json()
 }
