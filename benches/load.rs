@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use mockops::config::load::Loader;
-use mockops::source::GitFiles;
+use mockops::git::revision::GitFiles;
 
 const SERVICES: usize = 3_000;
 const FEDERATIONS: usize = 500;

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod git;
 pub mod github;
 pub mod http;
 pub mod metrics;
@@ -13,7 +14,5 @@ pub mod promotion;
 pub mod reconcile;
 pub mod schema_diff;
 pub mod secret;
-pub mod source;
-pub mod sources;
 pub mod store;
 pub mod util;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::schema_diff::render::{Format, render};
 use crate::schema_diff::{DiffInput, Level, diff_files_with};
-use crate::source::{DirFiles, GitFiles, SourceFiles};
+use crate::git::revision::{DirFiles, GitFiles, SourceFiles};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use super::exit;
 use crate::config::load::{Loaded, Loader};
 use crate::config::diag::{self, Severity};
-use crate::source::{DirFiles, GitFiles, SourceFiles};
+use crate::git::revision::{DirFiles, GitFiles, SourceFiles};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

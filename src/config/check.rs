@@ -537,7 +537,7 @@ fn check_service(
     }
     if let Some(spec) = &s.spec {
         let loc = |cx: &Ctx| cx.at(input, "/spec");
-        let normalized = crate::source::normalize(spec);
+        let normalized = crate::git::revision::normalize(spec);
         match normalized {
             Err(_) => {
                 cx.error(

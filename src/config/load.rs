@@ -16,7 +16,7 @@ use crate::model::{
     FederationSpec, Kind, PersonaSpec, PipelineSpec, ScenarioSpec, ServiceSpec, Settings,
 };
 use crate::schema_diff::SchemaType;
-use crate::source::ReadError;
+use crate::git::revision::ReadError;
 use crate::config::yaml::{self, Limits, Loc, Node, Value};
 
 /// What a path in the repository is, by convention of the layout.
@@ -565,7 +565,7 @@ fn merge_step_defaults(root: &mut Node) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::DirFiles;
+    use crate::git::revision::DirFiles;
 
     /// A small repository written file by file; `None` deletes.
     struct Repo(tempfile::TempDir);

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::source::{self, DirFiles, GitFiles, ReadError, SourceFiles};
+use crate::git::revision::{self, DirFiles, GitFiles, ReadError, SourceFiles};
 
 /// What a path in the snapshot is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ fn resolve_link(link_path: &str, target: &str) -> Option<String> {
     } else {
         format!("{dir}/{target}")
     };
-    source::normalize(&joined).ok()
+    revision::normalize(&joined).ok()
 }
 
 impl Snapshot for DirFiles {

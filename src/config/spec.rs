@@ -3,7 +3,7 @@
 
 use crate::config::diag::Diagnostic;
 use crate::schema_diff::SchemaType;
-use crate::source::SourceFiles;
+use crate::git::revision::SourceFiles;
 use crate::config::yaml::{self, Limits, Loc, Node, Value};
 
 /// Whether the file is a whole document (not a `$ref` fragment), and its diagnostics (empty

@@ -238,7 +238,7 @@ mod tests {
     fn the_demo_repository_is_valid() {
         let dir = tempfile::tempdir().unwrap();
         let path = ensure(dir.path()).unwrap();
-        let files = crate::source::DirFiles::new(&path).unwrap();
+        let files = crate::git::revision::DirFiles::new(&path).unwrap();
         let loaded = crate::config::load::Loader::new().load(&files).unwrap();
         let errors: Vec<_> = loaded
             .diagnostics

@@ -25,10 +25,10 @@ use crate::util::backoff::{Backoff, jittered};
 use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
 use crate::secret::SecretSource;
-use crate::sources::local::{self, LocalSource};
-use crate::sources::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
-use crate::sources::webhook::{self, GithubWebhook};
-use crate::sources::{Hints, Source, SourceError};
+use crate::git::follow::local::{self, LocalSource};
+use crate::git::follow::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
+use crate::git::follow::webhook::{self, GithubWebhook};
+use crate::git::follow::{Hints, Source, SourceError};
 use crate::store::{Opened, RetentionPolicy, Store};
 
 /// How the daemon is configured (from the command line and the environment).

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::load::Loader;
-use crate::source::{GitFiles, SourceFiles};
+use crate::git::revision::{GitFiles, SourceFiles};
 use crate::store::{
     Commit, Committed, CursorUpdate, Opened, Revision, RevisionStatus, Store, StoreError,
 };

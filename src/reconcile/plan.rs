@@ -14,7 +14,7 @@ use crate::config::load::{DesiredState, Loaded};
 use crate::config::diag::Severity;
 use crate::promotion::PromotionKey;
 use crate::schema_diff::{self, DiffInput, DiffReport, Level};
-use crate::source::SourceFiles;
+use crate::git::revision::SourceFiles;
 use crate::store::{Commit, NewEvent, Revision, RevisionStatus, Row, Source};
 
 /// How a commit is compared with the applied state.
@@ -788,11 +788,11 @@ mod tests {
     struct Mem(BTreeMap<&'static str, &'static str>);
 
     impl SourceFiles for Mem {
-        fn read(&self, path: &str) -> Result<Vec<u8>, crate::source::ReadError> {
+        fn read(&self, path: &str) -> Result<Vec<u8>, crate::git::revision::ReadError> {
             self.0
                 .get(path)
                 .map(|t| t.as_bytes().to_vec())
-                .ok_or(crate::source::ReadError::NotFound)
+                .ok_or(crate::git::revision::ReadError::NotFound)
         }
     }
 

@@ -63,7 +63,7 @@ pub struct Change {
     pub operations: Vec<String>,
 }
 
-pub use crate::source::{ReadError, SourceFiles};
+pub use crate::git::revision::{ReadError, SourceFiles};
 
 /// Counts of changes per level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 
 use mockops::config::load::Loader;
 use mockops::config::diag;
-use mockops::source::{DirFiles, GitFiles, SourceFiles};
+use mockops::git::revision::{DirFiles, GitFiles, SourceFiles};
 
 use crate::support::{Fixture, bin};
 

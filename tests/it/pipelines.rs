@@ -924,7 +924,7 @@ async fn executions_over_http_and_the_cli() {
     let shared = Arc::new(mockops::daemon::Shared::new(
         h.store.clone(),
         mockops::daemon::Live::default(),
-        mockops::sources::Hints::new(),
+        mockops::git::follow::Hints::new(),
         mockops::http::ApiAuth::write_only(Some("tok".into())),
     ));
     let app = mockops::daemon::api::router(shared).merge(mockops::pipeline::api::router(

@@ -10,7 +10,7 @@ use mockops::schema_diff::render::{Format, render};
 use mockops::schema_diff::{
     Change, DiffInput, DiffReport, Level, ReadError, SourceFiles, diff_files,
 };
-use mockops::source::DirFiles;
+use mockops::git::revision::DirFiles;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -7,7 +7,7 @@ use mockops::schema_diff::Level;
 use mockops::schema_diff::proto::{
     Category, ProtoFinding, ProtoOptions, check_proto, diff_proto, diff_proto_findings,
 };
-use mockops::source::DirFiles;
+use mockops::git::revision::DirFiles;
 use serde_json::Value;
 
 const PUBSUB: &str = "google/pubsub/v1/pubsub.proto";
@@ -241,13 +241,13 @@ impl MemFiles {
     }
 }
 
-impl mockops::source::SourceFiles for MemFiles {
-    fn read(&self, path: &str) -> Result<Vec<u8>, mockops::source::ReadError> {
-        let path = mockops::source::normalize(path)?;
+impl mockops::git::revision::SourceFiles for MemFiles {
+    fn read(&self, path: &str) -> Result<Vec<u8>, mockops::git::revision::ReadError> {
+        let path = mockops::git::revision::normalize(path)?;
         self.0
             .get(&path)
             .cloned()
-            .ok_or(mockops::source::ReadError::NotFound)
+            .ok_or(mockops::git::revision::ReadError::NotFound)
     }
 }
 

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mockops::secret::SecretSource;
-use mockops::source::{GitFiles, SourceFiles};
-use mockops::sources::webhook::{GithubWebhook, github_route, sign_github_payload};
-use mockops::sources::{
+use mockops::git::revision::{GitFiles, SourceFiles};
+use mockops::git::follow::webhook::{GithubWebhook, github_route, sign_github_payload};
+use mockops::git::follow::{
     FetchError, Hints, HostKeyPolicy, LocalSource, RemoteAuth, RemoteConfig, RemoteSource, Source,
-    SourceError, hostkey, remote,
+    SourceError, remote,
 };
+use mockops::git::hostkey;
 
 use crate::support::git_server::{
     AxumServer, GitDaemon, HttpGitServer, SilentServer, bare_repo, commit_on, git,
@@ -305,7 +306,7 @@ fn local_watcher_sees_a_commit_within_a_second() {
     git(dir.path(), &["commit", "-q", "-m", "one"]);
     let local = LocalSource::open(dir.path(), None).expect("open");
     assert_eq!(local.branch(), "main");
-    assert!(local.start_watching(mockops::sources::local::DEFAULT_DEBOUNCE));
+    assert!(local.start_watching(mockops::git::follow::local::DEFAULT_DEBOUNCE));
     assert!(!local.hints().is_degraded());
     let src = Source::Local(local);
     let first = src.head().expect("head");

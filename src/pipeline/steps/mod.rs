@@ -292,7 +292,7 @@ impl Steps {
                 row.path
             }
             EntityType::Config => {
-                let rel = crate::source::normalize(&cfg.entity_id)
+                let rel = crate::git::revision::normalize(&cfg.entity_id)
                     .map_err(|e| StepError::permanent(format!("entity_id: {e}")))?;
                 format!("environments/{}/{rel}", cfg.from_environment)
             }
@@ -305,9 +305,9 @@ impl Steps {
         );
         let commit = self.applied_commit()?;
         let content = {
-            let files = crate::source::GitFiles::open(&self.repo_path, &commit)
+            let files = crate::git::revision::GitFiles::open(&self.repo_path, &commit)
                 .map_err(|e| StepError::transient(format!("cannot read commit {commit}: {e}")))?;
-            let bytes = crate::source::SourceFiles::read(&files, &from_path)
+            let bytes = crate::git::revision::SourceFiles::read(&files, &from_path)
                 .map_err(|e| StepError::permanent(format!("{from_path}: {e}")))?;
             String::from_utf8(bytes)
                 .map_err(|_| StepError::permanent(format!("{from_path} is not UTF-8 text")))?

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::source::{ReadError, SourceFiles, normalize};
+use crate::git::revision::{ReadError, SourceFiles, normalize};
 
 /// Most external files one description may pull in through `$ref`.
 const MAX_EXTERNAL_FILES: usize = 256;

@@ -8,7 +8,7 @@ use prost_reflect::DescriptorPool;
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::{ProtoError, ProtoOptions};
-use crate::source::{ReadError, SourceFiles, normalize};
+use crate::git::revision::{ReadError, SourceFiles, normalize};
 
 /// Most files one compilation may pull in; an import graph larger than this is refused rather
 /// than read without bound.

@@ -22,7 +22,7 @@ use self::model::Model;
 use self::reach::{Dir, Reach, direction_of};
 use self::rules::{Raw, Side, Subject};
 use super::{Change, Direction, Level};
-use crate::source::{ReadError, SourceFiles};
+use crate::git::revision::{ReadError, SourceFiles};
 
 /// How to compile and compare `.proto` files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -288,7 +288,7 @@ fn escape(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::schema_diff::openapi::load;
-    use crate::source::{ReadError, SourceFiles};
+    use crate::git::revision::{ReadError, SourceFiles};
 
     struct Files(BTreeMap<&'static str, &'static str>);
     impl SourceFiles for Files {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::model::{RegenerateSdkConfig, SDK_PRESETS};
 use crate::schema_diff::SchemaType;
-use crate::source::GitFiles;
+use crate::git::revision::GitFiles;
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 pub use bundle::{BundleError, bundle};
@@ -345,7 +345,7 @@ fn bundled_spec(files: &GitFiles, m: &Materialized) -> Result<Option<Json>, Step
         ))
     };
     let bytes =
-        crate::source::SourceFiles::read(files, &m.spec_path).map_err(|e| fail(e.to_string()))?;
+        crate::git::revision::SourceFiles::read(files, &m.spec_path).map_err(|e| fail(e.to_string()))?;
     let spec = crate::schema_diff::openapi::load(&m.spec_path, &bytes, files)
         .map_err(|e| fail(e.to_string()))?;
     bundle(&spec).map(Some).map_err(|e| fail(e.to_string()))

@@ -5,7 +5,6 @@
 //! Hints are only hints: the daemon always re-reads the branch with [`Source::head`] and keeps
 //! a periodic resync, because watch events can be lost and webhooks can be missed.
 
-pub mod hostkey;
 pub mod local;
 pub mod remote;
 pub mod webhook;

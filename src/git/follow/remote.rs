@@ -20,7 +20,7 @@ use git2::{
     CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks,
 };
 
-use super::hostkey::{self, KnownHosts, Verdict};
+use crate::git::hostkey::{self, KnownHosts, Verdict};
 use super::{Hints, SourceError};
 use crate::secret::{CredentialError, Secret, SecretSource};
 
