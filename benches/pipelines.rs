@@ -43,7 +43,9 @@ async fn hook(State(a): State<Arc<Arrivals>>, headers: HeaderMap, body: Bytes) -
     let signed = headers
         .get(mockops::pipeline::steps::notify::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|s| s == mockops::pipeline::steps::notify::signature(SECRET.as_bytes(), &body));
+        .is_some_and(|s| {
+            s == mockops::pipeline::steps::notify::signature(SECRET.as_bytes(), &body)
+        });
     if !signed {
         *a.bad_signatures.lock().expect("lock") += 1;
     }

@@ -312,7 +312,9 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
             promotion_key: None,
             slack_webhook: std::env::var_os(crate::pipeline::steps::notify::SLACK_WEBHOOK_ENV)
                 .filter(|v| !v.is_empty())
-                .map(|_| SecretSource::Env(crate::pipeline::steps::notify::SLACK_WEBHOOK_ENV.into())),
+                .map(|_| {
+                    SecretSource::Env(crate::pipeline::steps::notify::SLACK_WEBHOOK_ENV.into())
+                }),
         },
         replay_from: args.replay_from.clone(),
         drain_timeout: args.drain_timeout,

@@ -6,9 +6,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::git::revision::{DirFiles, GitFiles, SourceFiles};
 use crate::schema_diff::render::{Format, render};
 use crate::schema_diff::{DiffInput, Level, diff_files_with};
-use crate::git::revision::{DirFiles, GitFiles, SourceFiles};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {

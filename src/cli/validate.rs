@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use super::exit;
-use crate::config::load::{Loaded, Loader};
 use crate::config::diag::{self, Severity};
+use crate::config::load::{Loaded, Loader};
 use crate::git::revision::{DirFiles, GitFiles, SourceFiles};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

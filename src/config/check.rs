@@ -11,12 +11,12 @@ use super::load::{
     DesiredState, Doc, Entity, FederatedService, Federation, FileClass, Input, SpecFile, file_stem,
 };
 use crate::config::diag::{Diagnostic, Severity, did_you_mean};
+use crate::config::yaml::{Loc, Node};
 use crate::model::events::{ENVELOPE_FIELDS, EventType, PATH_FIELDS, TriggerEvent};
 use crate::model::{
     FederationSpec, FilterValue, Kind, PipelineSpec, SDK_PRESETS, ScenarioSpec, ServiceSpec,
     Settings, StepType,
 };
-use crate::config::yaml::{Loc, Node};
 
 struct Ctx<'a> {
     out: &'a mut Vec<Diagnostic>,

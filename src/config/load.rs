@@ -12,12 +12,12 @@ use super::check;
 use super::shape;
 use super::snapshot::{Entry, EntryKind, Snapshot, SnapshotError};
 use crate::config::diag::{self, Diagnostic};
+use crate::config::yaml::{self, Limits, Loc, Node, Value};
+use crate::git::revision::ReadError;
 use crate::model::{
     FederationSpec, Kind, PersonaSpec, PipelineSpec, ScenarioSpec, ServiceSpec, Settings,
 };
 use crate::schema_diff::SchemaType;
-use crate::git::revision::ReadError;
-use crate::config::yaml::{self, Limits, Loc, Node, Value};
 
 /// What a path in the repository is, by convention of the layout.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -453,8 +453,8 @@ impl<'s> Walker<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
     use crate::config::yaml::{Limits, parse};
+    use crate::model::Kind;
 
     fn problems(kind: Kind, yaml: &str) -> Vec<Problem> {
         let node = parse(yaml.as_bytes(), Limits::CONFIG).expect("yaml");

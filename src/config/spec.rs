@@ -2,9 +2,9 @@
 //! document (or a fragment other documents `$ref`), or a .proto file that compiles.
 
 use crate::config::diag::Diagnostic;
-use crate::schema_diff::SchemaType;
-use crate::git::revision::SourceFiles;
 use crate::config::yaml::{self, Limits, Loc, Node, Value};
+use crate::git::revision::SourceFiles;
+use crate::schema_diff::SchemaType;
 
 /// Whether the file is a whole document (not a `$ref` fragment), and its diagnostics (empty
 /// when it is fine; with an empty `file`).

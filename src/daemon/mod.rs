@@ -21,15 +21,15 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::util::backoff::{Backoff, jittered};
-use crate::metrics::Metrics;
-use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
-use crate::secret::SecretSource;
 use crate::git::follow::local::{self, LocalSource};
 use crate::git::follow::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
 use crate::git::follow::webhook::{self, GithubWebhook};
 use crate::git::follow::{Hints, Source, SourceError};
+use crate::metrics::Metrics;
+use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
+use crate::secret::SecretSource;
 use crate::store::{Opened, RetentionPolicy, Store};
+use crate::util::backoff::{Backoff, jittered};
 
 /// How the daemon is configured (from the command line and the environment).
 #[derive(Debug, Clone)]

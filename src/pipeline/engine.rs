@@ -30,12 +30,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::matching;
 use super::render::{self, TemplateContext};
-use crate::util::backoff::{self, Backoff};
 use crate::model::events::EventType;
 use crate::model::{PipelineSpec, Settings, StepSpec, StepType};
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
 use crate::store::executions::{DispatchTx, Execution, ExecutionStatus, StepRecord, StepStatus};
 use crate::store::{Event, NewEvent, Source, Store, StoreError};
+use crate::util::backoff::{self, Backoff};
 
 /// Runs one attempt of one step. The engine owns timeouts, retries, persistence; the
 /// implementation receives its config already rendered and checked against its step type.
@@ -591,7 +591,8 @@ impl Inner {
                 let s = &mut exec.steps[i];
                 s.attempts += 1;
                 s.status = StepStatus::Running;
-                s.started_at.get_or_insert_with(crate::util::time::now_rfc3339);
+                s.started_at
+                    .get_or_insert_with(crate::util::time::now_rfc3339);
                 s.log(format!(
                     "attempt {} of {} started",
                     s.attempts,

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::config::load::{DesiredState, Loaded};
 use crate::config::diag::Severity;
+use crate::config::load::{DesiredState, Loaded};
+use crate::git::revision::SourceFiles;
 use crate::promotion::PromotionKey;
 use crate::schema_diff::{self, DiffInput, DiffReport, Level};
-use crate::git::revision::SourceFiles;
 use crate::store::{Commit, NewEvent, Revision, RevisionStatus, Row, Source};
 
 /// How a commit is compared with the applied state.

@@ -2,8 +2,8 @@
 //! of the corpus gets the diagnostics in its snapshot, hostile input is refused cleanly, the
 //! Git and directory loaders agree, and the parse cache does its job.
 
-use mockops::config::load::Loader;
 use mockops::config::diag;
+use mockops::config::load::Loader;
 use mockops::git::revision::{DirFiles, GitFiles, SourceFiles};
 
 use crate::support::{Fixture, bin};

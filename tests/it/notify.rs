@@ -11,8 +11,8 @@ use mockops::model::{
     EmailDefaults, NotifyConfig, NotifyDefaults, SlackDefaults, SmtpConfig, WebhookDefaults,
 };
 use mockops::pipeline::steps::notify::Notifier;
-use mockops::secret::{Redactor, Secrets};
 use mockops::pipeline::steps::{Outputs, StepContext};
+use mockops::secret::{Redactor, Secrets};
 use serde_json::{Value as Json, json};
 use sha2::Sha256;
 

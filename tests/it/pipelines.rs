@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mockops::model::{PipelineSpec, StepType};
-use mockops::pipeline::{Engine, EngineMetrics, EngineOptions, StepRunner, TriggerError};
 use mockops::pipeline::steps::{Outputs, StepContext, StepError};
+use mockops::pipeline::{Engine, EngineMetrics, EngineOptions, StepRunner, TriggerError};
 use mockops::store::executions::{Execution, ExecutionFilter, ExecutionStatus, StepStatus};
 use mockops::store::{Commit, CursorUpdate, EventFilter, NewEvent, Row, Source, Store};
 use serde_json::{Value as Json, json};

@@ -557,7 +557,9 @@ async fn a_rendered_step_config_with_generated_files_becomes_one_pull_request() 
         labels: vec!["mockops".into()],
         ..Default::default()
     };
-    let req = mockops::pipeline::steps::create_pr::request_from_config(&cfg, &settings, &ctx, &steps).expect("request");
+    let req =
+        mockops::pipeline::steps::create_pr::request_from_config(&cfg, &settings, &ctx, &steps)
+            .expect("request");
     let out = apply(&gh, &req).await.expect("apply");
     assert_eq!(out.action, PrAction::Opened);
     assert_eq!(
@@ -1156,8 +1158,10 @@ git update-ref refs/heads/main "$commit" "$tip"
 /// through the plain Git fallback alike.
 mod stale_generated_files {
     use mockops::model::{CreatePrConfig, FileChange, FileOperation, PrProvider};
-    use mockops::pipeline::steps::create_pr::{GitRemote, PrAction, PrRequest, apply, apply_git, request_from_config};
     use mockops::pipeline::steps::StepContext;
+    use mockops::pipeline::steps::create_pr::{
+        GitRemote, PrAction, PrRequest, apply, apply_git, request_from_config,
+    };
     use serde_json::{Value as Json, json};
 
     use super::client;

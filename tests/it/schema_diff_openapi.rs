@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use mockops::git::revision::DirFiles;
 use mockops::schema_diff::openapi::{check_openapi, diff_specs, documentation_only, load};
 use mockops::schema_diff::render::{Format, render};
 use mockops::schema_diff::{
     Change, DiffInput, DiffReport, Level, ReadError, SourceFiles, diff_files,
 };
-use mockops::git::revision::DirFiles;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use mockops::git::revision::DirFiles;
 use mockops::schema_diff::Level;
 use mockops::schema_diff::proto::{
     Category, ProtoFinding, ProtoOptions, check_proto, diff_proto, diff_proto_findings,
 };
-use mockops::git::revision::DirFiles;
 use serde_json::Value;
 
 const PUBSUB: &str = "google/pubsub/v1/pubsub.proto";

@@ -5,14 +5,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mockops::secret::SecretSource;
-use mockops::git::revision::{GitFiles, SourceFiles};
 use mockops::git::follow::webhook::{GithubWebhook, github_route, sign_github_payload};
 use mockops::git::follow::{
     FetchError, Hints, HostKeyPolicy, LocalSource, RemoteAuth, RemoteConfig, RemoteSource, Source,
     SourceError, remote,
 };
 use mockops::git::hostkey;
+use mockops::git::revision::{GitFiles, SourceFiles};
+use mockops::secret::SecretSource;
 
 use crate::support::git_server::{
     AxumServer, GitDaemon, HttpGitServer, SilentServer, bare_repo, commit_on, git,

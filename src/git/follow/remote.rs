@@ -20,8 +20,8 @@ use git2::{
     CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks,
 };
 
-use crate::git::hostkey::{self, KnownHosts, Verdict};
 use super::{Hints, SourceError};
+use crate::git::hostkey::{self, KnownHosts, Verdict};
 use crate::secret::{CredentialError, Secret, SecretSource};
 
 /// The user name sent with a token when none is configured (GitHub's convention for

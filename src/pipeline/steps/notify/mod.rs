@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{NotifyConfig, NotifyDefaults};
 use crate::outbound::OutboundPolicy;
-use crate::secret::{Redactor, SecretError, SecretSource, Secrets};
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
+use crate::secret::{Redactor, SecretError, SecretSource, Secrets};
 
 /// How long to wait for a TCP (and TLS) connection to a target.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -287,8 +287,8 @@ fn escape(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema_diff::openapi::load;
     use crate::git::revision::{ReadError, SourceFiles};
+    use crate::schema_diff::openapi::load;
 
     struct Files(BTreeMap<&'static str, &'static str>);
     impl SourceFiles for Files {

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use crate::git::revision::{GitFiles, ReadError, SourceFiles, normalize};
 use crate::schema_diff::openapi;
 use crate::schema_diff::proto::{self, ProtoOptions};
 use crate::schema_diff::{SchemaType, schema_type_of};
-use crate::git::revision::{GitFiles, ReadError, SourceFiles, normalize};
 
 /// Why a spec could not be written out.
 #[derive(Debug, thiserror::Error)]

@@ -21,10 +21,10 @@ use base64::Engine as _;
 use serde_json::{Map, Value as Json, json};
 use tokio::time::Instant;
 
-use crate::model::{RegenerateSdkConfig, SDK_PRESETS};
-use crate::schema_diff::SchemaType;
 use crate::git::revision::GitFiles;
+use crate::model::{RegenerateSdkConfig, SDK_PRESETS};
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
+use crate::schema_diff::SchemaType;
 
 pub use bundle::{BundleError, bundle};
 pub use materialize::{MaterializeError, Materialized, materialize};
@@ -344,8 +344,8 @@ fn bundled_spec(files: &GitFiles, m: &Materialized) -> Result<Option<Json>, Step
             m.files.len()
         ))
     };
-    let bytes =
-        crate::git::revision::SourceFiles::read(files, &m.spec_path).map_err(|e| fail(e.to_string()))?;
+    let bytes = crate::git::revision::SourceFiles::read(files, &m.spec_path)
+        .map_err(|e| fail(e.to_string()))?;
     let spec = crate::schema_diff::openapi::load(&m.spec_path, &bytes, files)
         .map_err(|e| fail(e.to_string()))?;
     bundle(&spec).map(Some).map_err(|e| fail(e.to_string()))
