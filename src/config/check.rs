@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use super::load::{
+use super::state::{
     DesiredState, Doc, Entity, FederatedService, Federation, FileClass, Input, SpecFile, file_stem,
 };
 use crate::config::diag::{Diagnostic, Severity, did_you_mean};
@@ -32,7 +32,7 @@ enum TemplateInfo {
 }
 
 /// Results of pure functions of a string (template analysis, glob parsing), kept across loads
-/// by the [`Loader`](super::load::Loader). They depend on the text alone, never on other
+/// by the `Loader`. They depend on the text alone, never on other
 /// files, so they need no invalidation: every cross-file rule still runs on every load.
 /// Entries unused by the last two loads are dropped.
 #[derive(Default)]

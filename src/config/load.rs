@@ -2,166 +2,26 @@
 //! its shape, then runs the cross-file checks and builds the [`DesiredState`]. `mockops
 //! validate` and the daemon both call [`Loader::load`], so they agree on what is valid.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde::Serialize;
 use serde_json::Value as Json;
+
+// The types a load produces and reads live in `state.rs`, shared with the checks; they are
+// re-exported here because they are what `Loader::load` returns.
+pub use super::state::{
+    DesiredState, Doc, Entity, FederatedService, Federation, FileClass, ParsedFile, SpecFile,
+    classify, file_stem,
+};
 
 use super::check;
 use super::shape;
 use super::snapshot::{Entry, EntryKind, Snapshot, SnapshotError};
+use super::state::Input;
 use crate::config::diag::{self, Diagnostic};
 use crate::config::yaml::{self, Limits, Loc, Node, Value};
 use crate::git::revision::ReadError;
-use crate::model::{
-    FederationSpec, Kind, PersonaSpec, PipelineSpec, ScenarioSpec, ServiceSpec, Settings,
-};
-use crate::schema_diff::SchemaType;
-
-/// What a path in the repository is, by convention of the layout.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FileClass {
-    Config(Kind),
-    /// `environments/<env>/scenarios|personas/*.yaml`: the kind and the environment.
-    EnvEntity(Kind, String),
-    Spec(SchemaType),
-    /// A file under a watched directory that mockops does not read.
-    Ignored,
-}
-
-fn is_yaml(path: &str) -> bool {
-    path.ends_with(".yaml") || path.ends_with(".yml")
-}
-
-/// Classifies a repo-relative path.
-pub fn classify(path: &str) -> FileClass {
-    if path == "mockops.yaml" || path == "mockops.yml" {
-        return FileClass::Config(Kind::Settings);
-    }
-    if path.starts_with("specs/") {
-        let f = path.rsplit('/').next().unwrap_or(path);
-        return if f.ends_with(".proto") {
-            FileClass::Spec(SchemaType::Protobuf)
-        } else if is_yaml(f) || f.ends_with(".json") {
-            FileClass::Spec(SchemaType::Openapi)
-        } else {
-            FileClass::Ignored
-        };
-    }
-    // Config paths have two or four segments; no allocation for the split.
-    let mut parts = [""; 4];
-    let mut n = 0;
-    for part in path.split('/') {
-        if n == parts.len() {
-            return FileClass::Ignored;
-        }
-        parts[n] = part;
-        n += 1;
-    }
-    match &parts[..n] {
-        ["services", f] if is_yaml(f) => FileClass::Config(Kind::Service),
-        ["federations", f] if is_yaml(f) => FileClass::Config(Kind::Federation),
-        ["pipelines", f] if is_yaml(f) => FileClass::Config(Kind::Pipeline),
-        ["environments", env, "scenarios", f] if is_yaml(f) => {
-            FileClass::EnvEntity(Kind::Scenario, (*env).to_string())
-        }
-        ["environments", env, "personas", f] if is_yaml(f) => {
-            FileClass::EnvEntity(Kind::Persona, (*env).to_string())
-        }
-        _ => FileClass::Ignored,
-    }
-}
-
-/// The file name without directory and extension.
-pub fn file_stem(path: &str) -> &str {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.rsplit_once('.').map_or(name, |(s, _)| s)
-}
-
-/// One parsed config document.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Doc {
-    Settings(Box<Settings>),
-    Service(Arc<ServiceSpec>),
-    Federation(FederationSpec),
-    Pipeline(Arc<PipelineSpec>),
-    Scenario(Arc<ScenarioSpec>),
-    Persona(Arc<PersonaSpec>),
-    /// A spec file; `document` when it is a whole OpenAPI document or a .proto file.
-    Spec {
-        document: bool,
-    },
-}
-
-/// The outcome of parsing one blob as one kind. Diagnostics have an empty `file`; the loader
-/// fills it in, since the same blob may sit at several paths.
-#[derive(Debug)]
-pub struct ParsedFile {
-    pub node: Option<Node>,
-    pub doc: Option<Doc>,
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-/// A validated entity with where it came from. The spec is shared with the loader's parse
-/// cache: loading an unchanged file again copies no part of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(bound(serialize = "T: Serialize"))]
-pub struct Entity<T> {
-    pub path: String,
-    pub blob: String,
-    #[serde(serialize_with = "shared")]
-    pub spec: Arc<T>,
-}
-
-fn shared<T: Serialize, S: serde::Serializer>(value: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
-    T::serialize(value, s)
-}
-
-/// A spec file of the repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SpecFile {
-    pub schema_type: SchemaType,
-    pub blob: String,
-    /// Whether the file is a whole document (an OpenAPI root or a .proto), not a fragment
-    /// referenced by `$ref`.
-    pub document: bool,
-}
-
-/// A federation with its members resolved against `services/`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Federation {
-    pub name: String,
-    pub description: Option<String>,
-    pub services: Vec<FederatedService>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FederatedService {
-    pub name: String,
-    /// The entry of `services/` this member refers to, if any.
-    pub service: Option<String>,
-    pub workspace_id: String,
-    pub base_path: String,
-    pub reality_level: crate::model::RealityLevel,
-    pub dependencies: Vec<String>,
-    pub config: indexmap::IndexMap<String, Json>,
-}
-
-/// The whole desired state of one revision.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct DesiredState {
-    pub settings: Settings,
-    pub services: BTreeMap<String, Entity<ServiceSpec>>,
-    pub federations: BTreeMap<String, Entity<Federation>>,
-    pub pipelines: BTreeMap<String, Entity<PipelineSpec>>,
-    /// Keyed by (environment, scenario id).
-    pub scenarios: BTreeMap<(String, String), Entity<ScenarioSpec>>,
-    /// Keyed by (environment, persona id).
-    pub personas: BTreeMap<(String, String), Entity<PersonaSpec>>,
-    pub specs: BTreeMap<String, SpecFile>,
-}
-
+use crate::model::Kind;
 /// What loading a revision produced.
 #[derive(Debug)]
 pub struct Loaded {
@@ -202,14 +62,6 @@ struct Cache {
     entries: HashMap<String, Vec<(FileClass, u64, Arc<ParsedFile>)>>,
     generation: u64,
     stats: CacheStats,
-}
-
-/// A file of the snapshot, read and parsed.
-pub(crate) struct Input {
-    pub path: String,
-    pub blob: String,
-    pub class: FileClass,
-    pub parsed: Arc<ParsedFile>,
 }
 
 fn schema_json(kind: Kind) -> &'static Json {
@@ -626,35 +478,6 @@ mod tests {
                 "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    action: call\n",
             ),
         ])
-    }
-
-    #[test]
-    fn paths_are_classified_by_layout() {
-        use FileClass as C;
-        let env = |k, e: &str| C::EnvEntity(k, e.to_string());
-        for (path, class) in [
-            ("mockops.yaml", C::Config(Kind::Settings)),
-            ("services/a.yaml", C::Config(Kind::Service)),
-            ("services/a.yml", C::Config(Kind::Service)),
-            ("services/sub/a.yaml", C::Ignored),
-            ("services/a.json", C::Ignored),
-            ("federations/f.yaml", C::Config(Kind::Federation)),
-            ("pipelines/p.yaml", C::Config(Kind::Pipeline)),
-            (
-                "environments/dev/scenarios/s.yaml",
-                env(Kind::Scenario, "dev"),
-            ),
-            ("environments/dev/personas/p.yml", env(Kind::Persona, "dev")),
-            ("environments/dev/scenarios/x/s.yaml", C::Ignored),
-            ("specs/a/b/c/openapi.yaml", C::Spec(SchemaType::Openapi)),
-            ("specs/a.json", C::Spec(SchemaType::Openapi)),
-            ("specs/x/v1/svc.proto", C::Spec(SchemaType::Protobuf)),
-            ("specs/README", C::Ignored),
-            ("specs", C::Ignored),
-            ("README.md", C::Ignored),
-        ] {
-            assert_eq!(classify(path), class, "{path}");
-        }
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod secrets;
 pub mod shape;
 pub mod snapshot;
 pub mod spec;
+pub mod state;
 pub mod yaml;

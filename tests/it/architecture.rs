@@ -118,3 +118,25 @@ fn the_pipeline_does_not_depend_on_the_daemon() {
         );
     }
 }
+
+/// The config loader's dependencies point one way: `load` runs `check`, and both read the
+/// shared types of `state`; neither `check` nor `state` reaches back into the loader.
+#[test]
+fn the_config_checks_do_not_depend_on_the_loader() {
+    for (rel, code) in sources() {
+        if rel == "src/config/check.rs" || rel == "src/config/state.rs" {
+            for needle in ["super::load", "config::load"] {
+                assert!(!code.contains(needle), "{rel} uses {needle}");
+            }
+        }
+        if rel == "src/config/state.rs" {
+            for needle in ["super::check", "config::check"] {
+                assert!(!code.contains(needle), "{rel} uses {needle}");
+            }
+        }
+    }
+    assert!(
+        files_using("use super::state::").contains(&"src/config/check.rs".to_string()),
+        "check.rs reads the shared types from state.rs"
+    );
+}
