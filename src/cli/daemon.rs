@@ -315,6 +315,8 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
                 .map(|_| {
                     SecretSource::Env(crate::pipeline::steps::notify::SLACK_WEBHOOK_ENV.into())
                 }),
+            // Set by the daemon from its remote options.
+            ..Default::default()
         },
         replay_from: args.replay_from.clone(),
         drain_timeout: args.drain_timeout,

@@ -469,6 +469,12 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
                 .cloned()
                 .chain([cfg.state_dir.join("remotes")])
                 .collect(),
+            git_pushes: crate::pipeline::steps::create_pr::GitRemote {
+                host_keys: host_key_policy(&cfg.remote),
+                deadline: cfg.remote.fetch_timeout,
+                ..Default::default()
+            },
+            config_remote_auth: remote_auth(&cfg.remote),
             ..security.clone()
         },
     )
@@ -599,6 +605,34 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
     Ok(())
 }
 
+/// The credentials of the followed remote: an SSH key, else a token, else none.
+fn remote_auth(r: &RemoteOptions) -> RemoteAuth {
+    if let Some(key) = &r.ssh_key {
+        RemoteAuth::SshKey {
+            private_key: key.clone(),
+            passphrase: r.ssh_passphrase.clone(),
+        }
+    } else if let Some(token) = &r.token {
+        RemoteAuth::Token {
+            username: r
+                .token_username
+                .clone()
+                .unwrap_or_else(|| remote::DEFAULT_TOKEN_USERNAME.to_string()),
+            token: token.clone(),
+        }
+    } else {
+        RemoteAuth::None
+    }
+}
+
+/// The SSH host keys the operator trusts, for fetches and pushes alike.
+fn host_key_policy(r: &RemoteOptions) -> HostKeyPolicy {
+    HostKeyPolicy {
+        fingerprints: r.ssh_host_keys.clone(),
+        known_hosts: r.ssh_known_hosts.clone(),
+    }
+}
+
 fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
     if let Some(url) = &cfg.repo_url {
         let mut rc = RemoteConfig::new(
@@ -608,24 +642,8 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
         );
         rc.redactor = cfg.redactor.clone();
         let r = &cfg.remote;
-        if let Some(key) = &r.ssh_key {
-            rc.auth = RemoteAuth::SshKey {
-                private_key: key.clone(),
-                passphrase: r.ssh_passphrase.clone(),
-            };
-        } else if let Some(token) = &r.token {
-            rc.auth = RemoteAuth::Token {
-                username: r
-                    .token_username
-                    .clone()
-                    .unwrap_or_else(|| remote::DEFAULT_TOKEN_USERNAME.to_string()),
-                token: token.clone(),
-            };
-        }
-        rc.host_keys = HostKeyPolicy {
-            fingerprints: r.ssh_host_keys.clone(),
-            known_hosts: r.ssh_known_hosts.clone(),
-        };
+        rc.auth = remote_auth(r);
+        rc.host_keys = host_key_policy(r);
         rc.fetch_deadline = r.fetch_timeout;
         rc.prune_unreachable_after = cfg.retention.mirror_prune_after;
         remote::set_network_timeouts(Duration::from_secs(10), Duration::from_secs(30));

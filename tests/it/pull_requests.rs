@@ -1349,3 +1349,119 @@ mod stale_generated_files {
         assert!(at(&b, "generated/typescript/schema.ts").is_some());
     }
 }
+
+/// Pushes (pull-request branches and direct promotion commits) reach a remote through the
+/// same access policy as the followed branch's fetches: an SSH host key that no pin matches is
+/// refused before any key is offered, an unpinned host is refused the same way, and a remote
+/// that stops answering ends the push by its deadline instead of holding a thread.
+mod push_access {
+    use std::time::{Duration, Instant};
+
+    use mockops::git::access::{HostKeyPolicy, RemoteAuth};
+    use mockops::pipeline::steps::create_pr::{
+        DirectCommit, GitRemote, PrAction, apply_git, commit_git,
+    };
+
+    use crate::support::git_server::{SilentServer, bare_repo, commit_on};
+    use crate::support::ssh_server::{SshServer, keygen};
+
+    fn promotion(url: &str) -> DirectCommit {
+        let marker = "Mockops-Promotion-Id: promo-access";
+        DirectCommit::new(url, "main", format!("Promote a\n\n{marker}\n"), marker)
+            .write("environments/test/a.yaml", "a: 1\n")
+            .expect("path")
+    }
+
+    #[tokio::test]
+    async fn a_push_to_an_ssh_remote_needs_a_pinned_host_key() {
+        let keys = tempfile::tempdir().expect("tempdir");
+        let key = keys.path().join("id_ed25519");
+        keygen(&key, "");
+        let sshd = SshServer::start(&keys.path().join("id_ed25519.pub"));
+        let repos = tempfile::tempdir().expect("tempdir");
+        let upstream = bare_repo(repos.path(), "sdk.git");
+        commit_on(&upstream, "main", None, "README.md", "# SDK\n");
+        let url = sshd.url(&repos.path().join("sdk.git"));
+        let presented = sshd.host_fingerprint();
+        let remote = |fingerprints: Vec<String>| GitRemote {
+            url: url.clone(),
+            auth: RemoteAuth::SshKey {
+                private_key: key.clone(),
+                passphrase: None,
+            },
+            host_keys: HostKeyPolicy {
+                fingerprints,
+                known_hosts: None,
+            },
+            deadline: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let wrong = || vec![format!("SHA256:{}", "A".repeat(43))];
+        let mut req = super::request(2, "evt-ssh");
+        req.repository = url.clone();
+
+        let err = apply_git(&remote(wrong()), &req)
+            .await
+            .expect_err("wrong pin");
+        assert!(!err.retryable, "{err:?}");
+        assert!(
+            err.message.contains("does not match") && err.message.contains(&presented),
+            "{}",
+            err.message
+        );
+        let err = commit_git(&remote(wrong()), &promotion(&url))
+            .await
+            .expect_err("wrong pin, direct commit");
+        assert!(!err.retryable, "{err:?}");
+        assert!(err.message.contains(&presented), "{}", err.message);
+        assert!(
+            !sshd.log().contains("Accepted publickey"),
+            "no key offered to an untrusted host: {}",
+            sshd.log()
+        );
+
+        let err = apply_git(&remote(vec![]), &req)
+            .await
+            .expect_err("nothing pinned");
+        assert!(!err.retryable, "{err:?}");
+        assert!(
+            err.message.contains("not pinned") && err.message.contains(&presented),
+            "{}",
+            err.message
+        );
+
+        let pushed = apply_git(&remote(vec![presented.clone()]), &req)
+            .await
+            .unwrap_or_else(|e| panic!("{}\n{}", e.message, sshd.log()));
+        assert_eq!(pushed.action, PrAction::Pushed, "{pushed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_push_to_a_remote_that_stops_answering_ends_by_its_deadline() {
+        let silent = SilentServer::start();
+        let url = format!("git://127.0.0.1:{}/sdk.git", silent.port);
+        let remote = GitRemote {
+            url: url.clone(),
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let mut req = super::request(2, "evt-hang");
+        req.repository = url.clone();
+
+        let started = Instant::now();
+        let err = apply_git(&remote, &req).await.expect_err("no answer");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(6), "took {took:?}");
+        assert!(err.retryable, "{err:?}");
+        assert!(err.message.contains("timed out"), "{}", err.message);
+
+        let started = Instant::now();
+        let err = commit_git(&remote, &promotion(&url))
+            .await
+            .expect_err("no answer");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(6), "took {took:?}");
+        assert!(err.retryable, "{err:?}");
+        assert!(err.message.contains("timed out"), "{}", err.message);
+    }
+}

@@ -40,6 +40,11 @@ pub struct StepSecurity {
     /// Directories on the daemon's machine that `create_pr` with `provider: git` may push to
     /// (a path or `file://` URL anywhere else is refused).
     pub local_git_dirs: Vec<PathBuf>,
+    /// How pushes reach a Git remote: the operator's pinned SSH host keys, the deadline of a
+    /// network Git call, and (for `create_pr` with `provider: git`) the SSH agent's keys.
+    pub git_pushes: create_pr::GitRemote,
+    /// The credentials of the followed remote, used only for promotions pushed to it.
+    pub config_remote_auth: crate::git::access::RemoteAuth,
 }
 
 /// Runs steps for one daemon: reads the applied settings from the store at run time, the
@@ -61,6 +66,10 @@ pub struct Steps {
     pub promotion_key: crate::promotion::PromotionKey,
     outbound: Arc<crate::outbound::OutboundPolicy>,
     local_git_dirs: Vec<PathBuf>,
+    /// How `create_pr` pushes reach their remotes.
+    git_pushes: create_pr::GitRemote,
+    /// How promotion pushes reach the config repository (its own credentials).
+    promotion_remote: create_pr::GitRemote,
 }
 
 impl Steps {
@@ -73,6 +82,7 @@ impl Steps {
         security: StepSecurity,
     ) -> Result<Arc<Self>, reqwest::Error> {
         let github = crate::github::GitHub::from_env_redacted(&redactor);
+        let redactor_for_pushes = redactor.clone();
         let secrets = crate::secret::Secrets::new(redactor).with_policy(security.secrets);
         let notifier = crate::pipeline::steps::notify::Notifier::with_secrets(
             crate::pipeline::steps::notify::Notifier::http_client(
@@ -102,6 +112,15 @@ impl Steps {
             allow_generator_commands: security.allow_generator_commands,
             outbound: security.outbound,
             local_git_dirs: security.local_git_dirs,
+            promotion_remote: create_pr::GitRemote {
+                auth: security.config_remote_auth,
+                redactor: redactor_for_pushes.clone(),
+                ..security.git_pushes.clone()
+            },
+            git_pushes: create_pr::GitRemote {
+                redactor: redactor_for_pushes,
+                ..security.git_pushes
+            },
             promotion_key: match security.promotion_key {
                 Some(k) => k,
                 None => crate::promotion::PromotionKey::generate()
@@ -159,7 +178,7 @@ impl Steps {
             self.github.as_ref(),
             provider,
             &req,
-            &crate::pipeline::steps::create_pr::GitRemote::default(),
+            &self.git_pushes,
         )
         .await?;
         Ok(outcome.outputs())

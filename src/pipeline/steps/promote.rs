@@ -140,11 +140,8 @@ impl Steps {
                         crate::pipeline::steps::create_pr::commit_github(client, &req).await?
                     }
                     (_, PrProvider::Git) => {
-                        crate::pipeline::steps::create_pr::commit_git(
-                            &crate::pipeline::steps::create_pr::GitRemote::default(),
-                            &req,
-                        )
-                        .await?
+                        crate::pipeline::steps::create_pr::commit_git(&self.promotion_remote, &req)
+                            .await?
                     }
                 }
             };
@@ -223,7 +220,7 @@ impl Steps {
             self.github.as_ref(),
             provider,
             &req,
-            &crate::pipeline::steps::create_pr::GitRemote::default(),
+            &self.promotion_remote,
         )
         .await?;
         let mut out = outcome.outputs();

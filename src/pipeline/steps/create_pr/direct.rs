@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use git2::{Direction, ErrorCode, FetchOptions, Oid, PushOptions, Repository};
 use serde_json::{Map, Value as Json};
 
-use super::git::{WorkDir, callbacks, git_err};
+use super::git::{WorkDir, git_err, net_err, remote_err};
 use super::github::{blob_map, step_err, wanted_blobs};
 use super::{Change, GitRemote, PrFile, RepoPath};
 use crate::github::api::{Person, TreeEntry};
@@ -320,21 +320,24 @@ pub async fn commit_git(
     req: &DirectCommit,
 ) -> Result<DirectOutcome, StepError> {
     req.check()?;
-    let remote = remote.clone();
+    let access = remote.access(&req.repository)?;
     let req = req.clone();
-    tokio::task::spawn_blocking(move || git_blocking(&remote, &req))
+    let task = access.clone();
+    let result = access
+        .run(move || Ok(git_blocking(&task, &req)))
         .await
-        .map_err(|e| StepError::transient(format!("git push task failed: {e}")))?
+        .map_err(|e| remote_err("pushing to", e))?;
+    result
 }
 
 const MOVED: &str = "the branch moved on the remote since it was read";
 
-fn git_blocking(remote_cfg: &GitRemote, req: &DirectCommit) -> Result<DirectOutcome, StepError> {
-    let url = if remote_cfg.url.is_empty() {
-        req.repository.as_str()
-    } else {
-        remote_cfg.url.as_str()
-    };
+fn git_blocking(
+    access: &crate::git::access::Access,
+    req: &DirectCommit,
+) -> Result<DirectOutcome, StepError> {
+    let url = access.url_redacted();
+    let session = access.session().map_err(|e| remote_err("reaching", e))?;
     let work = WorkDir(std::env::temp_dir().join(format!(
         "mockops-direct-{}-{:016x}",
         std::process::id(),
@@ -343,14 +346,14 @@ fn git_blocking(remote_cfg: &GitRemote, req: &DirectCommit) -> Result<DirectOutc
     let repo = Repository::init_bare(&work.0)
         .map_err(|e| git_err("creating a work repository for", url, e))?;
     let mut remote = repo
-        .remote_anonymous(url)
+        .remote_anonymous(access.url())
         .map_err(|e| git_err("opening remote", url, e))?;
     let refname = format!("refs/heads/{}", req.branch);
     let remote_tip = |remote: &mut git2::Remote<'_>| -> Result<Option<Oid>, StepError> {
         let conn = remote
-            .connect_auth(Direction::Fetch, Some(callbacks(remote_cfg)), None)
-            .map_err(|e| git_err("connecting to", url, e))?;
-        let heads = conn.list().map_err(|e| git_err("listing", url, e))?;
+            .connect_auth(Direction::Fetch, Some(session.callbacks()), None)
+            .map_err(|e| net_err("connecting to", &session, e))?;
+        let heads = conn.list().map_err(|e| net_err("listing", &session, e))?;
         Ok(heads.iter().find(|h| h.name() == refname).map(|h| h.oid()))
     };
     let wanted = req.wanted();
@@ -362,14 +365,14 @@ fn git_blocking(remote_cfg: &GitRemote, req: &DirectCommit) -> Result<DirectOutc
             ))
         })?;
         let mut fo = FetchOptions::new();
-        fo.remote_callbacks(callbacks(remote_cfg));
+        fo.remote_callbacks(session.callbacks());
         remote
             .fetch(
                 &[format!("+{refname}:refs/mockops/tip")],
                 Some(&mut fo),
                 None,
             )
-            .map_err(|e| git_err("fetching from", url, e))?;
+            .map_err(|e| net_err("fetching from", &session, e))?;
         let tip_commit = repo
             .find_commit(tip)
             .map_err(|e| git_err("reading the tip of", url, e))?;
@@ -397,7 +400,7 @@ fn git_blocking(remote_cfg: &GitRemote, req: &DirectCommit) -> Result<DirectOutc
 
         let mut rejected: Option<String> = None;
         let pushed = {
-            let mut cb = callbacks(remote_cfg);
+            let mut cb = session.callbacks();
             let dst = refname.clone();
             cb.push_negotiation(move |updates| {
                 for u in updates {
@@ -444,7 +447,7 @@ fn git_blocking(remote_cfg: &GitRemote, req: &DirectCommit) -> Result<DirectOutc
                 }
             }
             Err(e) if e.message().contains(MOVED) || e.code() == ErrorCode::NotFastForward => {}
-            Err(e) => return Err(git_err("pushing to", url, e)),
+            Err(e) => return Err(net_err("pushing to", &session, e)),
         }
         tracing::info!(branch = %req.branch, remote = %url, attempt, "the branch moved meanwhile; re-applying on the new tip");
     }

@@ -4,32 +4,104 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{Cred, Direction, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository};
+use std::time::Duration;
+
+use git2::{Direction, FetchOptions, Oid, PushOptions, Repository};
 
 use super::github::{commit_message, is_own_commit};
 use super::{Change, PrAction, PrOutcome, PrRequest};
-use crate::github::Token;
+use crate::git::access::{
+    Access, DEFAULT_DEADLINE, FetchError, HostKeyPolicy, RemoteAuth, Session,
+};
 use crate::github::api::Person;
 use crate::pipeline::steps::StepError;
 
-/// Where and how to push. `url` may be `file://`, `https://` or `ssh://`.
-#[derive(Debug, Clone, Default)]
+/// Where and how to push. `url` may be `file://`, `git://`, `https://` or `ssh://`. Pushes
+/// reach the remote through the same access policy as the followed branch's fetches
+/// (`git::access`): SSH host keys must be pinned, and every push has a deadline.
+#[derive(Clone)]
 pub struct GitRemote {
     /// Remote URL; empty means the request's `repository`.
     pub url: String,
-    /// HTTPS user name (`x-access-token` for a GitHub App token).
-    pub username: Option<String>,
-    pub password: Option<Token>,
+    /// Credentials; the SSH agent's keys by default.
+    pub auth: RemoteAuth,
+    /// The SSH host keys trusted (the operator's pins and known_hosts file).
+    pub host_keys: HostKeyPolicy,
+    /// Bound on one push, from connecting to the last byte.
+    pub deadline: Duration,
+    /// Every credential read is registered here.
+    pub redactor: crate::secret::Redactor,
 }
 
-/// Pushes `req` as a branch to a Git remote (blocking work runs off the async runtime).
+impl Default for GitRemote {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            auth: RemoteAuth::SshAgent,
+            host_keys: HostKeyPolicy::default(),
+            deadline: DEFAULT_DEADLINE,
+            redactor: crate::secret::Redactor::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for GitRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitRemote")
+            .field("url", &crate::git::access::redact_url(&self.url))
+            .field("auth", &self.auth)
+            .field("host_keys", &self.host_keys)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+impl GitRemote {
+    /// The same remote settings for another URL.
+    pub fn for_url(&self, url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The access to `url` (or to this remote's own URL when set), checked.
+    pub(super) fn access(&self, url: &str) -> Result<Access, StepError> {
+        let url = if self.url.is_empty() { url } else { &self.url };
+        Access::new(
+            url,
+            self.auth.clone(),
+            &self.host_keys,
+            self.deadline,
+            self.redactor.clone(),
+        )
+        .map_err(|e| remote_err("reaching", e))
+    }
+}
+
+/// A failed network Git call as a step error: retryable when the fault may pass by itself
+/// (network, timeout); a refused host key, credentials or a missing repository are not.
+pub(super) fn remote_err(what: &str, e: FetchError) -> StepError {
+    let message = format!("{what} {e}");
+    if e.is_transient() {
+        StepError::transient(message)
+    } else {
+        StepError::permanent(message)
+    }
+}
+
+/// Pushes `req` as a branch to a Git remote (blocking work runs off the async runtime, bounded
+/// by the remote's deadline).
 pub async fn apply_git(remote: &GitRemote, req: &PrRequest) -> Result<PrOutcome, StepError> {
     req.check()?;
-    let remote = remote.clone();
+    let access = remote.access(&req.repository)?;
     let req = req.clone();
-    tokio::task::spawn_blocking(move || push_blocking(&remote, &req))
+    let task = access.clone();
+    let result = access
+        .run(move || Ok(push_blocking(&task, &req)))
         .await
-        .map_err(|e| StepError::transient(format!("git push task failed: {e}")))?
+        .map_err(|e| remote_err("pushing to", e))?;
+    result
 }
 
 pub(super) struct WorkDir(pub(super) PathBuf);
@@ -56,33 +128,14 @@ pub(super) fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
     }
 }
 
-pub(super) fn callbacks<'a>(remote: &'a GitRemote) -> RemoteCallbacks<'a> {
-    let mut cb = RemoteCallbacks::new();
-    cb.credentials(move |_url, user_from_url, allowed| {
-        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
-            && let Some(password) = remote.password.as_ref().map(Token::expose)
-        {
-            let user = remote
-                .username
-                .as_deref()
-                .or(user_from_url)
-                .unwrap_or("x-access-token");
-            return Cred::userpass_plaintext(user, password);
-        }
-        if allowed.contains(git2::CredentialType::SSH_KEY) {
-            return Cred::ssh_key_from_agent(user_from_url.unwrap_or("git"));
-        }
-        Cred::default()
-    });
-    cb
+/// A network error of `session` as a step error (what its callbacks recorded first).
+pub(super) fn net_err(what: &str, session: &Session<'_>, e: git2::Error) -> StepError {
+    remote_err(what, session.classify(e))
 }
 
-fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, StepError> {
-    let url = if remote_cfg.url.is_empty() {
-        req.repository.as_str()
-    } else {
-        remote_cfg.url.as_str()
-    };
+fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepError> {
+    let url = access.url_redacted();
+    let session = access.session().map_err(|e| remote_err("reaching", e))?;
     let dir = std::env::temp_dir().join(format!(
         "mockops-push-{}-{:016x}",
         std::process::id(),
@@ -92,16 +145,16 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
     let repo = Repository::init_bare(&work.0)
         .map_err(|e| git_err("creating a work repository for", url, e))?;
     let mut remote = repo
-        .remote_anonymous(url)
+        .remote_anonymous(access.url())
         .map_err(|e| git_err("opening remote", url, e))?;
 
     let base_ref = format!("refs/heads/{}", req.base_branch);
     let head_ref = format!("refs/heads/{}", req.head_branch);
     let (base_remote, head_remote) = {
         let conn = remote
-            .connect_auth(Direction::Fetch, Some(callbacks(remote_cfg)), None)
-            .map_err(|e| git_err("connecting to", url, e))?;
-        let heads = conn.list().map_err(|e| git_err("listing", url, e))?;
+            .connect_auth(Direction::Fetch, Some(session.callbacks()), None)
+            .map_err(|e| net_err("connecting to", &session, e))?;
+        let heads = conn.list().map_err(|e| net_err("listing", &session, e))?;
         let find = |name: &str| heads.iter().find(|h| h.name() == name).map(|h| h.oid());
         (find(&base_ref), find(&head_ref))
     };
@@ -116,10 +169,10 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
         specs.push(format!("+{head_ref}:refs/mockops/head"));
     }
     let mut fo = FetchOptions::new();
-    fo.remote_callbacks(callbacks(remote_cfg));
+    fo.remote_callbacks(session.callbacks());
     remote
         .fetch(&specs, Some(&mut fo), None)
-        .map_err(|e| git_err("fetching from", url, e))?;
+        .map_err(|e| net_err("fetching from", &session, e))?;
 
     let hash = req.content_hash();
     let base_commit = repo
@@ -228,7 +281,7 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
     let expected = head_remote.unwrap_or(Oid::ZERO_SHA1);
     let mut rejected: Option<String> = None;
     {
-        let mut cb = callbacks(remote_cfg);
+        let mut cb = session.callbacks();
         let head_ref_cb = head_ref.clone();
         cb.push_negotiation(move |updates| {
             for u in updates {
@@ -256,7 +309,7 @@ fn push_blocking(remote_cfg: &GitRemote, req: &PrRequest) -> Result<PrOutcome, S
                     req.head_branch
                 )));
             }
-            return Err(git_err("pushing to", url, e));
+            return Err(net_err("pushing to", &session, e));
         }
     }
     if let Some(r) = rejected {
