@@ -420,6 +420,11 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
+    /// The access this call is made with.
+    pub fn access(&self) -> &Access {
+        self.access
+    }
+
     /// Turns a libgit2 error into a [`FetchError`], preferring what the callbacks recorded.
     pub fn classify(&self, e: git2::Error) -> FetchError {
         let access = self.access;

@@ -4,6 +4,7 @@
 use serde_json::Value as Json;
 
 use super::{Outputs, StepContext, StepError, Steps, typed};
+use crate::git::write::{Identity, Repo, WriteError};
 use crate::model::{
     AutoPromoteConfig, CreatePrConfig, EntityType, FileChange, FileOperation, PrProvider, Settings,
 };
@@ -248,58 +249,33 @@ fn local_branch(
     content: &[u8],
     message: &str,
 ) -> Result<String, StepError> {
-    let git = |e: git2::Error| StepError::transient(format!("promotion in {}: {e}", dir.display()));
-    let repo = git2::Repository::open(dir).map_err(git)?;
+    let git = |e: WriteError| StepError::transient(format!("promotion in {}: {e}", dir.display()));
+    let repo = Repo::open(dir).map_err(git)?;
     let me = crate::pipeline::steps::create_pr::default_identity();
-    if let Ok(existing) = repo.find_branch(branch, git2::BranchType::Local) {
-        let tip = existing.get().peel_to_commit().map_err(git)?;
-        let ours = tip.committer().email_bytes() == me.email.as_bytes();
+    if let Some(tip) = repo.branch_tip(branch).map_err(git)? {
+        let ours = repo.commit_meta(tip).map_err(git)?.committer_email == me.email;
         if !ours {
             return Err(StepError::permanent(format!(
-                "branch {branch} has a commit mockops did not make ({}); it is left alone",
-                tip.id()
+                "branch {branch} has a commit mockops did not make ({tip}); it is left alone"
             )));
         }
     }
-    let base_commit = repo
-        .find_branch(base, git2::BranchType::Local)
-        .map_err(git)?
-        .get()
-        .peel_to_commit()
-        .map_err(git)?;
-    let blob = repo.blob(content).map_err(git)?;
-    let mut index = git2::Index::new().map_err(git)?;
-    index
-        .read_tree(&base_commit.tree().map_err(git)?)
-        .map_err(git)?;
-    let entry = git2::IndexEntry {
-        ctime: git2::IndexTime::new(0, 0),
-        mtime: git2::IndexTime::new(0, 0),
-        dev: 0,
-        ino: 0,
-        mode: 0o100644,
-        uid: 0,
-        gid: 0,
-        file_size: u32::try_from(content.len()).unwrap_or(u32::MAX),
-        id: blob,
-        flags: 0,
-        flags_extended: 0,
-        path: path.as_bytes().to_vec(),
-    };
-    index.add(&entry).map_err(git)?;
-    let tree_id = index.write_tree_to(&repo).map_err(git)?;
-    let tree = repo.find_tree(tree_id).map_err(git)?;
-    let sig = git2::Signature::now(&me.name, &me.email).map_err(git)?;
+    let base_commit = repo.branch_tip(base).map_err(git)?.ok_or_else(|| {
+        StepError::transient(format!("promotion in {}: no branch {base}", dir.display()))
+    })?;
     let commit = repo
-        .commit(None, &sig, &sig, message, &tree, &[&base_commit])
+        .commit_on(
+            base_commit,
+            &[(path, Some(content))],
+            message,
+            Identity {
+                name: &me.name,
+                email: &me.email,
+            },
+        )
         .map_err(git)?;
-    repo.reference(
-        &format!("refs/heads/{branch}"),
-        commit,
-        true,
-        "mockops: promotion",
-    )
-    .map_err(git)?;
+    repo.set_branch(branch, commit, "mockops: promotion")
+        .map_err(git)?;
     Ok(commit.to_string())
 }
 

@@ -11,12 +11,14 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{Direction, ErrorCode, FetchOptions, Oid, PushOptions, Repository};
 use serde_json::{Map, Value as Json};
 
-use super::git::{WorkDir, git_err, net_err, remote_err};
+use super::git::{edits_of, remote_err, write_err};
 use super::github::{blob_map, step_err, wanted_blobs};
 use super::{Change, GitRemote, PrFile, RepoPath};
+use crate::git::Oid;
+use crate::git::access::Access;
+use crate::git::write::{Identity, Pushed, Repo, retry_races};
 use crate::github::api::{Person, TreeEntry};
 use crate::github::{GitHub, parse_repository};
 use crate::pipeline::steps::{Outputs, StepError};
@@ -90,6 +92,13 @@ impl DirectCommit {
     /// (path, blob id or `None` for a deletion) of every file.
     fn wanted(&self) -> Vec<(String, Option<String>)> {
         wanted_blobs(&self.files)
+    }
+
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            name: &self.identity.name,
+            email: &self.identity.email,
+        }
     }
 
     fn attempts(&self) -> u32 {
@@ -311,9 +320,9 @@ pub async fn commit_github(
 // ---------------------------------------------------------------------------------------------
 // Any Git remote
 
-/// Commits onto a branch of a Git remote through git2: fetch the branch, commit on its tip in
-/// a scratch repository, push without force. A push refused because the branch moved (the
-/// remote's tip is no longer the one built on) starts over on the new tip; any other refusal
+/// Commits onto a branch of a Git remote (`git::write`): fetch the branch, commit on its tip in
+/// a scratch repository, push with the tip as the lease. A push refused because the branch
+/// moved (the remote's tip is no longer the one built on) starts over on the new tip; any other refusal
 /// fails the step with the remote's words.
 pub async fn commit_git(
     remote: &GitRemote,
@@ -330,183 +339,83 @@ pub async fn commit_git(
     result
 }
 
-const MOVED: &str = "the branch moved on the remote since it was read";
-
-fn git_blocking(
-    access: &crate::git::access::Access,
-    req: &DirectCommit,
-) -> Result<DirectOutcome, StepError> {
+fn git_blocking(access: &Access, req: &DirectCommit) -> Result<DirectOutcome, StepError> {
     let url = access.url_redacted();
     let session = access.session().map_err(|e| remote_err("reaching", e))?;
-    let work = WorkDir(std::env::temp_dir().join(format!(
-        "mockops-direct-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    )));
-    let repo = Repository::init_bare(&work.0)
-        .map_err(|e| git_err("creating a work repository for", url, e))?;
-    let mut remote = repo
-        .remote_anonymous(access.url())
-        .map_err(|e| git_err("opening remote", url, e))?;
+    let repo = Repo::scratch("direct", url).map_err(write_err)?;
     let refname = format!("refs/heads/{}", req.branch);
-    let remote_tip = |remote: &mut git2::Remote<'_>| -> Result<Option<Oid>, StepError> {
-        let conn = remote
-            .connect_auth(Direction::Fetch, Some(session.callbacks()), None)
-            .map_err(|e| net_err("connecting to", &session, e))?;
-        let heads = conn.list().map_err(|e| net_err("listing", &session, e))?;
-        Ok(heads.iter().find(|h| h.name() == refname).map(|h| h.oid()))
+    let remote_tip = || -> Result<Option<Oid>, StepError> {
+        Ok(repo
+            .remote_heads(&session, &[&refname])
+            .map_err(write_err)?[0])
     };
     let wanted = req.wanted();
-    for attempt in 1..=req.attempts() {
-        let tip = remote_tip(&mut remote)?.ok_or_else(|| {
-            StepError::permanent(format!(
-                "branch {:?} does not exist in {url}; create it or follow another branch",
-                req.branch
-            ))
-        })?;
-        let mut fo = FetchOptions::new();
-        fo.remote_callbacks(session.callbacks());
-        remote
-            .fetch(
-                &[format!("+{refname}:refs/mockops/tip")],
-                Some(&mut fo),
-                None,
-            )
-            .map_err(|e| net_err("fetching from", &session, e))?;
-        let tip_commit = repo
-            .find_commit(tip)
-            .map_err(|e| git_err("reading the tip of", url, e))?;
-        if let Some(done) = find_marker(&repo, tip, req).map_err(|e| git_err("reading", url, e))? {
-            return Ok(DirectOutcome::new(
-                req,
-                DirectAction::AlreadyCommitted,
-                Some(done.to_string()),
-                attempt,
-            ));
-        }
-        let tree = tip_commit
-            .tree()
-            .map_err(|e| git_err("reading the tree of", url, e))?;
-        if tree_matches(&tree, &wanted) {
-            return Ok(DirectOutcome::new(
-                req,
-                DirectAction::Unchanged,
-                None,
-                attempt,
-            ));
-        }
-        let commit =
-            commit_on(&repo, &tip_commit, req).map_err(|e| git_err("committing for", url, e))?;
-
-        let mut rejected: Option<String> = None;
-        let pushed = {
-            let mut cb = session.callbacks();
-            let dst = refname.clone();
-            cb.push_negotiation(move |updates| {
-                for u in updates {
-                    if u.dst_refname().ok() == Some(dst.as_str()) && u.src() != tip {
-                        return Err(git2::Error::from_str(MOVED));
-                    }
-                }
-                Ok(())
-            });
-            cb.push_update_reference(|name, status| {
-                if let Some(s) = status {
-                    rejected = Some(format!("{name}: {s}"));
-                }
-                Ok(())
-            });
-            let mut po = PushOptions::new();
-            po.remote_callbacks(cb);
-            repo.reference("refs/mockops/new", commit, true, "direct commit")
-                .map_err(|e| git_err("committing for", url, e))?;
-            remote.push(&[format!("refs/mockops/new:{refname}")], Some(&mut po))
-        };
-        match pushed {
-            Ok(()) if rejected.is_none() => {
-                return Ok(DirectOutcome::new(
+    let edits = edits_of(&req.files);
+    let done = retry_races(
+        req.attempts(),
+        url,
+        &req.branch,
+        |attempt| -> Result<_, StepError> {
+            let tip = remote_tip()?.ok_or_else(|| {
+                StepError::permanent(format!(
+                    "branch {:?} does not exist in {url}; create it or follow another branch",
+                    req.branch
+                ))
+            })?;
+            repo.fetch(&session, &[format!("+{refname}:refs/mockops/tip")])
+                .map_err(write_err)?;
+            if let Some(done) = repo
+                .find_commit_where(tip, HISTORY_DEPTH, |m| req.has_marker(m))
+                .map_err(write_err)?
+            {
+                return Ok(Some(DirectOutcome::new(
+                    req,
+                    DirectAction::AlreadyCommitted,
+                    Some(done.to_string()),
+                    attempt,
+                )));
+            }
+            if repo.has_content(tip, &wanted).map_err(write_err)? {
+                return Ok(Some(DirectOutcome::new(
+                    req,
+                    DirectAction::Unchanged,
+                    None,
+                    attempt,
+                )));
+            }
+            let commit = repo
+                .commit_on(tip, &edits, &req.message, req.identity())
+                .map_err(write_err)?;
+            match repo
+                .push_with_lease(&session, commit, &refname, Some(tip))
+                .map_err(write_err)?
+            {
+                Pushed::Done => Ok(Some(DirectOutcome::new(
                     req,
                     DirectAction::Committed,
                     Some(commit.to_string()),
                     attempt,
-                ));
-            }
-            Ok(()) => {
+                ))),
+                Pushed::Moved => Ok(None),
                 // Refused by the remote: a race if the branch is no longer where it was.
-                if remote_tip(&mut remote)? == Some(tip) {
-                    let why = rejected.unwrap_or_default();
+                Pushed::Refused(why) => {
+                    if remote_tip()? != Some(tip) {
+                        return Ok(None);
+                    }
                     let hint = if why.contains("protected") || why.contains("declined") {
                         format!("; {}", protected_hint(&req.branch))
                     } else {
                         String::new()
                     };
-                    return Err(StepError::permanent(format!(
+                    Err(StepError::permanent(format!(
                         "{url} refused the commit onto {}: {why}{hint}",
                         req.branch
-                    )));
+                    )))
                 }
             }
-            Err(e) if e.message().contains(MOVED) || e.code() == ErrorCode::NotFastForward => {}
-            Err(e) => return Err(net_err("pushing to", &session, e)),
-        }
-        tracing::info!(branch = %req.branch, remote = %url, attempt, "the branch moved meanwhile; re-applying on the new tip");
-    }
-    Err(req.gave_up(url))
-}
-
-/// The newest commit within [`HISTORY_DEPTH`] of `tip` whose message has the marker.
-fn find_marker(
-    repo: &Repository,
-    tip: Oid,
-    req: &DirectCommit,
-) -> Result<Option<Oid>, git2::Error> {
-    let mut walk = repo.revwalk()?;
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
-    walk.push(tip)?;
-    for oid in walk.take(HISTORY_DEPTH) {
-        let oid = oid?;
-        let c = repo.find_commit(oid)?;
-        if req.has_marker(&String::from_utf8_lossy(c.message_bytes())) {
-            return Ok(Some(oid));
-        }
-    }
-    Ok(None)
-}
-
-fn tree_matches(tree: &git2::Tree<'_>, wanted: &[(String, Option<String>)]) -> bool {
-    wanted.iter().all(|(path, id)| {
-        let there = tree
-            .get_path(Path::new(path))
-            .ok()
-            .map(|e| e.id().to_string());
-        there == *id
-    })
-}
-
-/// The request's commit on top of `parent` (objects written, no ref moved).
-fn commit_on(
-    repo: &Repository,
-    parent: &git2::Commit<'_>,
-    req: &DirectCommit,
-) -> Result<Oid, git2::Error> {
-    let base = parent.tree()?;
-    let mut update = git2::build::TreeUpdateBuilder::new();
-    for f in &req.files {
-        match &f.change {
-            Change::Write(bytes) => {
-                let oid = repo.blob(bytes)?;
-                update.upsert(f.path.as_str(), oid, git2::FileMode::Blob);
-            }
-            Change::Delete => {
-                if base.get_path(Path::new(f.path.as_str())).is_ok() {
-                    update.remove(f.path.as_str());
-                }
-            }
-        }
-    }
-    let tree = repo.find_tree(update.create_updated(repo, &base)?)?;
-    let sig = git2::Signature::now(&req.identity.name, &req.identity.email)?;
-    repo.commit(None, &sig, &sig, &req.message, &tree, &[parent])
+        },
+    )?;
+    done.ok_or_else(|| req.gave_up(url))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,58 +437,57 @@ pub async fn commit_local(dir: &Path, req: &DirectCommit) -> Result<DirectOutcom
 
 fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepError> {
     let place = dir.display().to_string();
-    let git = |what: &str, e: git2::Error| git_err(what, &place, e);
-    let repo = Repository::open(dir).map_err(|e| git("opening", e))?;
-    let refname = format!("refs/heads/{}", req.branch);
+    let repo = Repo::open(dir).map_err(write_err)?;
     let wanted = req.wanted();
-    for attempt in 1..=req.attempts() {
-        let tip = repo.refname_to_id(&refname).map_err(|e| {
-            if e.code() == ErrorCode::NotFound {
-                StepError::permanent(format!(
-                    "branch {:?} does not exist in {place}; create it or follow another branch",
-                    req.branch
-                ))
-            } else {
-                git("reading the branch of", e)
+    let edits = edits_of(&req.files);
+    let done = retry_races(
+        req.attempts(),
+        &place,
+        &req.branch,
+        |attempt| -> Result<_, StepError> {
+            let tip = repo
+                .branch_tip(&req.branch)
+                .map_err(write_err)?
+                .ok_or_else(|| {
+                    StepError::permanent(format!(
+                        "branch {:?} does not exist in {place}; create it or follow another branch",
+                        req.branch
+                    ))
+                })?;
+            if let Some(done) = repo
+                .find_commit_where(tip, HISTORY_DEPTH, |m| req.has_marker(m))
+                .map_err(write_err)?
+            {
+                return Ok(Some(DirectOutcome::new(
+                    req,
+                    DirectAction::AlreadyCommitted,
+                    Some(done.to_string()),
+                    attempt,
+                )));
             }
-        })?;
-        if let Some(done) = find_marker(&repo, tip, req).map_err(|e| git("reading", e))? {
-            return Ok(DirectOutcome::new(
-                req,
-                DirectAction::AlreadyCommitted,
-                Some(done.to_string()),
-                attempt,
-            ));
-        }
-        let tip_commit = repo.find_commit(tip).map_err(|e| git("reading", e))?;
-        let tree = tip_commit.tree().map_err(|e| git("reading", e))?;
-        if tree_matches(&tree, &wanted) {
-            return Ok(DirectOutcome::new(
-                req,
-                DirectAction::Unchanged,
-                None,
-                attempt,
-            ));
-        }
-        let checked_out = !repo.is_bare()
-            && repo
-                .head()
-                .ok()
-                .is_some_and(|h| h.is_branch() && h.name().ok() == Some(refname.as_str()));
-        if checked_out {
-            refuse_dirty(&repo, req, &place)?;
-        }
-        let commit = commit_on(&repo, &tip_commit, req).map_err(|e| git("committing in", e))?;
-        match repo.reference_matching(&refname, commit, true, tip, "mockops: direct commit") {
-            Ok(_) => {}
-            Err(e) if e.code() == ErrorCode::Modified => {
-                tracing::info!(branch = %req.branch, repository = %place, attempt, "the branch moved meanwhile; re-applying on the new tip");
-                continue;
+            if repo.has_content(tip, &wanted).map_err(write_err)? {
+                return Ok(Some(DirectOutcome::new(
+                    req,
+                    DirectAction::Unchanged,
+                    None,
+                    attempt,
+                )));
             }
-            Err(e) => return Err(git("moving the branch of", e)),
-        }
-        if checked_out {
-            update_work_tree(&repo, req).map_err(|e| {
+            let checked_out = repo.checked_out(&req.branch);
+            if checked_out {
+                refuse_dirty(&repo, req, &place)?;
+            }
+            let commit = repo
+                .commit_on(tip, &edits, &req.message, req.identity())
+                .map_err(write_err)?;
+            if !repo
+                .move_branch(&req.branch, commit, tip, "mockops: direct commit")
+                .map_err(write_err)?
+            {
+                return Ok(None);
+            }
+            if checked_out {
+                repo.update_work_tree(&edits).map_err(|e| {
                 StepError::permanent(format!(
                     "commit {commit} is on {} in {place}, but the work tree could not be updated for it ({e}); run `git checkout -- {}` there",
                     req.branch,
@@ -590,43 +498,22 @@ fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepE
                         .join(" ")
                 ))
             })?;
-        }
-        return Ok(DirectOutcome::new(
-            req,
-            DirectAction::Committed,
-            Some(commit.to_string()),
-            attempt,
-        ));
-    }
-    Err(req.gave_up(&place))
+            }
+            Ok(Some(DirectOutcome::new(
+                req,
+                DirectAction::Committed,
+                Some(commit.to_string()),
+                attempt,
+            )))
+        },
+    )?;
+    done.ok_or_else(|| req.gave_up(&place))
 }
 
 /// An error naming every changed path that has uncommitted changes in the work tree or index.
-fn refuse_dirty(repo: &Repository, req: &DirectCommit, place: &str) -> Result<(), StepError> {
-    let mut dirty = Vec::new();
-    let root = repo.workdir().map(Path::to_path_buf).unwrap_or_default();
-    for f in &req.files {
-        // Writing through a symbolic link could land outside the work tree.
-        let mut at = root.clone();
-        let mut linked = None;
-        for seg in f.path.as_str().split('/') {
-            at.push(seg);
-            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-                linked = Some(at.strip_prefix(&root).unwrap_or(&at).display().to_string());
-                break;
-            }
-        }
-        if let Some(link) = linked {
-            dirty.push(format!("{} (`{link}` is a symbolic link)", f.path));
-            continue;
-        }
-        match repo.status_file(Path::new(f.path.as_str())) {
-            Ok(s) if s.is_empty() => {}
-            Ok(s) => dirty.push(format!("{} ({})", f.path, describe_status(s))),
-            Err(e) if e.code() == ErrorCode::NotFound => {}
-            Err(e) => return Err(git_err("reading the status of", place, e)),
-        }
-    }
+fn refuse_dirty(repo: &Repo, req: &DirectCommit, place: &str) -> Result<(), StepError> {
+    let paths: Vec<&str> = req.files.iter().map(|f| f.path.as_str()).collect();
+    let dirty = repo.uncommitted(&paths).map_err(write_err)?;
     if dirty.is_empty() {
         return Ok(());
     }
@@ -635,60 +522,6 @@ fn refuse_dirty(repo: &Repository, req: &DirectCommit, place: &str) -> Result<()
         req.branch,
         dirty.join(", ")
     )))
-}
-
-fn describe_status(s: git2::Status) -> &'static str {
-    if s.intersects(
-        git2::Status::INDEX_NEW
-            | git2::Status::INDEX_MODIFIED
-            | git2::Status::INDEX_DELETED
-            | git2::Status::INDEX_RENAMED
-            | git2::Status::INDEX_TYPECHANGE,
-    ) {
-        "staged changes"
-    } else if s.contains(git2::Status::WT_NEW) {
-        "an untracked file"
-    } else if s.contains(git2::Status::IGNORED) {
-        "an ignored file"
-    } else if s.contains(git2::Status::CONFLICTED) {
-        "a merge conflict"
-    } else {
-        "modified"
-    }
-}
-
-fn update_work_tree(repo: &Repository, req: &DirectCommit) -> Result<(), git2::Error> {
-    let root = repo
-        .workdir()
-        .ok_or_else(|| git2::Error::from_str("the repository has no work tree"))?
-        .to_path_buf();
-    let mut index = repo.index()?;
-    index.read(false)?;
-    for f in &req.files {
-        let path = root.join(f.path.as_str());
-        match &f.change {
-            Change::Write(bytes) => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io_err)?;
-                }
-                std::fs::write(&path, bytes).map_err(io_err)?;
-                index.add_path(Path::new(f.path.as_str()))?;
-            }
-            Change::Delete => {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err(e)),
-                }
-                let _ = index.remove_path(Path::new(f.path.as_str()));
-            }
-        }
-    }
-    index.write()
-}
-
-fn io_err(e: std::io::Error) -> git2::Error {
-    git2::Error::from_str(&e.to_string())
 }
 
 #[cfg(test)]

@@ -2,17 +2,13 @@
 //! remote, for hosts without GitHub's API. One commit on top of the base branch, the same
 //! branch naming, and never a push over a commit mockops did not make.
 
-use std::path::{Path, PathBuf};
-
 use std::time::Duration;
 
-use git2::{Direction, FetchOptions, Oid, PushOptions, Repository};
-
-use super::github::{commit_message, is_own_commit};
-use super::{Change, PrAction, PrOutcome, PrRequest};
-use crate::git::access::{
-    Access, DEFAULT_DEADLINE, FetchError, HostKeyPolicy, RemoteAuth, Session,
-};
+use super::github::{commit_message, is_own_commit, wanted_blobs};
+use super::{Change, PrAction, PrFile, PrOutcome, PrRequest};
+use crate::git::Oid;
+use crate::git::access::{Access, DEFAULT_DEADLINE, FetchError, HostKeyPolicy, RemoteAuth};
+use crate::git::write::{Edit, Identity, Pushed, Repo, WriteError};
 use crate::github::api::Person;
 use crate::pipeline::steps::StepError;
 
@@ -104,60 +100,26 @@ pub async fn apply_git(remote: &GitRemote, req: &PrRequest) -> Result<PrOutcome,
     result
 }
 
-pub(super) struct WorkDir(pub(super) PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub(super) fn git_err(what: &str, url: &str, e: git2::Error) -> StepError {
-    let transient = matches!(
-        e.class(),
-        git2::ErrorClass::Net
-            | git2::ErrorClass::Ssl
-            | git2::ErrorClass::Os
-            | git2::ErrorClass::Http
-    );
-    let message = format!("{what} {url}: {}", e.message());
-    if transient {
-        StepError::transient(message)
+/// A failed Git write as a step error, retryable when the fault may pass by itself.
+pub(super) fn write_err(e: WriteError) -> StepError {
+    if e.is_transient() {
+        StepError::transient(e.to_string())
     } else {
-        StepError::permanent(message)
+        StepError::permanent(e.to_string())
     }
-}
-
-/// A network error of `session` as a step error (what its callbacks recorded first).
-pub(super) fn net_err(what: &str, session: &Session<'_>, e: git2::Error) -> StepError {
-    remote_err(what, session.classify(e))
 }
 
 fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepError> {
     let url = access.url_redacted();
     let session = access.session().map_err(|e| remote_err("reaching", e))?;
-    let dir = std::env::temp_dir().join(format!(
-        "mockops-push-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let work = WorkDir(dir);
-    let repo = Repository::init_bare(&work.0)
-        .map_err(|e| git_err("creating a work repository for", url, e))?;
-    let mut remote = repo
-        .remote_anonymous(access.url())
-        .map_err(|e| git_err("opening remote", url, e))?;
+    let repo = Repo::scratch("push", url).map_err(write_err)?;
 
     let base_ref = format!("refs/heads/{}", req.base_branch);
     let head_ref = format!("refs/heads/{}", req.head_branch);
-    let (base_remote, head_remote) = {
-        let conn = remote
-            .connect_auth(Direction::Fetch, Some(session.callbacks()), None)
-            .map_err(|e| net_err("connecting to", &session, e))?;
-        let heads = conn.list().map_err(|e| net_err("listing", &session, e))?;
-        let find = |name: &str| heads.iter().find(|h| h.name() == name).map(|h| h.oid());
-        (find(&base_ref), find(&head_ref))
-    };
+    let heads = repo
+        .remote_heads(&session, &[&base_ref, &head_ref])
+        .map_err(write_err)?;
+    let (base_remote, head_remote) = (heads[0], heads[1]);
     let base_oid = base_remote.ok_or_else(|| {
         StepError::permanent(format!(
             "base branch {:?} does not exist in {url}; set `branch` to an existing branch",
@@ -168,48 +130,13 @@ fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepErro
     if head_remote.is_some() {
         specs.push(format!("+{head_ref}:refs/mockops/head"));
     }
-    let mut fo = FetchOptions::new();
-    fo.remote_callbacks(session.callbacks());
-    remote
-        .fetch(&specs, Some(&mut fo), None)
-        .map_err(|e| net_err("fetching from", &session, e))?;
+    repo.fetch(&session, &specs).map_err(write_err)?;
 
     let hash = req.content_hash();
-    let base_commit = repo
-        .find_commit(base_oid)
-        .map_err(|e| git_err("reading the base commit of", url, e))?;
-    let base_tree = base_commit
-        .tree()
-        .map_err(|e| git_err("reading the base tree of", url, e))?;
-    let base_paths = files_under(&repo, &base_tree, req)
-        .map_err(|e| git_err("reading the base tree of", url, e))?;
+    let dirs: Vec<&str> = req.replace_dirs.iter().map(|d| d.as_str()).collect();
+    let base_paths = repo.paths_under(base_oid, &dirs).map_err(write_err)?;
     let files = req.files_against(base_paths.iter().map(String::as_str));
-
-    let mut wanted = Vec::new();
-    let mut update = git2::build::TreeUpdateBuilder::new();
-    for f in &files {
-        match &f.change {
-            Change::Write(bytes) => {
-                let oid = repo
-                    .blob(bytes)
-                    .map_err(|e| git_err("writing a blob for", url, e))?;
-                update.upsert(f.path.as_str(), oid, git2::FileMode::Blob);
-                wanted.push((f.path.as_str(), Some(oid)));
-            }
-            Change::Delete => {
-                if base_tree.get_path(Path::new(f.path.as_str())).is_ok() {
-                    update.remove(f.path.as_str());
-                }
-                wanted.push((f.path.as_str(), None));
-            }
-        }
-    }
-    let matches = |tree: &git2::Tree<'_>| {
-        wanted.iter().all(|(path, oid)| {
-            let there = tree.get_path(Path::new(path)).ok().map(|e| e.id());
-            there == *oid
-        })
-    };
+    let wanted = wanted_blobs(&files);
     let outcome = |action, commit: Option<Oid>, reason: Option<String>| PrOutcome {
         action,
         number: None,
@@ -218,7 +145,7 @@ fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepErro
         commit: commit.map(|c| c.to_string()),
         reason,
     };
-    if matches(&base_tree) {
+    if repo.has_content(base_oid, &wanted).map_err(write_err)? {
         return Ok(outcome(
             PrAction::Unchanged,
             head_remote,
@@ -226,16 +153,12 @@ fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepErro
         ));
     }
     if let Some(head_oid) = head_remote {
-        let head = repo
-            .find_commit(head_oid)
-            .map_err(|e| git_err("reading the branch head of", url, e))?;
-        let committer = head.committer();
+        let head = repo.commit_meta(head_oid).map_err(write_err)?;
         let who = Person {
-            name: String::from_utf8_lossy(committer.name_bytes()).into_owned(),
-            email: String::from_utf8_lossy(committer.email_bytes()).into_owned(),
+            name: head.committer_name,
+            email: head.committer_email,
         };
-        let message = String::from_utf8_lossy(head.message_bytes()).into_owned();
-        if !is_own_commit(&message, &who, &req.identity) {
+        if !is_own_commit(&head.message, &who, &req.identity) {
             return Ok(outcome(
                 PrAction::SkippedForeign,
                 Some(head_oid),
@@ -245,77 +168,45 @@ fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepErro
                 )),
             ));
         }
-        let head_tree = head
-            .tree()
-            .map_err(|e| git_err("reading the branch tree of", url, e))?;
-        let head_paths = files_under(&repo, &head_tree, req)
-            .map_err(|e| git_err("reading the branch tree of", url, e))?;
+        let head_paths = repo.paths_under(head_oid, &dirs).map_err(write_err)?;
         let head_stale = !req
             .stale_paths(head_paths.iter().map(String::as_str))
             .is_empty();
-        if matches(&head_tree) && !head_stale {
+        if repo.has_content(head_oid, &wanted).map_err(write_err)? && !head_stale {
             return Ok(outcome(PrAction::Unchanged, Some(head_oid), None));
         }
     }
 
-    let tree_oid = update
-        .create_updated(&repo, &base_tree)
-        .map_err(|e| git_err("building the tree for", url, e))?;
-    let tree = repo
-        .find_tree(tree_oid)
-        .map_err(|e| git_err("reading the new tree for", url, e))?;
-    let sig = git2::Signature::now(&req.identity.name, &req.identity.email)
-        .map_err(|e| git_err("signing the commit for", url, e))?;
+    let edits = edits_of(&files);
     let commit = repo
-        .commit(
-            Some(&head_ref),
-            &sig,
-            &sig,
+        .commit_on(
+            base_oid,
+            &edits,
             &commit_message(req, &hash),
-            &tree,
-            &[&base_commit],
+            Identity {
+                name: &req.identity.name,
+                email: &req.identity.email,
+            },
         )
-        .map_err(|e| git_err("committing for", url, e))?;
+        .map_err(write_err)?;
 
     // Lease: the remote branch must still be where we read it (absent, or our commit).
-    let expected = head_remote.unwrap_or(Oid::ZERO_SHA1);
-    let mut rejected: Option<String> = None;
+    match repo
+        .push_with_lease(&session, commit, &head_ref, head_remote)
+        .map_err(write_err)?
     {
-        let mut cb = session.callbacks();
-        let head_ref_cb = head_ref.clone();
-        cb.push_negotiation(move |updates| {
-            for u in updates {
-                if u.dst_refname().ok() == Some(head_ref_cb.as_str()) && u.src() != expected {
-                    return Err(git2::Error::from_str(
-                        "the branch moved on the remote since it was read",
-                    ));
-                }
-            }
-            Ok(())
-        });
-        cb.push_update_reference(|refname, status| {
-            if let Some(s) = status {
-                rejected = Some(format!("{refname}: {s}"));
-            }
-            Ok(())
-        });
-        let mut po = PushOptions::new();
-        po.remote_callbacks(cb);
-        let res = remote.push(&[format!("+{head_ref}:{head_ref}")], Some(&mut po));
-        if let Err(e) = res {
-            if e.message().contains("moved on the remote") {
-                return Err(StepError::transient(format!(
-                    "branch {} moved on {url} while mockops was pushing; trying again re-checks who pushed",
-                    req.head_branch
-                )));
-            }
-            return Err(net_err("pushing to", &session, e));
+        Pushed::Done => {}
+        Pushed::Moved => {
+            return Err(StepError::transient(format!(
+                "branch {} moved on {url} while mockops was pushing; trying again re-checks who pushed",
+                req.head_branch
+            )));
         }
-    }
-    if let Some(r) = rejected {
-        return Err(StepError::permanent(format!(
-            "{url} rejected the push of {r}"
-        )));
+        Pushed::Refused(r) => {
+            return Err(StepError::permanent(format!(
+                "{url} rejected the push of {r}"
+            )));
+        }
     }
     let action = if head_remote.is_some() {
         PrAction::Updated
@@ -325,28 +216,18 @@ fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepErro
     Ok(outcome(action, Some(commit), None))
 }
 
-/// Every file path of `tree` under the request's replaced directories.
-fn files_under(
-    repo: &Repository,
-    tree: &git2::Tree<'_>,
-    req: &PrRequest,
-) -> Result<Vec<String>, git2::Error> {
-    let mut out = Vec::new();
-    for dir in &req.replace_dirs {
-        let Ok(entry) = tree.get_path(Path::new(dir.as_str())) else {
-            continue;
-        };
-        let Ok(sub) = entry.to_object(repo).and_then(|o| o.peel_to_tree()) else {
-            continue;
-        };
-        sub.walk(git2::TreeWalkMode::PreOrder, |root, e| {
-            if e.kind() == Some(git2::ObjectType::Blob)
-                && let Ok(name) = e.name()
-            {
-                out.push(format!("{dir}/{root}{name}"));
-            }
-            git2::TreeWalkResult::Ok
-        })?;
-    }
-    Ok(out)
+/// The files of a request as edits of a commit.
+pub(super) fn edits_of(files: &[PrFile]) -> Vec<Edit<'_>> {
+    files
+        .iter()
+        .map(|f| {
+            (
+                f.path.as_str(),
+                match &f.change {
+                    Change::Write(bytes) => Some(bytes.as_slice()),
+                    Change::Delete => None,
+                },
+            )
+        })
+        .collect()
 }

@@ -522,9 +522,7 @@ pub(super) fn wanted_blobs(files: &[PrFile]) -> Vec<(String, Option<String>)> {
 }
 
 pub(super) fn blob_id(bytes: &[u8]) -> String {
-    git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
-        .map(|o| o.to_string())
-        .unwrap_or_default()
+    crate::git::write::blob_id(bytes)
 }
 
 fn short(sha: &str) -> &str {
