@@ -97,9 +97,7 @@ pub fn resolve_arg(
             repo: repo.to_path_buf(),
             message: e.message().to_string(),
         })?;
-        let workdir = git2::Repository::discover(repo)
-            .ok()
-            .and_then(|r| r.workdir().and_then(|w| std::fs::canonicalize(w).ok()));
+        let workdir = crate::git::revision::work_tree_of(repo);
         let proto_paths = proto_paths
             .iter()
             .map(|p| {

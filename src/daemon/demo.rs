@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use include_dir::{Dir, include_dir};
 
+use crate::git::write::{Identity, Repo, WriteError};
+
 static EXAMPLE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples/repo-layout");
 static OVERLAY: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples/demo");
 
@@ -18,7 +20,7 @@ static OVERLAY: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples/demo");
 pub const REMOTE: &str = "remotes/demo-sdk.git";
 
 /// Creates the demo repository under `state_dir` unless it exists; returns its path.
-pub fn ensure(state_dir: &Path) -> Result<PathBuf, git2::Error> {
+pub fn ensure(state_dir: &Path) -> Result<PathBuf, WriteError> {
     let path = state_dir.join("demo-repo");
     let remote = ensure_remote(state_dir)?;
     if path.join(".git").exists() {
@@ -28,53 +30,25 @@ pub fn ensure(state_dir: &Path) -> Result<PathBuf, git2::Error> {
     write_dir(&EXAMPLE, &path, None)?;
     let remote_url = format!("file://{}", remote.display());
     write_dir(&OVERLAY, &path, Some(&remote_url))?;
-    let repo = git2::Repository::init_opts(
-        &path,
-        git2::RepositoryInitOptions::new().initial_head("main"),
-    )?;
-    let mut index = repo.index()?;
-    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
-    index.write()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let sig = git2::Signature::now("mockops demo", "demo@mockops.invalid")?;
-    repo.commit(
-        Some("HEAD"),
-        &sig,
-        &sig,
-        "Demo config repository",
-        &tree,
-        &[],
-    )?;
+    Repo::init_with_commit(&path, "main", None, "Demo config repository", DEMO)?;
     Ok(path)
 }
 
 /// The bare repository the demo's pull requests are pushed to, with a first commit on `main`
 /// (a pull request needs a base branch).
-fn ensure_remote(state_dir: &Path) -> Result<PathBuf, git2::Error> {
+fn ensure_remote(state_dir: &Path) -> Result<PathBuf, WriteError> {
     let path = state_dir.join(REMOTE);
     if path.join("HEAD").exists() {
         return std::fs::canonicalize(&path).map_err(io);
     }
     std::fs::create_dir_all(&path).map_err(io)?;
-    let repo = git2::Repository::init_opts(
-        &path,
-        git2::RepositoryInitOptions::new()
-            .bare(true)
-            .initial_head("main"),
-    )?;
-    let blob = repo.blob(
-        b"# demo-sdk\n\nWhere the mockops demo pushes its pull requests: \
-          `git --git-dir .state/remotes/demo-sdk.git branch` lists them.\n",
-    )?;
-    let mut tb = repo.treebuilder(None)?;
-    tb.insert("README.md", blob, 0o100_644)?;
-    let tree = repo.find_tree(tb.write()?)?;
-    let sig = git2::Signature::now("mockops demo", "demo@mockops.invalid")?;
-    repo.commit(Some("refs/heads/main"), &sig, &sig, "Start", &tree, &[])?;
+    let readme: &[u8] = b"# demo-sdk\n\nWhere the mockops demo pushes its pull requests: \
+          `git --git-dir .state/remotes/demo-sdk.git branch` lists them.\n";
+    Repo::init_with_commit(&path, "main", Some(("README.md", readme)), "Start", DEMO)?;
     std::fs::canonicalize(&path).map_err(io)
 }
 
-fn write_dir(dir: &Dir<'_>, root: &Path, remote: Option<&str>) -> Result<(), git2::Error> {
+fn write_dir(dir: &Dir<'_>, root: &Path, remote: Option<&str>) -> Result<(), WriteError> {
     for f in dir.files() {
         let target = root.join(f.path());
         if let Some(parent) = target.parent() {
@@ -200,9 +174,20 @@ impl Inbox {
     }
 }
 
-fn io(e: std::io::Error) -> git2::Error {
-    git2::Error::from_str(&e.to_string())
+fn io(e: std::io::Error) -> WriteError {
+    WriteError::Git {
+        what: "writing".into(),
+        place: "the demo repository".into(),
+        message: e.to_string(),
+        transient: false,
+    }
 }
+
+/// Who makes the demo's commits.
+const DEMO: Identity<'static> = Identity {
+    name: "mockops demo",
+    email: "demo@mockops.invalid",
+};
 
 #[cfg(test)]
 mod tests {

@@ -751,7 +751,7 @@ struct PassFailure {
 /// One pass of the reconciler over the commits up to `head`, on the blocking pool. A panic is
 /// caught here: the pass fails, the reconciler re-reads the applied state, and the next pass
 /// runs normally (nothing stays poisoned).
-fn reconcile_pass(r: &mut Reconciler, head: git2::Oid) -> Result<SyncReport, PassFailure> {
+fn reconcile_pass(r: &mut Reconciler, head: crate::git::Oid) -> Result<SyncReport, PassFailure> {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.sync(head)));
     match result {
         Ok(Ok(report)) => Ok(report),
@@ -852,7 +852,7 @@ async fn reconcile_loop(
         // Keep what the reconciler may compare with in the mirror, whatever pruning says.
         if let Source::Remote(r) = &source
             && let Ok(Some(applied)) = shared.store.cursor().map(|c| c.last_applied)
-            && let Ok(oid) = git2::Oid::from_str(&applied.sha)
+            && let Ok(oid) = crate::git::Oid::from_str(&applied.sha)
         {
             r.keep_commits(vec![oid]);
         }

@@ -110,6 +110,13 @@ pub struct GitFiles {
     commit: Option<git2::Oid>,
 }
 
+/// The work tree of the Git repository that `path` is in (canonical), if it has one.
+pub fn work_tree_of(path: &Path) -> Option<PathBuf> {
+    git2::Repository::discover(path)
+        .ok()
+        .and_then(|r| r.workdir().and_then(|w| std::fs::canonicalize(w).ok()))
+}
+
 impl GitFiles {
     /// Opens `rev` (any revspec resolving to a commit or tree) of the repository at `repo_path`.
     pub fn open(repo_path: &Path, rev: &str) -> Result<Self, git2::Error> {

@@ -144,6 +144,49 @@ impl Repo {
         })
     }
 
+    /// A new repository at `dir` whose first commit, on `branch`, has every file already in
+    /// `dir` (a work tree), or a bare one with the single file `seed` (path, content).
+    pub fn init_with_commit(
+        dir: &Path,
+        branch: &str,
+        seed: Option<(&str, &[u8])>,
+        message: &str,
+        who: Identity<'_>,
+    ) -> Result<Oid, WriteError> {
+        let place = dir.display().to_string();
+        let err = |e: git2::Error| WriteError::git("creating a repository in", &place, e);
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head(branch).bare(seed.is_some());
+        let repo = Repository::init_opts(dir, &opts).map_err(err)?;
+        let tree = match seed {
+            None => {
+                let mut index = repo.index().map_err(err)?;
+                index
+                    .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+                    .map_err(err)?;
+                index.write().map_err(err)?;
+                index.write_tree().map_err(err)?
+            }
+            Some((path, content)) => {
+                let blob = repo.blob(content).map_err(err)?;
+                let mut tb = repo.treebuilder(None).map_err(err)?;
+                tb.insert(path, blob, 0o100_644).map_err(err)?;
+                tb.write().map_err(err)?
+            }
+        };
+        let tree = repo.find_tree(tree).map_err(err)?;
+        let sig = git2::Signature::now(who.name, who.email).map_err(err)?;
+        repo.commit(
+            Some(&format!("refs/heads/{branch}")),
+            &sig,
+            &sig,
+            message,
+            &tree,
+            &[],
+        )
+        .map_err(err)
+    }
+
     /// The repository at `dir` (bare or not).
     pub fn open(dir: &Path) -> Result<Self, WriteError> {
         let place = dir.display().to_string();

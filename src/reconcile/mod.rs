@@ -14,11 +14,12 @@ pub mod plan;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use git2::{Oid, Repository};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::load::Loader;
+use crate::git::Oid;
+use crate::git::history::{CommitHeader, History, RevisionError};
 use crate::git::revision::{GitFiles, SourceFiles};
 use crate::store::{
     Commit, Committed, CursorUpdate, Opened, Revision, RevisionStatus, Store, StoreError,
@@ -28,7 +29,7 @@ use plan::{CommitInfo, Mode, Plan, PlanInput, Rows, Sides};
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    Git(#[from] crate::git::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot load commit {sha}: {message}")]
@@ -46,7 +47,7 @@ pub fn resolve_replay_from(
     head: Oid,
     branch: &str,
 ) -> Result<Oid, ReconcileError> {
-    let repo = Repository::open(git_dir)?;
+    let repo = History::open(git_dir)?;
     let bad = |message: String| ReconcileError::Replay {
         rev: rev.to_string(),
         message,
@@ -55,19 +56,15 @@ pub fn resolve_replay_from(
         "give a commit sha, tag or branch of {} that is on the history of `{branch}`",
         git_dir.display()
     );
-    let obj = repo
-        .revparse_single(rev)
-        .map_err(|e| bad(format!("no such revision ({}); {hint}", e.message())))?;
-    let c = obj
-        .peel_to_commit()
-        .map_err(|e| bad(format!("does not name a commit ({}); {hint}", e.message())))?;
-    if c.id() != head && !repo.graph_descendant_of(head, c.id())? {
+    let c = repo
+        .resolve(rev)
+        .map_err(|e: RevisionError| bad(format!("{e}; {hint}")))?;
+    if !repo.is_on_history_of(head, c)? {
         return Err(bad(format!(
-            "commit {} is not an ancestor of the head of `{branch}` ({head}); {hint}",
-            c.id()
+            "commit {c} is not an ancestor of the head of `{branch}` ({head}); {hint}"
         )));
     }
-    Ok(c.id())
+    Ok(c)
 }
 
 /// What one call to [`Reconciler::sync`] did.
@@ -237,22 +234,16 @@ impl Reconciler {
         sha: &str,
         message: &str,
     ) -> Result<(), ReconcileError> {
-        let repo = Repository::open(&self.git_dir)?;
-        let commit = repo.find_commit(Oid::from_str(sha)?)?;
-        let author = commit.author();
+        let header = History::open(&self.git_dir)?.header(Oid::from_str(sha)?)?;
         let revision = Revision {
             seq: 0,
             sha: sha.to_string(),
             status: RevisionStatus::Invalid,
             compared_with: self.store.cursor()?.last_applied.map(|r| r.sha),
             forced: false,
-            author: format!(
-                "{} <{}>",
-                String::from_utf8_lossy(author.name_bytes()),
-                String::from_utf8_lossy(author.email_bytes())
-            ),
-            summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into(),
-            committed_at: crate::util::time::unix_rfc3339(commit.time().seconds()),
+            author: format!("{} <{}>", header.author_name, header.author_email),
+            summary: header.summary,
+            committed_at: crate::util::time::unix_rfc3339(header.time),
             processed_at: crate::util::time::now_rfc3339(),
             diagnostics: vec![serde_json::json!({
                 "severity": "error",
@@ -304,7 +295,7 @@ impl Reconciler {
         if cursor.last_attempted.as_ref().map(|r| r.sha.as_str()) == Some(&head.to_string()) {
             return Ok(report);
         }
-        let repo = Repository::open(&self.git_dir)?;
+        let repo = History::open(&self.git_dir)?;
         let Some(applied) = cursor.last_applied.as_ref() else {
             // A fresh store: take a baseline without replaying history, unless asked to
             // (`--replay-from`, or the old cursor of a store rebuilt after corruption).
@@ -313,8 +304,7 @@ impl Reconciler {
                 Some(rev) => resolve_replay_from(&self.git_dir, rev, head, &self.branch)?,
                 None => match cursor.resume_from.as_deref() {
                     Some(old) => match Oid::from_str(old).ok().filter(|o| {
-                        repo.find_commit(*o).is_ok()
-                            && (*o == head || repo.graph_descendant_of(head, *o).unwrap_or(false))
+                        repo.has_commit(*o) && repo.is_on_history_of(head, *o).unwrap_or(false)
                     }) {
                         Some(o) => {
                             tracing::info!(
@@ -349,8 +339,7 @@ impl Reconciler {
             );
         };
         let applied_oid = Oid::from_str(&applied.sha)?;
-        let descends = repo.find_commit(applied_oid).is_ok()
-            && (applied_oid == head || repo.graph_descendant_of(head, applied_oid)?);
+        let descends = repo.has_commit(applied_oid) && repo.is_on_history_of(head, applied_oid)?;
         if !descends {
             // Force-push (or another branch): the applied commit is gone from the chain.
             let p = self.process(&repo, head, Mode::Forced)?;
@@ -363,13 +352,13 @@ impl Reconciler {
 
     fn walk(
         &mut self,
-        repo: &Repository,
+        repo: &History,
         from: Oid,
         head: Oid,
         attempted: Option<String>,
         mut report: SyncReport,
     ) -> Result<SyncReport, ReconcileError> {
-        let mut chain = first_parent_chain(repo, from, head)?;
+        let mut chain = repo.first_parent_chain(from, head)?;
         // Commits up to the last attempted one were already recorded (invalid ones).
         if let Some(a) = attempted
             && let Some(pos) = chain.iter().position(|c| c.to_string() == a)
@@ -389,7 +378,7 @@ impl Reconciler {
     /// one write).
     fn process(
         &mut self,
-        repo: &Repository,
+        repo: &History,
         oid: Oid,
         mode: Mode,
     ) -> Result<Processed, ReconcileError> {
@@ -401,8 +390,7 @@ impl Reconciler {
         if let Some(f) = self.fault.as_mut() {
             f(&sha);
         }
-        let commit = repo.find_commit(oid)?;
-        let info = commit_info(&commit);
+        let info = commit_info(&repo.header(oid)?);
         let files = GitFiles::open(&self.git_dir, &sha)?;
         let loaded = self.loader.load(&files).map_err(|e| ReconcileError::Load {
             sha: sha.clone(),
@@ -419,7 +407,7 @@ impl Reconciler {
         };
         let promotion_messages = match (mode, &self.promotion_key) {
             (Mode::Baseline, _) | (_, None) => Vec::new(),
-            (_, Some(_)) => promotion_messages(repo, &commit),
+            (_, Some(_)) => repo.messages_brought_in(oid).unwrap_or_default(),
         };
         let blob = |id: &str| Oid::from_str(id).ok().and_then(|o| files.read_blob(o).ok());
         let sides = Sides {
@@ -482,17 +470,12 @@ impl Reconciler {
     }
 }
 
-fn commit_info(commit: &git2::Commit<'_>) -> CommitInfo {
-    let a = commit.author();
+fn commit_info(h: &CommitHeader) -> CommitInfo {
     CommitInfo {
-        sha: commit.id().to_string(),
-        author: format!(
-            "{} <{}>",
-            String::from_utf8_lossy(a.name_bytes()),
-            String::from_utf8_lossy(a.email_bytes())
-        ),
-        summary: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into(),
-        committed_at: crate::util::time::unix_rfc3339(commit.time().seconds()),
+        sha: h.sha.clone(),
+        author: format!("{} <{}>", h.author_name, h.author_email),
+        summary: h.summary.clone(),
+        committed_at: crate::util::time::unix_rfc3339(h.time),
     }
 }
 
@@ -513,45 +496,4 @@ fn processed(
         errors,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
-}
-
-/// Commits on the first-parent chain of `head` after `from`, oldest first.
-fn first_parent_chain(repo: &Repository, from: Oid, head: Oid) -> Result<Vec<Oid>, git2::Error> {
-    let mut chain = Vec::new();
-    let mut cur = repo.find_commit(head)?;
-    while cur.id() != from {
-        chain.push(cur.id());
-        if cur.parent_count() == 0 {
-            break;
-        }
-        // Stop once the chain has reached history the applied commit already contains.
-        let parent = cur.parent(0)?;
-        if parent.id() != from && repo.graph_descendant_of(from, parent.id())? {
-            break;
-        }
-        cur = parent;
-    }
-    chain.reverse();
-    Ok(chain)
-}
-
-/// The messages of the commits this commit brings in: the commit itself, or for a merge the
-/// commits of the merged side too (promotion trailers survive merge commits and GitHub's squash
-/// messages).
-fn promotion_messages(repo: &Repository, commit: &git2::Commit<'_>) -> Vec<String> {
-    let mut messages = vec![String::from_utf8_lossy(commit.message_bytes()).into_owned()];
-    if commit.parent_count() > 1
-        && let Ok(mut walk) = repo.revwalk()
-        && walk.push(commit.id()).is_ok()
-        && commit.parent_id(0).is_ok_and(|p| walk.hide(p).is_ok())
-    {
-        for oid in walk.flatten().take(1000) {
-            if oid != commit.id()
-                && let Ok(c) = repo.find_commit(oid)
-            {
-                messages.push(String::from_utf8_lossy(c.message_bytes()).into_owned());
-            }
-        }
-    }
-    messages
 }
