@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use crate::git::revision::{self, DirFiles, GitFiles, ReadError, SourceFiles};
+use crate::git::blob_id;
+use crate::git::revision::AtPath;
+use crate::git::revision::{self, DirFiles, GitFiles, ReadError, SourceFiles, TreeItem};
 
 /// What a path in the snapshot is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
     #[error("git: {0}")]
-    Git(#[from] git2::Error),
+    Git(#[from] crate::git::Error),
 }
 
 /// One revision of a repository.
@@ -132,7 +134,7 @@ fn walk_dir(
         let kind = if ft.is_file() {
             let bytes = std::fs::read(item.path()).map_err(|e| io(&item.path(), e))?;
             EntryKind::File {
-                blob: git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)?.to_string(),
+                blob: blob_id(&bytes),
             }
         } else if ft.is_symlink() {
             let target = std::fs::read_link(item.path())
@@ -142,7 +144,7 @@ fn walk_dir(
             match files.read(&rel) {
                 Ok(bytes) => EntryKind::Link {
                     target: resolve_link(&rel, &target).unwrap_or(target),
-                    blob: git2::Oid::hash_object(git2::ObjectType::Blob, &bytes)?.to_string(),
+                    blob: blob_id(&bytes),
                 },
                 Err(ReadError::OutsideRepo(_) | ReadError::NotFound) => {
                     EntryKind::LinkOutside { target }
@@ -170,76 +172,40 @@ fn walk_dir(
 
 impl Snapshot for GitFiles {
     fn read_entry(&self, path: &str, blob: &str) -> Result<Vec<u8>, ReadError> {
-        match git2::Oid::from_str(blob) {
+        match crate::git::Oid::from_str(blob) {
             Ok(id) => self.read_blob(id),
             Err(_) => self.read(path),
         }
     }
 
     fn entries(&self) -> Result<Vec<Entry>, SnapshotError> {
-        let repo = self.repository();
-        let tree = repo.find_tree(self.tree_id())?;
         let mut out = Vec::new();
-        let mut links = Vec::new();
-        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-            let Ok(name) = entry.name() else {
-                return git2::TreeWalkResult::Skip;
-            };
-            let mut rel = String::with_capacity(dir.len() + name.len());
-            rel.push_str(dir);
-            rel.push_str(name);
-            if entry.kind() == Some(git2::ObjectType::Tree) {
-                return if wanted_dir(&rel) {
-                    git2::TreeWalkResult::Ok
-                } else {
-                    git2::TreeWalkResult::Skip
-                };
-            }
-            if !wanted(&rel) {
-                return git2::TreeWalkResult::Ok;
-            }
-            let mode = entry.filemode();
-            if mode == i32::from(git2::FileMode::Link) {
-                links.push((rel, entry.id()));
-            } else if entry.kind() == Some(git2::ObjectType::Commit) {
-                out.push(Entry {
-                    path: rel,
-                    kind: EntryKind::Special { what: "submodule" },
-                });
-            } else {
-                out.push(Entry {
-                    path: rel,
-                    kind: EntryKind::File {
-                        // Same text as `Oid`'s `Display`, without the formatting machinery.
-                        blob: hex::encode(entry.id().as_bytes()),
-                    },
-                });
-            }
-            git2::TreeWalkResult::Ok
-        })?;
-        for (rel, id) in links {
-            let blob = repo.find_blob(id)?;
-            let target = String::from_utf8_lossy(blob.content()).into_owned();
-            let resolved = resolve_link(&rel, &target);
-            let kind = match resolved
-                .as_deref()
-                .and_then(|t| tree.get_path(Path::new(t)).ok())
-            {
-                Some(e)
-                    if e.kind() == Some(git2::ObjectType::Blob)
-                        && e.filemode() != i32::from(git2::FileMode::Link) =>
-                {
-                    EntryKind::Link {
-                        target: resolved.unwrap_or(target),
-                        blob: e.id().to_string(),
-                    }
-                }
-                Some(_) => EntryKind::Special {
-                    what: "symlink to a non-regular file",
+        for item in self.list(wanted_dir, wanted)? {
+            let entry = match item {
+                TreeItem::File { path, blob } => Entry {
+                    path,
+                    kind: EntryKind::File { blob },
                 },
-                None => EntryKind::LinkOutside { target },
+                TreeItem::Submodule { path } => Entry {
+                    path,
+                    kind: EntryKind::Special { what: "submodule" },
+                },
+                TreeItem::Link { path, target } => {
+                    let resolved = resolve_link(&path, &target);
+                    let kind = match resolved.as_deref().map(|t| self.at_path(t)) {
+                        Some(AtPath::RegularFile { blob }) => EntryKind::Link {
+                            target: resolved.unwrap_or(target),
+                            blob,
+                        },
+                        Some(AtPath::Other) => EntryKind::Special {
+                            what: "symlink to a non-regular file",
+                        },
+                        Some(AtPath::Nothing) | None => EntryKind::LinkOutside { target },
+                    };
+                    Entry { path, kind }
+                }
             };
-            out.push(Entry { path: rel, kind });
+            out.push(entry);
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)

@@ -16,3 +16,10 @@ pub mod write;
 pub use git2::Error;
 /// A Git object id (a commit, a tree, a blob).
 pub use git2::Oid;
+
+/// The Git blob id of `bytes` (what `git hash-object` prints).
+pub fn blob_id(bytes: &[u8]) -> String {
+    git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
+        .map(|o| o.to_string())
+        .unwrap_or_default()
+}

@@ -152,6 +152,104 @@ impl GitFiles {
     pub fn read_blob(&self, id: git2::Oid) -> Result<Vec<u8>, ReadError> {
         blob_bytes(&self.repository(), id)
     }
+
+    /// The entries of the revision's tree: directories for which `enter(path)` holds are
+    /// walked, and their files for which `keep(path)` holds are listed. Paths are
+    /// repo-relative, `/`-separated, in tree order.
+    pub fn list(
+        &self,
+        enter: impl Fn(&str) -> bool,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<TreeItem>, git2::Error> {
+        let repo = self.repository();
+        let tree = repo.find_tree(self.tree)?;
+        let mut out = Vec::new();
+        let mut links = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let Ok(name) = entry.name() else {
+                return git2::TreeWalkResult::Skip;
+            };
+            let mut rel = String::with_capacity(dir.len() + name.len());
+            rel.push_str(dir);
+            rel.push_str(name);
+            if entry.kind() == Some(git2::ObjectType::Tree) {
+                return if enter(&rel) {
+                    git2::TreeWalkResult::Ok
+                } else {
+                    git2::TreeWalkResult::Skip
+                };
+            }
+            if !keep(&rel) {
+                return git2::TreeWalkResult::Ok;
+            }
+            if entry.filemode() == i32::from(git2::FileMode::Link) {
+                links.push((out.len(), entry.id()));
+                out.push(TreeItem::Link {
+                    path: rel,
+                    target: String::new(),
+                });
+            } else if entry.kind() == Some(git2::ObjectType::Commit) {
+                out.push(TreeItem::Submodule { path: rel });
+            } else {
+                out.push(TreeItem::File {
+                    path: rel,
+                    // Same text as `Oid`'s `Display`, without the formatting machinery.
+                    blob: hex::encode(entry.id().as_bytes()),
+                });
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+        for (i, id) in links {
+            let blob = repo.find_blob(id)?;
+            if let Some(TreeItem::Link { target, .. }) = out.get_mut(i) {
+                *target = String::from_utf8_lossy(blob.content()).into_owned();
+            }
+        }
+        Ok(out)
+    }
+
+    /// What is at `path` in the revision's tree.
+    pub fn at_path(&self, path: &str) -> AtPath {
+        let repo = self.repository();
+        let Ok(tree) = repo.find_tree(self.tree) else {
+            return AtPath::Nothing;
+        };
+        match tree.get_path(Path::new(path)) {
+            Ok(e)
+                if e.kind() == Some(git2::ObjectType::Blob)
+                    && e.filemode() != i32::from(git2::FileMode::Link) =>
+            {
+                AtPath::RegularFile {
+                    blob: e.id().to_string(),
+                }
+            }
+            Ok(_) => AtPath::Other,
+            Err(_) => AtPath::Nothing,
+        }
+    }
+}
+
+/// What [`GitFiles::at_path`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AtPath {
+    /// A regular file (not a symbolic link) and its blob id.
+    RegularFile {
+        blob: String,
+    },
+    /// A directory, a symbolic link or a submodule.
+    Other,
+    Nothing,
+}
+
+/// An entry of a revision's tree, as [`GitFiles::list`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeItem {
+    /// A regular file (or an executable one) and its blob id.
+    File { path: String, blob: String },
+    /// A symbolic link and the text of its target.
+    Link { path: String, target: String },
+    /// A submodule (a commit of another repository).
+    Submodule { path: String },
 }
 
 fn blob_bytes(repo: &git2::Repository, id: git2::Oid) -> Result<Vec<u8>, ReadError> {

@@ -101,12 +101,7 @@ pub fn retry_races<T, E>(
     Ok(None)
 }
 
-/// The Git blob id of `bytes` (what `git hash-object` prints).
-pub fn blob_id(bytes: &[u8]) -> String {
-    git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
-        .map(|o| o.to_string())
-        .unwrap_or_default()
-}
+pub use super::blob_id;
 
 const MOVED: &str = "the branch moved on the remote since it was read";
 

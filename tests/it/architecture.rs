@@ -140,3 +140,21 @@ fn the_config_checks_do_not_depend_on_the_loader() {
         "check.rs reads the shared types from state.rs"
     );
 }
+
+/// Git has one home: every `git2` call is made in `src/git/` (reading revisions, following the
+/// branch, history, commits and pushes), so every network Git call shares `git::access`'s
+/// credentials, pinned host keys and deadline. Unit tests elsewhere may build fixtures with it.
+#[test]
+fn git2_is_used_only_in_the_git_module() {
+    let offenders: Vec<String> = sources()
+        .into_iter()
+        .filter(|(rel, _)| !rel.starts_with("src/git/"))
+        .filter(|(_, code)| {
+            ["git2::", "use git2", "extern crate git2"]
+                .iter()
+                .any(|n| code.contains(n))
+        })
+        .map(|(rel, _)| rel)
+        .collect();
+    assert!(offenders.is_empty(), "git2 used outside src/git/ in {offenders:?}");
+}
