@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::git::revision::{DirFiles, GitFiles, SourceFiles};
+use crate::git::revision::{DirFiles, GitFiles, RevisionFiles};
 use crate::schema_diff::render::{Format, render};
 use crate::schema_diff::{DiffInput, Level, diff_files_with};
 
@@ -58,7 +58,7 @@ pub enum ArgError {
 pub struct Side {
     pub label: String,
     pub path: String,
-    pub files: Box<dyn SourceFiles>,
+    pub files: Box<dyn RevisionFiles>,
     pub proto_paths: Vec<String>,
 }
 

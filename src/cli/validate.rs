@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use super::exit;
 use crate::config::diag::{self, Severity};
 use crate::config::load::{Loaded, Loader};
-use crate::git::revision::{DirFiles, GitFiles, SourceFiles};
+use crate::git::revision::{DirFiles, GitFiles, RevisionFiles};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -38,7 +38,7 @@ pub struct ValidateArgs {
 pub fn load(
     path: &std::path::Path,
     rev: Option<&str>,
-) -> anyhow::Result<(Loaded, Box<dyn SourceFiles>)> {
+) -> anyhow::Result<(Loaded, Box<dyn RevisionFiles>)> {
     let loader = Loader::new();
     match rev {
         Some(rev) => {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::git::blob_id;
 use crate::git::revision::AtPath;
-use crate::git::revision::{self, DirFiles, GitFiles, ReadError, SourceFiles, TreeItem};
+use crate::git::revision::{self, DirFiles, GitFiles, ReadError, RevisionFiles, TreeItem};
 
 /// What a path in the snapshot is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub enum SnapshotError {
 }
 
 /// One revision of a repository.
-pub trait Snapshot: SourceFiles {
+pub trait Snapshot: RevisionFiles {
     /// Every file of the revision (outside `.git`), sorted by path.
     fn entries(&self) -> Result<Vec<Entry>, SnapshotError>;
 

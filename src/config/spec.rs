@@ -3,7 +3,7 @@
 
 use crate::config::diag::Diagnostic;
 use crate::config::yaml::{self, Limits, Loc, Node, Value};
-use crate::git::revision::SourceFiles;
+use crate::git::revision::RevisionFiles;
 use crate::schema_diff::SchemaType;
 
 /// Whether the file is a whole document (not a `$ref` fragment), and its diagnostics (empty
@@ -12,7 +12,7 @@ pub fn check_spec(
     schema_type: SchemaType,
     path: &str,
     bytes: &[u8],
-    files: &dyn SourceFiles,
+    files: &dyn RevisionFiles,
 ) -> (bool, Vec<Diagnostic>) {
     match schema_type {
         SchemaType::Openapi => check_openapi(path, bytes, files),
@@ -23,7 +23,7 @@ pub fn check_spec(
 /// The diff engine's own load of the parsed document: `$ref`s that dangle or leave the
 /// repository, unreadable external files. Problems in another file are reported here, naming
 /// that file.
-fn check_refs(path: &str, bytes: &[u8], root: &Node, files: &dyn SourceFiles) -> Vec<Diagnostic> {
+fn check_refs(path: &str, bytes: &[u8], root: &Node, files: &dyn RevisionFiles) -> Vec<Diagnostic> {
     match crate::schema_diff::openapi::load_root(path, bytes, root.to_json(), files) {
         Ok(_) => Vec::new(),
         Err(e) => e
@@ -45,7 +45,7 @@ fn spec_error(loc: Loc, message: impl Into<String>) -> Diagnostic {
     Diagnostic::error("invalid-spec", "", loc, message)
 }
 
-fn check_openapi(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> (bool, Vec<Diagnostic>) {
+fn check_openapi(path: &str, bytes: &[u8], files: &dyn RevisionFiles) -> (bool, Vec<Diagnostic>) {
     // JSON is YAML 1.2: one parser gives locations for both.
     let node = match yaml::parse(bytes, Limits::SPEC) {
         Ok(n) => n,
@@ -135,7 +135,7 @@ fn check_openapi(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> (bool, Ve
     (true, out)
 }
 
-fn check_proto(path: &str, files: &dyn SourceFiles) -> Vec<Diagnostic> {
+fn check_proto(path: &str, files: &dyn RevisionFiles) -> Vec<Diagnostic> {
     use crate::schema_diff::proto::{ProtoError, ProtoOptions, check_proto};
     match check_proto(path, files, &ProtoOptions::default()) {
         Ok(()) => Vec::new(),

@@ -27,7 +27,7 @@ use crate::http::ApiError;
 use crate::http::require_read;
 
 use super::Shared;
-use crate::store::{EventFilter, NewEvent, Source};
+use crate::store::{EventFilter, NewEvent, Origin};
 
 /// Largest request body accepted (events, webhooks).
 const MAX_BODY: usize = 1024 * 1024;
@@ -263,7 +263,7 @@ async fn post_event(
     validate_event_type(&posted.event_type)?;
     let mut e = NewEvent::new(
         &posted.event_type,
-        Source::api(posted.caller.as_deref().unwrap_or("api")),
+        Origin::api(posted.caller.as_deref().unwrap_or("api")),
     )
     .workspace(posted.workspace_id, posted.workspace_name);
     e.org_id = posted.org_id;

@@ -21,10 +21,10 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::git::follow::local::{self, LocalSource};
-use crate::git::follow::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
+use crate::git::follow::local::{self, LocalFollower};
+use crate::git::follow::remote::{self, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteFollower};
 use crate::git::follow::webhook::{self, GithubWebhook};
-use crate::git::follow::{Hints, Source, SourceError};
+use crate::git::follow::{BranchFollower, FollowError, Hints};
 use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileError, Reconciler, SyncReport};
 use crate::secret::SecretSource;
@@ -363,7 +363,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
     let source = resolve_source(&cfg)?;
     // A bad --replay-from is refused before anything is stored. A remote's history is known
     // only after the first fetch: the loop checks it then, before its baseline.
-    if let (Some(rev), Source::Local(_)) = (&cfg.replay_from, &source)
+    if let (Some(rev), BranchFollower::Local(_)) = (&cfg.replay_from, &source)
         && let Ok(head) = source.head()
     {
         crate::reconcile::resolve_replay_from(source.repo_path(), rev, head, source.branch())?;
@@ -451,7 +451,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             security.slack_webhook = Some(SecretSource::Value(crate::secret::Secret::new(url)));
         }
     }
-    let steps = crate::pipeline::steps::Steps::new(
+    let steps = crate::pipeline::steps::Runner::new(
         shared.store.clone(),
         source.repo_path().to_path_buf(),
         source.branch().to_string(),
@@ -501,8 +501,10 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             .run(cancel.clone(), shared.events_stored.clone()),
     );
     let fetch_deadline = match &source {
-        Source::Remote(_) => cfg.remote.fetch_timeout + Duration::from_secs(1) + FETCH_GRACE,
-        Source::Local(_) => LOCAL_HEAD_DEADLINE,
+        BranchFollower::Remote(_) => {
+            cfg.remote.fetch_timeout + Duration::from_secs(1) + FETCH_GRACE
+        }
+        BranchFollower::Local(_) => LOCAL_HEAD_DEADLINE,
     };
     let reconcile = tokio::spawn(reconcile_loop(
         shared.clone(),
@@ -633,7 +635,7 @@ fn host_key_policy(r: &RemoteOptions) -> HostKeyPolicy {
     }
 }
 
-fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
+fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<BranchFollower> {
     if let Some(url) = &cfg.repo_url {
         let mut rc = RemoteConfig::new(
             url.clone(),
@@ -647,8 +649,8 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
         rc.fetch_deadline = r.fetch_timeout;
         rc.prune_unreachable_after = cfg.retention.mirror_prune_after;
         remote::set_network_timeouts(Duration::from_secs(10), Duration::from_secs(30));
-        let source = RemoteSource::new(rc).map_err(|e| anyhow::anyhow!("{e}"))?;
-        return Ok(Source::Remote(source));
+        let source = RemoteFollower::new(rc).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return Ok(BranchFollower::Remote(source));
     }
     let path = match &cfg.repo {
         Some(p) => p.clone(),
@@ -662,9 +664,9 @@ fn resolve_source(cfg: &DaemonConfig) -> anyhow::Result<Source> {
         }
     };
     let local =
-        LocalSource::open(&path, cfg.branch.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        LocalFollower::open(&path, cfg.branch.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     local.start_watching(local::DEFAULT_DEBOUNCE);
-    Ok(Source::Local(local))
+    Ok(BranchFollower::Local(local))
 }
 
 /// The API token kept in the state directory, made on first use from the operating system's
@@ -789,7 +791,7 @@ fn reconcile_pass(r: &mut Reconciler, head: crate::git::Oid) -> Result<SyncRepor
 async fn reconcile_loop(
     shared: Arc<Shared>,
     mut reconciler: Reconciler,
-    source: Source,
+    source: BranchFollower,
     opts: LoopOptions,
     cancel: CancellationToken,
     fatal: Arc<Mutex<Option<String>>>,
@@ -850,14 +852,14 @@ async fn reconcile_loop(
         // Busy again (bookkeeping, recording a failure): progress-based, not deadline-based.
         state.enter(Phase::Reconciling);
         // Keep what the reconciler may compare with in the mirror, whatever pruning says.
-        if let Source::Remote(r) = &source
+        if let BranchFollower::Remote(r) = &source
             && let Ok(Some(applied)) = shared.store.cursor().map(|c| c.last_applied)
             && let Ok(oid) = crate::git::Oid::from_str(&applied.sha)
         {
             r.keep_commits(vec![oid]);
         }
         let now = crate::util::time::now_rfc3339();
-        if let Source::Local(local) = &source
+        if let BranchFollower::Local(local) = &source
             && local.hints().is_degraded()
         {
             let due =
@@ -999,11 +1001,11 @@ fn is_fetch_failure(kind: &str) -> bool {
 }
 
 /// A bounded label for failures of the source.
-fn fetch_kind(e: &SourceError) -> &'static str {
+fn fetch_kind(e: &FollowError) -> &'static str {
     match e {
-        SourceError::Fetch(f) => f.kind(),
-        SourceError::NotFetched { .. } => "not_fetched",
-        SourceError::BranchMissing { .. } => "branch_missing",
+        FollowError::Fetch(f) => f.kind(),
+        FollowError::NotFetched { .. } => "not_fetched",
+        FollowError::BranchMissing { .. } => "branch_missing",
         _ => "source",
     }
 }
@@ -1084,7 +1086,7 @@ async fn extend_start_timeout(shared: Arc<Shared>, cancel: CancellationToken) {
 /// executions, dedup keys, delivery records) and, for a remote, the mirror.
 async fn maintenance(
     shared: Arc<Shared>,
-    source: Source,
+    source: BranchFollower,
     opts: RetentionOptions,
     cancel: CancellationToken,
 ) {
@@ -1113,7 +1115,7 @@ async fn maintenance(
             Ok(Err(e)) => tracing::warn!(error = %e, "retention: cannot prune the store"),
             Err(e) => tracing::warn!(error = %e, "retention: the pruning task failed"),
         }
-        if let Source::Remote(r) = &source {
+        if let BranchFollower::Remote(r) = &source {
             let r = r.clone();
             let after = opts.mirror_prune_after;
             match tokio::task::spawn_blocking(move || r.prune_mirror(after)).await {
@@ -1198,8 +1200,8 @@ mod tests {
     fn start(repo: &Path, fault: impl FnMut(&str) + Send + 'static) -> Running {
         let state = tempfile::tempdir().expect("tempdir");
         let (store, opened) = Store::open(state.path()).expect("store");
-        let local = LocalSource::open(repo, Some("main")).expect("source");
-        let source = Source::Local(local);
+        let local = LocalFollower::open(repo, Some("main")).expect("source");
+        let source = BranchFollower::Local(local);
         let mut reconciler =
             Reconciler::new(store.clone(), source.repo_path(), "main", None, &opened)
                 .expect("reconciler");

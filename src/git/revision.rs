@@ -22,7 +22,7 @@ pub enum ReadError {
 }
 
 /// One revision of a repository's files.
-pub trait SourceFiles: Send + Sync {
+pub trait RevisionFiles: Send + Sync {
     /// Reads the file at the repo-relative `path`.
     fn read(&self, path: &str) -> Result<Vec<u8>, ReadError>;
 }
@@ -71,7 +71,7 @@ impl DirFiles {
     }
 }
 
-impl SourceFiles for DirFiles {
+impl RevisionFiles for DirFiles {
     fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
         let rel = normalize(path)?;
         let full = self.root.join(&rel);
@@ -266,7 +266,7 @@ fn blob_bytes(repo: &git2::Repository, id: git2::Oid) -> Result<Vec<u8>, ReadErr
     Ok(blob.content().to_vec())
 }
 
-impl SourceFiles for GitFiles {
+impl RevisionFiles for GitFiles {
     fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
         let rel = normalize(path)?;
         let repo = self.repository();

@@ -34,7 +34,7 @@ use crate::model::events::EventType;
 use crate::model::{PipelineSpec, Settings, StepSpec, StepType};
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
 use crate::store::executions::{DispatchTx, Execution, ExecutionStatus, StepRecord, StepStatus};
-use crate::store::{Event, NewEvent, Source, Store, StoreError};
+use crate::store::{Event, NewEvent, Origin, Store, StoreError};
 use crate::util::backoff::{self, Backoff};
 
 /// Runs one attempt of one step. The engine owns timeouts, retries, persistence; the
@@ -891,7 +891,7 @@ fn chain_depth(event: &Event, pipeline: &str, max: u32) -> Result<u32, (u32, Str
 /// `pipeline.completed` / `.failed`, in the trigger event's workspace and org when it could be
 /// read.
 fn lifecycle_event(event_type: &str, exec: &Execution, trigger: Option<&Event>) -> NewEvent {
-    let mut ev = NewEvent::new(event_type, Source::pipeline(&exec.id))
+    let mut ev = NewEvent::new(event_type, Origin::pipeline(&exec.id))
         .workspace(
             trigger.and_then(|t| t.workspace_id.clone()),
             trigger.and_then(|t| t.workspace_name.clone()),
@@ -969,7 +969,7 @@ fn manual_event(json: Json) -> Result<NewEvent, TriggerError> {
         event_type
     };
     let mut ev =
-        NewEvent::new(&event_type, Source::api("manual")).workspace(workspace_id, workspace_name);
+        NewEvent::new(&event_type, Origin::api("manual")).workspace(workspace_id, workspace_name);
     ev.org_id = org_id;
     ev.payload = payload;
     Ok(ev)
@@ -1025,7 +1025,7 @@ mod tests {
             id: 9,
             event_type: t.into(),
             timestamp: "2026-01-01T00:00:00Z".into(),
-            source: Source::api("t"),
+            source: Origin::api("t"),
             workspace_id: None,
             workspace_name: None,
             org_id: None,

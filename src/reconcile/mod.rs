@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::load::Loader;
 use crate::git::Oid;
 use crate::git::history::{CommitHeader, History, RevisionError};
-use crate::git::revision::{GitFiles, SourceFiles};
+use crate::git::revision::{GitFiles, RevisionFiles};
 use crate::store::{
     Commit, Committed, CursorUpdate, Opened, Revision, RevisionStatus, Store, StoreError,
 };
@@ -411,7 +411,7 @@ impl Reconciler {
         };
         let blob = |id: &str| Oid::from_str(id).ok().and_then(|o| files.read_blob(o).ok());
         let sides = Sides {
-            old: old_files.as_ref().map(|f| f as &dyn SourceFiles),
+            old: old_files.as_ref().map(|f| f as &dyn RevisionFiles),
             new: &files,
             blob: &blob,
         };

@@ -12,10 +12,10 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::config::diag::Severity;
 use crate::config::load::{DesiredState, Loaded};
-use crate::git::revision::SourceFiles;
+use crate::git::revision::RevisionFiles;
 use crate::promotion::PromotionKey;
 use crate::schema_diff::{self, DiffInput, DiffReport, Level};
-use crate::store::{Commit, NewEvent, Revision, RevisionStatus, Row, Source};
+use crate::store::{Commit, NewEvent, Origin, Revision, RevisionStatus, Row};
 
 /// How a commit is compared with the applied state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,7 +179,7 @@ pub fn promotion_events(
         let [entity_type, entity_id, from, to] = parts[..] else {
             continue;
         };
-        let mut e = NewEvent::new("promotion.completed", Source::commit(&info.sha))
+        let mut e = NewEvent::new("promotion.completed", Origin::commit(&info.sha))
             .with("promotion_id", id.clone())
             .with("entity_type", entity_type)
             .with("entity_id", entity_id)
@@ -431,8 +431,8 @@ pub struct CommitInfo {
 
 /// Reads both sides of a commit: the applied one (may be unavailable) and the new one.
 pub struct Sides<'a> {
-    pub old: Option<&'a dyn SourceFiles>,
-    pub new: &'a dyn SourceFiles,
+    pub old: Option<&'a dyn RevisionFiles>,
+    pub new: &'a dyn RevisionFiles,
     /// Reads a blob by id (both sides share one object database).
     pub blob: &'a dyn Fn(&str) -> Option<Vec<u8>>,
 }
@@ -446,7 +446,7 @@ pub fn events(
     sides: &Sides<'_>,
 ) -> Vec<NewEvent> {
     let mut out = Vec::new();
-    let source = Source::commit(&commit.sha);
+    let source = Origin::commit(&commit.sha);
     let stamp = |e: NewEvent| {
         e.with("commit", commit.sha.clone())
             .with("author", commit.author.clone())
@@ -556,7 +556,7 @@ fn schema_events(
     changes: &[EntityChange],
     new_rows: &Rows,
     sides: &Sides<'_>,
-    source: &Source,
+    source: &Origin,
 ) -> Vec<NewEvent> {
     let is_doc = |r: &Row| r.value.get("document").and_then(Json::as_bool) == Some(true);
     let mut direct: BTreeMap<String, Action> = BTreeMap::new();
@@ -656,7 +656,11 @@ fn not_compared(e: NewEvent, summary: String, error: String) -> NewEvent {
         .with("diff_error", error)
 }
 
-fn diff(old: &dyn SourceFiles, new: &dyn SourceFiles, path: &str) -> Result<DiffReport, String> {
+fn diff(
+    old: &dyn RevisionFiles,
+    new: &dyn RevisionFiles,
+    path: &str,
+) -> Result<DiffReport, String> {
     schema_diff::diff_files(
         &DiffInput {
             label: format!("applied:{path}"),
@@ -787,7 +791,7 @@ mod tests {
 
     struct Mem(BTreeMap<&'static str, &'static str>);
 
-    impl SourceFiles for Mem {
+    impl RevisionFiles for Mem {
         fn read(&self, path: &str) -> Result<Vec<u8>, crate::git::revision::ReadError> {
             self.0
                 .get(path)
@@ -826,7 +830,7 @@ mod tests {
         let (changes, rows) = spec_change("b1", "b2");
         let no_blob = |_: &str| None;
         let sides = Sides {
-            old: old.map(|m| m as &dyn SourceFiles),
+            old: old.map(|m| m as &dyn RevisionFiles),
             new,
             blob: &no_blob,
         };

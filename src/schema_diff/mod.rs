@@ -63,7 +63,7 @@ pub struct Change {
     pub operations: Vec<String>,
 }
 
-pub use crate::git::revision::{ReadError, SourceFiles};
+pub use crate::git::revision::{ReadError, RevisionFiles};
 
 /// Counts of changes per level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,7 +157,7 @@ impl std::str::FromStr for Level {
 pub struct DiffInput<'a> {
     pub label: String,
     pub path: String,
-    pub files: &'a dyn SourceFiles,
+    pub files: &'a dyn RevisionFiles,
 }
 
 /// Why two descriptions could not be compared.

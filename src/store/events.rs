@@ -6,17 +6,17 @@ use serde_json::{Map, Value as Json};
 /// Who produced an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Source(pub String);
+pub struct Origin(pub String);
 
-impl Source {
+impl Origin {
     pub fn commit(sha: &str) -> Self {
-        Source(format!("commit:{sha}"))
+        Origin(format!("commit:{sha}"))
     }
     pub fn api(caller: &str) -> Self {
-        Source(format!("api:{caller}"))
+        Origin(format!("api:{caller}"))
     }
     pub fn pipeline(execution_id: &str) -> Self {
-        Source(format!("pipeline:{execution_id}"))
+        Origin(format!("pipeline:{execution_id}"))
     }
 }
 
@@ -27,7 +27,7 @@ pub struct Event {
     pub event_type: String,
     /// RFC 3339, UTC.
     pub timestamp: String,
-    pub source: Source,
+    pub source: Origin,
     pub workspace_id: Option<String>,
     pub workspace_name: Option<String>,
     pub org_id: Option<String>,
@@ -66,7 +66,7 @@ fn opt(v: &Option<String>) -> Json {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub event_type: String,
-    pub source: Source,
+    pub source: Origin,
     pub workspace_id: Option<String>,
     pub workspace_name: Option<String>,
     pub org_id: Option<String>,
@@ -77,7 +77,7 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    pub fn new(event_type: &str, source: Source) -> Self {
+    pub fn new(event_type: &str, source: Origin) -> Self {
         Self {
             event_type: event_type.to_string(),
             source,

@@ -578,7 +578,7 @@ pub fn truncate_outputs(outputs: &mut Map<String, Json>, budget: usize) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Source;
+    use crate::store::Origin;
 
     fn exec(pipeline: &str, event_id: u64) -> Execution {
         Execution {
@@ -639,7 +639,7 @@ mod tests {
                 &done,
                 Some(NewEvent::new(
                     "pipeline.completed",
-                    Source::pipeline(&done.id),
+                    Origin::pipeline(&done.id),
                 )),
             )
             .unwrap()
@@ -676,7 +676,7 @@ mod tests {
         let (store, _) = Store::open(dir.path()).unwrap();
         store.ensure_execution_tables().unwrap();
         store
-            .append_events(vec![NewEvent::new("release.published", Source::api("t"))])
+            .append_events(vec![NewEvent::new("release.published", Origin::api("t"))])
             .unwrap();
         let r: Result<(), StoreError> = store.dispatch(|tx| {
             tx.dispatched(1)?;

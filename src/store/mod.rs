@@ -34,7 +34,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-pub use events::{Event, EventFilter, NewEvent, Source};
+pub use events::{Event, EventFilter, NewEvent, Origin};
 pub use marks::Marks;
 pub use retention::{Keep, Pruned, RetentionPolicy};
 
@@ -1203,7 +1203,7 @@ mod tests {
                     Commit {
                         revision: Some(rev("abc", RevisionStatus::Applied)),
                         put: vec![("service/auth".into(), row("auth"))],
-                        events: vec![NewEvent::new("config.changed", Source::commit("abc"))],
+                        events: vec![NewEvent::new("config.changed", Origin::commit("abc"))],
                         workspaces: vec!["ws-1".into()],
                         ..Commit::default()
                     },
@@ -1256,7 +1256,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(dir.path()).unwrap();
         let mk = || {
-            let mut e = NewEvent::new("release.published", Source::api("ci"));
+            let mut e = NewEvent::new("release.published", Origin::api("ci"));
             e.dedup_key = Some("release-1".into());
             e
         };
@@ -1367,7 +1367,7 @@ mod tests {
                     Commit {
                         revision: Some(rev("abc", RevisionStatus::Applied)),
                         events: (0..3)
-                            .map(|_| NewEvent::new("config.changed", Source::commit("abc")))
+                            .map(|_| NewEvent::new("config.changed", Origin::commit("abc")))
                             .collect(),
                         ..Commit::default()
                     },
@@ -1387,7 +1387,7 @@ mod tests {
         assert_eq!(cursor.resume_from.as_deref(), Some("abc"));
         assert!(cursor.last_applied.is_none());
         let ev = store
-            .append_events(vec![NewEvent::new("x.y", Source::api("t"))])
+            .append_events(vec![NewEvent::new("x.y", Origin::api("t"))])
             .unwrap();
         assert!(ev[0].id > 3, "ids go on past the old store's: {}", ev[0].id);
         drop(store);
@@ -1397,7 +1397,7 @@ mod tests {
         let (store, how) = Store::open(dir.path()).unwrap();
         assert_eq!(how, Opened::Created);
         let again = store
-            .append_events(vec![NewEvent::new("x.y", Source::api("t"))])
+            .append_events(vec![NewEvent::new("x.y", Origin::api("t"))])
             .unwrap();
         assert!(again[0].id > ev[0].id, "{} then {}", ev[0].id, again[0].id);
     }
@@ -1422,7 +1422,7 @@ mod tests {
                             } else {
                                 "common.one"
                             },
-                            Source::api("t"),
+                            Origin::api("t"),
                         );
                         if id == 7 {
                             e.dedup_key = Some("seven".into());
@@ -1467,7 +1467,7 @@ mod tests {
         assert_eq!(since.events.len(), 3);
         assert_eq!(since.rows_read, 3);
         // The migrated dedup key still deduplicates.
-        let mut e = NewEvent::new("common.one", Source::api("t"));
+        let mut e = NewEvent::new("common.one", Origin::api("t"));
         e.dedup_key = Some("seven".into());
         assert_eq!(store.append_events(vec![e]).unwrap()[0].id, 7);
     }
@@ -1483,7 +1483,7 @@ mod tests {
         let types = ["a.one", "b.two", "c.three", "d.four", "e.five"];
         let mut batch = Vec::new();
         for i in 0..600 {
-            let mut e = NewEvent::new(types[rng.usize(..types.len())], Source::api("t"))
+            let mut e = NewEvent::new(types[rng.usize(..types.len())], Origin::api("t"))
                 .workspace(Some(format!("ws-{}", rng.usize(..3))), None);
             e.timestamp = match i % 50 {
                 0 => None,
@@ -1551,7 +1551,7 @@ mod tests {
             let rare = i % 200 == 0;
             let mut e = NewEvent::new(
                 if rare { "rare.kind" } else { "bulk.kind" },
-                Source::api("t"),
+                Origin::api("t"),
             );
             e.timestamp = Some(if i >= 1990 {
                 format!("2026-06-01T00:00:{:02}Z", i - 1990)
@@ -1599,13 +1599,13 @@ mod tests {
     fn a_full_disk_fails_writes_then_recovers_without_losing_anything() {
         let mnt = testing::Tmpfs::mount("32m");
         let (store, _) = Store::open(mnt.path()).unwrap();
-        let small = || NewEvent::new("small.one", Source::api("t"));
+        let small = || NewEvent::new("small.one", Origin::api("t"));
         store
             .append_events((0..10).map(|_| small()).collect())
             .unwrap();
         let filler = mnt.path().join("filler");
         testing::fill(&filler);
-        let big = || NewEvent::new("big.one", Source::api("t")).with("blob", "x".repeat(2 << 20));
+        let big = || NewEvent::new("big.one", Origin::api("t")).with("blob", "x".repeat(2 << 20));
         let err = store.append_events(vec![big()]).expect_err("disk is full");
         assert!(err.is_io(), "{err}");
         let fault = store.fault().expect("fault reported");

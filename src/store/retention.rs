@@ -433,7 +433,7 @@ mod tests {
         Execution, ExecutionStatus, StepRecord, StepStatus, TRUNCATED_MARKER,
     };
     use crate::store::{
-        Commit, CursorUpdate, EventFilter, NewEvent, Revision, RevisionStatus, Source,
+        Commit, CursorUpdate, EventFilter, NewEvent, Origin, Revision, RevisionStatus,
     };
     use serde_json::{Map, Value as Json};
 
@@ -488,7 +488,7 @@ mod tests {
         store
             .append_events(
                 (0..10)
-                    .map(|_| NewEvent::new("release.published", Source::api("t")))
+                    .map(|_| NewEvent::new("release.published", Origin::api("t")))
                     .collect(),
             )
             .unwrap();
@@ -543,7 +543,7 @@ mod tests {
         assert_eq!(store.prune_at(&all, far_future()).unwrap().events, 3);
         assert!(ids(&store).is_empty());
         let next = store
-            .append_events(vec![NewEvent::new("release.published", Source::api("t"))])
+            .append_events(vec![NewEvent::new("release.published", Origin::api("t"))])
             .unwrap();
         assert_eq!(next[0].id, 11, "ids are never given twice");
     }
@@ -607,7 +607,7 @@ mod tests {
         store
             .append_events(
                 (0..3)
-                    .map(|_| NewEvent::new("release.published", Source::api("t")))
+                    .map(|_| NewEvent::new("release.published", Origin::api("t")))
                     .collect(),
             )
             .unwrap();
@@ -672,7 +672,7 @@ mod tests {
     fn dedup_keys_outlive_their_retention_while_their_event_is_kept() {
         let (_dir, store) = open();
         let keyed = || {
-            let mut e = NewEvent::new("release.published", Source::api("t"));
+            let mut e = NewEvent::new("release.published", Origin::api("t"));
             e.dedup_key = Some("release-1".into());
             e
         };
@@ -703,7 +703,7 @@ mod tests {
         let (_dir, store) = open();
         store.set_output_budget(1000);
         store
-            .append_events(vec![NewEvent::new("release.published", Source::api("t"))])
+            .append_events(vec![NewEvent::new("release.published", Origin::api("t"))])
             .unwrap();
         let mut e = store
             .dispatch(|tx| tx.create_execution(exec("p", 1, ExecutionStatus::Running)))

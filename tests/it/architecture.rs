@@ -1,6 +1,6 @@
 //! What ARCHITECTURE.md says about where things are done, checked on the source tree: one
 //! loader, one YAML parser for config files (and one for specs to compare), a schema diff
-//! that reads nothing but through `SourceFiles`.
+//! that reads nothing but through `RevisionFiles`.
 
 use std::path::{Path, PathBuf};
 
@@ -78,7 +78,7 @@ fn the_schema_diff_reads_only_through_source_files() {
         })
         .map(|(rel, _)| rel)
         .collect();
-    assert!(io.is_empty(), "IO outside SourceFiles in {io:?}");
+    assert!(io.is_empty(), "IO outside RevisionFiles in {io:?}");
 }
 
 /// `validate` checks a spec from the tree `yaml.rs` already parsed (`load_root`): the config
@@ -156,5 +156,8 @@ fn git2_is_used_only_in_the_git_module() {
         })
         .map(|(rel, _)| rel)
         .collect();
-    assert!(offenders.is_empty(), "git2 used outside src/git/ in {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "git2 used outside src/git/ in {offenders:?}"
+    );
 }

@@ -4,7 +4,7 @@
 
 use mockops::config::diag;
 use mockops::config::load::Loader;
-use mockops::git::revision::{DirFiles, GitFiles, SourceFiles};
+use mockops::git::revision::{DirFiles, GitFiles, RevisionFiles};
 
 use crate::support::{Fixture, bin};
 

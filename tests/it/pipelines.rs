@@ -11,7 +11,7 @@ use mockops::model::{PipelineSpec, StepType};
 use mockops::pipeline::steps::{Outputs, StepContext, StepError};
 use mockops::pipeline::{Engine, EngineMetrics, EngineOptions, StepRunner, TriggerError};
 use mockops::store::executions::{Execution, ExecutionFilter, ExecutionStatus, StepStatus};
-use mockops::store::{Commit, CursorUpdate, EventFilter, NewEvent, Row, Source, Store};
+use mockops::store::{Commit, CursorUpdate, EventFilter, NewEvent, Origin, Row, Store};
 use serde_json::{Value as Json, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -176,7 +176,7 @@ fn apply(store: &Store, pipelines: &[Json], settings: Option<Json>) {
 }
 
 fn post(store: &Store, event_type: &str, payload: Json) -> u64 {
-    let mut e = NewEvent::new(event_type, Source::commit("abc123"))
+    let mut e = NewEvent::new(event_type, Origin::commit("abc123"))
         .workspace(Some("ws-1".into()), Some("Users".into()));
     e.payload = payload.as_object().cloned().unwrap_or_default();
     store.append_events(vec![e]).expect("append event")[0].id

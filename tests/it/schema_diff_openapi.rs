@@ -9,7 +9,7 @@ use mockops::git::revision::DirFiles;
 use mockops::schema_diff::openapi::{check_openapi, diff_specs, documentation_only, load};
 use mockops::schema_diff::render::{Format, render};
 use mockops::schema_diff::{
-    Change, DiffInput, DiffReport, Level, ReadError, SourceFiles, diff_files,
+    Change, DiffInput, DiffReport, Level, ReadError, RevisionFiles, diff_files,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct Mem(HashMap<String, Vec<u8>>);
 
-impl SourceFiles for Mem {
+impl RevisionFiles for Mem {
     fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
         self.0.get(path).cloned().ok_or(ReadError::NotFound)
     }

@@ -241,7 +241,7 @@ impl MemFiles {
     }
 }
 
-impl mockops::git::revision::SourceFiles for MemFiles {
+impl mockops::git::revision::RevisionFiles for MemFiles {
     fn read(&self, path: &str) -> Result<Vec<u8>, mockops::git::revision::ReadError> {
         let path = mockops::git::revision::normalize(path)?;
         self.0

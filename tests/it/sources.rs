@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use mockops::git::follow::webhook::{GithubWebhook, github_route, sign_github_payload};
 use mockops::git::follow::{
-    FetchError, Hints, HostKeyPolicy, LocalSource, RemoteAuth, RemoteConfig, RemoteSource, Source,
-    SourceError, remote,
+    BranchFollower, FetchError, FollowError, Hints, HostKeyPolicy, LocalFollower, RemoteAuth,
+    RemoteConfig, RemoteFollower, remote,
 };
 use mockops::git::hostkey;
-use mockops::git::revision::{GitFiles, SourceFiles};
+use mockops::git::revision::{GitFiles, RevisionFiles};
 use mockops::secret::SecretSource;
 
 use crate::support::git_server::{
@@ -28,9 +28,9 @@ fn io_timeout() -> Duration {
     remote::network_timeouts().map_or(Duration::from_secs(30), |t| t.1)
 }
 
-fn remote_source(url: &str, branch: &str, state: &Path) -> RemoteSource {
+fn remote_source(url: &str, branch: &str, state: &Path) -> RemoteFollower {
     init();
-    RemoteSource::new(RemoteConfig {
+    RemoteFollower::new(RemoteConfig {
         fetch_deadline: Duration::from_secs(20),
         ..RemoteConfig::new(url, branch, state.join("mirror.git"))
     })
@@ -49,13 +49,13 @@ fn remote_first_fetch_clones_and_later_fetches_bring_new_commits() {
     let a = commit_on(&upstream, "main", None, "services.yaml", "v1");
     let daemon = GitDaemon::start(server_root.path());
     let state = tempfile::tempdir().expect("tempdir");
-    let src = Source::Remote(remote_source(
+    let src = BranchFollower::Remote(remote_source(
         &daemon.url("config.git"),
         "main",
         state.path(),
     ));
 
-    assert!(matches!(src.head(), Err(SourceError::NotFetched { .. })));
+    assert!(matches!(src.head(), Err(FollowError::NotFetched { .. })));
     assert_eq!(src.refresh().expect("first fetch"), a);
     assert_eq!(src.head().expect("head"), a);
     assert_eq!(read_file(src.repo_path(), a, "services.yaml"), "v1");
@@ -167,7 +167,7 @@ fn fetch_deadline_aborts_a_transfer() {
     let daemon = GitDaemon::start(server_root.path());
     let state = tempfile::tempdir().expect("tempdir");
     init();
-    let src = RemoteSource::new(RemoteConfig {
+    let src = RemoteFollower::new(RemoteConfig {
         fetch_deadline: Duration::ZERO,
         ..RemoteConfig::new(
             daemon.url("config.git"),
@@ -178,7 +178,7 @@ fn fetch_deadline_aborts_a_transfer() {
     .expect("source");
     let err = src.fetch().expect_err("deadline passed");
     assert!(matches!(err, FetchError::Timeout { .. }), "{err}");
-    assert!(matches!(src.head(), Err(SourceError::NotFetched { .. })));
+    assert!(matches!(src.head(), Err(FollowError::NotFetched { .. })));
 }
 
 #[test]
@@ -224,9 +224,9 @@ fn remote_repository_missing_is_an_error() {
 
 const TOKEN: &str = "ghs_looptoken1234567890";
 
-fn token_source(url: &str, token: SecretSource, state: &Path) -> RemoteSource {
+fn token_source(url: &str, token: SecretSource, state: &Path) -> RemoteFollower {
     init();
-    RemoteSource::new(RemoteConfig {
+    RemoteFollower::new(RemoteConfig {
         auth: RemoteAuth::Token {
             username: remote::DEFAULT_TOKEN_USERNAME.into(),
             token,
@@ -304,11 +304,11 @@ fn local_watcher_sees_a_commit_within_a_second() {
     std::fs::write(dir.path().join("f"), "1").expect("write");
     git(dir.path(), &["add", "f"]);
     git(dir.path(), &["commit", "-q", "-m", "one"]);
-    let local = LocalSource::open(dir.path(), None).expect("open");
+    let local = LocalFollower::open(dir.path(), None).expect("open");
     assert_eq!(local.branch(), "main");
     assert!(local.start_watching(mockops::git::follow::local::DEFAULT_DEBOUNCE));
     assert!(!local.hints().is_degraded());
-    let src = Source::Local(local);
+    let src = BranchFollower::Local(local);
     let first = src.head().expect("head");
 
     for n in 2..5 {
@@ -354,7 +354,7 @@ fn local_watcher_follows_a_branch_of_a_linked_worktree() {
             wt.to_str().expect("utf-8"),
         ],
     );
-    let local = LocalSource::open(&wt, None).expect("open worktree");
+    let local = LocalFollower::open(&wt, None).expect("open worktree");
     assert_eq!(local.branch(), "feature");
     assert!(local.start_watching(Duration::from_millis(20)));
     git(&wt, &["commit", "-q", "--allow-empty", "-m", "on feature"]);
@@ -380,7 +380,7 @@ fn local_watcher_on_a_bare_repository_sees_pushes_and_packed_refs() {
         &["push", "-q", bare.to_str().expect("utf-8"), "main"],
     );
 
-    let local = LocalSource::open(&bare, Some("main")).expect("open bare");
+    let local = LocalFollower::open(&bare, Some("main")).expect("open bare");
     assert!(local.start_watching(Duration::from_millis(20)));
     git(&work, &["commit", "-q", "--allow-empty", "-m", "second"]);
     git(
@@ -403,7 +403,7 @@ fn local_refresh_async_reads_the_head() {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = git2::Repository::init(dir.path()).expect("init");
     let a = commit_on(&repo, "main", None, "f", "a");
-    let src = Source::Local(LocalSource::open(dir.path(), Some("main")).expect("open"));
+    let src = BranchFollower::Local(LocalFollower::open(dir.path(), Some("main")).expect("open"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     assert_eq!(rt.block_on(src.refresh_async()).expect("refresh"), a);
     assert!(src.describe().starts_with("local "));
@@ -536,9 +536,9 @@ fn ssh_source(
     passphrase: Option<&str>,
     hosts: HostKeyPolicy,
     state: &Path,
-) -> RemoteSource {
+) -> RemoteFollower {
     init();
-    RemoteSource::new(RemoteConfig {
+    RemoteFollower::new(RemoteConfig {
         auth: RemoteAuth::SshKey {
             private_key: key.to_path_buf(),
             passphrase: passphrase.map(|p| SecretSource::Value(mockops::secret::Secret::new(p))),

@@ -14,7 +14,7 @@ use notify_debouncer_full::{
     DebounceEventResult, Debouncer, RecommendedCache, new_debouncer, notify,
 };
 
-use super::{Hints, SourceError};
+use super::{FollowError, Hints};
 
 type Watcher = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
 
@@ -24,7 +24,7 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(30);
 /// A local repository and the branch followed in it. Cheap to clone; clones share the watcher
 /// and the hints.
 #[derive(Clone)]
-pub struct LocalSource {
+pub struct LocalFollower {
     inner: Arc<LocalInner>,
 }
 
@@ -38,11 +38,11 @@ struct LocalInner {
     watcher: Mutex<Option<Watcher>>,
 }
 
-impl LocalSource {
+impl LocalFollower {
     /// Opens the repository at `path` (a work tree, a linked worktree or a bare repository) and
     /// follows `branch`, or the branch its `HEAD` names when `branch` is `None`.
-    pub fn open(path: &Path, branch: Option<&str>) -> Result<Self, SourceError> {
-        let open_err = |detail: String| SourceError::Open {
+    pub fn open(path: &Path, branch: Option<&str>) -> Result<Self, FollowError> {
+        let open_err = |detail: String| FollowError::Open {
             path: path.to_path_buf(),
             detail,
         };
@@ -56,11 +56,11 @@ impl LocalSource {
         let branch = match branch {
             Some(b) => b.strip_prefix("refs/heads/").unwrap_or(b).to_string(),
             None => head_branch(&repo)
-                .ok_or_else(|| SourceError::DetachedHead { path: path.clone() })?,
+                .ok_or_else(|| FollowError::DetachedHead { path: path.clone() })?,
         };
         let refname = format!("refs/heads/{branch}");
         if branch.is_empty() || !git2::Reference::is_valid_name(&refname) {
-            return Err(SourceError::InvalidBranch { branch });
+            return Err(FollowError::InvalidBranch { branch });
         }
         let git_dir = repo.path().to_path_buf();
         let common_dir = repo.commondir().to_path_buf();
@@ -79,21 +79,21 @@ impl LocalSource {
 
     /// The commit the branch points at. Opens the repository for each call, so nothing is
     /// cached between calls and no `Repository` is shared across threads. Blocking.
-    pub fn head(&self) -> Result<git2::Oid, SourceError> {
+    pub fn head(&self) -> Result<git2::Oid, FollowError> {
         let inner = &self.inner;
-        let git_err = |e: git2::Error| SourceError::Git {
+        let git_err = |e: git2::Error| FollowError::Git {
             branch: inner.branch.clone(),
             path: inner.path.clone(),
             detail: e.message().to_string(),
         };
-        let repo = git2::Repository::open(&inner.path).map_err(|e| SourceError::Open {
+        let repo = git2::Repository::open(&inner.path).map_err(|e| FollowError::Open {
             path: inner.path.clone(),
             detail: e.message().to_string(),
         })?;
         let reference = match repo.find_reference(&inner.refname) {
             Ok(r) => r,
             Err(e) if e.code() == git2::ErrorCode::NotFound => {
-                return Err(SourceError::BranchMissing {
+                return Err(FollowError::BranchMissing {
                     branch: inner.branch.clone(),
                     location: inner.path.display().to_string(),
                 });
@@ -122,7 +122,7 @@ impl LocalSource {
         &self.inner.hints
     }
 
-    /// Starts (or restarts) watching the refs; a change pokes [`LocalSource::hints`] after
+    /// Starts (or restarts) watching the refs; a change pokes [`LocalFollower::hints`] after
     /// `debounce` of quiet. Never fails: if the watcher cannot be set up, or later loses
     /// events, the hints are marked degraded with the reason, it is logged, and the caller's
     /// periodic resync carries on alone. Returns whether every watch was installed.
@@ -337,7 +337,7 @@ mod tests {
     async fn a_degraded_watcher_is_rearmed_and_sees_commits_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = repo_with_commit(dir.path());
-        let src = LocalSource::open(dir.path(), None).expect("open source");
+        let src = LocalFollower::open(dir.path(), None).expect("open source");
         src.hints()
             .mark_degraded("file watcher error: queue lost".into());
         assert!(src.hints().is_degraded());
@@ -369,7 +369,7 @@ mod tests {
         let id = repo_with_commit(dir.path());
         let repo = git2::Repository::open(dir.path()).expect("open");
         let name = head_branch(&repo).expect("symbolic head");
-        let src = LocalSource::open(dir.path(), None).expect("open source");
+        let src = LocalFollower::open(dir.path(), None).expect("open source");
         assert_eq!(src.branch(), name);
         assert_eq!(src.head().expect("head"), id);
     }
@@ -378,26 +378,26 @@ mod tests {
     fn missing_branch_and_detached_head_are_explained() {
         let dir = tempfile::tempdir().expect("tempdir");
         let id = repo_with_commit(dir.path());
-        let src = LocalSource::open(dir.path(), Some("nope")).expect("open source");
+        let src = LocalFollower::open(dir.path(), Some("nope")).expect("open source");
         let e = src.head().expect_err("missing");
-        assert!(matches!(e, SourceError::BranchMissing { .. }), "{e}");
+        assert!(matches!(e, FollowError::BranchMissing { .. }), "{e}");
         assert!(e.to_string().contains("`nope`"), "{e}");
 
         let repo = git2::Repository::open(dir.path()).expect("open");
         repo.set_head_detached(id).expect("detach");
-        let e = LocalSource::open(dir.path(), None)
+        let e = LocalFollower::open(dir.path(), None)
             .err()
             .expect("detached head");
         assert!(e.to_string().contains("detached"), "{e}");
 
-        let e = LocalSource::open(dir.path(), Some("bad..name"))
+        let e = LocalFollower::open(dir.path(), Some("bad..name"))
             .err()
             .expect("invalid");
-        assert!(matches!(e, SourceError::InvalidBranch { .. }), "{e}");
+        assert!(matches!(e, FollowError::InvalidBranch { .. }), "{e}");
 
-        let e = LocalSource::open(&dir.path().join("absent"), None)
+        let e = LocalFollower::open(&dir.path().join("absent"), None)
             .err()
             .expect("absent");
-        assert!(matches!(e, SourceError::Open { .. }), "{e}");
+        assert!(matches!(e, FollowError::Open { .. }), "{e}");
     }
 }

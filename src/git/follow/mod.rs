@@ -2,7 +2,7 @@
 //! repository (watched with notify) or a remote URL (mirrored into the state directory with
 //! git2), plus the "look now" hints that watchers and the push webhook produce.
 //!
-//! Hints are only hints: the daemon always re-reads the branch with [`Source::head`] and keeps
+//! Hints are only hints: the daemon always re-reads the branch with [`BranchFollower::head`] and keeps
 //! a periodic resync, because watch events can be lost and webhooks can be missed.
 
 pub mod local;
@@ -15,23 +15,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use local::LocalSource;
-pub use remote::{FetchError, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteSource};
+pub use local::LocalFollower;
+pub use remote::{FetchError, HostKeyPolicy, RemoteAuth, RemoteConfig, RemoteFollower};
 
 /// A source of head commits the daemon can use without caring where the repository lives.
 #[derive(Clone)]
-pub enum Source {
-    Local(LocalSource),
-    Remote(RemoteSource),
+pub enum BranchFollower {
+    Local(LocalFollower),
+    Remote(RemoteFollower),
 }
 
-impl Source {
+impl BranchFollower {
     /// The commit the followed branch points at, read from disk without network access
     /// (the local repository, or the mirror as of the last successful fetch). Blocking.
-    pub fn head(&self) -> Result<git2::Oid, SourceError> {
+    pub fn head(&self) -> Result<git2::Oid, FollowError> {
         match self {
-            Source::Local(s) => s.head(),
-            Source::Remote(s) => s.head(),
+            BranchFollower::Local(s) => s.head(),
+            BranchFollower::Remote(s) => s.head(),
         }
     }
 
@@ -39,40 +39,40 @@ impl Source {
     /// itself, or the bare mirror of the remote.
     pub fn repo_path(&self) -> &Path {
         match self {
-            Source::Local(s) => s.repo_path(),
-            Source::Remote(s) => s.repo_path(),
+            BranchFollower::Local(s) => s.repo_path(),
+            BranchFollower::Remote(s) => s.repo_path(),
         }
     }
 
     /// The branch followed (a short name such as `main`).
     pub fn branch(&self) -> &str {
         match self {
-            Source::Local(s) => s.branch(),
-            Source::Remote(s) => s.branch(),
+            BranchFollower::Local(s) => s.branch(),
+            BranchFollower::Remote(s) => s.branch(),
         }
     }
 
     /// Brings the head up to date and returns it: nothing to do for a local repository (the head
-    /// is read again), a fetch for a remote. Blocking; see [`Source::refresh_async`].
-    pub fn refresh(&self) -> Result<git2::Oid, SourceError> {
+    /// is read again), a fetch for a remote. Blocking; see [`BranchFollower::refresh_async`].
+    pub fn refresh(&self) -> Result<git2::Oid, FollowError> {
         match self {
-            Source::Local(s) => s.head(),
-            Source::Remote(s) => s.fetch().map_err(SourceError::Fetch),
+            BranchFollower::Local(s) => s.head(),
+            BranchFollower::Remote(s) => s.fetch().map_err(FollowError::Fetch),
         }
     }
 
-    /// [`Source::refresh`] on the blocking pool. A remote fetch is also bounded by its deadline
+    /// [`BranchFollower::refresh`] on the blocking pool. A remote fetch is also bounded by its deadline
     /// here: if libgit2 is stuck past it (plus a grace second), this returns
     /// [`FetchError::Timeout`] while the blocking thread finishes on its own.
-    pub async fn refresh_async(&self) -> Result<git2::Oid, SourceError> {
+    pub async fn refresh_async(&self) -> Result<git2::Oid, FollowError> {
         match self {
-            Source::Local(s) => {
+            BranchFollower::Local(s) => {
                 let s = s.clone();
                 tokio::task::spawn_blocking(move || s.head())
                     .await
-                    .map_err(|e| SourceError::Task(e.to_string()))?
+                    .map_err(|e| FollowError::Task(e.to_string()))?
             }
-            Source::Remote(s) => s.fetch_async().await.map_err(SourceError::Fetch),
+            BranchFollower::Remote(s) => s.fetch_async().await.map_err(FollowError::Fetch),
         }
     }
 
@@ -80,8 +80,8 @@ impl Source {
     /// push webhook (which calls [`Hints::poke`]) for either kind.
     pub fn hints(&self) -> &Hints {
         match self {
-            Source::Local(s) => s.hints(),
-            Source::Remote(s) => s.hints(),
+            BranchFollower::Local(s) => s.hints(),
+            BranchFollower::Remote(s) => s.hints(),
         }
     }
 
@@ -89,17 +89,19 @@ impl Source {
     /// password in the URL redacted.
     pub fn describe(&self) -> String {
         match self {
-            Source::Local(s) => {
+            BranchFollower::Local(s) => {
                 format!("local {} (branch {})", s.repo_path().display(), s.branch())
             }
-            Source::Remote(s) => format!("remote {} (branch {})", s.url_redacted(), s.branch()),
+            BranchFollower::Remote(s) => {
+                format!("remote {} (branch {})", s.url_redacted(), s.branch())
+            }
         }
     }
 }
 
 /// Why the head of a source could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SourceError {
+pub enum FollowError {
     #[error("cannot open the Git repository at {path}: {detail}")]
     Open { path: PathBuf, detail: String },
     #[error(

@@ -5,7 +5,7 @@
 //!
 //! Fetches are blocking (git2) and reach the remote through its [`Access`] (`git::access`),
 //! the policy every network Git call shares: libgit2's connect and I/O timeouts, a per-fetch
-//! deadline checked in every callback and, in [`RemoteSource::fetch_async`], a timer around
+//! deadline checked in every callback and, in [`RemoteFollower::fetch_async`], a timer around
 //! the blocking task; SSH host keys accepted only when pinned ([`HostKeyPolicy`]); tokens read
 //! at each fetch and never in an error.
 
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use git2::{Direction, FetchOptions};
 
-use super::{Hints, SourceError};
+use super::{FollowError, Hints};
 use crate::git::access::Access;
 pub use crate::git::access::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_TOKEN_USERNAME, FetchError, HostKeyPolicy,
@@ -86,7 +86,7 @@ impl fmt::Debug for RemoteConfig {
 
 /// A followed branch of a remote repository and its local mirror. Cheap to clone.
 #[derive(Clone)]
-pub struct RemoteSource {
+pub struct RemoteFollower {
     inner: Arc<RemoteInner>,
 }
 
@@ -104,7 +104,7 @@ struct RemoteInner {
     keep: Mutex<Vec<git2::Oid>>,
 }
 
-impl RemoteSource {
+impl RemoteFollower {
     /// Checks the configuration (URL, branch name, pins, credentials fit the URL) without any
     /// network access, and applies the default libgit2 timeouts if none were set.
     pub fn new(config: RemoteConfig) -> Result<Self, FetchError> {
@@ -178,9 +178,9 @@ impl RemoteSource {
 
     /// The commit of the branch as of the last successful fetch, read from the mirror without
     /// network access.
-    pub fn head(&self) -> Result<git2::Oid, SourceError> {
+    pub fn head(&self) -> Result<git2::Oid, FollowError> {
         let inner = &self.inner;
-        let not_fetched = || SourceError::NotFetched {
+        let not_fetched = || FollowError::NotFetched {
             url: inner.url_redacted.clone(),
             branch: inner.config.branch.clone(),
         };
@@ -188,7 +188,7 @@ impl RemoteSource {
         if !dir.exists() {
             return Err(not_fetched());
         }
-        let repo = git2::Repository::open_bare(dir).map_err(|e| SourceError::Open {
+        let repo = git2::Repository::open_bare(dir).map_err(|e| FollowError::Open {
             path: dir.clone(),
             detail: e.message().to_string(),
         })?;
@@ -196,7 +196,7 @@ impl RemoteSource {
             Ok(r) => r,
             Err(e) if e.code() == git2::ErrorCode::NotFound => return Err(not_fetched()),
             Err(e) => {
-                return Err(SourceError::Git {
+                return Err(FollowError::Git {
                     branch: inner.config.branch.clone(),
                     path: dir.clone(),
                     detail: e.message().to_string(),
@@ -206,14 +206,14 @@ impl RemoteSource {
         reference
             .peel_to_commit()
             .map(|c| c.id())
-            .map_err(|e| SourceError::Git {
+            .map_err(|e| FollowError::Git {
                 branch: inner.config.branch.clone(),
                 path: dir.clone(),
                 detail: e.message().to_string(),
             })
     }
 
-    /// [`RemoteSource::fetch`] on the blocking pool, abandoned (with [`FetchError::Timeout`])
+    /// [`RemoteFollower::fetch`] on the blocking pool, abandoned (with [`FetchError::Timeout`])
     /// if it overruns the deadline by more than a second.
     pub async fn fetch_async(&self) -> Result<git2::Oid, FetchError> {
         let this = self.clone();
@@ -330,7 +330,7 @@ impl RemoteSource {
         })
     }
 
-    /// [`RemoteSource::prune_mirror`] with an explicit policy (and clock).
+    /// [`RemoteFollower::prune_mirror`] with an explicit policy (and clock).
     pub fn prune_mirror_with(
         &self,
         policy: &PrunePolicy,
@@ -659,35 +659,35 @@ mod tests {
 
     #[test]
     fn credentials_must_fit_the_url() {
-        let e = RemoteSource::new(config("http://example.com/r.git", token()))
+        let e = RemoteFollower::new(config("http://example.com/r.git", token()))
             .err()
             .expect("token over http");
         assert!(e.to_string().contains("https://"), "{e}");
-        assert!(RemoteSource::new(config("http://127.0.0.1:9/r.git", token())).is_ok());
-        assert!(RemoteSource::new(config("git@github.com:o/r.git", token())).is_err());
+        assert!(RemoteFollower::new(config("http://127.0.0.1:9/r.git", token())).is_ok());
+        assert!(RemoteFollower::new(config("git@github.com:o/r.git", token())).is_err());
         let key = RemoteAuth::SshKey {
             private_key: PathBuf::from("/nonexistent/id_ed25519"),
             passphrase: None,
         };
-        let e = RemoteSource::new(config("git@github.com:o/r.git", key.clone()))
+        let e = RemoteFollower::new(config("git@github.com:o/r.git", key.clone()))
             .err()
             .expect("missing key");
         assert!(e.to_string().contains("/nonexistent/id_ed25519"), "{e}");
-        assert!(RemoteSource::new(config("https://github.com/o/r.git", key)).is_err());
+        assert!(RemoteFollower::new(config("https://github.com/o/r.git", key)).is_err());
     }
 
     #[test]
     fn bad_pins_and_branches_are_refused_early() {
         let mut c = config("git@github.com:o/r.git", RemoteAuth::None);
         c.host_keys.fingerprints = vec!["SHA256:nope".into()];
-        let e = RemoteSource::new(c).err().expect("bad pin");
+        let e = RemoteFollower::new(c).err().expect("bad pin");
         assert!(e.to_string().contains("ssh-keygen -lf"), "{e}");
         let mut c = config("https://github.com/o/r.git", RemoteAuth::None);
         c.branch = "a..b".into();
-        assert!(RemoteSource::new(c).is_err());
+        assert!(RemoteFollower::new(c).is_err());
         let mut c = config("https://github.com/o/r.git", RemoteAuth::None);
         c.branch = "refs/heads/main".into();
-        let s = RemoteSource::new(c).expect("full ref name accepted");
+        let s = RemoteFollower::new(c).expect("full ref name accepted");
         assert_eq!(s.branch(), "main");
         assert_eq!(s.mirror_ref(), "refs/remotes/origin/main");
     }

@@ -49,7 +49,7 @@ pub struct StepSecurity {
 
 /// Runs steps for one daemon: reads the applied settings from the store at run time, the
 /// config repository from `repo_path`.
-pub struct Steps {
+pub struct Runner {
     pub store: Store,
     /// The Git dir the daemon reads commits from (the repository or its mirror).
     pub repo_path: PathBuf,
@@ -72,7 +72,7 @@ pub struct Steps {
     promotion_remote: create_pr::GitRemote,
 }
 
-impl Steps {
+impl Runner {
     pub fn new(
         store: Store,
         repo_path: PathBuf,
@@ -260,7 +260,7 @@ fn typed<T: DeserializeOwned>(config: Json, step: &str) -> Result<T, StepError> 
         .map_err(|e| StepError::permanent(format!("{step}: invalid config after rendering: {e}")))
 }
 
-impl StepRunner for Steps {
+impl StepRunner for Runner {
     fn run<'a>(
         &'a self,
         step_type: StepType,

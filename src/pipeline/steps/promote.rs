@@ -3,13 +3,13 @@
 
 use serde_json::Value as Json;
 
-use super::{Outputs, StepContext, StepError, Steps, typed};
+use super::{Outputs, Runner, StepContext, StepError, typed};
 use crate::git::write::{Identity, Repo, WriteError};
 use crate::model::{
     AutoPromoteConfig, CreatePrConfig, EntityType, FileChange, FileOperation, PrProvider, Settings,
 };
 
-impl Steps {
+impl Runner {
     /// Promotion is a Git change: the entity's file is copied from `environments/<from>/` to
     /// `environments/<to>/` on a branch of the config repository, and a pull request (or, for a
     /// repository without GitHub's API, a pushed branch) proposes it. Where `mockops.yaml` gives
@@ -89,7 +89,7 @@ impl Steps {
         let content = {
             let files = crate::git::revision::GitFiles::open(&self.repo_path, &commit)
                 .map_err(|e| StepError::transient(format!("cannot read commit {commit}: {e}")))?;
-            let bytes = crate::git::revision::SourceFiles::read(&files, &from_path)
+            let bytes = crate::git::revision::RevisionFiles::read(&files, &from_path)
                 .map_err(|e| StepError::permanent(format!("{from_path}: {e}")))?;
             String::from_utf8(bytes)
                 .map_err(|_| StepError::permanent(format!("{from_path} is not UTF-8 text")))?

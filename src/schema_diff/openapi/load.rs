@@ -1,12 +1,12 @@
 //! Loading an OpenAPI 3.0/3.1 description: YAML or JSON bytes into a JSON tree, version
 //! detection, and every `$ref` resolved up front (internal, or repo-relative external files read
-//! through [`SourceFiles`]), so the diff itself never fails on a dangling reference.
+//! through [`RevisionFiles`]), so the diff itself never fails on a dangling reference.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::git::revision::{ReadError, SourceFiles, normalize};
+use crate::git::revision::{ReadError, RevisionFiles, normalize};
 
 /// Most external files one description may pull in through `$ref`.
 const MAX_EXTERNAL_FILES: usize = 256;
@@ -307,7 +307,7 @@ pub fn detect_version(path: &str, doc: &Value) -> Result<OpenapiVersion, SpecPro
 
 /// Loads the description at repo-relative `path` from `bytes`, reading external `$ref`
 /// targets through `files`. All problems found are returned together.
-pub fn load(path: &str, bytes: &[u8], files: &dyn SourceFiles) -> Result<Spec, LoadError> {
+pub fn load(path: &str, bytes: &[u8], files: &dyn RevisionFiles) -> Result<Spec, LoadError> {
     let root = parse_document(path, bytes).map_err(|p| LoadError::Invalid {
         path: path.to_string(),
         problems: vec![p],
@@ -320,7 +320,7 @@ pub fn load_root(
     path: &str,
     bytes: &[u8],
     root: Value,
-    files: &dyn SourceFiles,
+    files: &dyn RevisionFiles,
 ) -> Result<Spec, LoadError> {
     let invalid = |problems| LoadError::Invalid {
         path: path.to_string(),
@@ -506,7 +506,7 @@ mod tests {
     use super::*;
 
     struct NoFiles;
-    impl SourceFiles for NoFiles {
+    impl RevisionFiles for NoFiles {
         fn read(&self, _: &str) -> Result<Vec<u8>, ReadError> {
             Err(ReadError::NotFound)
         }

@@ -23,7 +23,7 @@ pub use load::{
     LoadError, OpenapiVersion, RefTarget, Spec, SpecProblem, load, load_root, parse_document,
 };
 
-use crate::schema_diff::{Change, SourceFiles};
+use crate::schema_diff::{Change, RevisionFiles};
 
 /// Checks that the description at repo-relative `path` (content `bytes`) loads: it parses,
 /// declares OpenAPI 3.0 or 3.1, and every `$ref` resolves inside the repository (external
@@ -32,7 +32,7 @@ use crate::schema_diff::{Change, SourceFiles};
 pub fn check_openapi(
     path: &str,
     bytes: &[u8],
-    files: &dyn SourceFiles,
+    files: &dyn RevisionFiles,
 ) -> Result<(), Vec<SpecProblem>> {
     load(path, bytes, files)
         .map(|_| ())

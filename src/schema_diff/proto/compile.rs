@@ -1,4 +1,4 @@
-//! Compiling one `.proto` file and its imports out of a [`SourceFiles`] revision with protox:
+//! Compiling one `.proto` file and its imports out of a [`RevisionFiles`] revision with protox:
 //! choosing the include roots, collecting the import closure, and turning protox errors into
 //! [`ProtoError`]s that carry the repo-relative file, line and column.
 
@@ -8,7 +8,7 @@ use prost_reflect::DescriptorPool;
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::{ProtoError, ProtoOptions};
-use crate::git::revision::{ReadError, SourceFiles, normalize};
+use crate::git::revision::{ReadError, RevisionFiles, normalize};
 
 /// Most files one compilation may pull in; an import graph larger than this is refused rather
 /// than read without bound.
@@ -81,7 +81,7 @@ impl CompiledProto {
 /// under which they all are is the root instead (`protoc -I .` at the repository root for
 /// `import "protos/common.proto"`); see [`default_root`].
 pub fn compile(
-    files: &dyn SourceFiles,
+    files: &dyn RevisionFiles,
     path: &str,
     opts: &ProtoOptions,
 ) -> Result<CompiledProto, ProtoError> {
@@ -203,7 +203,7 @@ pub fn compile(
 
 /// Looks `name` up under each root in order; `None` when no root has it.
 fn find_import(
-    files: &dyn SourceFiles,
+    files: &dyn RevisionFiles,
     roots: &[String],
     name: &str,
 ) -> Result<Option<(String, String)>, ProtoError> {
@@ -227,7 +227,7 @@ fn find_import(
     Ok(None)
 }
 
-fn read_text(files: &dyn SourceFiles, path: &str) -> Result<String, ProtoError> {
+fn read_text(files: &dyn RevisionFiles, path: &str) -> Result<String, ProtoError> {
     let bytes = files.read(path).map_err(|source| ProtoError::Read {
         path: path.to_string(),
         source,
@@ -241,7 +241,7 @@ fn read_text(files: &dyn SourceFiles, path: &str) -> Result<String, ProtoError> 
 /// implies when its `imports` (well-known ones left out) are found there; otherwise the
 /// nearest directory above the file (the file's own first, the repository root last) under
 /// which they all are; otherwise the implied root, where protox reports the missing import.
-fn default_root(files: &dyn SourceFiles, path: &str, package: &str, imports: &[&str]) -> String {
+fn default_root(files: &dyn RevisionFiles, path: &str, package: &str, imports: &[&str]) -> String {
     let implied = implied_root(path, package);
     let resolves = |root: &str| imports.iter().all(|i| files.read(&join(root, i)).is_ok());
     if resolves(&implied) {

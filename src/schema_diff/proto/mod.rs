@@ -22,7 +22,7 @@ use self::model::Model;
 use self::reach::{Dir, Reach, direction_of};
 use self::rules::{Raw, Side, Subject};
 use super::{Change, Direction, Level};
-use crate::git::revision::{ReadError, SourceFiles};
+use crate::git::revision::{ReadError, RevisionFiles};
 
 /// How to compile and compare `.proto` files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -121,7 +121,7 @@ impl ProtoFinding {
 /// The validator's check for `.proto` files.
 pub fn check_proto(
     path: &str,
-    files: &dyn SourceFiles,
+    files: &dyn RevisionFiles,
     opts: &ProtoOptions,
 ) -> Result<(), ProtoError> {
     compile(files, path, opts).map(|_| ())
@@ -131,9 +131,9 @@ pub fn check_proto(
 /// `opts.category` at ERR, additions at INFO, each with the RPCs it reaches. Sorted by file,
 /// line, rule.
 pub fn diff_proto(
-    old: &dyn SourceFiles,
+    old: &dyn RevisionFiles,
     old_path: &str,
-    new: &dyn SourceFiles,
+    new: &dyn RevisionFiles,
     new_path: &str,
     opts: &ProtoOptions,
 ) -> Result<Vec<Change>, ProtoError> {
@@ -145,9 +145,9 @@ pub fn diff_proto(
 
 /// [`diff_proto`] keeping `buf`'s detail (file, span) on each finding.
 pub fn diff_proto_findings(
-    old: &dyn SourceFiles,
+    old: &dyn RevisionFiles,
     old_path: &str,
-    new: &dyn SourceFiles,
+    new: &dyn RevisionFiles,
     new_path: &str,
     opts: &ProtoOptions,
 ) -> Result<Vec<ProtoFinding>, ProtoError> {
@@ -158,10 +158,10 @@ pub fn diff_proto_findings(
 /// repo-relative in `old`; empty: implied), as two files read from different roots do.
 /// `opts.proto_paths` are the new side's.
 pub fn diff_proto_sides(
-    old: &dyn SourceFiles,
+    old: &dyn RevisionFiles,
     old_path: &str,
     old_proto_paths: &[String],
-    new: &dyn SourceFiles,
+    new: &dyn RevisionFiles,
     new_path: &str,
     opts: &ProtoOptions,
 ) -> Result<Vec<ProtoFinding>, ProtoError> {

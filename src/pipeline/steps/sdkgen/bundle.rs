@@ -287,11 +287,11 @@ fn escape(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::revision::{ReadError, SourceFiles};
+    use crate::git::revision::{ReadError, RevisionFiles};
     use crate::schema_diff::openapi::load;
 
     struct Files(BTreeMap<&'static str, &'static str>);
-    impl SourceFiles for Files {
+    impl RevisionFiles for Files {
         fn read(&self, path: &str) -> Result<Vec<u8>, ReadError> {
             self.0
                 .get(path)

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::git::revision::{GitFiles, ReadError, SourceFiles, normalize};
+use crate::git::revision::{GitFiles, ReadError, RevisionFiles, normalize};
 use crate::schema_diff::openapi;
 use crate::schema_diff::proto::{self, ProtoOptions};
 use crate::schema_diff::{SchemaType, schema_type_of};

@@ -344,7 +344,7 @@ fn bundled_spec(files: &GitFiles, m: &Materialized) -> Result<Option<Json>, Step
             m.files.len()
         ))
     };
-    let bytes = crate::git::revision::SourceFiles::read(files, &m.spec_path)
+    let bytes = crate::git::revision::RevisionFiles::read(files, &m.spec_path)
         .map_err(|e| fail(e.to_string()))?;
     let spec = crate::schema_diff::openapi::load(&m.spec_path, &bytes, files)
         .map_err(|e| fail(e.to_string()))?;
