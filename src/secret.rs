@@ -4,7 +4,7 @@
 //!
 //! A reference may be a whole value (`${env:SLACK_WEBHOOK_URL}`) or part of a longer string
 //! (`Bearer ${file:/run/secrets/token}`). `$${` writes a literal `${`. Other `${...}` text is
-//! left alone. `crate::config::secrets` warns about secrets written inline at validation time.
+//! left alone. `crate::config::inline_secrets` warns about secrets written inline at validation time.
 //!
 //! **Only text the repository wrote names a secret.** Step configs are templates filled with
 //! event data (a commit message, a posted event), and that data must never be able to name a

@@ -280,7 +280,7 @@ fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str)
     }
     let problems = shape::check(&node, schema_json(kind));
     let mut secret_warnings = Vec::new();
-    super::secrets::scan_secrets(&node, &mut secret_warnings);
+    super::inline_secrets::scan_secrets(&node, &mut secret_warnings);
     // Unknown keys alone do not stop the cross-file checks: they are dropped for those, so a
     // misspelt key and a wrong reference in one file are reported together.
     let only_unknown_keys = problems.iter().all(|p| p.code == "unknown-field");

@@ -3,8 +3,8 @@
 
 pub mod check;
 pub mod diag;
+pub mod inline_secrets;
 pub mod load;
-pub mod secrets;
 pub mod shape;
 pub mod snapshot;
 pub mod spec;

@@ -181,7 +181,7 @@ async fn one(
 
 /// Desired state as served: secrets written inline in the repository masked.
 fn masked(mut v: Value) -> Value {
-    crate::config::secrets::mask_inline_json(&mut v);
+    crate::config::inline_secrets::mask_inline_json(&mut v);
     v
 }
 

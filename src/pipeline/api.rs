@@ -124,7 +124,7 @@ async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<V
         Some(e) => {
             let mut v = serde_json::to_value(e).map_err(internal)?;
             // The pipeline snapshot is config as the repository wrote it.
-            crate::config::secrets::mask_inline_json(&mut v);
+            crate::config::inline_secrets::mask_inline_json(&mut v);
             Ok(Json(v))
         }
         None => Err(ApiError(

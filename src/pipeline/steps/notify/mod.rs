@@ -441,7 +441,7 @@ fn quote(body: &str) -> String {
 /// of key-like characters; otherwise the word.
 fn mask_credential(word: &str) -> std::borrow::Cow<'_, str> {
     let core = word.trim_matches(|c: char| "\"',;:()[]{}<>".contains(c));
-    let prefixed = crate::config::secrets::TOKEN_PREFIXES
+    let prefixed = crate::config::inline_secrets::TOKEN_PREFIXES
         .iter()
         .any(|p| core.starts_with(p) && core.len() >= p.len() + 8);
     let jwt = core.starts_with("eyJ") && core.matches('.').count() == 2 && core.len() > 30;
