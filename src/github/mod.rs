@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+
+use crate::secret::Secret;
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
 use serde::Serialize;
@@ -102,32 +104,11 @@ impl GitHubError {
     }
 }
 
-/// A token that never shows in `Debug` output or logs.
-#[derive(Clone)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
 /// How mockops authenticates to GitHub.
 #[derive(Clone)]
 pub enum Auth {
     /// A personal access token, fine-grained token or Actions `GITHUB_TOKEN`.
-    Token(Token),
+    Token(Secret),
     /// A GitHub App: the installation for each repository is looked up, and its tokens are
     /// minted and refreshed by octocrab.
     App {
@@ -194,7 +175,7 @@ impl GitHubBuilder {
     }
 
     pub fn token(self, token: impl Into<String>) -> Self {
-        self.auth(Auth::Token(Token::new(token)))
+        self.auth(Auth::Token(Secret::new(token)))
     }
 
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -252,7 +233,7 @@ impl GitHubBuilder {
         let auth = match &self.auth {
             Auth::Token(token) => AuthState::Fixed(Arc::new(
                 base()?
-                    .personal_token(token.0.clone())
+                    .personal_token(token.expose().to_string())
                     .build()
                     .map_err(|e| GitHubError::Config(format!("building the client: {e}")))?,
             )),
@@ -823,7 +804,7 @@ mod tests {
 
     #[test]
     fn auth_debug_never_shows_secrets() {
-        let a = Auth::Token(Token::new("ghp_123"));
+        let a = Auth::Token(Secret::new("ghp_123"));
         assert!(!format!("{a:?}").contains("ghp_123"));
         let a = Auth::App {
             app_id: 1,
