@@ -161,3 +161,44 @@ fn git2_is_used_only_in_the_git_module() {
         "git2 used outside src/git/ in {offenders:?}"
     );
 }
+
+/// ARCHITECTURE.md's codemap names every file under `src/`: by its path, or (for a file of a
+/// directory the codemap describes) by its name in that directory's entry; a `mod.rs` by its
+/// directory.
+#[test]
+fn the_codemap_names_every_source_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let start = doc.find("## Codemap").expect("a codemap section");
+    let end = doc[start..]
+        .find("\n## ")
+        .map_or(doc.len(), |e| start + e + 1);
+    let codemap = &doc[start..end];
+    let named = |s: &str| codemap.contains(&format!("`{s}`"));
+    let missing: Vec<String> = sources()
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| {
+            if named(rel) {
+                return false;
+            }
+            let parts: Vec<&str> = rel.split('/').collect();
+            let name = parts[parts.len() - 1];
+            let parent = parts[parts.len() - 2];
+            let dirs: Vec<String> = (2..parts.len())
+                .map(|i| format!("{}/", parts[..i].join("/")))
+                .collect();
+            if name == "mod.rs" {
+                let own = &dirs[dirs.len() - 1];
+                return !(named(own) || named(&format!("{parent}/")));
+            }
+            let stem = name.trim_end_matches(".rs");
+            let in_listed_dir = dirs.iter().any(|d| named(d));
+            !(in_listed_dir && (named(name) || named(stem) || named(&format!("{parent}/{name}"))))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in ARCHITECTURE.md's codemap: {missing:?}"
+    );
+}
