@@ -332,11 +332,10 @@ pub async fn commit_git(
     let access = remote.access(&req.repository)?;
     let req = req.clone();
     let task = access.clone();
-    let result = access
+    access
         .run(move || Ok(git_blocking(&task, &req)))
         .await
-        .map_err(|e| remote_err("pushing to", e))?;
-    result
+        .map_err(|e| remote_err("pushing to", e))?
 }
 
 fn git_blocking(access: &Access, req: &DirectCommit) -> Result<DirectOutcome, StepError> {

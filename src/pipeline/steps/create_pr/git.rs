@@ -93,11 +93,10 @@ pub async fn apply_git(remote: &GitRemote, req: &PrRequest) -> Result<PrOutcome,
     let access = remote.access(&req.repository)?;
     let req = req.clone();
     let task = access.clone();
-    let result = access
+    access
         .run(move || Ok(push_blocking(&task, &req)))
         .await
-        .map_err(|e| remote_err("pushing to", e))?;
-    result
+        .map_err(|e| remote_err("pushing to", e))?
 }
 
 /// A failed Git write as a step error, retryable when the fault may pass by itself.
