@@ -155,14 +155,32 @@ pub struct DaemonArgs {
     pub prune_interval: Duration,
 }
 
+/// A flag value that is not a size or an interval.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("`{0}` is not a size: write e.g. `1MiB`, `256KiB` or `65536`")]
+    NotASize(String),
+    #[error("unknown size unit `{unit}` in `{value}`: use B, KiB, MiB, GiB (or kB, MB, GB)")]
+    SizeUnit { unit: String, value: String },
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+    #[error("`{value}`: {source}")]
+    Interval {
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("`{0}` is too short: prune at most once a second")]
+    TooShort(String),
+}
+
 /// `1MiB`, `256KiB`, `64kB`, `1000` (bytes), `0`.
-fn parse_size(s: &str) -> Result<usize, String> {
+fn parse_size(s: &str) -> Result<usize, ValueError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: usize = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a size: write e.g. `1MiB`, `256KiB` or `65536`"))?;
+        .map_err(|_| ValueError::NotASize(s.to_string()))?;
     let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
@@ -172,19 +190,23 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gb" => 1000 * 1000 * 1000,
         "gib" => 1024 * 1024 * 1024,
         other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{s}`: use B, KiB, MiB, GiB (or kB, MB, GB)"
-            ));
+            return Err(ValueError::SizeUnit {
+                unit: other.to_string(),
+                value: s.to_string(),
+            });
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
+        .ok_or_else(|| ValueError::TooLarge(s.to_string()))
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+fn parse_interval(s: &str) -> Result<Duration, ValueError> {
+    let d = humantime::parse_duration(s).map_err(|source| ValueError::Interval {
+        value: s.to_string(),
+        source,
+    })?;
     if d < Duration::from_secs(1) {
-        return Err(format!("`{s}` is too short: prune at most once a second"));
+        return Err(ValueError::TooShort(s.to_string()));
     }
     Ok(d)
 }
@@ -420,12 +442,13 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("1MiB"), Ok(1024 * 1024));
-        assert_eq!(parse_size("256KiB"), Ok(256 * 1024));
-        assert_eq!(parse_size("64kB"), Ok(64_000));
-        assert_eq!(parse_size("0"), Ok(0));
-        assert!(parse_size("1 parsec").unwrap_err().contains("unit"));
-        assert!(parse_size("lots").unwrap_err().contains("1MiB"));
+        assert_eq!(parse_size("1MiB").ok(), Some(1024 * 1024));
+        assert_eq!(parse_size("256KiB").ok(), Some(256 * 1024));
+        assert_eq!(parse_size("64kB").ok(), Some(64_000));
+        assert_eq!(parse_size("0").ok(), Some(0));
+        let err = |s: &str| parse_size(s).map_err(|e| e.to_string()).unwrap_err();
+        assert!(err("1 parsec").contains("unit"));
+        assert!(err("lots").contains("1MiB"));
     }
 
     #[test]

@@ -33,9 +33,18 @@ pub struct DiffArgs {
     pub fail_on: Option<Level>,
 }
 
-fn parse_fail_on(s: &str) -> Result<Level, String> {
+/// A `--fail-on` value that is not ERR or WARN.
+#[derive(Debug, thiserror::Error)]
+pub enum FailOnError {
+    #[error(transparent)]
+    Unknown(#[from] crate::schema_diff::UnknownLevel),
+    #[error("--fail-on takes ERR or WARN")]
+    Info,
+}
+
+fn parse_fail_on(s: &str) -> Result<Level, FailOnError> {
     match s.parse::<Level>()? {
-        Level::Info => Err("--fail-on takes ERR or WARN".into()),
+        Level::Info => Err(FailOnError::Info),
         l => Ok(l),
     }
 }

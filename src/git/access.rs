@@ -259,13 +259,13 @@ impl Access {
             url: url_redacted.clone(),
             detail,
         };
-        let url_info = parse_url(url).map_err(bad)?;
+        let url_info = parse_url(url).map_err(|e| bad(e.to_string()))?;
         let pins = host_keys
             .fingerprints
             .iter()
             .map(|p| hostkey::normalize_pin(p))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
+            .map_err(|e| bad(e.to_string()))?;
         let host = url_info.host.clone().unwrap_or_default();
         match (&auth, url_info.scheme) {
             (RemoteAuth::Token { .. }, Scheme::Http) if !is_loopback(&host) => {
@@ -298,7 +298,7 @@ impl Access {
             _ => {}
         }
         if let Some(kh) = &host_keys.known_hosts {
-            KnownHosts::load(kh).map_err(bad)?;
+            KnownHosts::load(kh).map_err(|e| bad(e.to_string()))?;
         }
         Ok(Self {
             url: url.to_string(),
@@ -340,9 +340,9 @@ impl Access {
     pub fn session(&self) -> Result<Session<'_>, FetchError> {
         let known_hosts = match (&self.known_hosts, self.url_info.scheme) {
             (Some(path), Scheme::Ssh) => {
-                Some(KnownHosts::load(path).map_err(|detail| FetchError::Config {
+                Some(KnownHosts::load(path).map_err(|e| FetchError::Config {
                     url: self.url_redacted.clone(),
-                    detail,
+                    detail: e.to_string(),
                 })?)
             }
             _ => None,
@@ -759,10 +759,30 @@ pub(crate) enum Scheme {
     File,
 }
 
-pub(crate) fn parse_url(url: &str) -> Result<UrlInfo, String> {
+/// Why a remote URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("the remote URL is empty")]
+    Empty,
+    #[error(
+        "URL scheme `{0}` is not supported (use https://, ssh://, git@host:path, git:// or file://)"
+    )]
+    Scheme(String),
+    #[error("the remote URL has no host")]
+    NoHost,
+    #[error("unbalanced `[` in host `{0}`")]
+    Bracket(String),
+    #[error("port `{0}` is not a number")]
+    Port(String),
+    /// The URL, redacted.
+    #[error("`{0}` is not a Git URL (use https://, ssh://, git@host:path, git:// or file://)")]
+    NotGit(String),
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<UrlInfo, UrlError> {
     let url = url.trim();
     if url.is_empty() {
-        return Err("the remote URL is empty".into());
+        return Err(UrlError::Empty);
     }
     if let Some((scheme, rest)) = url.split_once("://") {
         let scheme = match scheme.to_ascii_lowercase().as_str() {
@@ -771,12 +791,7 @@ pub(crate) fn parse_url(url: &str) -> Result<UrlInfo, String> {
             "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
             "git" => Scheme::Git,
             "file" => Scheme::File,
-            other => {
-                return Err(format!(
-                    "URL scheme `{other}` is not supported (use https://, ssh://, git@host:path, \
-                     git:// or file://)"
-                ));
-            }
+            other => return Err(UrlError::Scheme(other.to_string())),
         };
         if scheme == Scheme::File {
             return Ok(UrlInfo {
@@ -793,7 +808,7 @@ pub(crate) fn parse_url(url: &str) -> Result<UrlInfo, String> {
         };
         let (host, port) = split_host_port(hostport)?;
         if host.is_empty() {
-            return Err("the remote URL has no host".into());
+            return Err(UrlError::NoHost);
         }
         return Ok(UrlInfo {
             scheme,
@@ -827,17 +842,14 @@ pub(crate) fn parse_url(url: &str) -> Result<UrlInfo, String> {
             user,
         });
     }
-    Err(format!(
-        "`{}` is not a Git URL (use https://, ssh://, git@host:path, git:// or file://)",
-        redact_url(url)
-    ))
+    Err(UrlError::NotGit(redact_url(url)))
 }
 
-fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
+fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), UrlError> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         match v6.split_once(']') {
             Some((h, rest)) => (h, rest.strip_prefix(':')),
-            None => return Err(format!("unbalanced `[` in host `{hostport}`")),
+            None => return Err(UrlError::Bracket(hostport.to_string())),
         }
     } else {
         match hostport.rsplit_once(':') {
@@ -849,7 +861,7 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
         None | Some("") => None,
         Some(p) => Some(
             p.parse::<u16>()
-                .map_err(|_| format!("port `{p}` is not a number"))?,
+                .map_err(|_| UrlError::Port(p.to_string()))?,
         ),
     };
     Ok((host.to_ascii_lowercase(), port))

@@ -21,23 +21,40 @@ pub(crate) fn format_sha256(digest: &[u8]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(digest))
 }
 
+/// Why a configured host key pin is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error(
+        "host key pin `{0}` is not a SHA-256 fingerprint: write it as `ssh-keygen -lf` prints \
+         it, e.g. `SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU` \
+         (get it with `ssh-keyscan HOST | ssh-keygen -lf -`)"
+    )]
+    NotSha256(String),
+    #[error(
+        "host key pin `{0}` is not a SHA-256 fingerprint: after `SHA256:` it needs the 43 \
+         base64 characters `ssh-keygen -lf` prints"
+    )]
+    BadDigest(String),
+}
+
+/// A known_hosts file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read known_hosts file {}: {source}", path.display())]
+pub struct KnownHostsError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
 /// Checks a configured pin and returns it in canonical form (no `=` padding).
-pub fn normalize_pin(pin: &str) -> Result<String, String> {
+pub fn normalize_pin(pin: &str) -> Result<String, PinError> {
     let pin = pin.trim();
     let Some(b64) = pin.strip_prefix("SHA256:") else {
-        return Err(format!(
-            "host key pin `{pin}` is not a SHA-256 fingerprint: write it as `ssh-keygen -lf` prints \
-             it, e.g. `SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU` \
-             (get it with `ssh-keyscan HOST | ssh-keygen -lf -`)"
-        ));
+        return Err(PinError::NotSha256(pin.to_string()));
     };
     let b64 = b64.trim_end_matches('=');
     match STANDARD_NO_PAD.decode(b64) {
         Ok(bytes) if bytes.len() == 32 => Ok(format_sha256(&bytes)),
-        _ => Err(format!(
-            "host key pin `{pin}` is not a SHA-256 fingerprint: after `SHA256:` it needs the 43 \
-             base64 characters `ssh-keygen -lf` prints"
-        )),
+        _ => Err(PinError::BadDigest(pin.to_string())),
     }
 }
 
@@ -63,9 +80,11 @@ pub struct KnownHosts {
 }
 
 impl KnownHosts {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read known_hosts file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, KnownHostsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KnownHostsError {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Self::parse(&text))
     }
 
@@ -245,7 +264,7 @@ mod tests {
         );
         let e =
             normalize_pin("MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48").expect_err("md5");
-        assert!(e.contains("ssh-keygen -lf"), "{e}");
+        assert!(e.to_string().contains("ssh-keygen -lf"), "{e}");
         assert!(normalize_pin("SHA256:tooshort").is_err());
     }
 

@@ -116,7 +116,7 @@ pub fn render_step_config(
             let native = render_tree(&env, &root, config, "config", true)?;
             typed(step_type, native).map_err(|_| RenderError::Config {
                 step_type: step_type.as_str().to_string(),
-                message: first,
+                message: first.to_string(),
             })
         }
     }
@@ -232,10 +232,12 @@ fn describe(e: &Error) -> String {
 }
 
 /// Deserializes into the step type's config and back, so the step reads its defaults.
-fn typed(step_type: StepType, rendered: Json) -> Result<Json, String> {
-    fn check<T: serde::de::DeserializeOwned + serde::Serialize>(v: Json) -> Result<Json, String> {
-        let t: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        serde_json::to_value(&t).map_err(|e| e.to_string())
+fn typed(step_type: StepType, rendered: Json) -> Result<Json, serde_json::Error> {
+    fn check<T: serde::de::DeserializeOwned + serde::Serialize>(
+        v: Json,
+    ) -> Result<Json, serde_json::Error> {
+        let t: T = serde_json::from_value(v)?;
+        serde_json::to_value(&t)
     }
     match step_type {
         StepType::Notify => check::<NotifyConfig>(rendered),

@@ -631,10 +631,11 @@ fn schema_events(
                 }
                 e = report_payload(e, &r);
             }
-            (Action::Modified, Some(Err(msg))) => {
+            (Action::Modified, Some(Err(err))) => {
                 if !direct.contains_key(&path) {
                     continue;
                 }
+                let msg = err.to_string();
                 e = not_compared(e, format!("{path} changed; not compared: {msg}"), msg);
             }
             (Action::Modified, None) => {
@@ -660,7 +661,7 @@ fn diff(
     old: &dyn RevisionFiles,
     new: &dyn RevisionFiles,
     path: &str,
-) -> Result<DiffReport, String> {
+) -> Result<DiffReport, schema_diff::DiffError> {
     schema_diff::diff_files(
         &DiffInput {
             label: format!("applied:{path}"),
@@ -673,7 +674,6 @@ fn diff(
             files: new,
         },
     )
-    .map_err(|e| e.to_string())
 }
 
 fn report_payload(e: NewEvent, r: &DiffReport) -> NewEvent {

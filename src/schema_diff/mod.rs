@@ -139,16 +139,19 @@ impl Level {
     }
 }
 
+/// A level name that is not ERR, WARN or INFO.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown level `{0}`: expected ERR, WARN or INFO")]
+pub struct UnknownLevel(pub String);
+
 impl std::str::FromStr for Level {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownLevel;
+    fn from_str(s: &str) -> Result<Self, UnknownLevel> {
         match s.to_ascii_uppercase().as_str() {
             "ERR" | "ERROR" => Ok(Level::Err),
             "WARN" | "WARNING" => Ok(Level::Warn),
             "INFO" => Ok(Level::Info),
-            other => Err(format!(
-                "unknown level `{other}`: expected ERR, WARN or INFO"
-            )),
+            other => Err(UnknownLevel(other.to_string())),
         }
     }
 }

@@ -37,8 +37,13 @@ impl Category {
     }
 }
 
+/// A category name buf does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown category `{0}` (expected FILE, PACKAGE, WIRE_JSON or WIRE)")]
+pub struct UnknownCategory(pub String);
+
 impl std::str::FromStr for Category {
-    type Err = String;
+    type Err = UnknownCategory;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_uppercase().as_str() {
@@ -46,9 +51,7 @@ impl std::str::FromStr for Category {
             "PACKAGE" => Ok(Category::Package),
             "WIRE_JSON" => Ok(Category::WireJson),
             "WIRE" => Ok(Category::Wire),
-            other => Err(format!(
-                "unknown category `{other}` (expected FILE, PACKAGE, WIRE_JSON or WIRE)"
-            )),
+            other => Err(UnknownCategory(other.to_string())),
         }
     }
 }

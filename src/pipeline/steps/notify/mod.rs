@@ -65,18 +65,18 @@ pub struct Notifier {
 /// step resumed after a restart skips the targets that already accepted it.
 pub trait DeliveryLog: Send + Sync {
     /// The status the target answered when it accepted delivery `id`.
-    fn accepted(&self, id: &[u8; 32]) -> Result<Option<u16>, String>;
+    fn accepted(&self, id: &[u8; 32]) -> Result<Option<u16>, crate::store::StoreError>;
     /// Records that the target accepted delivery `id` with `status`.
-    fn record(&self, id: &[u8; 32], status: u16) -> Result<(), String>;
+    fn record(&self, id: &[u8; 32], status: u16) -> Result<(), crate::store::StoreError>;
 }
 
 impl DeliveryLog for crate::store::Store {
-    fn accepted(&self, id: &[u8; 32]) -> Result<Option<u16>, String> {
-        self.delivery(id).map_err(|e| e.to_string())
+    fn accepted(&self, id: &[u8; 32]) -> Result<Option<u16>, crate::store::StoreError> {
+        self.delivery(id)
     }
 
-    fn record(&self, id: &[u8; 32], status: u16) -> Result<(), String> {
-        self.record_delivery(id, status).map_err(|e| e.to_string())
+    fn record(&self, id: &[u8; 32], status: u16) -> Result<(), crate::store::StoreError> {
+        self.record_delivery(id, status)
     }
 }
 

@@ -596,6 +596,25 @@ struct Collected {
     bytes: u64,
 }
 
+/// Why the generated files could not be taken.
+#[derive(Debug, thiserror::Error)]
+enum CollectError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the generators wrote more than {0} files; generate fewer languages per step or narrow the spec"
+    )]
+    TooManyFiles(usize),
+    #[error(
+        "the generated files exceed {} in total; generate fewer languages per step, or split the spec",
+        human_bytes(*.0)
+    )]
+    TooLarge(u64),
+}
+
 /// Reads every regular file under `dir` into `acc` as `<language>/<relative path>`, in path
 /// order. Symlinks, `.git` directories and non-UTF-8 names are left out with a note.
 fn collect_dir(
@@ -603,13 +622,17 @@ fn collect_dir(
     language: &str,
     limits: &Limits,
     acc: &mut Collected,
-) -> Result<(), String> {
+) -> Result<(), CollectError> {
+    let read = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CollectError::Read { path, source }
+    };
     let mut stack = vec![(dir.to_path_buf(), language.to_string())];
     while let Some((dir, prefix)) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .map_err(read(&dir))?
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            .map_err(read(&dir))?;
         entries.sort_by_key(|e| e.file_name());
         let mut subdirs = Vec::new();
         for entry in entries {
@@ -622,8 +645,7 @@ fn collect_dir(
                 continue;
             };
             let key = format!("{prefix}/{name}");
-            let meta = std::fs::symlink_metadata(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let meta = std::fs::symlink_metadata(&path).map_err(read(&path))?;
             if meta.is_dir() {
                 if name == ".git" {
                     acc.notes.push(format!("{key}: skipped, a Git directory"));
@@ -640,19 +662,12 @@ fn collect_dir(
             acc.count += 1;
             acc.bytes += meta.len();
             if acc.count > limits.max_files {
-                return Err(format!(
-                    "the generators wrote more than {} files; generate fewer languages per step or narrow the spec",
-                    limits.max_files
-                ));
+                return Err(CollectError::TooManyFiles(limits.max_files));
             }
             if acc.bytes > limits.max_total_bytes {
-                return Err(format!(
-                    "the generated files exceed {} in total; generate fewer languages per step, or split the spec",
-                    human_bytes(limits.max_total_bytes)
-                ));
+                return Err(CollectError::TooLarge(limits.max_total_bytes));
             }
-            let bytes =
-                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes = std::fs::read(&path).map_err(read(&path))?;
             match String::from_utf8(bytes) {
                 Ok(text) => {
                     acc.text.insert(key, Json::String(text));
@@ -806,7 +821,7 @@ mod tests {
         };
         let e = collect_dir(dir.path(), "ts", &small, &mut Collected::default())
             .expect_err("over the cap");
-        assert!(e.contains("exceed 2 bytes"), "{e}");
+        assert!(e.to_string().contains("exceed 2 bytes"), "{e}");
     }
 
     #[test]
