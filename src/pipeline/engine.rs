@@ -374,6 +374,7 @@ impl Inner {
     }
 
     /// Runs an execution from where its record says it stands.
+    #[tracing::instrument(skip_all, fields(execution = %id))]
     async fn drive(
         self: &Arc<Self>,
         id: &str,
@@ -533,7 +534,14 @@ impl Inner {
     }
 
     /// Runs step `i` to an outcome: attempts with a timeout, retries with backoff for
-    /// retryable errors, every state change stored.
+    /// retryable errors, every state change stored. Its span names the execution, the step and
+    /// the commit the triggering event came from (if it came from one).
+    #[tracing::instrument(skip_all, fields(
+        execution = %exec.id,
+        pipeline = %exec.pipeline,
+        step = %spec.name,
+        commit = event.get("source").and_then(Json::as_str).and_then(|s| s.strip_prefix("commit:")).unwrap_or(""),
+    ))]
     async fn run_step(
         &self,
         exec: &mut Execution,

@@ -375,7 +375,8 @@ impl Reconciler {
     }
 
     /// Loads `oid` and what its plan needs (IO), plans it (pure), and applies the plan (the
-    /// one write).
+    /// one write). Everything logged meanwhile carries the commit.
+    #[tracing::instrument(skip_all, fields(commit = %oid, mode = ?mode))]
     fn process(
         &mut self,
         repo: &History,
