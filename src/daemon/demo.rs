@@ -175,12 +175,7 @@ impl Inbox {
 }
 
 fn io(e: std::io::Error) -> WriteError {
-    WriteError::Git {
-        what: "writing".into(),
-        place: "the demo repository".into(),
-        message: e.to_string(),
-        transient: false,
-    }
+    WriteError::io("writing", "the demo repository", e)
 }
 
 /// Who makes the demo's commits.

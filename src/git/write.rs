@@ -23,43 +23,65 @@ pub struct Identity<'a> {
     pub email: &'a str,
 }
 
-/// Why a Git write failed.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a Git write failed. Each variant keeps its cause (`source`), and whether trying again
+/// may help follows from it.
+#[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// Reaching the remote failed (credentials, host key, network, deadline).
     #[error(transparent)]
     Remote(#[from] FetchError),
-    /// A local Git operation failed: `what` was being done in `place`.
-    #[error("{what} {place}: {message}")]
+    /// A Git operation failed: `what` was being done in `place`.
+    #[error("{what} {place}: {}", source.message())]
     Git {
         what: String,
         place: String,
-        message: String,
-        transient: bool,
+        #[source]
+        source: git2::Error,
     },
+    /// Reading or writing a file of a work tree failed.
+    #[error("{what} {place}: {source}")]
+    Io {
+        what: String,
+        place: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The repository has no work tree to update.
+    #[error("{place} has no work tree")]
+    NoWorkTree { place: String },
 }
 
 impl WriteError {
-    /// Whether trying again soon may help (a network fault or a timeout, or a local I/O fault).
+    /// Whether trying again soon may help: a network fault or a timeout, or a Git operation
+    /// that failed on the network or the operating system.
     pub fn is_transient(&self) -> bool {
         match self {
             WriteError::Remote(e) => e.is_transient(),
-            WriteError::Git { transient, .. } => *transient,
-        }
-    }
-
-    fn git(what: &str, place: &str, e: git2::Error) -> Self {
-        WriteError::Git {
-            what: what.to_string(),
-            place: place.to_string(),
-            message: e.message().to_string(),
-            transient: matches!(
-                e.class(),
+            WriteError::Git { source, .. } => matches!(
+                source.class(),
                 git2::ErrorClass::Net
                     | git2::ErrorClass::Ssl
                     | git2::ErrorClass::Os
                     | git2::ErrorClass::Http
             ),
+            WriteError::Io { .. } | WriteError::NoWorkTree { .. } => false,
+        }
+    }
+
+    fn git(what: &str, place: &str, source: git2::Error) -> Self {
+        WriteError::Git {
+            what: what.to_string(),
+            place: place.to_string(),
+            source,
+        }
+    }
+
+    /// A file of `place` could not be read or written.
+    pub fn io(what: &str, place: &str, source: std::io::Error) -> Self {
+        WriteError::Io {
+            what: what.to_string(),
+            place: place.to_string(),
+            source,
         }
     }
 }
@@ -497,20 +519,12 @@ impl Repo {
     /// checked-out branch).
     pub fn update_work_tree(&self, edits: &[Edit<'_>]) -> Result<(), WriteError> {
         let err = self.err("updating the work tree of");
-        let io = |e: std::io::Error| WriteError::Git {
-            what: "updating the work tree of".into(),
-            place: self.place.clone(),
-            message: e.to_string(),
-            transient: false,
-        };
+        let io = |e: std::io::Error| WriteError::io("updating the work tree of", &self.place, e);
         let root = self
             .repo
             .workdir()
-            .ok_or_else(|| WriteError::Git {
-                what: "updating the work tree of".into(),
+            .ok_or_else(|| WriteError::NoWorkTree {
                 place: self.place.clone(),
-                message: "the repository has no work tree".into(),
-                transient: false,
             })?
             .to_path_buf();
         let mut index = self.repo.index().map_err(&err)?;
