@@ -192,8 +192,17 @@ impl<'a> Gen<'a> {
                 .def(r)
                 .and_then(|(i, _)| self.bundle.names.get(i).cloned())
         });
-        if let Some(name) = name {
-            obj.insert(prop.to_string(), Value::String(name));
+        let Some(name) = name.map(Value::String) else {
+            return;
+        };
+        // Without a mapping the schema name is only a guess: used when the property allows it.
+        let merged = merge(self.bundle, &[branch]);
+        if merged
+            .get("properties")
+            .and_then(|p| p.get(prop))
+            .is_none_or(|ps| conforms(self.bundle, &name, ps, 0))
+        {
+            obj.insert(prop.to_string(), name);
         }
     }
 
@@ -207,7 +216,11 @@ impl<'a> Gen<'a> {
             if s.get(flag) == Some(&Value::Bool(true)) {
                 return true;
             }
-            match s.get("$ref").and_then(Value::as_str).and_then(|r| self.bundle.def(r)) {
+            match s
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| self.bundle.def(r))
+            {
                 Some((_, t)) => s = t,
                 None => return false,
             }
@@ -416,7 +429,8 @@ impl<'a> Gen<'a> {
         let v = match step {
             Some(step) => {
                 let step = step as i64;
-                let first = lo.div_euclid(step) * step + if lo.rem_euclid(step) == 0 { 0 } else { step };
+                let first =
+                    lo.div_euclid(step) * step + if lo.rem_euclid(step) == 0 { 0 } else { step };
                 let count = if first > hi { 0 } else { (hi - first) / step };
                 first + step * self.rng.i64(0..=count.min(100))
             }
@@ -491,7 +505,11 @@ fn types_of(m: &Map<String, Value>) -> Vec<&str> {
 fn weight(bundle: &Bundle, s: &Value) -> u8 {
     let mut s = s;
     for _ in 0..8 {
-        match s.get("$ref").and_then(Value::as_str).and_then(|r| bundle.def(r)) {
+        match s
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| bundle.def(r))
+        {
             Some((_, t)) => s = t,
             None => break,
         }
@@ -667,17 +685,23 @@ pub fn conforms(bundle: &Bundle, v: &Value, s: &Value, depth: usize) -> bool {
             "const" => kv == v,
             "allOf" => each(kv).all(|b| conforms(bundle, v, b, depth + 1)),
             "anyOf" => each(kv).any(|b| conforms(bundle, v, b, depth + 1)),
-            "oneOf" => each(kv).filter(|b| conforms(bundle, v, b, depth + 1)).count() == 1,
+            "oneOf" => {
+                each(kv)
+                    .filter(|b| conforms(bundle, v, b, depth + 1))
+                    .count()
+                    == 1
+            }
             "not" => !conforms(bundle, v, kv, depth + 1),
             "properties" => match (v.as_object(), kv.as_object()) {
-                (Some(o), Some(props)) => props
-                    .iter()
-                    .all(|(n, ps)| o.get(n).is_none_or(|pv| conforms(bundle, pv, ps, depth + 1))),
+                (Some(o), Some(props)) => props.iter().all(|(n, ps)| {
+                    o.get(n)
+                        .is_none_or(|pv| conforms(bundle, pv, ps, depth + 1))
+                }),
                 _ => true,
             },
-            "required" => v.as_object().is_none_or(|o| {
-                each(kv).all(|n| n.as_str().is_some_and(|n| o.contains_key(n)))
-            }),
+            "required" => v
+                .as_object()
+                .is_none_or(|o| each(kv).all(|n| n.as_str().is_some_and(|n| o.contains_key(n)))),
             "additionalProperties" => match v.as_object() {
                 Some(o) => {
                     let declared = m.get("properties").and_then(Value::as_object);
@@ -702,13 +726,14 @@ pub fn conforms(bundle: &Bundle, v: &Value, s: &Value, depth: usize) -> bool {
                     .zip(each(kv))
                     .all(|(x, s)| conforms(bundle, x, s, depth + 1))
             }),
-            "minItems" => v.as_array().is_none_or(|a| a.len() as u64 >= kv.as_u64().unwrap_or(0)),
+            "minItems" => v
+                .as_array()
+                .is_none_or(|a| a.len() as u64 >= kv.as_u64().unwrap_or(0)),
             "maxItems" => v
                 .as_array()
                 .is_none_or(|a| a.len() as u64 <= kv.as_u64().unwrap_or(u64::MAX)),
             "uniqueItems" => v.as_array().is_none_or(|a| {
-                kv != &Value::Bool(true)
-                    || a.iter().enumerate().all(|(i, x)| !a[..i].contains(x))
+                kv != &Value::Bool(true) || a.iter().enumerate().all(|(i, x)| !a[..i].contains(x))
             }),
             "minProperties" => v
                 .as_object()
@@ -733,9 +758,19 @@ pub fn conforms(bundle: &Bundle, v: &Value, s: &Value, depth: usize) -> bool {
             "exclusiveMinimum" => num_ok(v, kv, |x, b| x > b),
             "exclusiveMaximum" => num_ok(v, kv, |x, b| x < b),
             "multipleOf" => num_ok(v, kv, |x, b| b > 0.0 && (x / b).fract().abs() < 1e-9),
-            "if" | "then" | "else" | "contains" | "patternProperties" | "propertyNames"
-            | "dependentRequired" | "dependentSchemas" | "unevaluatedProperties"
-            | "unevaluatedItems" | "$dynamicRef" | "minContains" | "maxContains" => false,
+            "if"
+            | "then"
+            | "else"
+            | "contains"
+            | "patternProperties"
+            | "propertyNames"
+            | "dependentRequired"
+            | "dependentSchemas"
+            | "unevaluatedProperties"
+            | "unevaluatedItems"
+            | "$dynamicRef"
+            | "minContains"
+            | "maxContains" => false,
             _ => true,
         };
         if !ok {
@@ -781,7 +816,9 @@ fn format_ok(format: &str, s: &str) -> bool {
         "uri" | "url" => r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]*$",
         "ipv4" => return s.parse::<std::net::Ipv4Addr>().is_ok(),
         "ipv6" => return s.parse::<std::net::Ipv6Addr>().is_ok(),
-        "hostname" => r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$",
+        "hostname" => {
+            r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+        }
         _ => return true,
     };
     pattern::matches(re, s)
@@ -864,7 +901,16 @@ mod tests {
     #[test]
     fn every_type_and_format_is_valid() {
         for f in [
-            "date-time", "date", "time", "uuid", "email", "uri", "hostname", "ipv4", "ipv6", "byte",
+            "date-time",
+            "date",
+            "time",
+            "uuid",
+            "email",
+            "uri",
+            "hostname",
+            "ipv4",
+            "ipv6",
+            "byte",
             "duration",
         ] {
             check31(json!({"type": "string", "format": f}));
@@ -898,17 +944,23 @@ mod tests {
 
     #[test]
     fn arrays_honour_sizes_and_uniqueness() {
-        check31(json!({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 5, "uniqueItems": true}));
+        check31(
+            json!({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 5, "uniqueItems": true}),
+        );
         check31(json!({"type": "array", "items": {"type": "string"}, "maxItems": 0}));
         check31(json!({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}]}));
     }
 
     #[test]
     fn objects_have_required_and_only_declared_properties() {
-        let v = check31(json!({"type": "object", "required": ["a"], "additionalProperties": false,
-            "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "minProperties": 2}));
+        let v = check31(
+            json!({"type": "object", "required": ["a"], "additionalProperties": false,
+            "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "minProperties": 2}),
+        );
         assert!(v.iter().all(|o| o.get("a").is_some()));
-        check31(json!({"type": "object", "required": ["x"], "additionalProperties": {"type": "integer"}}));
+        check31(
+            json!({"type": "object", "required": ["x"], "additionalProperties": {"type": "integer"}}),
+        );
     }
 
     #[test]
@@ -965,8 +1017,12 @@ mod tests {
     fn same_seed_same_value_and_dates_are_civil() {
         assert_eq!(date_time(0), "2024-01-01T00:00:00Z");
         assert_eq!(date_time(86_400 * 60), "2024-03-01T00:00:00Z");
-        let a = check31(json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "number"}}}));
-        let b = check31(json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "number"}}}));
+        let a = check31(
+            json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "number"}}}),
+        );
+        let b = check31(
+            json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "number"}}}),
+        );
         assert_eq!(a, b);
     }
 }

@@ -214,10 +214,10 @@ impl MockService {
                     None => json!({}),
                 };
                 let style = p.get("style").and_then(Value::as_str);
-                let explode = p
-                    .get("explode")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(matches!(location, Location::Query | Location::Cookie) && style.is_none_or(|s| s == "form"));
+                let explode = p.get("explode").and_then(Value::as_bool).unwrap_or(
+                    matches!(location, Location::Query | Location::Cookie)
+                        && style.is_none_or(|s| s == "form"),
+                );
                 let param = Param {
                     name: if location == Location::Header {
                         name.to_ascii_lowercase()
@@ -238,13 +238,13 @@ impl MockService {
             }
             let body = match op.value.get("requestBody") {
                 Some(b) => {
-                    let (b, file) = conv.resolve(&op.file, b).ok_or_else(|| {
-                        CompileError::NotAnObject {
-                            operation: display.clone(),
-                            what: "requestBody",
-                            pointer: "requestBody".into(),
-                        }
-                    })?;
+                    let (b, file) =
+                        conv.resolve(&op.file, b)
+                            .ok_or_else(|| CompileError::NotAnObject {
+                                operation: display.clone(),
+                                what: "requestBody",
+                                pointer: "requestBody".into(),
+                            })?;
                     Some(Body {
                         required: b.get("required").and_then(Value::as_bool).unwrap_or(false),
                         media: media_of(&mut conv, &file, b.get("content"), Dir::Request)
@@ -295,6 +295,11 @@ impl MockService {
         self.ops.get(i).map(|o| o.label.as_str())
     }
 
+    /// The method and path template of operation `i`, as the description writes them.
+    pub fn operation_route(&self, i: usize) -> Option<(&Method, &str)> {
+        self.ops.get(i).map(|o| (&o.method, o.template.as_str()))
+    }
+
     /// The operation a request path and method match, without answering (for the traffic record
     /// and for `real`/`blended`): ("operationId or METHOD template").
     pub fn operation_for(&self, method: &http::Method, path: &str) -> Option<String> {
@@ -310,51 +315,59 @@ impl MockService {
     /// fits), body from declared examples first, else generated from the schema. No route: 404
     /// problem (405 with Allow when the path matches but the method does not).
     pub fn respond(&self, req: &MockRequest<'_>) -> MockResponse {
-        let (op_index, path_params) = match self.router.route(req.method.as_str(), req.path) {
-            Match::Found { op, params } => (op, params),
-            Match::BadEncoding(seg) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "bad-path-encoding",
-                    "Malformed path",
-                    &format!("the path segment `{seg}` is not valid percent-encoded UTF-8"),
-                    Map::new(),
-                    None,
-                );
-            }
-            Match::NotFound => {
-                return problem(
-                    StatusCode::NOT_FOUND,
-                    "no-route",
-                    "No such operation",
-                    &format!(
-                        "no operation of this service matches {} {}",
-                        req.method,
-                        truncate(req.path, 200)
-                    ),
-                    Map::new(),
-                    None,
-                );
-            }
-            Match::MethodNotAllowed(allowed) => {
-                let mut r = problem(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method-not-allowed",
-                    "Method not allowed",
-                    &format!(
-                        "{} is not declared for this path; it allows {}",
-                        req.method,
-                        allowed.join(", ")
-                    ),
-                    Map::from_iter([("allow".to_string(), json!(allowed))]),
-                    None,
-                );
-                if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
-                    r.headers.insert(header::ALLOW, v);
+        let query_pairs = req
+            .query
+            .and_then(|q| request::parse_pairs(q).ok())
+            .unwrap_or_default();
+        let (op_index, path_params) =
+            match self
+                .router
+                .route_with_query(req.method.as_str(), req.path, &query_pairs)
+            {
+                Match::Found { op, params } => (op, params),
+                Match::BadEncoding(seg) => {
+                    return problem(
+                        StatusCode::BAD_REQUEST,
+                        "bad-path-encoding",
+                        "Malformed path",
+                        &format!("the path segment `{seg}` is not valid percent-encoded UTF-8"),
+                        Map::new(),
+                        None,
+                    );
                 }
-                return r;
-            }
-        };
+                Match::NotFound => {
+                    return problem(
+                        StatusCode::NOT_FOUND,
+                        "no-route",
+                        "No such operation",
+                        &format!(
+                            "no operation of this service matches {} {}",
+                            req.method,
+                            truncate(req.path, 200)
+                        ),
+                        Map::new(),
+                        None,
+                    );
+                }
+                Match::MethodNotAllowed(allowed) => {
+                    let mut r = problem(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method-not-allowed",
+                        "Method not allowed",
+                        &format!(
+                            "{} is not declared for this path; it allows {}",
+                            req.method,
+                            allowed.join(", ")
+                        ),
+                        Map::from_iter([("allow".to_string(), json!(allowed))]),
+                        None,
+                    );
+                    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                        r.headers.insert(header::ALLOW, v);
+                    }
+                    return r;
+                }
+            };
         let op = &self.ops[op_index];
         let label = Some(op.label.clone());
         let prefer = match parse_prefer(
@@ -505,7 +518,11 @@ impl MockService {
         else {
             return body;
         };
-        let seed = seed_of(&[method.as_str().as_bytes(), path.as_bytes(), status.as_str().as_bytes()]);
+        let seed = seed_of(&[
+            method.as_str().as_bytes(),
+            path.as_bytes(),
+            status.as_str().as_bytes(),
+        ]);
         let mut g = generate::Gen::new(&self.bundle, seed, Dir::Response);
         let mut body = body;
         fill_missing(&mut g, &mut body, schema, 0);
@@ -519,7 +536,8 @@ impl MockService {
         let mut g = generate::Gen::new(&self.bundle, seed, Dir::Request);
         g.use_examples = false;
         let mut path = String::new();
-        for seg in op.template.trim_start_matches('/').split('/') {
+        let (template, literal_query) = op.template.split_once('?').unwrap_or((&op.template, ""));
+        for seg in template.trim_start_matches('/').split('/') {
             path.push('/');
             let mut rest = seg;
             while let Some(a) = rest.find('{') {
@@ -538,7 +556,8 @@ impl MockService {
             }
             path.push_str(rest);
         }
-        let mut pairs = Vec::new();
+        let mut pairs: Vec<(String, String)> =
+            request::parse_pairs(literal_query).unwrap_or_default();
         let mut headers = HeaderMap::new();
         for p in op.params.iter().filter(|p| p.required) {
             let v = g.value(&p.schema);
@@ -650,7 +669,9 @@ impl MockService {
                         .filter(|(k, _)| *k == p.name)
                         .map(|(_, v)| v)
                         .collect();
-                    let is_array = request::types(&self.bundle, &p.schema).iter().any(|t| t == "array");
+                    let is_array = request::types(&self.bundle, &p.schema)
+                        .iter()
+                        .any(|t| t == "array");
                     match values.as_slice() {
                         [] => None,
                         [one] if !(is_array && p.explode) => Some(Value::String((*one).clone())),
@@ -660,7 +681,8 @@ impl MockService {
                     }
                 }
                 Location::Header => {
-                    let values: Vec<&HeaderValue> = req.headers.get_all(p.name.as_str()).iter().collect();
+                    let values: Vec<&HeaderValue> =
+                        req.headers.get_all(p.name.as_str()).iter().collect();
                     if values.is_empty() {
                         None
                     } else {
@@ -685,7 +707,10 @@ impl MockService {
                 if p.required {
                     violations.push(Violation {
                         pointer,
-                        message: format!("the required {} parameter is missing", p.location.as_str()),
+                        message: format!(
+                            "the required {} parameter is missing",
+                            p.location.as_str()
+                        ),
                     });
                 }
                 continue;
@@ -702,13 +727,25 @@ impl MockService {
         }
         let mut unsupported: Option<MockResponse> = None;
         if let Some(body) = &op.body {
-            self.check_body(op, body, req, &mut malformed, &mut violations, &mut unsupported);
+            self.check_body(
+                op,
+                body,
+                req,
+                &mut malformed,
+                &mut violations,
+                &mut unsupported,
+            );
         }
         if let Some(r) = unsupported {
             return Some(r);
         }
         let (status, slug, title, list) = if !malformed.is_empty() {
-            (StatusCode::BAD_REQUEST, "malformed-request", "Malformed request", malformed)
+            (
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                "Malformed request",
+                malformed,
+            )
         } else if !violations.is_empty() {
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -773,7 +810,11 @@ impl MockService {
                 .media
                 .iter()
                 .find(|m| negotiate::essence(&m.media_type) == *ct)
-                .or_else(|| body.media.iter().find(|m| negotiate::covers(&m.media_type, ct))),
+                .or_else(|| {
+                    body.media
+                        .iter()
+                        .find(|m| negotiate::covers(&m.media_type, ct))
+                }),
             None => body.media.first(),
         };
         let Some(media) = media else {
@@ -1010,7 +1051,12 @@ fn pick_default(responses: &[Response]) -> Option<(&Response, u16)> {
         .iter()
         .find(|(_, s)| (200..300).contains(s))
         .copied()
-        .or_else(|| responses.iter().find(|r| r.key == "default").map(|r| (r, 200)))
+        .or_else(|| {
+            responses
+                .iter()
+                .find(|r| r.key == "default")
+                .map(|r| (r, 200))
+        })
         .or_else(|| numbered.first().copied())
 }
 

@@ -94,7 +94,8 @@ fn walk(hir: &Hir, rng: &mut fastrand::Rng, out: &mut String, vary: bool) -> boo
             Err(_) => false,
         },
         HirKind::Class(Class::Unicode(c)) => {
-            let ranges: Vec<(char, char)> = c.ranges().iter().map(|r| (r.start(), r.end())).collect();
+            let ranges: Vec<(char, char)> =
+                c.ranges().iter().map(|r| (r.start(), r.end())).collect();
             match pick_char(&ranges, rng) {
                 Some(ch) => {
                     out.push(ch);
@@ -152,7 +153,10 @@ fn pick_char(ranges: &[(char, char)], rng: &mut fastrand::Rng) -> Option<char> {
     if !good.is_empty() {
         return Some(good[rng.usize(0..good.len())]);
     }
-    let printable: Vec<char> = (0x20u8..0x7f).map(char::from).filter(|c| inside(*c)).collect();
+    let printable: Vec<char> = (0x20u8..0x7f)
+        .map(char::from)
+        .filter(|c| inside(*c))
+        .collect();
     if !printable.is_empty() {
         return Some(printable[rng.usize(0..printable.len())]);
     }

@@ -26,7 +26,8 @@ pub enum ReadError {
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
 pub fn form_decode(s: &str) -> Result<String, ReadError> {
     let s = s.replace('+', " ");
-    super::router::percent_decode(&s).ok_or_else(|| ReadError::Encoding(s.chars().take(64).collect()))
+    super::router::percent_decode(&s)
+        .ok_or_else(|| ReadError::Encoding(s.chars().take(64).collect()))
 }
 
 /// `a=1&b=2` as decoded pairs, in order.
@@ -170,7 +171,11 @@ pub fn coerce(bundle: &Bundle, v: Value, schema: &Value, depth: usize) -> Value 
         Value::String(s) => {
             if has("array") && !has("string") {
                 let items = all.iter().find_map(|x| x.get("items"));
-                let parts = if s.is_empty() { vec![] } else { s.split(',').collect() };
+                let parts = if s.is_empty() {
+                    vec![]
+                } else {
+                    s.split(',').collect()
+                };
                 return Value::Array(
                     parts
                         .into_iter()
@@ -195,8 +200,14 @@ pub fn coerce(bundle: &Bundle, v: Value, schema: &Value, depth: usize) -> Value 
             if has("boolean") && (s == "true" || s == "false") {
                 return Value::Bool(s == "true");
             }
-            if has("null") && s.is_empty() && !has("string") {
-                return Value::Null;
+            if s.is_empty() && !has("string") {
+                // `a=` is how a form writes an empty object or array (and null).
+                if has("object") {
+                    return Value::Object(Map::new());
+                }
+                if has("null") {
+                    return Value::Null;
+                }
             }
             Value::String(s)
         }
@@ -273,6 +284,10 @@ pub fn scalar_text(v: &Value) -> String {
 /// `value` as form pairs under `prefix` (`a[b][0]=…`).
 pub fn form_pairs(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
     match value {
+        Value::Object(m) if m.is_empty() && !prefix.is_empty() => {
+            out.push((prefix.to_string(), String::new()));
+        }
+        Value::Array(a) if a.is_empty() => out.push((prefix.to_string(), String::new())),
         Value::Object(m) => {
             for (k, v) in m {
                 let key = if prefix.is_empty() {

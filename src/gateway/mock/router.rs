@@ -18,8 +18,8 @@ enum Seg {
 #[derive(Debug)]
 struct Template {
     segments: Vec<Seg>,
-    /// (method, operation index)
-    methods: Vec<(String, usize)>,
+    /// (method, operation index, query pairs the template requires: `/a?beta=true`)
+    methods: Vec<(String, usize, Vec<(String, String)>)>,
 }
 
 /// The path templates of one service.
@@ -85,7 +85,18 @@ pub fn percent_decode(s: &str) -> Option<String> {
 
 impl Router {
     /// Adds operation `op` for `method` (upper case) at `template`.
+    /// A template may end in a literal query (`/responses?beta=true`, as some descriptions
+    /// write variants of one path): such an operation matches when the query has those pairs.
     pub fn add(&mut self, template: &str, method: &str, op: usize) {
+        let (template, query) = template.split_once('?').unwrap_or((template, ""));
+        let required: Vec<(String, String)> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
         let i = match self.index.get(template) {
             Some(i) => *i,
             None => {
@@ -100,11 +111,20 @@ impl Router {
                 i
             }
         };
-        self.templates[i].methods.push((method.to_string(), op));
+        self.templates[i]
+            .methods
+            .push((method.to_string(), op, required));
     }
 
     /// The operation `method` and `path` (percent-encoded, starting with `/`) match.
     pub fn route(&self, method: &str, path: &str) -> Match {
+        self.route_with_query(method, path, &[])
+    }
+
+    /// [`Router::route`], with the request's decoded query pairs choosing among templates that
+    /// differ only by a literal query: the one whose pairs are all present and most numerous,
+    /// else the one that requires fewest.
+    pub fn route_with_query(&self, method: &str, path: &str, query: &[(String, String)]) -> Match {
         let mut decoded = Vec::new();
         for raw in split(path) {
             match percent_decode(raw) {
@@ -122,8 +142,15 @@ impl Router {
             let Some(params) = match_segments(&tpl.segments, &decoded) else {
                 continue;
             };
-            let Some((_, op)) = tpl.methods.iter().find(|(m, _)| m == method) else {
-                for (m, _) in &tpl.methods {
+            let candidates: Vec<&(String, usize, Vec<(String, String)>)> =
+                tpl.methods.iter().filter(|(m, _, _)| m == method).collect();
+            let satisfied = candidates
+                .iter()
+                .filter(|(_, _, req)| req.iter().all(|p| query.contains(p)))
+                .max_by_key(|(_, _, req)| req.len());
+            let fallback = candidates.iter().min_by_key(|(_, _, req)| req.len());
+            let Some((_, op, _)) = satisfied.or(fallback) else {
+                for (m, _, _) in &tpl.methods {
                     if !allowed.contains(m) {
                         allowed.push(m.clone());
                     }
@@ -161,7 +188,9 @@ fn match_segments(tpl: &[Seg], path: &[String]) -> Option<Vec<(String, String)>>
                 name,
                 suffix,
             } => {
-                let v = p.strip_prefix(prefix.as_str())?.strip_suffix(suffix.as_str())?;
+                let v = p
+                    .strip_prefix(prefix.as_str())?
+                    .strip_suffix(suffix.as_str())?;
                 if v.is_empty() {
                     return None;
                 }
@@ -185,13 +214,41 @@ mod tests {
         r.add("/", "GET", 4);
         r.add("/{a}/b", "GET", 5);
         r.add("/a/{b}", "GET", 6);
+        r.add("/v?beta=true", "GET", 7);
+        r.add("/v", "GET", 8);
         r
+    }
+
+    #[test]
+    fn a_literal_query_in_a_template_picks_the_variant() {
+        let r = router();
+        let beta = [("beta".to_string(), "true".to_string())];
+        assert_eq!(
+            r.route("GET", "/v"),
+            Match::Found {
+                op: 8,
+                params: vec![]
+            }
+        );
+        assert_eq!(
+            r.route_with_query("GET", "/v", &beta),
+            Match::Found {
+                op: 7,
+                params: vec![]
+            }
+        );
     }
 
     #[test]
     fn literal_segments_beat_templates() {
         let r = router();
-        assert_eq!(r.route("GET", "/pets/mine"), Match::Found { op: 1, params: vec![] });
+        assert_eq!(
+            r.route("GET", "/pets/mine"),
+            Match::Found {
+                op: 1,
+                params: vec![]
+            }
+        );
         assert_eq!(
             r.route("GET", "/pets/7"),
             Match::Found {
@@ -206,7 +263,13 @@ mod tests {
                 params: vec![("b".into(), "b".into())]
             }
         );
-        assert_eq!(r.route("GET", "/"), Match::Found { op: 4, params: vec![] });
+        assert_eq!(
+            r.route("GET", "/"),
+            Match::Found {
+                op: 4,
+                params: vec![]
+            }
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! OpenAPI 3.0 is converted faithfully: `nullable: true` adds `"null"` (to `type`, and to
 //! `enum` when there is one), boolean `exclusiveMinimum`/`exclusiveMaximum` take the numeric
-//! form, a `$ref` hides its siblings, and `xml`/`externalDocs`/documentation are dropped.
+//! form, a `$ref` hides its siblings, and `xml`/`externalDocs`/documentation are dropped (2019-09's `$recursiveRef` inside a component with `$recursiveAnchor` becomes a `$ref` to that component).
 //! `discriminator` and `example` are kept for the generator: JSON Schema ignores unknown
 //! keywords, so validation is unchanged. Direction: in requests a `readOnly` property is never
 //! required, in responses a `writeOnly` one is never required (and never generated).
@@ -45,6 +45,8 @@ pub struct Converter<'s> {
     defs: Vec<Value>,
     names: Vec<String>,
     pending: Vec<(usize, String, String, Dir)>,
+    /// The definition a `$recursiveRef` (2019-09) in the one being converted points at.
+    recursive_anchor: Option<String>,
 }
 
 /// The converted definitions and the registry that validators resolve them through.
@@ -84,6 +86,7 @@ impl<'s> Converter<'s> {
             defs: Vec::new(),
             names: Vec::new(),
             pending: Vec::new(),
+            recursive_anchor: None,
         }
     }
 
@@ -124,7 +127,10 @@ impl<'s> Converter<'s> {
                     file: file.clone(),
                     reference: pointer.clone(),
                 })?;
+            self.recursive_anchor = (target.get("$recursiveAnchor") == Some(&Value::Bool(true)))
+                .then(|| format!("{REF_PREFIX}{i}"));
             self.defs[i] = self.convert(&file, target, dir)?;
+            self.recursive_anchor = None;
         }
         Ok(())
     }
@@ -144,7 +150,8 @@ impl<'s> Converter<'s> {
                 self.names
                     .push(t.pointer.rsplit('/').next().unwrap_or_default().to_string());
                 self.index.insert((t.key.clone(), dir), i);
-                self.pending.push((i, t.file.clone(), t.pointer.clone(), dir));
+                self.pending
+                    .push((i, t.file.clone(), t.pointer.clone(), dir));
                 i
             }
         };
@@ -168,6 +175,13 @@ impl<'s> Converter<'s> {
                     Some(r) => self.reference(file, r, dir)?,
                     None => continue,
                 },
+                "$recursiveRef" => match &self.recursive_anchor {
+                    Some(a) => {
+                        out.insert("$ref".into(), Value::String(a.clone()));
+                        continue;
+                    }
+                    None => continue,
+                },
                 "properties" | "patternProperties" | "$defs" | "definitions"
                 | "dependentSchemas" => match child.as_object() {
                     Some(props) => {
@@ -179,8 +193,16 @@ impl<'s> Converter<'s> {
                     }
                     None => child.clone(),
                 },
-                "items" | "additionalProperties" | "not" | "if" | "then" | "else" | "contains"
-                | "propertyNames" | "unevaluatedProperties" | "unevaluatedItems"
+                "items"
+                | "additionalProperties"
+                | "not"
+                | "if"
+                | "then"
+                | "else"
+                | "contains"
+                | "propertyNames"
+                | "unevaluatedProperties"
+                | "unevaluatedItems"
                 | "additionalItems" => match child {
                     Value::Array(items) if k == "items" => {
                         // Tuple form (not OpenAPI, but seen): 2020-12 spells it prefixItems.
@@ -222,20 +244,23 @@ impl<'s> Converter<'s> {
                     d
                 }
                 "xml" | "externalDocs" | "description" | "title" | "deprecated" | "$schema"
-                | "$comment" | "nullable" => continue,
+                | "$comment" | "nullable" | "$recursiveAnchor" => continue,
                 "examples" if self.v30 || !child.is_array() => continue,
                 "exclusiveMinimum" | "exclusiveMaximum" if child.is_boolean() => continue,
                 "required" => match child.as_array() {
-                    Some(names) => Value::Array(
-                        names
-                            .iter()
-                            .filter(|n| {
-                                n.as_str()
-                                    .is_none_or(|n| !self.hidden_property(file, map, n, dir))
-                            })
-                            .cloned()
-                            .collect(),
-                    ),
+                    // Names only (a YAML 1.1 reader turns `y` into `true`), once each.
+                    Some(names) => {
+                        let mut kept: Vec<Value> = Vec::new();
+                        for n in names {
+                            if let Some(name) = n.as_str()
+                                && !self.hidden_property(file, map, name, dir)
+                                && !kept.contains(n)
+                            {
+                                kept.push(n.clone());
+                            }
+                        }
+                        Value::Array(kept)
+                    }
                     None => child.clone(),
                 },
                 _ if k.starts_with("x-") => continue,
