@@ -15,11 +15,17 @@ enum Seg {
     },
 }
 
+/// Decoded `name=value` pairs.
+type Pairs = Vec<(String, String)>;
+
+/// One method of a template: (method, operation index, query pairs the template requires).
+type Entry = (String, usize, Pairs);
+
 #[derive(Debug)]
 struct Template {
     segments: Vec<Seg>,
     /// (method, operation index, query pairs the template requires: `/a?beta=true`)
-    methods: Vec<(String, usize, Vec<(String, String)>)>,
+    methods: Vec<Entry>,
 }
 
 /// The path templates of one service.
@@ -135,14 +141,14 @@ impl Router {
         let Some(candidates) = self.by_len.get(&decoded.len()) else {
             return Match::NotFound;
         };
-        let mut best: Option<(Vec<bool>, usize, Vec<(String, String)>)> = None;
+        let mut best: Option<(Vec<bool>, usize, Pairs)> = None;
         let mut allowed: Vec<String> = Vec::new();
         for &t in candidates {
             let tpl = &self.templates[t];
             let Some(params) = match_segments(&tpl.segments, &decoded) else {
                 continue;
             };
-            let candidates: Vec<&(String, usize, Vec<(String, String)>)> =
+            let candidates: Vec<&Entry> =
                 tpl.methods.iter().filter(|(m, _, _)| m == method).collect();
             let satisfied = candidates
                 .iter()
