@@ -1037,7 +1037,7 @@ fn pick_by_code(responses: &[Response], code: u16) -> Option<&Response> {
 fn pick_default(responses: &[Response]) -> Option<(&Response, u16)> {
     let status = |r: &Response| -> Option<u16> {
         if r.key.ends_with("XX") {
-            r.key[..1].parse::<u16>().ok().map(|h| h * 100)
+            r.key.get(..1)?.parse::<u16>().ok().map(|h| h * 100)
         } else {
             r.key.parse().ok()
         }
@@ -1154,5 +1154,50 @@ fn problem(
         headers,
         body: bytes::Bytes::from(serde_json::to_vec(&Value::Object(body)).unwrap_or_default()),
         operation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compiled_service_is_shared_across_threads() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<MockService>();
+    }
+
+    fn responses(keys: &[&str]) -> Vec<Response> {
+        keys.iter()
+            .map(|k| Response {
+                key: (*k).to_string(),
+                media: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_default_response_is_the_lowest_2xx() {
+        let rs = responses(&["404", "201", "2XX", "default"]);
+        assert_eq!(
+            pick_default(&rs).map(|(r, s)| (r.key.as_str(), s)),
+            Some(("2XX", 200))
+        );
+        let rs = responses(&["404", "default"]);
+        assert_eq!(
+            pick_default(&rs).map(|(r, s)| (r.key.as_str(), s)),
+            Some(("default", 200))
+        );
+        let rs = responses(&["404", "éXX"]);
+        assert_eq!(
+            pick_default(&rs).map(|(r, s)| (r.key.as_str(), s)),
+            Some(("404", 404))
+        );
+        let rs = responses(&["200", "4XX", "default"]);
+        assert_eq!(pick_by_code(&rs, 404).map(|r| r.key.as_str()), Some("4XX"));
+        assert_eq!(
+            pick_by_code(&rs, 503).map(|r| r.key.as_str()),
+            Some("default")
+        );
     }
 }
