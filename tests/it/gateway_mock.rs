@@ -764,3 +764,99 @@ fn complete_fills_required_properties_a_real_body_left_out() {
     let unknown = svc.complete(&Method::GET, "/elsewhere", StatusCode::OK, json!({"a": 1}));
     assert_eq!(unknown, json!({"a": 1}));
 }
+
+/// Serves `svc` on loopback the way the gateway hands requests to it (a test harness, not the
+/// gateway's listener).
+async fn serve(svc: MockService) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use std::sync::Arc;
+    let svc = Arc::new(svc);
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let svc = Arc::clone(&svc);
+        async move {
+            let (parts, body) = req.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+                return axum::response::Response::builder()
+                    .status(StatusCode::PAYLOAD_TOO_LARGE)
+                    .body(Body::empty())
+                    .expect("response");
+            };
+            let r = svc.respond(&MockRequest {
+                method: &parts.method,
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body: &bytes,
+                persona: None,
+            });
+            let mut resp = axum::response::Response::new(Body::from(r.body));
+            *resp.status_mut() = r.status;
+            *resp.headers_mut() = r.headers;
+            resp
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (addr, task)
+}
+
+/// Schemathesis (installed by `scripts/test`) against the mock of each example OpenAPI spec
+/// (and of the parameter-rich one above):
+/// valid requests get responses that conform (status, media type, schema) and never a 5xx;
+/// invalid requests are rejected with a 4xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_response_that_violates_the_example_specs() {
+    let st = which("st").unwrap_or_else(|| {
+        panic!("schemathesis (`st`) is not installed: run scripts/test, which installs it")
+    });
+    let (rich_dir, _) = inline_spec(RICH);
+    let example = example_root();
+    for (root, rel) in [
+        (example.as_path(), "specs/auth/openapi.json"),
+        (example.as_path(), "specs/payments/openapi.yaml"),
+        (rich_dir.path(), "api.yaml"),
+    ] {
+        let svc = MockService::compile(&load_spec(root, rel)).expect("compiles");
+        let (addr, task) = serve(svc).await;
+        for (mode, checks) in [
+            (
+                "positive",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            ),
+            ("negative", "not_a_server_error,negative_data_rejection"),
+        ] {
+            let out = tokio::process::Command::new(&st)
+                .arg("run")
+                .arg(root.join(rel))
+                .args(["--url", &format!("http://{addr}")])
+                .args(["--mode", mode, "--checks", checks])
+                .args(["--max-examples", "25", "--seed", "1", "--no-color"])
+                .env("SCHEMATHESIS_HOOKS", "")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("schemathesis runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("No issues found"),
+                "schemathesis ({mode}) found problems with {rel}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        task.abort();
+    }
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}

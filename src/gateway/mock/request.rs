@@ -186,10 +186,19 @@ pub fn coerce(bundle: &Bundle, v: Value, schema: &Value, depth: usize) -> Value 
                         .collect(),
                 );
             }
-            if has("integer")
-                && let Ok(i) = s.parse::<i64>()
-            {
-                return Value::from(i);
+            if has("integer") && is_integer_text(&s) {
+                if let Ok(i) = s.parse::<i64>() {
+                    return Value::from(i);
+                }
+                if let Ok(u) = s.parse::<u64>() {
+                    return Value::from(u);
+                }
+                // Beyond 64 bits: still an integer to JSON Schema.
+                if let Ok(f) = s.parse::<f64>()
+                    && let Some(n) = serde_json::Number::from_f64(f)
+                {
+                    return Value::Number(n);
+                }
             }
             if has("number")
                 && let Ok(f) = s.parse::<f64>()
@@ -256,6 +265,12 @@ pub fn coerce(bundle: &Bundle, v: Value, schema: &Value, depth: usize) -> Value 
         }
         other => other,
     }
+}
+
+/// `-?[0-9]+`
+fn is_integer_text(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
