@@ -561,6 +561,10 @@ paths:
               schema: {type: string}
         "404":
           description: missing
+          headers:
+            X-Trace:
+              required: true
+              schema: {type: string, pattern: "^tr-[a-f0-9]{8}$"}
   /orders:
     get:
       responses:
@@ -640,6 +644,12 @@ fn valid_requests_get_examples_by_name_and_generated_bodies() {
     );
     // The first valid declared example; the invalid one is never served.
     assert_eq!(body_json(&r), json!({"id": 1, "total": 5, "items": []}));
+    let r = valid_put("/orders/5")
+        .header("prefer", "code=404")
+        .send(&svc);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let trace = r.headers["x-trace"].to_str().expect("ascii");
+    assert!(trace.starts_with("tr-") && trace.len() == 11, "{trace}");
     let r = valid_put("/orders/5")
         .header("prefer", "example=broken")
         .send(&svc);
@@ -826,7 +836,7 @@ async fn schemathesis_finds_no_response_that_violates_the_example_specs() {
         for (mode, checks) in [
             (
                 "positive",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
             ),
             ("negative", "not_a_server_error,negative_data_rejection"),
         ] {

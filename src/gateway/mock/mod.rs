@@ -152,6 +152,8 @@ struct Response {
     /// "200", "4XX" or "default".
     key: String,
     media: Vec<Media>,
+    /// Required response headers: (lower-case name, converted schema).
+    headers: Vec<(String, Value)>,
 }
 
 struct Operation {
@@ -259,10 +261,33 @@ impl MockService {
                     let Some((r, file)) = conv.resolve(&op.file, r) else {
                         continue;
                     };
+                    let mut headers = Vec::new();
+                    for (name, h) in r
+                        .get("headers")
+                        .and_then(Value::as_object)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let Some((h, hfile)) = conv.resolve(&file, h) else {
+                            continue;
+                        };
+                        let lower = name.to_ascii_lowercase();
+                        if h.get("required") != Some(&Value::Bool(true)) || lower == "content-type"
+                        {
+                            continue;
+                        }
+                        if let Some(hs) = h.get("schema") {
+                            headers.push((
+                                lower,
+                                conv.root(&hfile, hs, Dir::Response).map_err(schema_err)?,
+                            ));
+                        }
+                    }
                     responses.push(Response {
                         key: key.to_ascii_uppercase().replace("DEFAULT", "default"),
                         media: media_of(&mut conv, &file, r.get("content"), Dir::Response)
                             .map_err(schema_err)?,
+                        headers,
                     });
                 }
             }
@@ -422,10 +447,11 @@ impl MockService {
             };
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let mut headers = self.response_headers(resp, req);
         if resp.media.is_empty() {
             return MockResponse {
                 status,
-                headers: HeaderMap::new(),
+                headers,
                 body: bytes::Bytes::new(),
                 operation: label,
             };
@@ -482,7 +508,6 @@ impl MockService {
             media.media_type.clone()
         };
         let bytes = serialize(&content_type, body);
-        let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&content_type) {
             headers.insert(header::CONTENT_TYPE, v);
         }
@@ -612,6 +637,31 @@ impl MockService {
             headers,
             body,
         })
+    }
+
+    /// The required headers `resp` declares, generated like bodies.
+    fn response_headers(&self, resp: &Response, req: &MockRequest<'_>) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        if resp.headers.is_empty() {
+            return out;
+        }
+        let seed = seed_of(&[
+            req.method.as_str().as_bytes(),
+            req.path.as_bytes(),
+            b"headers",
+        ]);
+        let mut g = generate::Gen::new(&self.bundle, seed, Dir::Response);
+        g.use_examples = false;
+        for (name, schema) in &resp.headers {
+            let text = request::scalar_text(&g.value(schema));
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&text),
+            ) {
+                out.insert(n, v);
+            }
+        }
+        out
     }
 
     /// Validates the request against operation `op`; a problem response when it fails.
@@ -1172,6 +1222,7 @@ mod tests {
             .map(|k| Response {
                 key: (*k).to_string(),
                 media: Vec::new(),
+                headers: Vec::new(),
             })
             .collect()
     }
