@@ -248,4 +248,30 @@ fn no_result_has_a_string_error() {
         }
     }
     assert!(offenders.is_empty(), "string errors: {offenders:#?}");
+/// The mock engine answers from the loaded description alone: no network or file IO, and
+/// every validator it builds refuses to retrieve a `$ref` target.
+#[test]
+fn the_mock_engine_fetches_nothing() {
+    let mock: Vec<(String, String)> = sources()
+        .into_iter()
+        .filter(|(rel, _)| rel.starts_with("src/gateway/mock/"))
+        .collect();
+    assert!(!mock.is_empty());
+    for (rel, code) in &mock {
+        for n in [
+            "std::fs",
+            "tokio::fs",
+            "reqwest",
+            "std::net::TcpStream",
+            "tokio::net",
+        ] {
+            assert!(!code.contains(n), "{rel} uses {n}");
+        }
+        let builds = code.matches("jsonschema::options()").count();
+        assert_eq!(
+            builds,
+            code.matches(".offline()").count(),
+            "{rel}: every validator is built offline"
+        );
+    }
 }

@@ -15,8 +15,8 @@
 //!   from oasdiff are listed (with reasons) in the integration tests.
 
 mod diff;
-mod load;
-mod ops;
+pub(crate) mod load;
+pub(crate) mod ops;
 mod reach;
 
 pub use load::{
