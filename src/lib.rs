@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diag;
+pub mod gateway;
 pub mod github;
 pub mod http;
 pub mod metrics;

@@ -18,6 +18,7 @@ mod deliveries;
 mod events;
 pub mod executions;
 mod marks;
+pub mod traffic;
 pub mod retention;
 #[cfg(test)]
 pub(crate) mod testing;

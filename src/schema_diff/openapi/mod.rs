@@ -15,7 +15,7 @@
 //!   from oasdiff are listed (with reasons) in the integration tests.
 
 mod diff;
-mod load;
+pub mod load;
 mod ops;
 mod reach;
 
