@@ -197,7 +197,9 @@ fn parse_size(s: &str) -> Result<usize, String> {
 fn parse_share(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not a share from 0 to 1 (e.g. `0.1` keeps one exchange in ten)")),
+        _ => Err(format!(
+            "`{s}` is not a share from 0 to 1 (e.g. `0.1` keeps one exchange in ten)"
+        )),
     }
 }
 

@@ -1016,6 +1016,9 @@ fn check_federation(
 
 /// Why a `hosts:` entry is not a host name with an optional port, if it is not.
 pub fn host_problem(h: &str) -> Option<&'static str> {
+    if h.contains(['/', '@', '?', '#']) {
+        return Some("is not a host name: write the name alone, without scheme, user or path");
+    }
     let (name, port) = match h.rsplit_once(':') {
         Some((n, p)) => (n, Some(p)),
         None => (h, None),

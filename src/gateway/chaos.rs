@@ -199,9 +199,16 @@ mod tests {
         let drops = seq_a.iter().filter(|d| d.drop).count();
         assert!((30..=90).contains(&errors), "{errors} errors of 200");
         assert!((5..=40).contains(&drops), "{drops} drops of 200");
-        assert!(seq_a.iter().all(|d| (10..=50).contains(&(d.latency.as_millis() as u64))));
+        assert!(
+            seq_a
+                .iter()
+                .all(|d| (10..=50).contains(&(d.latency.as_millis() as u64)))
+        );
         // Another seed, another sequence.
-        let c = Chaos::from_spec(&ChaosSpec { seed: Some(43), ..spec() });
+        let c = Chaos::from_spec(&ChaosSpec {
+            seed: Some(43),
+            ..spec()
+        });
         let seq_c: Vec<Decision> = (0..200).map(|n| c.decide(n)).collect();
         assert_ne!(seq_a, seq_c);
     }

@@ -39,12 +39,12 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use crate::model::RealityLevel;
 use crate::outbound::OutboundPolicy;
 use crate::secret::Secrets;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use record::{Exchange, Recorder};
 use routes::{FederationRoutes, PersonaProblem, RouteTable, ServiceRoute};
 
@@ -164,7 +164,8 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let ok = b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+            let ok =
+                b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
             if !ok {
                 return Some("has a `%` that is not followed by two hex digits");
             }
@@ -294,8 +295,9 @@ impl Gateway {
         let tags = Tags {
             persona: header_str(req.headers(), "x-mockops-persona"),
             scenario: header_str(req.headers(), "x-mockops-scenario"),
-            ci: header_str(req.headers(), "x-mockops-ci")
-                .is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false" | "no")),
+            ci: header_str(req.headers(), "x-mockops-ci").is_some_and(|v| {
+                !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false" | "no")
+            }),
         };
         let full_path = req.uri().path().to_string();
         let mut federation = None;
@@ -315,8 +317,17 @@ impl Gateway {
                     federation = Some(fed.name.clone());
                     service = Some(svc.name.clone());
                     rest = svc_path.clone();
-                    self.serve(&table, &fed, svc, svc_path, req, peer, &tags, &drop_connection)
-                        .await
+                    self.serve(
+                        &table,
+                        &fed,
+                        svc,
+                        svc_path,
+                        req,
+                        peer,
+                        &tags,
+                        &drop_connection,
+                    )
+                    .await
                 }
             },
         };
@@ -335,13 +346,18 @@ impl Gateway {
             .requests
             .get_or_create(&vec![
                 ("federation", fed_label),
-                ("service", service.clone().unwrap_or_else(|| "(none)".into())),
+                (
+                    "service",
+                    service.clone().unwrap_or_else(|| "(none)".into()),
+                ),
                 ("source", source.as_str().to_string()),
                 ("status_class", format!("{}xx", status.as_u16() / 100)),
             ])
             .inc();
         self.metrics.duration.observe(elapsed.as_secs_f64());
-        self.record(federation, service, operation, &method, &rest, status, elapsed, source, tags);
+        self.record(
+            federation, service, operation, &method, &rest, status, elapsed, source, tags,
+        );
         response
     }
 
@@ -396,7 +412,9 @@ impl Gateway {
         headers: &HeaderMap,
         path: &str,
     ) -> Result<(Arc<FederationRoutes>, Arc<ServiceRoute>, String), Response<Body>> {
-        let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
         let (fed, within) = match host.and_then(|h| table.by_host(h)) {
             Some(f) => (f.clone(), path.to_string()),
             None => {
@@ -415,7 +433,11 @@ impl Gateway {
                                 if names.is_empty() {
                                     "none yet".to_string()
                                 } else {
-                                    names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                                    names
+                                        .iter()
+                                        .map(|s| s.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
                                 }
                             ),
                             problem::ext([("federations", json!(names))]),
@@ -493,7 +515,9 @@ impl Gateway {
                 let Some(chaos) = &svc.chaos else {
                     return self.mock(&cx, req).await;
                 };
-                let n = self.counter(&fed.name, &svc.name).fetch_add(1, Ordering::SeqCst);
+                let n = self
+                    .counter(&fed.name, &svc.name)
+                    .fetch_add(1, Ordering::SeqCst);
                 let d = chaos.decide(n);
                 if d.drop {
                     tracing::debug!(federation = %fed.name, service = %svc.name, n, "chaos: dropping the connection");
@@ -503,7 +527,11 @@ impl Gateway {
                 if !d.latency.is_zero() {
                     tokio::time::sleep(d.latency).await;
                 }
-                let source = if chaos.over_real { Source::Upstream } else { Source::Mock };
+                let source = if chaos.over_real {
+                    Source::Upstream
+                } else {
+                    Source::Mock
+                };
                 let mut answer = match d.error {
                     Some(status) => Answer {
                         response: problem::response(
@@ -527,7 +555,10 @@ impl Gateway {
                     let (parts, body) = answer.response.into_parts();
                     let slow = chaos::throttle(body.into_data_stream(), bps);
                     answer.response = Response::from_parts(parts, Body::from_stream(slow));
-                    answer.response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                    answer
+                        .response
+                        .headers_mut()
+                        .remove(http::header::CONTENT_LENGTH);
                 }
                 if let Ok(v) = HeaderValue::from_str(&d.describe()) {
                     answer.response.headers_mut().insert("x-mockops-chaos", v);
@@ -542,7 +573,10 @@ impl Gateway {
     }
 
     async fn read_body(&self, body: Incoming) -> Result<Bytes, Box<Response<Body>>> {
-        match http_body_util::Limited::new(body, self.max_body).collect().await {
+        match http_body_util::Limited::new(body, self.max_body)
+            .collect()
+            .await
+        {
             Ok(c) => Ok(c.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(Box::new(too_large(self.max_body)))
@@ -630,9 +664,18 @@ impl Gateway {
             )
         })?;
         let url = proxy::target_url(&upstream.url, cx.path, parts.uri.query()).map_err(|e| {
-            problem::response(StatusCode::BAD_GATEWAY, "upstream-url", "Bad upstream URL", &e, Default::default())
+            problem::response(
+                StatusCode::BAD_GATEWAY,
+                "upstream-url",
+                "Bad upstream URL",
+                &e,
+                Default::default(),
+            )
         })?;
-        let host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
         let headers =
             proxy::upstream_headers(&parts.headers, cx.peer, host, self.secrets.redactor());
         proxy::send(
@@ -650,7 +693,10 @@ impl Gateway {
         .map_err(|e| {
             let mut ext = problem::ext([("service", json!(cx.svc.name))]);
             if let proxy::ProxyError::Refused(r) = &e {
-                ext.insert("allow_with".into(), json!(format!("--allow-outbound {}", r.suggest)));
+                ext.insert(
+                    "allow_with".into(),
+                    json!(format!("--allow-outbound {}", r.suggest)),
+                );
             }
             problem::response(
                 e.status(),
@@ -669,18 +715,26 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let limit = self.max_body;
         let mut seen = 0usize;
-        let stream = body.into_data_stream().map_err(std::io::Error::other).and_then(move |chunk| {
-            seen += chunk.len();
-            let over = seen > limit;
-            async move {
-                if over {
-                    Err(std::io::Error::other("the request body is larger than the gateway's limit"))
-                } else {
-                    Ok(chunk)
+        let stream = body
+            .into_data_stream()
+            .map_err(std::io::Error::other)
+            .and_then(move |chunk| {
+                seen += chunk.len();
+                let over = seen > limit;
+                async move {
+                    if over {
+                        Err(std::io::Error::other(
+                            "the request body is larger than the gateway's limit",
+                        ))
+                    } else {
+                        Ok(chunk)
+                    }
                 }
-            }
-        });
-        match self.upstream(cx, &parts, reqwest::Body::wrap_stream(stream)).await {
+            });
+        match self
+            .upstream(cx, &parts, reqwest::Body::wrap_stream(stream))
+            .await
+        {
             Err(r) => Answer {
                 response: r,
                 source: Source::Upstream,
@@ -701,7 +755,10 @@ impl Gateway {
             Ok(b) => b,
             Err(r) => return Answer::gateway(*r),
         };
-        let up = match self.upstream(cx, &parts, reqwest::Body::from(body.clone())).await {
+        let up = match self
+            .upstream(cx, &parts, reqwest::Body::from(body.clone()))
+            .await
+        {
             Ok(up) if !up.status().is_server_error() => up,
             Ok(up) => {
                 tracing::debug!(service = %cx.svc.name, status = %up.status(), "blended: the upstream failed; the mock answers");
@@ -718,12 +775,22 @@ impl Gateway {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|c| c.contains("json"))
-            && up.content_length().is_some_and(|n| n as usize <= BLENDED_JSON_CAP);
+            && up
+                .content_length()
+                .is_some_and(|n| n as usize <= BLENDED_JSON_CAP);
         let Ok(mock) = &cx.svc.mock else {
-            return Answer { response: streamed(up), source: Source::Upstream, operation: None };
+            return Answer {
+                response: streamed(up),
+                source: Source::Upstream,
+                operation: None,
+            };
         };
         if !json_body {
-            return Answer { response: streamed(up), source: Source::Upstream, operation: None };
+            return Answer {
+                response: streamed(up),
+                source: Source::Upstream,
+                operation: None,
+            };
         }
         let status = up.status();
         let mut headers = up.headers().clone();
@@ -747,7 +814,11 @@ impl Gateway {
         let mut response = Response::new(Body::from(out));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
-        Answer { response, source, operation: None }
+        Answer {
+            response,
+            source,
+            operation: None,
+        }
     }
 
     /// `GET /api/v1/federations/NAME/health`: each service's readiness (a mock: its spec
@@ -821,7 +892,11 @@ impl Gateway {
         let host = u.url.host_str().ok_or("the upstream URL has no host")?;
         let port = u.url.port_or_known_default().unwrap_or(80);
         let connect = async {
-            let addrs = self.outbound.resolve(host, port).await.map_err(|e| e.to_string())?;
+            let addrs = self
+                .outbound
+                .resolve(host, port)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut last = String::from("no address");
             for a in addrs {
                 match tokio::net::TcpStream::connect(a).await {
@@ -838,7 +913,10 @@ impl Gateway {
 
     /// Why the last applied commit's routes could not be built, if they could not.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -871,11 +949,19 @@ fn persona_problem(key: &str, p: PersonaProblem) -> Response<Body> {
             problem::ext([("known_personas", json!(known))]),
         ),
         PersonaProblem::Ambiguous { candidates } => (
-            format!("persona `{key}` exists in several environments: name one as <environment>/<id>"),
+            format!(
+                "persona `{key}` exists in several environments: name one as <environment>/<id>"
+            ),
             problem::ext([("candidates", json!(candidates))]),
         ),
     };
-    problem::response(StatusCode::BAD_REQUEST, "unknown-persona", "Unknown persona", &detail, ext)
+    problem::response(
+        StatusCode::BAD_REQUEST,
+        "unknown-persona",
+        "Unknown persona",
+        &detail,
+        ext,
+    )
 }
 
 fn strip_response_headers(h: &mut HeaderMap) {
@@ -895,7 +981,11 @@ fn streamed(up: reqwest::Response) -> Response<Body> {
 
 /// Accepts connections on `listener` and serves them until `cancel`; then stops accepting and
 /// lets in-flight requests finish (the daemon bounds the wait by its drain timeout).
-pub async fn serve(listener: tokio::net::TcpListener, gateway: Arc<Gateway>, cancel: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    cancel: CancellationToken,
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -968,10 +1058,22 @@ pub async fn start(
             tracing::warn!(addr = %opts.addr, error = %e, "demo: cannot listen for the gateway; it is off (give --gateway ADDR)");
             return Ok(None);
         }
-        Err(e) => return Err(anyhow::anyhow!("cannot listen for the gateway on {}: {e}", opts.addr)),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot listen for the gateway on {}: {e}",
+                opts.addr
+            ));
+        }
     };
     let (recorder, rx) = Recorder::new(opts.traffic_sample, metrics.dropped.clone());
-    let gateway = Arc::new(Gateway::new(repo, outbound, secrets, metrics, recorder, opts.max_body));
+    let gateway = Arc::new(Gateway::new(
+        repo,
+        outbound,
+        secrets,
+        metrics,
+        recorder,
+        opts.max_body,
+    ));
     tracing::info!(addr = %listener.local_addr()?, "gateway: serving federations");
     let writer = tokio::spawn(record::writer(store, rx, cancel.clone()));
     let follow = tokio::spawn(gateway.clone().follow(applied, cancel.clone()));

@@ -8,7 +8,13 @@ use serde_json::{Map, Value, json};
 pub const TYPE_BASE: &str = "https://mockops.dev/problems/";
 
 /// A problem body: `type`, `title`, `status`, `detail`, then the extensions.
-pub fn body(status: StatusCode, slug: &str, title: &str, detail: &str, ext: Map<String, Value>) -> Value {
+pub fn body(
+    status: StatusCode,
+    slug: &str,
+    title: &str,
+    detail: &str,
+    ext: Map<String, Value>,
+) -> Value {
     let mut out = json!({
         "type": format!("{TYPE_BASE}{slug}"),
         "title": title,

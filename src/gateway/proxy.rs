@@ -68,8 +68,7 @@ pub fn upstream_headers(
         .iter()
         .filter(|(k, v)| {
             k.as_str().starts_with("x-mockops-")
-                || v.to_str()
-                    .is_ok_and(|s| redactor.redact(s).as_ref() != s)
+                || v.to_str().is_ok_and(|s| redactor.redact(s).as_ref() != s)
         })
         .map(|(k, _)| k.clone())
         .collect();
@@ -105,7 +104,11 @@ pub fn upstream_headers(
 
 /// The upstream URL of a request: the upstream's base URL (its path prefix kept) followed by
 /// the path after the base path and the query, as received.
-pub fn target_url(upstream: &reqwest::Url, rest: &str, query: Option<&str>) -> Result<reqwest::Url, String> {
+pub fn target_url(
+    upstream: &reqwest::Url,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<reqwest::Url, String> {
     let mut base = upstream.clone();
     base.set_query(None);
     base.set_fragment(None);
@@ -274,7 +277,10 @@ mod tests {
         let redactor = Redactor::new();
         redactor.register("the-daemon-api-token");
         let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_static("Bearer the-daemon-api-token"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer the-daemon-api-token"),
+        );
         h.insert("x-mockops-persona", HeaderValue::from_static("p"));
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         h.insert("accept", HeaderValue::from_static("*/*"));
@@ -285,7 +291,10 @@ mod tests {
         assert_eq!(out["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
         assert_eq!(out["x-forwarded-host"], "shop.test");
         assert_eq!(out["x-forwarded-proto"], "http");
-        assert_eq!(out["forwarded"], "for=127.0.0.1;proto=http;host=\"shop.test\"");
+        assert_eq!(
+            out["forwarded"],
+            "for=127.0.0.1;proto=http;host=\"shop.test\""
+        );
         assert_eq!(out["accept"], "*/*");
     }
 
@@ -296,8 +305,14 @@ mod tests {
             target_url(&u, "/pets/1", Some("a=%20b")).unwrap().as_str(),
             "http://127.0.0.1:9000/v1/pets/1?a=%20b"
         );
-        assert_eq!(target_url(&u, "/", None).unwrap().as_str(), "http://127.0.0.1:9000/v1");
+        assert_eq!(
+            target_url(&u, "/", None).unwrap().as_str(),
+            "http://127.0.0.1:9000/v1"
+        );
         let bare = reqwest::Url::parse("http://up.example").unwrap();
-        assert_eq!(target_url(&bare, "/", None).unwrap().as_str(), "http://up.example/");
+        assert_eq!(
+            target_url(&bare, "/", None).unwrap().as_str(),
+            "http://up.example/"
+        );
     }
 }

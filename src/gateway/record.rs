@@ -10,8 +10,8 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::store::traffic::Exchange;
 use crate::store::Store;
+pub use crate::store::traffic::Exchange;
 
 /// Exchanges waiting for the writer, at most.
 pub const CHANNEL_CAPACITY: usize = 8192;
@@ -88,7 +88,9 @@ async fn store_batch(store: &Store, batch: Vec<Exchange>) {
     let n = batch.len();
     match tokio::task::spawn_blocking(move || store.append_traffic(&batch)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, exchanges = n, "traffic record: cannot store a batch"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, exchanges = n, "traffic record: cannot store a batch")
+        }
         Err(e) => tracing::warn!(error = %e, "traffic record: the writer task failed"),
     }
 }

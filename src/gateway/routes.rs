@@ -174,12 +174,10 @@ pub fn build(repo: &Path, sha: &str) -> Result<RouteTable, BuildError> {
         sha: sha.to_string(),
         source,
     })?;
-    let loaded = Loader::new()
-        .load(&files)
-        .map_err(|e| BuildError::Load {
-            sha: sha.to_string(),
-            message: e.to_string(),
-        })?;
+    let loaded = Loader::new().load(&files).map_err(|e| BuildError::Load {
+        sha: sha.to_string(),
+        message: e.to_string(),
+    })?;
     if !loaded.is_valid() {
         return Err(BuildError::Invalid {
             sha: sha.to_string(),
@@ -190,7 +188,11 @@ pub fn build(repo: &Path, sha: &str) -> Result<RouteTable, BuildError> {
 }
 
 /// The table of a validated desired state, reading specs through `files`.
-pub fn from_state(state: &DesiredState, files: &dyn SourceFiles, sha: Option<String>) -> RouteTable {
+pub fn from_state(
+    state: &DesiredState,
+    files: &dyn SourceFiles,
+    sha: Option<String>,
+) -> RouteTable {
     let mut mocks: HashMap<String, Result<Arc<MockService>, String>> = HashMap::new();
     let mut table = RouteTable {
         sha,
@@ -278,7 +280,8 @@ fn compile(
 }
 
 fn upstream(raw: &str, service: Option<&crate::model::ServiceSpec>) -> Result<Upstream, String> {
-    let url = reqwest::Url::parse(raw).map_err(|e| format!("upstream `{raw}` is not a URL: {e}"))?;
+    let url =
+        reqwest::Url::parse(raw).map_err(|e| format!("upstream `{raw}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("upstream `{raw}` is not http(s)"));
     }
@@ -288,8 +291,8 @@ fn upstream(raw: &str, service: Option<&crate::model::ServiceSpec>) -> Result<Up
         for (k, v) in &s.upstream_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("`{k}` is not a header name"))?;
-            let sealed = crate::secret::seal(v)
-                .map_err(|e| format!("upstream header `{k}`: {e}"))?;
+            let sealed =
+                crate::secret::seal(v).map_err(|e| format!("upstream header `{k}`: {e}"))?;
             headers.push((name, sealed));
         }
     }
@@ -323,18 +326,35 @@ mod tests {
 
     #[test]
     fn base_paths_match_by_whole_segments_longest_first() {
-        let mut services = vec![route("/auth"), route("/authz"), route("/api"), route("/api/v2")];
+        let mut services = vec![
+            route("/auth"),
+            route("/authz"),
+            route("/api"),
+            route("/api/v2"),
+        ];
         services.sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()));
         let fed = FederationRoutes {
             name: "f".into(),
             services,
         };
-        let hit = |p: &str| fed.find(p).map(|(s, rest)| (s.base_path.clone(), rest.to_string()));
+        let hit = |p: &str| {
+            fed.find(p)
+                .map(|(s, rest)| (s.base_path.clone(), rest.to_string()))
+        };
         assert_eq!(hit("/auth/login"), Some(("/auth".into(), "/login".into())));
-        assert_eq!(hit("/authz/check"), Some(("/authz".into(), "/check".into())));
+        assert_eq!(
+            hit("/authz/check"),
+            Some(("/authz".into(), "/check".into()))
+        );
         assert_eq!(hit("/auth"), Some(("/auth".into(), "/".into())));
-        assert_eq!(hit("/api/v2/pets"), Some(("/api/v2".into(), "/pets".into())));
-        assert_eq!(hit("/api/v20/pets"), Some(("/api".into(), "/v20/pets".into())));
+        assert_eq!(
+            hit("/api/v2/pets"),
+            Some(("/api/v2".into(), "/pets".into()))
+        );
+        assert_eq!(
+            hit("/api/v20/pets"),
+            Some(("/api".into(), "/v20/pets".into()))
+        );
         assert_eq!(hit("/authx"), None);
         assert_eq!(hit("/"), None);
         assert_eq!(strip_base("/", "/x"), Some("/x"));
@@ -344,7 +364,8 @@ mod tests {
     fn personas_by_id_or_environment() {
         let mut p = Personas::default();
         let t = Arc::new(IndexMap::from([("tier".to_string(), Json::from("gold"))]));
-        p.by_id.insert("solo".into(), vec![("dev".into(), t.clone())]);
+        p.by_id
+            .insert("solo".into(), vec![("dev".into(), t.clone())]);
         p.by_id.insert(
             "twin".into(),
             vec![("dev".into(), t.clone()), ("test".into(), t.clone())],

@@ -18,10 +18,10 @@ mod deliveries;
 mod events;
 pub mod executions;
 mod marks;
-pub mod traffic;
 pub mod retention;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

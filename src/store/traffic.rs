@@ -85,7 +85,10 @@ impl Store {
                 let Ok(e) = serde_json::from_slice::<Exchange>(v.value()) else {
                     continue;
                 };
-                if filter.federation.as_ref().is_some_and(|f| *f != e.federation)
+                if filter
+                    .federation
+                    .as_ref()
+                    .is_some_and(|f| *f != e.federation)
                     || filter
                         .service
                         .as_ref()
@@ -100,7 +103,11 @@ impl Store {
     }
 
     /// Drops the exchanges `keep` does not keep; returns how many.
-    pub fn prune_traffic(&self, keep: &Keep, now: std::time::SystemTime) -> Result<u64, StoreError> {
+    pub fn prune_traffic(
+        &self,
+        keep: &Keep,
+        now: std::time::SystemTime,
+    ) -> Result<u64, StoreError> {
         if *keep == Keep::FOREVER {
             return Ok(0);
         }
@@ -157,22 +164,45 @@ mod tests {
         let micros = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_micros() as u64;
         let old = micros(now - Duration::from_secs(3600));
         store
-            .append_traffic(&[exchange("a", old), exchange("b", old), exchange("a", micros(now))])
+            .append_traffic(&[
+                exchange("a", old),
+                exchange("b", old),
+                exchange("a", micros(now)),
+            ])
             .unwrap();
         let all = store
-            .traffic(&TrafficFilter { limit: 10, ..Default::default() })
+            .traffic(&TrafficFilter {
+                limit: 10,
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[0].at_micros, micros(now));
         let a = store
-            .traffic(&TrafficFilter { federation: Some("a".into()), limit: 10, ..Default::default() })
+            .traffic(&TrafficFilter {
+                federation: Some("a".into()),
+                limit: 10,
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(a.len(), 2);
-        assert_eq!(store.prune_traffic(&Keep::age(Duration::from_secs(60)), now).unwrap(), 2);
+        assert_eq!(
+            store
+                .prune_traffic(&Keep::age(Duration::from_secs(60)), now)
+                .unwrap(),
+            2
+        );
         assert_eq!(store.prune_traffic(&Keep::count(1), now).unwrap(), 0);
-        store.append_traffic(&[exchange("c", micros(now) + 1)]).unwrap();
+        store
+            .append_traffic(&[exchange("c", micros(now) + 1)])
+            .unwrap();
         assert_eq!(store.prune_traffic(&Keep::count(1), now).unwrap(), 1);
-        let left = store.traffic(&TrafficFilter { limit: 10, ..Default::default() }).unwrap();
+        let left = store
+            .traffic(&TrafficFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].federation, "c");
     }

@@ -7,6 +7,7 @@ mod config_validate;
 mod daemon;
 mod deploy;
 mod end_to_end;
+mod gateway;
 mod notify;
 mod pipelines;
 mod pull_requests;

@@ -71,7 +71,10 @@ fn problem(status: StatusCode, slug: &str, title: &str, detail: String) -> (Head
     (headers, Bytes::from(body.to_string()))
 }
 
-fn example_of(spec: &Spec, responses: &serde_json::Map<String, Value>) -> Option<(StatusCode, String, Value)> {
+fn example_of(
+    spec: &Spec,
+    responses: &serde_json::Map<String, Value>,
+) -> Option<(StatusCode, String, Value)> {
     let mut codes: Vec<(u16, &Value)> = responses
         .iter()
         .filter_map(|(k, v)| k.parse::<u16>().ok().map(|c| (c, v)))
@@ -105,7 +108,11 @@ impl MockService {
     pub fn compile(spec: &Spec) -> Result<MockService, CompileError> {
         let root = spec.root();
         let paths = match root.get("paths") {
-            None => return Ok(MockService { operations: Vec::new() }),
+            None => {
+                return Ok(MockService {
+                    operations: Vec::new(),
+                });
+            }
             Some(Value::Object(p)) => p,
             Some(_) => {
                 return Err(CompileError::NoPaths {
@@ -117,8 +124,8 @@ impl MockService {
         for (template, item) in paths {
             for m in METHODS {
                 let Some(op) = item.get(m) else { continue };
-                let method = Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                    .unwrap_or(Method::GET);
+                let method =
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).unwrap_or(Method::GET);
                 let name = op
                     .get("operationId")
                     .and_then(Value::as_str)
@@ -172,9 +179,17 @@ impl MockService {
                     StatusCode::NOT_FOUND,
                     "no-operation",
                     "No operation matches",
-                    format!("no operation of the spec matches {} {}", req.method, req.path),
+                    format!(
+                        "no operation of the spec matches {} {}",
+                        req.method, req.path
+                    ),
                 );
-                return MockResponse { status: StatusCode::NOT_FOUND, headers, body, operation: None };
+                return MockResponse {
+                    status: StatusCode::NOT_FOUND,
+                    headers,
+                    body,
+                    operation: None,
+                };
             }
             let allow: Vec<String> = candidates.iter().map(|o| o.method.to_string()).collect();
             let (mut headers, body) = problem(
@@ -186,7 +201,12 @@ impl MockService {
             if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                 headers.insert(http::header::ALLOW, v);
             }
-            return MockResponse { status: StatusCode::METHOD_NOT_ALLOWED, headers, body, operation: None };
+            return MockResponse {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                headers,
+                body,
+                operation: None,
+            };
         };
         match &op.example {
             Some((status, media, example)) => {
@@ -198,16 +218,29 @@ impl MockService {
                     Value::String(s) if !media.contains("json") => Bytes::from(s.clone()),
                     v => Bytes::from(v.to_string()),
                 };
-                MockResponse { status: *status, headers, body, operation: Some(op.name.clone()) }
+                MockResponse {
+                    status: *status,
+                    headers,
+                    body,
+                    operation: Some(op.name.clone()),
+                }
             }
             None => {
                 let (headers, body) = problem(
                     StatusCode::NOT_IMPLEMENTED,
                     "generation-unavailable",
                     "Response generation is not available",
-                    format!("`{}` declares no example for its lowest 2xx response, and generation from the schema is not available", op.name),
+                    format!(
+                        "`{}` declares no example for its lowest 2xx response, and generation from the schema is not available",
+                        op.name
+                    ),
                 );
-                MockResponse { status: StatusCode::NOT_IMPLEMENTED, headers, body, operation: Some(op.name.clone()) }
+                MockResponse {
+                    status: StatusCode::NOT_IMPLEMENTED,
+                    headers,
+                    body,
+                    operation: Some(op.name.clone()),
+                }
             }
         }
     }
