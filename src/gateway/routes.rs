@@ -96,10 +96,13 @@ pub fn strip_base<'a>(base: &str, path: &'a str) -> Option<&'a str> {
     }
 }
 
-/// A persona's traits, by id and environment.
+/// A persona's traits.
+pub type Traits = Arc<IndexMap<String, Json>>;
+
+/// Personas' traits, by id and environment.
 #[derive(Debug, Default)]
 pub struct Personas {
-    by_id: BTreeMap<String, Vec<(String, Arc<IndexMap<String, Json>>)>>,
+    by_id: BTreeMap<String, Vec<(String, Traits)>>,
 }
 
 /// Why a persona header was refused.
@@ -229,7 +232,7 @@ pub fn from_state(
                 dependencies: m.dependencies.clone(),
             }));
         }
-        services.sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()));
+        services.sort_by_key(|s| std::cmp::Reverse(s.base_path.len()));
         for h in &fed.spec.hosts {
             table.hosts.insert(h.clone(), name.clone());
         }
@@ -332,7 +335,7 @@ mod tests {
             route("/api"),
             route("/api/v2"),
         ];
-        services.sort_by(|a, b| b.base_path.len().cmp(&a.base_path.len()));
+        services.sort_by_key(|s| std::cmp::Reverse(s.base_path.len()));
         let fed = FederationRoutes {
             name: "f".into(),
             services,

@@ -160,7 +160,7 @@ impl MockService {
             })
             .map(|o| (o.template.iter().filter(|t| !t.starts_with('{')).count(), o))
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         found.into_iter().map(|(_, o)| o).collect()
     }
 
