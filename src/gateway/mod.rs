@@ -356,7 +356,15 @@ impl Gateway {
             .inc();
         self.metrics.duration.observe(elapsed.as_secs_f64());
         self.record(
-            federation, service, operation, &method, &rest, status, elapsed, source, tags,
+            federation,
+            service,
+            operation,
+            &method,
+            &rest,
+            status.as_u16(),
+            elapsed,
+            source,
+            tags,
         );
         response
     }
@@ -369,7 +377,7 @@ impl Gateway {
         operation: Option<String>,
         method: &Method,
         path: &str,
-        status: StatusCode,
+        status: u16,
         elapsed: Duration,
         source: Source,
         tags: Tags,
@@ -394,13 +402,40 @@ impl Gateway {
             operation,
             method: method.to_string(),
             path,
-            status: status.as_u16(),
+            status,
             latency_ms: elapsed.as_secs_f64() * 1000.0,
             source: source.as_str().into(),
             persona: tags.persona,
             scenario: tags.scenario,
             ci: tags.ci,
         });
+    }
+
+    /// Records an exchange whose connection a chaos fault closed (status 0: no response).
+    fn record_drop(
+        &self,
+        fed: &FederationRoutes,
+        svc: &ServiceRoute,
+        operation: Option<String>,
+        method: &Method,
+        path: &str,
+        tags: &Tags,
+    ) {
+        self.record(
+            Some(fed.name.clone()),
+            Some(svc.name.clone()),
+            operation,
+            method,
+            path,
+            0,
+            Duration::ZERO,
+            Source::Mock,
+            Tags {
+                persona: tags.persona.clone(),
+                scenario: tags.scenario.clone(),
+                ci: tags.ci,
+            },
+        );
     }
 
     /// The federation and service of a request, and the path left for the service; or the
@@ -521,6 +556,7 @@ impl Gateway {
                 let d = chaos.decide(n);
                 if d.drop {
                     tracing::debug!(federation = %fed.name, service = %svc.name, n, "chaos: dropping the connection");
+                    self.record_drop(fed, &svc, operation.clone(), req.method(), &path, tags);
                     drop_connection.notify_one();
                     std::future::pending::<()>().await;
                 }
@@ -701,10 +737,7 @@ impl Gateway {
             problem::response(
                 e.status(),
                 e.slug(),
-                match e.status() {
-                    StatusCode::GATEWAY_TIMEOUT => "The upstream timed out",
-                    _ => "The upstream is unreachable",
-                },
+                e.title(),
                 &self.secrets.redactor().redact(&e.to_string()),
                 ext,
             )

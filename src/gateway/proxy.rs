@@ -165,6 +165,16 @@ impl ProxyError {
         }
     }
 
+    pub fn title(&self) -> &'static str {
+        match self {
+            ProxyError::Refused(_) => "The upstream's address is refused",
+            ProxyError::Timeout(_) => "The upstream timed out",
+            ProxyError::Unreachable(_) => "The upstream is unreachable",
+            ProxyError::Credential(_) => "The upstream's credential cannot be read",
+            ProxyError::Url(_) => "Bad upstream URL",
+        }
+    }
+
     pub fn slug(&self) -> &'static str {
         match self {
             ProxyError::Refused(_) => "upstream-refused",
@@ -234,7 +244,12 @@ pub async fn send(
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => {
             if let Some(r) = refusal(&e) {
-                Err(ProxyError::Refused(r))
+                if r.why.starts_with("it does not resolve") {
+                    // A name that does not resolve is unreachable, not refused.
+                    Err(ProxyError::Unreachable(format!("{}: {}", r.target, r.why)))
+                } else {
+                    Err(ProxyError::Refused(r))
+                }
             } else if e.is_timeout() {
                 Err(ProxyError::Timeout(upstream.connect_timeout))
             } else {

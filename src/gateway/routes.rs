@@ -204,7 +204,9 @@ pub fn from_state(
     for (name, fed) in &state.federations {
         let mut services = Vec::new();
         for m in &fed.spec.services {
-            let service = m.service.as_ref().and_then(|s| state.services.get(s));
+            // An inline member (own `workspace_id`) takes its spec and upstream from the
+            // service of the same name, when there is one.
+            let service = state.services.get(m.service.as_ref().unwrap_or(&m.name));
             let spec_path = service.and_then(|s| s.spec.spec.clone());
             let mock = match &spec_path {
                 None => Err(format!(

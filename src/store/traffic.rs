@@ -26,6 +26,7 @@ pub struct Exchange {
     pub method: String,
     /// The path after the federation's base path, without the query (at most 512 bytes).
     pub path: String,
+    /// The response status; 0 when a chaos fault closed the connection without one.
     pub status: u16,
     /// Time to the response head, in milliseconds.
     pub latency_ms: f64,

@@ -798,6 +798,23 @@ fn seeded_chaos_replays_identically() {
                 "{:?}",
                 started.elapsed()
             );
+            // Dropped connections are in the traffic record too, with status 0.
+            let dropped = runs[0].iter().filter(|r| *r == "dropped").count();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let t = d.get("/api/v1/traffic?federation=lab&service=flaky&limit=100");
+                let rows = t["exchanges"].as_array().cloned().unwrap_or_default();
+                if rows.len() == 40 {
+                    assert_eq!(rows.iter().filter(|e| e["status"] == 0).count(), dropped);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of 40 exchanges recorded",
+                    rows.len()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         drop(d);
     }
