@@ -300,6 +300,13 @@ impl Gateway {
             }),
         };
         let full_path = req.uri().path().to_string();
+        // HTTP/1.1 `Host`, or HTTP/2 `:authority`.
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
         let mut federation = None;
         let mut service = None;
         let mut rest = full_path.clone();
@@ -311,7 +318,7 @@ impl Gateway {
                 &format!("the request path {why}"),
                 Default::default(),
             )),
-            None => match self.route(&table, req.headers(), &full_path) {
+            None => match self.route(&table, host.as_deref(), &full_path) {
                 Err(resp) => Answer::gateway(resp),
                 Ok((fed, svc, svc_path)) => {
                     federation = Some(fed.name.clone());
@@ -444,12 +451,9 @@ impl Gateway {
     fn route(
         &self,
         table: &RouteTable,
-        headers: &HeaderMap,
+        host: Option<&str>,
         path: &str,
     ) -> Result<(Arc<FederationRoutes>, Arc<ServiceRoute>, String), Response<Body>> {
-        let host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok());
         let (fed, within) = match host.and_then(|h| table.by_host(h)) {
             Some(f) => (f.clone(), path.to_string()),
             None => {
@@ -861,29 +865,30 @@ impl Gateway {
     pub async fn health(&self, name: &str) -> Option<Json> {
         let table = self.table();
         let fed = table.federations.get(name)?.clone();
-        let mut checks: Vec<(String, bool, String)> = Vec::new();
-        for svc in &fed.services {
-            let needs_upstream = match svc.level {
-                RealityLevel::Real | RealityLevel::Blended => true,
-                RealityLevel::ChaosDriven => svc.chaos.as_ref().is_some_and(|c| c.over_real),
-                RealityLevel::MockV3 => false,
-            };
-            let (ok, detail) = if needs_upstream {
-                match &svc.upstream {
-                    Err(why) => (false, why.clone()),
-                    Ok(u) => match self.reachable(u).await {
-                        Ok(()) => (true, format!("upstream {} reachable", origin(&u.url))),
-                        Err(why) => (false, why),
-                    },
-                }
-            } else {
-                match &svc.mock {
-                    Ok(_) => (true, "spec compiled".to_string()),
-                    Err(why) => (false, why.clone()),
-                }
-            };
-            checks.push((svc.name.clone(), ok, detail));
-        }
+        let checks: Vec<(String, bool, String)> =
+            futures_util::future::join_all(fed.services.iter().map(|svc| async move {
+                let needs_upstream = match svc.level {
+                    RealityLevel::Real | RealityLevel::Blended => true,
+                    RealityLevel::ChaosDriven => svc.chaos.as_ref().is_some_and(|c| c.over_real),
+                    RealityLevel::MockV3 => false,
+                };
+                let (ok, detail) = if needs_upstream {
+                    match &svc.upstream {
+                        Err(why) => (false, why.clone()),
+                        Ok(u) => match self.reachable(u).await {
+                            Ok(()) => (true, format!("upstream {} reachable", origin(&u.url))),
+                            Err(why) => (false, why),
+                        },
+                    }
+                } else {
+                    match &svc.mock {
+                        Ok(_) => (true, "spec compiled".to_string()),
+                        Err(why) => (false, why.clone()),
+                    }
+                };
+                (svc.name.clone(), ok, detail)
+            }))
+            .await;
         let ready_of = |n: &str| checks.iter().find(|c| c.0 == n).is_some_and(|c| c.1);
         let mut services = Vec::new();
         for svc in &fed.services {
@@ -913,6 +918,7 @@ impl Gateway {
             "commit": table.sha,
             "ready": checks.iter().all(|c| c.1),
             "services": services,
+            "routes_error": self.last_error(),
         }))
     }
 
