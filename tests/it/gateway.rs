@@ -536,20 +536,35 @@ fn hostile_requests_get_a_clean_4xx() {
     );
     let gw = Gw::new(gw_port);
     rt.block_on(until_status(&gw, "/shop/authz/whoami", 200));
-    let big = vec![b'x'; 200_000];
+    // A body announced above the limit is refused from its head, before it is read (the
+    // client sends only the head, so the refusal is not lost to a reset).
     for path in [
         "/shop/authz/whoami",
         "/shop/auth/upload",
         "/shop/blend/whoami",
     ] {
-        let r = rt
-            .block_on(gw.send(gw.client.post(gw.url(path)).body(big.clone())))
-            .expect("big body");
-        assert_eq!(r.status, 413, "{path}: {}", r.text);
-        assert_eq!(
-            r.body["type"],
-            "https://mockops.dev/problems/body-too-large"
-        );
+        let head = format!("POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n");
+        assert_eq!(raw_status(gw_port, head.as_bytes()), 413, "{path}");
+    }
+    // Sent in chunks without a length, the mock stops reading at the limit.
+    let chunks =
+        futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 10_000])));
+    match rt.block_on(
+        gw.send(
+            gw.client
+                .post(gw.url("/shop/authz/whoami"))
+                .body(reqwest::Body::wrap_stream(chunks)),
+        ),
+    ) {
+        Ok(r) => {
+            assert_eq!(r.status, 413, "{}", r.text);
+            assert_eq!(
+                r.body["type"],
+                "https://mockops.dev/problems/body-too-large"
+            );
+        }
+        // The refusal may reach the client after it saw its upload cut off.
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
     }
     for (what, request) in [
         (
@@ -606,7 +621,12 @@ fn an_upstream_the_outbound_policy_refuses_is_not_reached() {
     let repo = repo(&shop(&up, closed_port()));
     let state = tempfile::tempdir().expect("state");
     let gw_port = free_port();
-    let d = start(repo.path(), state.path(), gw_port, &["--strict"]);
+    let d = start(
+        repo.path(),
+        state.path(),
+        gw_port,
+        &["--strict", "--traffic-sample", "0"],
+    );
     let gw = Gw::new(gw_port);
     rt.block_on(async {
         until_status(&gw, "/shop/authz/whoami", 200).await;
@@ -647,6 +667,10 @@ fn an_upstream_the_outbound_policy_refuses_is_not_reached() {
             .is_some_and(|t| t.contains("--allow-outbound")),
         "{auth}"
     );
+    // `--traffic-sample 0` keeps nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    let t = d.get("/api/v1/traffic?federation=shop");
+    assert_eq!(t["exchanges"], json!([]), "{t}");
 }
 
 #[test]
@@ -717,6 +741,21 @@ fn routes_follow_applied_commits_without_dropping_requests() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(gw.get("/shop/iam/whoami").await.status, 200);
     });
+
+    // Shutdown lets a request in flight finish, then the daemon exits cleanly.
+    let in_flight = {
+        let gw = gw.clone();
+        rt.spawn(async move { gw.get("/shop/auth/slow?ms=400").await })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    let mut d = d;
+    assert!(d.terminate(), "the daemon stops cleanly: {}", d.log_text());
+    let slow = rt.block_on(in_flight).expect("in-flight request");
+    assert_eq!(slow.status, 200, "{}", slow.text);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_err(),
+        "the gateway no longer listens"
+    );
 }
 
 /// The flaky federation: seeded chaos over the mock, and a member whose `failure_rate` is 1.
