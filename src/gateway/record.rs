@@ -94,3 +94,75 @@ async fn store_batch(store: &Store, batch: Vec<Exchange>) {
         Err(e) => tracing::warn!(error = %e, "traffic record: the writer task failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange() -> Exchange {
+        Exchange {
+            at: String::new(),
+            at_micros: 1,
+            federation: "f".into(),
+            service: None,
+            operation: None,
+            method: "GET".into(),
+            path: "/".into(),
+            status: 200,
+            latency_ms: 0.0,
+            source: "mock".into(),
+            persona: None,
+            scenario: None,
+            ci: false,
+        }
+    }
+
+    #[test]
+    fn a_full_record_drops_and_counts_without_waiting() {
+        let dropped = Counter::default();
+        let (recorder, mut rx) = Recorder::new(1.0, dropped.clone());
+        let started = std::time::Instant::now();
+        for _ in 0..CHANNEL_CAPACITY + 10 {
+            recorder.record(exchange());
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(dropped.get(), 10);
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn sampling_keeps_a_share() {
+        let (none, mut rx) = Recorder::new(0.0, Counter::default());
+        none.record(exchange());
+        assert!(rx.try_recv().is_err());
+        let (half, mut rx) = Recorder::new(0.5, Counter::default());
+        for _ in 0..1000 {
+            half.record(exchange());
+        }
+        let mut kept = 0;
+        while rx.try_recv().is_ok() {
+            kept += 1;
+        }
+        assert!((350..=650).contains(&kept), "{kept}");
+    }
+
+    #[tokio::test]
+    async fn the_writer_stores_what_is_left_on_shutdown() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, _) = Store::open(dir.path()).expect("store");
+        let (recorder, rx) = Recorder::new(1.0, Counter::default());
+        for _ in 0..3 {
+            recorder.record(exchange());
+        }
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        writer(store.clone(), rx, cancel).await;
+        let stored = store
+            .traffic(&crate::store::traffic::TrafficFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("traffic");
+        assert_eq!(stored.len(), 3);
+    }
+}
