@@ -23,6 +23,12 @@ pub struct Metrics {
     pub executions: Family<Labels, Counter>,
     pub steps: Family<Labels, Counter>,
     pub step_duration: Histogram,
+    /// Gateway exchanges by federation, service, source and status class (labels come from
+    /// the configuration, never from the request: unknown routes count as `(none)`).
+    pub gateway_requests: Family<Labels, Counter>,
+    pub gateway_duration: Histogram,
+    /// Exchanges the traffic record dropped because its writer was behind.
+    pub traffic_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -86,8 +92,31 @@ impl Metrics {
             "Duration of step attempts",
             step_duration.clone(),
         );
+        let gateway_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "gateway_requests",
+            "Gateway exchanges, by federation, service, source and status class",
+            gateway_requests.clone(),
+        );
+        let gateway_duration = Histogram::new([
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+        ]);
+        registry.register(
+            "gateway_request_duration_seconds",
+            "Time from a gateway request to its response head",
+            gateway_duration.clone(),
+        );
+        let traffic_dropped = Counter::default();
+        registry.register(
+            "traffic_record_dropped",
+            "Exchanges the traffic record dropped because its writer was behind",
+            traffic_dropped.clone(),
+        );
         Self {
             registry,
+            gateway_requests,
+            gateway_duration,
+            traffic_dropped,
             reconcile_duration,
             commits,
             failures,

@@ -150,6 +150,19 @@ pub struct DaemonArgs {
     /// commit) are dropped once unreachable this long.
     #[arg(long, env = "MOCKOPS_MIRROR_PRUNE_AFTER", default_value = "14d", value_parser = humantime::parse_duration)]
     pub mirror_prune_after: Duration,
+    /// Serve every applied federation on this address (the demo: 127.0.0.1:8481 unless given).
+    #[arg(long, env = "MOCKOPS_GATEWAY")]
+    pub gateway: Option<SocketAddr>,
+    /// Largest request body the gateway takes (`10MiB`, `256KiB`); larger ones get 413.
+    #[arg(long, env = "MOCKOPS_GATEWAY_MAX_BODY", default_value = "10MiB", value_parser = parse_size)]
+    pub gateway_max_body: usize,
+    /// Share of gateway exchanges kept in the traffic record (0 to 1).
+    #[arg(long, env = "MOCKOPS_TRAFFIC_SAMPLE", default_value_t = 1.0, value_parser = parse_share)]
+    pub traffic_sample: f64,
+    /// Gateway exchanges kept in the traffic record: an age, a count of the newest, both, or
+    /// `forever`.
+    #[arg(long, env = "MOCKOPS_RETAIN_TRAFFIC", default_value = crate::daemon::DEFAULT_RETAIN_TRAFFIC)]
+    pub retain_traffic: Keep,
     /// How often retention is applied (also at start).
     #[arg(long, env = "MOCKOPS_PRUNE_INTERVAL", default_value = "1h", value_parser = parse_interval)]
     pub prune_interval: Duration,
@@ -171,6 +184,8 @@ pub enum ValueError {
     },
     #[error("`{0}` is too short: prune at most once a second")]
     TooShort(String),
+    #[error("`{0}` is not a share from 0 to 1 (e.g. `0.1` keeps one exchange in ten)")]
+    NotAShare(String),
 }
 
 /// `1MiB`, `256KiB`, `64kB`, `1000` (bytes), `0`.
@@ -198,6 +213,13 @@ fn parse_size(s: &str) -> Result<usize, ValueError> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| ValueError::TooLarge(s.to_string()))
+}
+
+fn parse_share(s: &str) -> Result<f64, ValueError> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(ValueError::NotAShare(s.to_string())),
+    }
 }
 
 fn parse_interval(s: &str) -> Result<Duration, ValueError> {
@@ -369,6 +391,23 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
             max_step_output: args.max_step_output,
             mirror_prune_after: args.mirror_prune_after,
             interval: args.prune_interval,
+            traffic: args.retain_traffic,
+        },
+        gateway: {
+            let demo = args.repo.is_none() && args.repo_url.is_none();
+            let addr = args.gateway.or_else(|| {
+                demo.then(|| {
+                    crate::gateway::DEMO_ADDR
+                        .parse()
+                        .expect("the demo gateway address parses")
+                })
+            });
+            addr.map(|addr| crate::gateway::GatewayOptions {
+                addr,
+                max_body: args.gateway_max_body,
+                traffic_sample: args.traffic_sample,
+                required: args.gateway.is_some(),
+            })
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -14,8 +14,8 @@ use crate::config::diag::{Diagnostic, Severity, did_you_mean};
 use crate::config::yaml::{Loc, Node};
 use crate::model::events::{ENVELOPE_FIELDS, EventType, PATH_FIELDS, TriggerEvent};
 use crate::model::{
-    FederationSpec, FilterValue, Kind, PipelineSpec, SDK_PRESETS, ScenarioSpec, ServiceSpec,
-    Settings, StepType,
+    ChaosLatency, ChaosSpec, FederationSpec, FilterValue, Kind, PipelineSpec, SDK_PRESETS,
+    ScenarioSpec, ServiceSpec, Settings, StepType,
 };
 
 struct Ctx<'a> {
@@ -264,6 +264,33 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
                     spec: Arc::new(fed),
                 },
             );
+        }
+    }
+
+    // A host serves one federation.
+    let mut host_owner: BTreeMap<String, String> = BTreeMap::new();
+    for (name, fed) in &st.federations {
+        for h in &fed.spec.hosts {
+            match host_owner.get(h) {
+                Some(first) => {
+                    if let Some(input) = federation_inputs.get(name) {
+                        let i = fed.spec.hosts.iter().position(|x| x == h).unwrap_or(0);
+                        let loc = cx.at(input, &format!("/hosts/{i}"));
+                        cx.error(
+                            "duplicate-host",
+                            input,
+                            loc,
+                            format!("host `{h}` is already claimed by federation `{first}`"),
+                        )
+                        .hint = Some(
+                            "a host name serves one federation; remove it from one of them".into(),
+                        );
+                    }
+                }
+                None => {
+                    host_owner.insert(h.clone(), name.clone());
+                }
+            }
         }
     }
 
@@ -595,6 +622,45 @@ fn check_service(
             format!("base_path `{bp}` {why}"),
         );
     }
+    if let Some(c) = &s.chaos {
+        check_chaos(cx, input, "/chaos", c);
+    }
+    for (name, value) in &s.upstream_headers {
+        let ptr = format!(
+            "/upstream_headers/{}",
+            crate::schema_diff::openapi::load::escape_pointer(name)
+        );
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            let loc = cx.key_at(input, "/upstream_headers", name);
+            cx.error(
+                "invalid-header",
+                input,
+                loc,
+                format!("`{name}` is not a header name"),
+            );
+            continue;
+        }
+        let literal_credential = !crate::secret::has_references(value)
+            && (super::inline_secrets::is_inline_secret(name, value)
+                || ["authorization", "proxy-authorization", "cookie"]
+                    .contains(&name.to_ascii_lowercase().as_str())
+                || name.to_ascii_lowercase().contains("key")
+                || name.to_ascii_lowercase().contains("token"));
+        if literal_credential {
+            let loc = cx.at(input, &ptr);
+            let env = name.to_ascii_uppercase().replace(['-', '.'], "_");
+            cx.error(
+                "inline-secret",
+                input,
+                loc,
+                format!("upstream header `{name}` holds a credential written in the repository"),
+            )
+            .hint = Some(format!(
+                "reference it instead: `${{env:{env}}}` or `${{file:/run/secrets/{}}}`",
+                env.to_ascii_lowercase()
+            ));
+        }
+    }
     for (i, dep) in s.dependencies.iter().enumerate() {
         let loc = |cx: &Ctx| cx.at(input, &format!("/dependencies/{i}"));
         if dep == &s.name {
@@ -822,7 +888,26 @@ fn check_federation(
                 .or_else(|| base.map(|b| b.dependencies.clone()))
                 .unwrap_or_default(),
             config: m.config.clone(),
+            chaos: merged_chaos(
+                base.and_then(|b| b.chaos.as_ref()),
+                m.chaos.as_ref(),
+                m.config.get("failure_rate").and_then(Json::as_f64),
+            ),
         });
+        if let Some(c) = &m.chaos {
+            check_chaos(cx, input, &format!("{ptr}/chaos"), c);
+        }
+        if let Some(rate) = m.config.get("failure_rate")
+            && !rate.as_f64().is_some_and(|r| (0.0..=1.0).contains(&r))
+        {
+            let loc = cx.at(input, &format!("{ptr}/config/failure_rate"));
+            cx.error(
+                "invalid-chaos",
+                input,
+                loc,
+                format!("`failure_rate` {rate} is not a number from 0 to 1"),
+            );
+        }
     }
     // Base paths: identical ones conflict; nested ones route by longest prefix (warned).
     let index_of = |name: &str| f.services.iter().position(|m| m.name == name).unwrap_or(0);
@@ -900,10 +985,133 @@ fn check_federation(
         let loc = cx.at(input, &format!("/services/{}", index_of(&cycle[0])));
         cycle_error(cx, input, loc, &cycle);
     }
+    let mut hosts: Vec<String> = Vec::new();
+    for (i, h) in f.hosts.iter().enumerate() {
+        if let Some(why) = host_problem(h) {
+            let loc = cx.at(input, &format!("/hosts/{i}"));
+            cx.error("invalid-host", input, loc, format!("host `{h}` {why}"))
+                .hint = Some("write a host name such as `shop.test` or `shop.test:8481`".into());
+            continue;
+        }
+        let h = h.to_ascii_lowercase();
+        if hosts.contains(&h) {
+            let loc = cx.at(input, &format!("/hosts/{i}"));
+            cx.error(
+                "duplicate-host",
+                input,
+                loc,
+                format!("host `{h}` is listed twice"),
+            );
+            continue;
+        }
+        hosts.push(h);
+    }
     Federation {
         name: f.name.clone(),
         description: f.description.clone(),
+        hosts,
         services: members,
+    }
+}
+
+/// Why a `hosts:` entry is not a host name with an optional port, if it is not.
+pub fn host_problem(h: &str) -> Option<&'static str> {
+    if h.contains(['/', '@', '?', '#']) {
+        return Some("is not a host name: write the name alone, without scheme, user or path");
+    }
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (h, None),
+    };
+    if let Some(p) = port
+        && !p.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Some("has a port that is not a number from 1 to 65535");
+    }
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    (!valid).then_some("is not a host name (letters, digits, `-` and `.`, no scheme or path)")
+}
+
+/// The chaos settings of a member: the service's overridden field by field by the member's;
+/// `failure_rate` (from the member's `config`) fills `error_rate` when neither sets it.
+pub fn merged_chaos(
+    service: Option<&ChaosSpec>,
+    member: Option<&ChaosSpec>,
+    failure_rate: Option<f64>,
+) -> Option<ChaosSpec> {
+    if service.is_none() && member.is_none() && failure_rate.is_none() {
+        return None;
+    }
+    let s = service.cloned().unwrap_or_default();
+    let m = member.cloned().unwrap_or_default();
+    Some(ChaosSpec {
+        seed: m.seed.or(s.seed),
+        latency_ms: m.latency_ms.or(s.latency_ms),
+        error_rate: m.error_rate.or(s.error_rate).or(failure_rate),
+        error_statuses: m.error_statuses.or(s.error_statuses),
+        drop_rate: m.drop_rate.or(s.drop_rate),
+        slow_body_bytes_per_sec: m.slow_body_bytes_per_sec.or(s.slow_body_bytes_per_sec),
+        over: m.over.or(s.over),
+    })
+}
+
+/// Rates from 0 to 1, statuses from 400 to 599, latency ranges in order.
+fn check_chaos(cx: &mut Ctx, input: &Input, ptr: &str, c: &ChaosSpec) {
+    for (field, rate) in [("error_rate", c.error_rate), ("drop_rate", c.drop_rate)] {
+        if let Some(r) = rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            let loc = cx.at(input, &format!("{ptr}/{field}"));
+            cx.error(
+                "invalid-chaos",
+                input,
+                loc,
+                format!("`{field}` {r} is not from 0 to 1"),
+            );
+        }
+    }
+    for (i, st) in c.error_statuses.iter().flatten().enumerate() {
+        if !(400..=599).contains(st) {
+            let loc = cx.at(input, &format!("{ptr}/error_statuses/{i}"));
+            cx.error(
+                "invalid-chaos",
+                input,
+                loc,
+                format!("error status {st} is not from 400 to 599"),
+            );
+        }
+    }
+    if c.error_statuses.as_ref().is_some_and(Vec::is_empty) {
+        let loc = cx.at(input, &format!("{ptr}/error_statuses"));
+        cx.error("invalid-chaos", input, loc, "`error_statuses` is empty");
+    }
+    let bad_range = match c.latency_ms {
+        Some(ChaosLatency::Range { min, max }) => (min > max).then_some("`min` is above `max`"),
+        Some(ChaosLatency::Percentiles { p50, p99 }) => {
+            (p50 > p99 || p50 == 0).then_some("`p50` must be above 0 and at most `p99`")
+        }
+        _ => None,
+    };
+    if let Some(why) = bad_range {
+        let loc = cx.at(input, &format!("{ptr}/latency_ms"));
+        cx.error("invalid-chaos", input, loc, format!("`latency_ms`: {why}"));
+    }
+    if c.slow_body_bytes_per_sec == Some(0) {
+        let loc = cx.at(input, &format!("{ptr}/slow_body_bytes_per_sec"));
+        cx.error(
+            "invalid-chaos",
+            input,
+            loc,
+            "`slow_body_bytes_per_sec` must be above 0",
+        );
     }
 }
 

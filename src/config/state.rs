@@ -130,6 +130,8 @@ pub struct SpecFile {
 pub struct Federation {
     pub name: String,
     pub description: Option<String>,
+    /// Host names whose root the gateway serves this federation at (lower case).
+    pub hosts: Vec<String>,
     pub services: Vec<FederatedService>,
 }
 
@@ -143,6 +145,9 @@ pub struct FederatedService {
     pub reality_level: crate::model::RealityLevel,
     pub dependencies: Vec<String>,
     pub config: indexmap::IndexMap<String, Json>,
+    /// The chaos settings in effect: the service's, overridden field by field by the member's,
+    /// with `config.failure_rate` as `error_rate` when neither sets one.
+    pub chaos: Option<crate::model::ChaosSpec>,
 }
 
 /// The whole desired state of one revision.

@@ -48,6 +48,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/api/v1/federations/{name}",
             get(|s, n| one(s, "federation", n)),
         )
+        .route("/api/v1/federations/{name}/health", get(federation_health))
+        .route("/api/v1/traffic", get(traffic))
         .route("/api/v1/pipelines", get(|s| list(s, "pipeline")))
         .route(
             "/api/v1/pipelines/{name}",
@@ -222,6 +224,54 @@ async fn events(
         None
     };
     Ok(Json(json!({"events": events, "next_after": next})))
+}
+
+/// `GET /api/v1/federations/NAME/health`: each service's readiness in the gateway's routes.
+async fn federation_health(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let Some(gateway) = s.gateway.get() else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "the gateway is not running: start the daemon with --gateway ADDR".into(),
+        ));
+    };
+    match gateway.health(&name).await {
+        Some(h) => {
+            let code = if h["ready"] == true {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok((code, Json(h)).into_response())
+        }
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no federation `{name}` in the applied commit"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct TrafficQuery {
+    federation: Option<String>,
+    service: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/traffic`: the gateway's recorded exchanges, newest first.
+async fn traffic(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<TrafficQuery>,
+) -> ApiResult<Json<Value>> {
+    let filter = crate::store::traffic::TrafficFilter {
+        federation: q.federation,
+        service: q.service,
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_PAGE),
+    };
+    let exchanges = s.store.traffic(&filter)?;
+    Ok(Json(json!({"exchanges": exchanges})))
 }
 
 async fn event(State(s): State<Arc<Shared>>, Path(id): Path<u64>) -> ApiResult<Json<Value>> {

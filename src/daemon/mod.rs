@@ -67,6 +67,8 @@ pub struct DaemonConfig {
     pub remote: RemoteOptions,
     /// What the store and the mirror keep.
     pub retention: RetentionOptions,
+    /// The federation gateway, when it is on.
+    pub gateway: Option<crate::gateway::GatewayOptions>,
 }
 
 /// Retention of the store and of the remote mirror.
@@ -80,7 +82,12 @@ pub struct RetentionOptions {
     pub mirror_prune_after: Duration,
     /// How often pruning runs (it also runs at start).
     pub interval: Duration,
+    /// The gateway's traffic record.
+    pub traffic: crate::store::Keep,
 }
+
+/// Default of `--retain-traffic`.
+pub const DEFAULT_RETAIN_TRAFFIC: &str = "7d,1000000";
 
 /// Default of `--max-step-output`.
 pub const DEFAULT_MAX_STEP_OUTPUT: usize = 1024 * 1024;
@@ -96,6 +103,10 @@ impl Default for RetentionOptions {
             max_step_output: DEFAULT_MAX_STEP_OUTPUT,
             mirror_prune_after: DEFAULT_MIRROR_PRUNE_AFTER,
             interval: DEFAULT_PRUNE_INTERVAL,
+            traffic: crate::store::Keep {
+                max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+                max_count: Some(1_000_000),
+            },
         }
     }
 }
@@ -272,6 +283,10 @@ pub struct Shared {
     pub failed_passes: AtomicU32,
     /// READY has been sent to systemd.
     pub ready: AtomicBool,
+    /// The last applied commit, published after every pass (the gateway follows it).
+    pub applied: tokio::sync::watch::Sender<Option<String>>,
+    /// The federation gateway, when it runs.
+    pub gateway: std::sync::OnceLock<Arc<crate::gateway::Gateway>>,
 }
 
 impl Shared {
@@ -290,6 +305,8 @@ impl Shared {
             loop_state: Arc::new(LoopState::default()),
             failed_passes: AtomicU32::new(0),
             ready: AtomicBool::new(false),
+            applied: tokio::sync::watch::Sender::new(None),
+            gateway: std::sync::OnceLock::new(),
         }
     }
 
@@ -547,6 +564,27 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             }
         })
     };
+    publish_applied(&shared);
+    let mut gateway_tasks = Vec::new();
+    if let Some(opts) = &cfg.gateway {
+        let secrets = crate::secret::Secrets::new(cfg.redactor.clone())
+            .with_policy(cfg.security.secrets.clone());
+        if let Some((gateway, tasks)) = crate::gateway::start(
+            opts,
+            source.repo_path().to_path_buf(),
+            shared.store.clone(),
+            security.outbound.clone(),
+            secrets,
+            crate::gateway::GatewayMetrics::of(&shared.metrics),
+            shared.applied.subscribe(),
+            cancel.clone(),
+        )
+        .await?
+        {
+            let _ = shared.gateway.set(gateway);
+            gateway_tasks = tasks;
+        }
+    }
     // Serving the last good state: ready now. A fresh store is ready once the first pass has
     // ended, however it ended; until then systemd's start timeout is extended, so a slow first
     // clone is not killed and restarted.
@@ -584,6 +622,9 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         for (_, task) in tasks.iter_mut() {
             let _ = task.await;
         }
+        for task in gateway_tasks.iter_mut() {
+            let _ = task.await;
+        }
     })
     .await;
     if drained.is_err() {
@@ -593,6 +634,9 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             .map(|(name, _)| *name)
             .collect();
         for (_, task) in &tasks {
+            task.abort();
+        }
+        for task in &gateway_tasks {
             task.abort();
         }
         tracing::warn!(
@@ -964,6 +1008,7 @@ async fn reconcile_loop(
                 true
             }
         };
+        publish_applied(&shared);
         // While store writes fail, try one now and then: health must clear once they work.
         if shared.store.fault().is_some() {
             let store = shared.store.clone();
@@ -991,6 +1036,20 @@ async fn reconcile_loop(
             _ = source.hints().wait() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Tells the gateway which commit is applied now (only when it changed).
+fn publish_applied(shared: &Shared) {
+    if let Ok(Some(applied)) = shared.store.cursor().map(|c| c.last_applied) {
+        shared.applied.send_if_modified(|current| {
+            if current.as_deref() == Some(applied.sha.as_str()) {
+                false
+            } else {
+                *current = Some(applied.sha);
+                true
+            }
+        });
     }
 }
 
@@ -1093,9 +1152,14 @@ async fn maintenance(
     loop {
         let store = shared.store.clone();
         let policy = opts.store;
+        let traffic_keep = opts.traffic;
         match tokio::task::spawn_blocking(move || {
             // Deliveries are remembered for resumed steps; a week is far beyond any retry.
             let deliveries = store.prune_deliveries(Duration::from_secs(7 * 24 * 3600))?;
+            let traffic = store.prune_traffic(&traffic_keep, std::time::SystemTime::now())?;
+            if traffic > 0 {
+                tracing::info!(exchanges = traffic, "retention: pruned the traffic record");
+            }
             Ok::<_, crate::store::StoreError>((store.prune(&policy)?, deliveries))
         })
         .await
@@ -1421,6 +1485,7 @@ mod tests {
             redactor: crate::secret::Redactor::new(),
             remote: RemoteOptions::default(),
             retention: RetentionOptions::default(),
+            gateway: None,
         };
         let shutdown = CancellationToken::new();
         let daemon = tokio::spawn(run(cfg, shutdown.clone()));

@@ -269,6 +269,78 @@ pub struct ServiceSpec {
     pub owners: Vec<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Headers the gateway adds to every request it sends upstream (`real`, `blended`). Values
+    /// holding credentials must be `${env:NAME}` or `${file:PATH}` references.
+    #[serde(default)]
+    pub upstream_headers: IndexMap<String, String>,
+    /// Timeouts of the gateway's requests to `upstream`.
+    #[serde(default)]
+    pub upstream_timeouts: Option<UpstreamTimeouts>,
+    /// Faults the gateway injects when the reality level is `chaos_driven`.
+    #[serde(default)]
+    pub chaos: Option<ChaosSpec>,
+}
+
+/// Timeouts of the gateway's requests to a service's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTimeouts {
+    /// Longest wait for the TCP (and TLS) connection, in milliseconds. Default 2000.
+    #[serde(default)]
+    pub connect_ms: Option<u64>,
+    /// Longest wait for the response head after the request was sent, in milliseconds.
+    /// Default 30000.
+    #[serde(default)]
+    pub response_ms: Option<u64>,
+}
+
+/// Faults injected by the gateway (`chaos_driven`). Every field is optional; a federation
+/// member's `chaos` overrides the service's field by field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosSpec {
+    /// Seed of the fault sequence: with a seed, the same request sequence gets the same faults.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Added latency: a fixed number of milliseconds, `{min, max}` (uniform) or `{p50, p99}`
+    /// (log-normal with that median and 99th percentile).
+    #[serde(default)]
+    pub latency_ms: Option<ChaosLatency>,
+    /// Share of requests answered with one of `error_statuses` (0 to 1).
+    #[serde(default)]
+    pub error_rate: Option<f64>,
+    /// Statuses of injected errors (400 to 599). Default: 500, 502, 503.
+    #[serde(default)]
+    pub error_statuses: Option<Vec<u16>>,
+    /// Share of requests whose connection is closed without a response (0 to 1).
+    #[serde(default)]
+    pub drop_rate: Option<f64>,
+    /// Sends response bodies at this many bytes per second.
+    #[serde(default)]
+    pub slow_body_bytes_per_sec: Option<u64>,
+    /// What the faults are injected over: the mock (default) or the real upstream.
+    #[serde(default)]
+    pub over: Option<ChaosOver>,
+}
+
+/// Added latency of a chaos service.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ChaosLatency {
+    /// Always this many milliseconds.
+    Fixed(u64),
+    /// Uniform between `min` and `max` milliseconds.
+    Range { min: u64, max: u64 },
+    /// Log-normal with median `p50` and 99th percentile `p99` milliseconds.
+    Percentiles { p50: u64, p99: u64 },
+}
+
+/// What a chaos service's faults are injected over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChaosOver {
+    Mock,
+    Real,
 }
 
 fn default_reality() -> RealityLevel {
@@ -325,6 +397,10 @@ pub struct FederationSpec {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Host names (optionally with `:port`) at whose root the gateway serves this federation,
+    /// besides `/<name>/`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     pub services: Vec<FederationMember>,
 }
 
@@ -346,9 +422,12 @@ pub struct FederationMember {
     pub reality_level: Option<RealityLevel>,
     #[serde(default)]
     pub dependencies: Option<Vec<String>>,
-    /// Per-service settings for the mock runtime (opaque to mockops).
+    /// Per-service settings for the mock runtime (`failure_rate` is the chaos `error_rate`).
     #[serde(default)]
     pub config: IndexMap<String, Json>,
+    /// Chaos settings overriding the service's, field by field.
+    #[serde(default)]
+    pub chaos: Option<ChaosSpec>,
 }
 
 // ---------------------------------------------------------------------------------------------

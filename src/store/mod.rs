@@ -21,6 +21,7 @@ mod marks;
 pub mod retention;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

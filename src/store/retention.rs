@@ -72,42 +72,66 @@ impl Keep {
     }
 }
 
+const KEEP_USAGE: &str = "write an age such as `30d` or `12h`, a count such as `100000` (keep \
+                          the newest that many), both as `30d,100000`, or `forever`";
+
+/// Why a retention setting does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KeepError {
+    #[error("`{0}` has an empty part; {KEEP_USAGE}")]
+    EmptyPart(String),
+    #[error("`{0}` is too large a count; {KEEP_USAGE}")]
+    CountTooLarge(String),
+    #[error("a count of 0 would keep nothing; {KEEP_USAGE}")]
+    ZeroCount,
+    #[error("`{0}` gives two counts; {KEEP_USAGE}")]
+    TwoCounts(String),
+    #[error("`{part}` is neither an age nor a count ({cause}); {KEEP_USAGE}")]
+    NotAnAge {
+        part: String,
+        cause: humantime::DurationError,
+    },
+    #[error("an age of 0 would keep nothing; {KEEP_USAGE}")]
+    ZeroAge,
+    #[error("`{0}` gives two ages; {KEEP_USAGE}")]
+    TwoAges(String),
+}
+
 /// `30d`, `12h` (an age), `100000` (a count of the newest to keep), both separated by a comma
 /// (`30d,100000`), or `forever`.
 impl FromStr for Keep {
-    type Err = String;
+    type Err = KeepError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let usage = "write an age such as `30d` or `12h`, a count such as `100000` (keep the \
-                     newest that many), both as `30d,100000`, or `forever`";
         if s.eq_ignore_ascii_case("forever") {
             return Ok(Keep::FOREVER);
         }
         let mut keep = Keep::FOREVER;
         for part in s.split(',').map(str::trim) {
             if part.is_empty() {
-                return Err(format!("`{s}` has an empty part; {usage}"));
+                return Err(KeepError::EmptyPart(s.to_string()));
             }
             if part.bytes().all(|b| b.is_ascii_digit()) {
                 let n: u64 = part
                     .parse()
-                    .map_err(|_| format!("`{part}` is too large a count; {usage}"))?;
+                    .map_err(|_| KeepError::CountTooLarge(part.to_string()))?;
                 if n == 0 {
-                    return Err(format!("a count of 0 would keep nothing; {usage}"));
+                    return Err(KeepError::ZeroCount);
                 }
                 if keep.max_count.replace(n).is_some() {
-                    return Err(format!("`{s}` gives two counts; {usage}"));
+                    return Err(KeepError::TwoCounts(s.to_string()));
                 }
             } else {
-                let d = humantime::parse_duration(part).map_err(|e| {
-                    format!("`{part}` is neither an age nor a count ({e}); {usage}")
+                let d = humantime::parse_duration(part).map_err(|cause| KeepError::NotAnAge {
+                    part: part.to_string(),
+                    cause,
                 })?;
                 if d.is_zero() {
-                    return Err(format!("an age of 0 would keep nothing; {usage}"));
+                    return Err(KeepError::ZeroAge);
                 }
                 if keep.max_age.replace(d).is_some() {
-                    return Err(format!("`{s}` gives two ages; {usage}"));
+                    return Err(KeepError::TwoAges(s.to_string()));
                 }
             }
         }
@@ -421,7 +445,7 @@ mod tests {
         assert_eq!("forever".parse::<Keep>().unwrap(), Keep::FOREVER);
         for bad in ["", "0", "0s", "30x", "1d,2d", "3,4", "30d,"] {
             let e = bad.parse::<Keep>().expect_err(bad);
-            assert!(e.contains("30d"), "{bad}: {e}");
+            assert!(e.to_string().contains("30d"), "{bad}: {e}");
         }
         for s in ["30days", "12h", "7", "1day,3"] {
             let k: Keep = s.parse().unwrap();

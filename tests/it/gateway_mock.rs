@@ -8,8 +8,8 @@ use std::path::Path;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use indexmap::IndexMap;
 use mockops::gateway::mock::{MockRequest, MockResponse, MockService};
+use mockops::git::revision::DirFiles;
 use mockops::schema_diff::openapi::{OpenapiVersion, Spec, load};
-use mockops::source::DirFiles;
 use serde_json::{Map, Value, json};
 
 fn load_spec(root: &Path, rel: &str) -> Spec {

@@ -7,6 +7,7 @@ mod config_validate;
 mod daemon;
 mod deploy;
 mod end_to_end;
+mod gateway;
 mod gateway_mock;
 mod notify;
 mod pipelines;

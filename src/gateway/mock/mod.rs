@@ -90,7 +90,7 @@ pub enum CompileError {
         pointer: String,
     },
     #[error("cannot prepare the schema registry: {0}")]
-    Registry(String),
+    Registry(#[source] jsonschema::ReferencingError),
 }
 
 /// A request built from the description, for tests and smoke checks.

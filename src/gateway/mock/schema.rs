@@ -66,14 +66,16 @@ impl Bundle {
     }
 
     /// Builds a validator for `schema` (a converted schema: `$ref`s into the bundle).
-    pub fn validator(&self, schema: &Value) -> Result<jsonschema::Validator, String> {
+    pub fn validator(
+        &self,
+        schema: &Value,
+    ) -> Result<jsonschema::Validator, jsonschema::ValidationError<'static>> {
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .with_registry(&self.registry)
             .offline()
             .should_validate_formats(true)
             .build(schema)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -303,7 +305,7 @@ impl<'s> Converter<'s> {
     }
 
     /// The finished bundle with its registry.
-    pub fn finish(self) -> Result<Bundle, String> {
+    pub fn finish(self) -> Result<Bundle, jsonschema::ReferencingError> {
         let mut defs = Map::new();
         for (i, d) in self.defs.into_iter().enumerate() {
             defs.insert(i.to_string(), d);
@@ -311,10 +313,8 @@ impl<'s> Converter<'s> {
         let doc = Arc::new(json!({ "$defs": defs }));
         let registry = jsonschema::Registry::new()
             .draft(jsonschema::Draft::Draft202012)
-            .add(BUNDLE_URI, Arc::clone(&doc))
-            .map_err(|e| e.to_string())?
-            .prepare()
-            .map_err(|e| e.to_string())?;
+            .add(BUNDLE_URI, Arc::clone(&doc))?
+            .prepare()?;
         Ok(Bundle {
             doc,
             names: self.names,

@@ -15,7 +15,7 @@
 //!   from oasdiff are listed (with reasons) in the integration tests.
 
 mod diff;
-pub(crate) mod load;
+pub mod load;
 pub(crate) mod ops;
 mod reach;
 

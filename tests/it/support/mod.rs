@@ -5,6 +5,7 @@
 
 pub mod github;
 pub mod receivers;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 
