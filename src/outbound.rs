@@ -41,6 +41,9 @@ pub struct Refused {
     pub target: String,
     pub why: String,
     pub suggest: String,
+    /// The name did not resolve at all (nothing was refused by the policy): callers that tell
+    /// an unreachable destination from a forbidden one read this, not the text.
+    pub unresolved: bool,
 }
 
 /// An `--allow-outbound` entry that is neither a host name nor an address or network.
@@ -131,6 +134,7 @@ impl OutboundPolicy {
                 target: what.to_string(),
                 why: format!("{ip} is {why}"),
                 suggest: ip.to_string(),
+                unresolved: false,
             }),
         }
     }
@@ -145,6 +149,7 @@ impl OutboundPolicy {
                     target: host.to_string(),
                     why: format!("it does not resolve ({e})"),
                     suggest: host.to_string(),
+                    unresolved: true,
                 })?
                 .collect(),
         };
@@ -174,6 +179,7 @@ impl OutboundPolicy {
             target: host.to_string(),
             why: format!("it resolves to {ip}, which is {why}"),
             suggest: host.to_string(),
+            unresolved: false,
         })
     }
 

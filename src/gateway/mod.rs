@@ -931,11 +931,16 @@ impl Gateway {
         let host = u.url.host_str().ok_or(Unreachable::NoHost)?;
         let port = u.url.port_or_known_default().unwrap_or(80);
         let connect = async {
-            let addrs = self
-                .outbound
-                .resolve(host, port)
-                .await
-                .map_err(Unreachable::Refused)?;
+            let addrs = self.outbound.resolve(host, port).await.map_err(|r| {
+                if r.unresolved {
+                    Unreachable::Unresolved {
+                        host: r.target,
+                        why: r.why,
+                    }
+                } else {
+                    Unreachable::Refused(r)
+                }
+            })?;
             let mut last = None;
             for a in addrs {
                 match tokio::net::TcpStream::connect(a).await {
@@ -969,6 +974,8 @@ enum Unreachable {
     Refused(crate::outbound::Refused),
     #[error("the upstream URL has no host")]
     NoHost,
+    #[error("{host}: {why}")]
+    Unresolved { host: String, why: String },
     #[error("the upstream's name resolves to no address")]
     NoAddress,
     #[error("cannot connect: {addr}: {source}")]

@@ -244,7 +244,7 @@ pub async fn send(
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => {
             if let Some(r) = refusal(&e) {
-                if r.why.starts_with("it does not resolve") {
+                if r.unresolved {
                     // A name that does not resolve is unreachable, not refused.
                     Err(ProxyError::Unreachable(format!("{}: {}", r.target, r.why)))
                 } else {
