@@ -71,6 +71,15 @@ impl TestRunner {
     }
 }
 
+/// A failure that may pass (the target is unavailable) or will not (the input is invalid).
+fn failure(message: String, retryable: bool) -> StepError {
+    if retryable {
+        StepError::unavailable(message)
+    } else {
+        StepError::invalid(message)
+    }
+}
+
 impl StepRunner for TestRunner {
     fn run<'a>(
         &'a self,
@@ -95,12 +104,12 @@ impl StepRunner for TestRunner {
             let outputs = |v: Json| v.as_object().cloned().unwrap_or_default();
             match act {
                 Act::Ok(v) => Ok(outputs(v)),
-                Act::FailFirst { n, retryable } if ctx.attempt <= n => Err(StepError {
-                    message: format!("HTTP 503 on attempt {}", ctx.attempt),
+                Act::FailFirst { n, retryable } if ctx.attempt <= n => Err(failure(
+                    format!("HTTP 503 on attempt {}", ctx.attempt),
                     retryable,
-                }),
+                )),
                 Act::FailFirst { .. } => Ok(outputs(json!({"delivered": true}))),
-                Act::Fail { retryable, message } => Err(StepError { message, retryable }),
+                Act::Fail { retryable, message } => Err(failure(message, retryable)),
                 Act::Sleep(d) => {
                     tokio::time::sleep(d).await;
                     Ok(outputs(json!({"delivered": true})))
