@@ -420,3 +420,238 @@ impl fmt::Display for Chain<'_> {
         f.write_str(&parts.join(": "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::write::WriteError;
+    use crate::github::GitHubError;
+
+    fn api(status: u16, message: &str) -> GitHubError {
+        GitHubError::Api {
+            method: "POST",
+            route: "/repos/o/r/pulls".into(),
+            status,
+            message: message.into(),
+            details: vec![],
+        }
+    }
+
+    fn git(class: git2::ErrorClass) -> WriteError {
+        WriteError::Git {
+            what: "pushing".into(),
+            place: "to remote".into(),
+            source: git2::Error::new(git2::ErrorCode::GenericError, class, "boom"),
+        }
+    }
+
+    #[test]
+    fn config_secrets_and_refusals_are_not_retried() {
+        assert!(!StepError::invalid("no webhook URL").retryable());
+        assert!(!StepError::refused("outside --allow-outbound").retryable());
+        let missing = crate::secret::SecretError::MissingEnv {
+            reference: "${env:X}".into(),
+            name: "X".into(),
+        };
+        let e = StepError::secret("webhook URL", missing);
+        assert!(!e.retryable());
+        assert!(
+            e.rendered().starts_with("webhook URL: secret `${env:X}`"),
+            "{}",
+            e.rendered()
+        );
+    }
+
+    #[test]
+    fn passing_conditions_are_retried() {
+        assert!(StepError::timed_out("timed out after 30s").retryable());
+        assert!(StepError::unavailable("no revision applied yet").retryable());
+        let store = crate::store::StoreError::InUse {
+            dir: std::path::PathBuf::from("/state"),
+        };
+        assert!(StepError::store(store).retryable());
+    }
+
+    #[test]
+    fn http_statuses_decide() {
+        for (status, retryable) in [
+            (301, false),
+            (400, false),
+            (401, false),
+            (404, false),
+            (422, false),
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+        ] {
+            let e = StepError::status(status, format!("webhook h: HTTP {status}"));
+            assert_eq!(e.retryable(), retryable, "{status}");
+        }
+    }
+
+    #[test]
+    fn requests_that_cannot_be_built_are_not_retried() {
+        let built = reqwest::Client::new().get("http://[not a host").build();
+        let e = built.expect_err("not a URL");
+        assert!(e.is_builder());
+        assert!(!StepError::request("webhook h: request failed", e).retryable());
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_retried_and_keep_their_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let err = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/h"))
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let e = StepError::request("webhook 127.0.0.1: could not connect", err.without_url()).at(
+            Target::Webhook {
+                host: "127.0.0.1".into(),
+            },
+        );
+        assert!(e.retryable());
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        let text = e.rendered();
+        assert!(
+            text.starts_with("webhook 127.0.0.1: could not connect: "),
+            "{text}"
+        );
+        assert!(
+            text.len() > "webhook 127.0.0.1: could not connect: ".len(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn git_failures_follow_their_cause() {
+        assert!(StepError::git("pushing", git(git2::ErrorClass::Net)).retryable());
+        assert!(StepError::git("pushing", git(git2::ErrorClass::Os)).retryable());
+        assert!(!StepError::git("pushing", git(git2::ErrorClass::Reference)).retryable());
+        let io = WriteError::io(
+            "writing",
+            "a work tree",
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        );
+        let e = StepError::git("writing", io);
+        assert!(!e.retryable());
+        assert_eq!(e.rendered(), "writing: writing a work tree: denied");
+    }
+
+    #[test]
+    fn github_failures_follow_their_cause() {
+        let e = |g| -> StepError {
+            Failure::GitHub {
+                message: "GitHub".into(),
+                source: g,
+            }
+            .into()
+        };
+        assert!(e(api(502, "bad gateway")).retryable());
+        assert!(e(api(403, "API rate limit exceeded")).retryable());
+        assert!(!e(api(403, "Resource not accessible by integration")).retryable());
+        assert!(!e(api(404, "Not Found")).retryable());
+        assert!(!e(GitHubError::Config("no token".into())).retryable());
+    }
+
+    #[test]
+    fn context_and_several_targets_keep_the_inner_verdict() {
+        let down = StepError::status(503, "webhook a: HTTP 503");
+        let bad = StepError::status(400, "webhook b: HTTP 400");
+        let within = StepError::status(503, "HTTP 503").within("language `go`: ");
+        assert!(within.retryable());
+        assert_eq!(within.rendered(), "language `go`: HTTP 503");
+        assert!(
+            !StepError::invalid("x")
+                .within("language `go`: ")
+                .retryable()
+        );
+
+        let partial = |failures| -> StepError {
+            Failure::Partial {
+                kind: "webhook",
+                total: 3,
+                failures,
+            }
+            .into()
+        };
+        let both = partial(vec![bad, down]);
+        assert!(both.retryable(), "one target may still accept");
+        assert_eq!(
+            both.rendered(),
+            "webhook delivery failed for 2 of 3 targets: webhook b: HTTP 400; webhook a: HTTP 503"
+        );
+        let only_bad = partial(vec![StepError::status(404, "webhook c: HTTP 404")]);
+        assert!(!only_bad.retryable());
+    }
+
+    #[test]
+    fn a_redactor_masks_the_message_and_its_causes() {
+        let r = crate::secret::Redactor::new();
+        r.register("tok-0123456789abcdef");
+        let io = WriteError::io(
+            "reading",
+            "tok-0123456789abcdef",
+            std::io::Error::other("tok-0123456789abcdef is unreadable"),
+        );
+        let e = StepError::git("pushing", io).redacted_by(r);
+        assert!(
+            !e.rendered().contains("tok-0123456789abcdef"),
+            "{}",
+            e.rendered()
+        );
+        assert!(!e.to_string().contains("tok-0123456789abcdef"), "{e}");
+    }
+
+    #[test]
+    fn targets_read_as_what_they_name() {
+        let cases = [
+            (
+                Target::Webhook {
+                    host: "hooks.example".into(),
+                },
+                "webhook hooks.example",
+            ),
+            (Target::Slack, "Slack"),
+            (
+                Target::Smtp {
+                    server: "mail:587".into(),
+                },
+                "SMTP mail:587",
+            ),
+            (
+                Target::Remote {
+                    remote: "ssh://git@h/r".into(),
+                },
+                "remote ssh://git@h/r",
+            ),
+            (
+                Target::Repository {
+                    repository: "o/r".into(),
+                },
+                "repository o/r",
+            ),
+            (
+                Target::Generator {
+                    language: "go".into(),
+                },
+                "go generator",
+            ),
+            (Target::Store, "store"),
+        ];
+        for (t, text) in cases {
+            assert_eq!(t.to_string(), text);
+        }
+        let e = StepError::invalid("x")
+            .at(Target::Slack)
+            .or_at(Target::Store)
+            .in_step(StepType::Notify)
+            .in_step(StepType::CreatePr);
+        assert_eq!(e.target, Some(Target::Slack), "the first target stays");
+        assert_eq!(e.step, Some(StepType::Notify), "the first step stays");
+    }
+}

@@ -217,7 +217,7 @@ async fn check_git_target(
         if inside {
             return Ok(());
         }
-        return Err(StepError::invalid(format!(
+        return Err(StepError::refused(format!(
             "create_pr: pushing to `{r}` on the daemon's machine is refused: a local remote must \
              be under {}",
             if local_dirs.is_empty() {
@@ -261,7 +261,7 @@ async fn check_git_target(
         .resolve(host, port)
         .await
         .map(|_| ())
-        .map_err(|e| StepError::invalid(format!("create_pr: repository {r}: {e}")))
+        .map_err(|e| StepError::refused(format!("create_pr: repository {r}: {e}")))
 }
 
 fn typed<T: DeserializeOwned>(config: Json, step: &str) -> Result<T, StepError> {
