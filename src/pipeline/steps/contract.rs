@@ -221,7 +221,8 @@ pub struct StepError {
     pub step: Option<StepType>,
     /// What the step was reaching, when it was reaching something.
     pub target: Option<Target>,
-    pub failure: Failure,
+    /// Boxed: an error travels in every `Result` of a step, and most are `Ok`.
+    pub failure: Box<Failure>,
     /// Masks the secrets the step resolved in what [`StepError::rendered`] and `Display` show
     /// (a step that resolves secrets sets it; the engine redacts every error again anyway).
     redactor: Option<crate::secret::Redactor>,
@@ -257,7 +258,7 @@ impl From<Failure> for StepError {
         Self {
             step: None,
             target: None,
-            failure,
+            failure: Box::new(failure),
             redactor: None,
         }
     }
@@ -353,10 +354,10 @@ impl StepError {
             step: self.step,
             target: self.target.clone(),
             redactor: self.redactor.clone(),
-            failure: Failure::Within {
+            failure: Box::new(Failure::Within {
                 context: context.into(),
                 inner: Box::new(self),
-            },
+            }),
         }
     }
 
