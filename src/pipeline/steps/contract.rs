@@ -125,6 +125,14 @@ pub enum Failure {
         #[source]
         inner: Box<StepError>,
     },
+    /// A file or directory on the daemon's machine (a step's work directory) could not be
+    /// created, read or written; the disk or the temporary directory may recover.
+    #[error("{message}")]
+    Io {
+        message: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The daemon's store could not be read or written.
     #[error("store: {0}")]
     Store(#[source] crate::store::StoreError),
@@ -186,7 +194,10 @@ impl Failure {
             Failure::Git { source, .. } => source.is_transient(),
             Failure::GitHub { source, .. } => source.is_transient(),
             Failure::Within { inner, .. } => inner.retryable(),
-            Failure::Store(_) | Failure::TimedOut(_) | Failure::Unavailable(_) => true,
+            Failure::Io { .. }
+            | Failure::Store(_)
+            | Failure::TimedOut(_)
+            | Failure::Unavailable(_) => true,
             Failure::Partial { failures, .. } => failures.iter().any(StepError::retryable),
         }
     }
@@ -333,6 +344,15 @@ impl StepError {
         .into()
     }
 
+    /// See [`Failure::Io`]: `message` says what was being done, the cause follows it.
+    pub fn io(message: impl Into<String>, source: std::io::Error) -> Self {
+        Failure::Io {
+            message: message.into(),
+            source,
+        }
+        .into()
+    }
+
     /// See [`Failure::Store`].
     pub fn store(source: crate::store::StoreError) -> Self {
         Failure::Store(source).into()
@@ -465,6 +485,15 @@ mod tests {
 
     #[test]
     fn passing_conditions_are_retried() {
+        let io = StepError::io(
+            "regenerate_sdk: cannot create /tmp/x",
+            std::io::Error::other("no space left on device"),
+        );
+        assert!(io.retryable());
+        assert_eq!(
+            io.rendered(),
+            "regenerate_sdk: cannot create /tmp/x: no space left on device"
+        );
         assert!(StepError::timed_out("timed out after 30s").retryable());
         assert!(StepError::unavailable("no revision applied yet").retryable());
         let store = crate::store::StoreError::InUse {

@@ -130,10 +130,13 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     let languages = check_languages(&req.config)?;
 
     let work = WorkDir::create().map_err(|e| {
-        StepError::unavailable(format!(
-            "regenerate_sdk: cannot create a temporary directory under {}: {e}",
-            std::env::temp_dir().display()
-        ))
+        StepError::io(
+            format!(
+                "regenerate_sdk: cannot create a temporary directory under {}",
+                std::env::temp_dir().display()
+            ),
+            e,
+        )
     })?;
     let spec_root = work.path().join("spec");
     let out_root = work.path().join("out");
@@ -141,10 +144,10 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     let home = work.path().join("home");
     for dir in [&spec_root, &out_root, &tmp, &home] {
         std::fs::create_dir(dir).map_err(|e| {
-            StepError::unavailable(format!(
-                "regenerate_sdk: cannot create {}: {e}",
-                dir.display()
-            ))
+            StepError::io(
+                format!("regenerate_sdk: cannot create {}", dir.display()),
+                e,
+            )
         })?;
     }
 
@@ -218,10 +221,10 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
             std::fs::create_dir(&dir)
                 .and_then(|()| std::fs::write(&file, text))
                 .map_err(|e| {
-                    StepError::unavailable(format!(
-                        "regenerate_sdk: cannot write {}: {e}",
-                        file.display()
-                    ))
+                    StepError::io(
+                        format!("regenerate_sdk: cannot write {}", file.display()),
+                        e,
+                    )
                 })?;
             Some(file)
         }
@@ -235,10 +238,10 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     for (language, generator) in &generators {
         let out = out_root.join(language);
         std::fs::create_dir(&out).map_err(|e| {
-            StepError::unavailable(format!(
-                "regenerate_sdk: cannot create {}: {e}",
-                out.display()
-            ))
+            StepError::io(
+                format!("regenerate_sdk: cannot create {}", out.display()),
+                e,
+            )
         })?;
         let inv = match generator {
             Generator::Preset(preset) => {
