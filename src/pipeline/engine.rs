@@ -624,7 +624,7 @@ impl Inner {
             )
             .await
             .unwrap_or_else(|_| {
-                Err(StepError::transient(format!(
+                Err(StepError::timed_out(format!(
                     "timed out after {timeout}s (raise `timeout` on the step, or \
                      `step_defaults.{}.timeout` in mockops.yaml)",
                     step_type.as_str()
@@ -647,8 +647,10 @@ impl Inner {
                     self.count_step(step_type, "succeeded");
                     return Ok(StepOutcome::Succeeded);
                 }
-                Err(e) if e.retryable && left > 0 => {
-                    let msg = redact(&e.message);
+                Err(e) if e.retryable() && left > 0 => {
+                    // The message with its causes, as the record keeps it.
+                    let msg = redact(&e.rendered());
+                    tracing::warn!(error = %msg, target = ?e.target, "step attempt failed; retrying");
                     let delay = backoff::delay_after(
                         self.opts.backoff_base,
                         self.opts.backoff_max,
@@ -668,8 +670,9 @@ impl Inner {
                     }
                 }
                 Err(e) => {
-                    let msg = redact(&e.message);
-                    let why = if e.retryable {
+                    let msg = redact(&e.rendered());
+                    tracing::warn!(error = %msg, target = ?e.target, retryable = e.retryable(), "step failed");
+                    let why = if e.retryable() {
                         format!("failed after {} attempts: {msg}", s.attempts)
                     } else {
                         format!("failed (not retryable): {msg}")

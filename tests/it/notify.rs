@@ -195,22 +195,34 @@ async fn slack_refusals_are_errors_with_the_answer_and_without_the_url() {
     // A revoked webhook.
     rx.reply_next(Reply::Status(404, "no_service".into()));
     let err = n.send(&step, &ctx("k")).await.expect_err("refused");
-    assert!(!err.retryable, "{err:?}");
-    assert!(err.message.contains("HTTP 404"), "{}", err.message);
-    assert!(err.message.contains("no_service"), "{}", err.message);
-    assert!(!err.message.contains("leakyleakyleaky"), "{}", err.message);
+    assert!(!err.retryable(), "{err:?}");
+    assert!(err.rendered().contains("HTTP 404"), "{}", err.rendered());
+    assert!(err.rendered().contains("no_service"), "{}", err.rendered());
+    assert!(
+        !err.rendered().contains("leakyleakyleaky"),
+        "{}",
+        err.rendered()
+    );
 
     // A 200 whose body is one of Slack's error codes.
     rx.reply_next(Reply::Status(200, "invalid_payload".into()));
     let err = n.send(&step, &ctx("k")).await.expect_err("refused");
-    assert!(!err.retryable);
-    assert!(err.message.contains("invalid_payload"), "{}", err.message);
+    assert!(!err.retryable());
+    assert!(
+        err.rendered().contains("invalid_payload"),
+        "{}",
+        err.rendered()
+    );
 
     // Slack having a bad moment is worth a retry.
     rx.reply_next(Reply::Status(500, "rollup_error".into()));
     let err = n.send(&step, &ctx("k")).await.expect_err("fails");
-    assert!(err.retryable);
-    assert!(!err.message.contains("leakyleakyleaky"), "{}", err.message);
+    assert!(err.retryable());
+    assert!(
+        !err.rendered().contains("leakyleakyleaky"),
+        "{}",
+        err.rendered()
+    );
 
     // And then it works.
     n.send(&step, &ctx("k")).await.expect("delivered");
@@ -233,12 +245,12 @@ async fn a_retry_skips_the_slack_channels_already_posted_to() {
         .send(&step, &ctx("exec-9/notify"))
         .await
         .expect_err("one fails");
-    assert!(err.retryable);
-    assert!(err.message.contains("1 of 2"), "{}", err.message);
+    assert!(err.retryable());
+    assert!(err.rendered().contains("1 of 2"), "{}", err.rendered());
     assert!(
-        err.message.contains("#b") && !err.message.contains("#a"),
+        err.rendered().contains("#b") && !err.rendered().contains("#a"),
         "{}",
-        err.message
+        err.rendered()
     );
 
     let out = n
@@ -304,28 +316,32 @@ async fn missing_secrets_and_urls_are_permanent_errors_that_name_them() {
         )
         .await
         .expect_err("missing");
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert!(
-        err.message.contains("${env:MOCKOPS_TEST_UNSET}"),
+        err.rendered().contains("${env:MOCKOPS_TEST_UNSET}"),
         "{}",
-        err.message
+        err.rendered()
     );
-    assert!(err.message.contains("slack_webhook_url"), "{}", err.message);
+    assert!(
+        err.rendered().contains("slack_webhook_url"),
+        "{}",
+        err.rendered()
+    );
 
     let err = n
         .send(&cfg(json!({"type": "slack", "message": "m"})), &ctx("k"))
         .await
         .expect_err("no url");
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert!(
-        err.message.contains("notify.slack.webhook_url"),
+        err.rendered().contains("notify.slack.webhook_url"),
         "{}",
-        err.message
+        err.rendered()
     );
     assert!(
-        err.message.contains("MOCKOPS_SLACK_WEBHOOK_URL"),
+        err.rendered().contains("MOCKOPS_SLACK_WEBHOOK_URL"),
         "{}",
-        err.message
+        err.rendered()
     );
 
     let err = n
@@ -335,11 +351,12 @@ async fn missing_secrets_and_urls_are_permanent_errors_that_name_them() {
         )
         .await
         .expect_err("unreadable");
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert!(
-        err.message.contains("${file:/nonexistent/mockops/token}"),
+        err.rendered()
+            .contains("${file:/nonexistent/mockops/token}"),
         "{}",
-        err.message
+        err.rendered()
     );
 }
 
@@ -465,12 +482,12 @@ async fn every_webhook_target_must_succeed_and_a_retry_sends_only_the_failed_one
         .send(&step, &ctx("exec-1/hook"))
         .await
         .expect_err("two fail");
-    assert!(err.retryable, "a 502 is worth retrying: {err:?}");
-    assert!(err.message.contains("2 of 3"), "{}", err.message);
-    assert!(err.message.contains(&b.url("/b")), "{}", err.message);
-    assert!(err.message.contains(&c.url("/c")), "{}", err.message);
-    assert!(!err.message.contains(&a.url("/a")), "{}", err.message);
-    assert!(err.message.contains("HTTP 502") && err.message.contains("HTTP 404"));
+    assert!(err.retryable(), "a 502 is worth retrying: {err:?}");
+    assert!(err.rendered().contains("2 of 3"), "{}", err.rendered());
+    assert!(err.rendered().contains(&b.url("/b")), "{}", err.rendered());
+    assert!(err.rendered().contains(&c.url("/c")), "{}", err.rendered());
+    assert!(!err.rendered().contains(&a.url("/a")), "{}", err.rendered());
+    assert!(err.rendered().contains("HTTP 502") && err.rendered().contains("HTTP 404"));
 
     let out = n
         .send(&step, &ctx("exec-1/hook"))
@@ -520,16 +537,16 @@ async fn webhook_statuses_decide_whether_to_retry() {
             .send(&step, &ctx(&format!("k-{status}")))
             .await
             .expect_err("fails");
-        assert_eq!(err.retryable, retryable, "{status}: {}", err.message);
+        assert_eq!(err.retryable(), retryable, "{status}: {}", err.rendered());
         assert!(
-            err.message.contains(&format!("HTTP {status}")),
+            err.rendered().contains(&format!("HTTP {status}")),
             "{}",
-            err.message
+            err.rendered()
         );
         assert!(
-            err.message.contains(&format!("status {status} body")),
+            err.rendered().contains(&format!("status {status} body")),
             "{}",
-            err.message
+            err.rendered()
         );
     }
 }
@@ -547,8 +564,8 @@ async fn a_hanging_webhook_times_out_and_is_retryable() {
         )
         .await
         .expect_err("times out");
-    assert!(err.retryable);
-    assert!(err.message.contains("timed out"), "{}", err.message);
+    assert!(err.retryable());
+    assert!(err.rendered().contains("timed out"), "{}", err.rendered());
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(rx.requests().len(), 1);
 }
@@ -567,8 +584,12 @@ async fn an_unreachable_webhook_is_retryable() {
         )
         .await
         .expect_err("refused");
-    assert!(err.retryable);
-    assert!(err.message.contains("could not connect"), "{}", err.message);
+    assert!(err.retryable());
+    assert!(
+        err.rendered().contains("could not connect"),
+        "{}",
+        err.rendered()
+    );
 }
 
 #[tokio::test]
@@ -591,13 +612,13 @@ async fn errors_never_contain_secret_values() {
         .await
         .expect_err("refused");
     assert_eq!(rx.requests()[0].path, format!("/hooks/{token}"));
-    assert!(!err.message.contains(token), "{}", err.message);
+    assert!(!err.rendered().contains(token), "{}", err.rendered());
     assert!(
-        err.message.contains("token *** was revoked"),
+        err.rendered().contains("token *** was revoked"),
         "{}",
-        err.message
+        err.rendered()
     );
-    assert!(err.message.contains("/hooks/***"), "{}", err.message);
+    assert!(err.rendered().contains("/hooks/***"), "{}", err.rendered());
 
     // The same redactor serves everything else that writes text out.
     assert_eq!(n.redactor().redact(&format!("log: {token}")), "log: ***");
@@ -717,10 +738,14 @@ async fn smtp_auth_uses_the_password_file_and_never_shows_the_password() {
         .send(&with_password(bad), &ctx("k2"))
         .await
         .expect_err("authentication fails");
-    assert!(!err.retryable, "{err:?}");
-    assert!(err.message.contains("535"), "{}", err.message);
-    assert!(err.message.contains("smtp.password"), "{}", err.message);
-    assert!(!err.message.contains(wrong) && !err.message.contains(password));
+    assert!(!err.retryable(), "{err:?}");
+    assert!(err.rendered().contains("535"), "{}", err.rendered());
+    assert!(
+        err.rendered().contains("smtp.password"),
+        "{}",
+        err.rendered()
+    );
+    assert!(!err.rendered().contains(wrong) && !err.rendered().contains(password));
 
     // No credentials where the server requires them.
     let err = n
@@ -730,7 +755,7 @@ async fn smtp_auth_uses_the_password_file_and_never_shows_the_password() {
         )
         .await
         .expect_err("authentication required");
-    assert!(!err.retryable, "{err:?}");
+    assert!(!err.retryable(), "{err:?}");
     assert_eq!(server.messages().len(), 1);
 }
 
@@ -745,14 +770,14 @@ async fn smtp_replies_decide_whether_to_retry() {
         .send(&to("reject@example.com"), &ctx("k"))
         .await
         .expect_err("550");
-    assert!(!err.retryable);
-    assert!(err.message.contains("550"), "{}", err.message);
+    assert!(!err.retryable());
+    assert!(err.rendered().contains("550"), "{}", err.rendered());
     let err = n
         .send(&to("tempfail@example.com"), &ctx("k"))
         .await
         .expect_err("451");
-    assert!(err.retryable);
-    assert!(err.message.contains("451"), "{}", err.message);
+    assert!(err.retryable());
+    assert!(err.rendered().contains("451"), "{}", err.rendered());
     assert!(server.messages().is_empty());
 }
 
@@ -766,7 +791,7 @@ async fn unreachable_and_silent_smtp_servers_are_retryable() {
         .send(&to_port(closed_port()), &ctx("k"))
         .await
         .expect_err("refused");
-    assert!(err.retryable, "{err:?}");
+    assert!(err.retryable(), "{err:?}");
 
     let silent = SilentListener::start().await;
     let started = Instant::now();
@@ -774,8 +799,8 @@ async fn unreachable_and_silent_smtp_servers_are_retryable() {
         .send(&to_port(silent.port), &ctx("k"))
         .await
         .expect_err("no greeting");
-    assert!(err.retryable, "{err:?}");
-    assert!(err.message.contains("timed out"), "{}", err.message);
+    assert!(err.retryable(), "{err:?}");
+    assert!(err.rendered().contains("timed out"), "{}", err.rendered());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -794,8 +819,12 @@ async fn smtp_hosts_on_private_networks_are_refused() {
             )
             .await
             .expect_err("refused");
-        assert!(!err.retryable, "{err:?}");
-        assert!(err.message.contains("--allow-outbound"), "{}", err.message);
+        assert!(!err.retryable(), "{err:?}");
+        assert!(
+            err.rendered().contains("--allow-outbound"),
+            "{}",
+            err.rendered()
+        );
     }
 }
 
@@ -815,8 +844,8 @@ async fn smtp_security_is_not_silently_downgraded() {
         )
         .await
         .expect_err("no STARTTLS");
-    assert!(!err.retryable);
-    assert!(err.message.contains("STARTTLS"), "{}", err.message);
+    assert!(!err.retryable());
+    assert!(err.rendered().contains("STARTTLS"), "{}", err.rendered());
 
     // A password is never sent in clear text off the machine.
     let err = n
@@ -832,7 +861,7 @@ async fn smtp_security_is_not_silently_downgraded() {
         )
         .await
         .expect_err("refused before connecting");
-    assert!(!err.retryable);
-    assert!(err.message.contains("unencrypted"), "{}", err.message);
+    assert!(!err.retryable());
+    assert!(err.rendered().contains("unencrypted"), "{}", err.rendered());
     assert!(server.messages().is_empty());
 }

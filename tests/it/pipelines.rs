@@ -71,6 +71,15 @@ impl TestRunner {
     }
 }
 
+/// A failure that may pass (the target is unavailable) or will not (the input is invalid).
+fn failure(message: String, retryable: bool) -> StepError {
+    if retryable {
+        StepError::unavailable(message)
+    } else {
+        StepError::invalid(message)
+    }
+}
+
 impl StepRunner for TestRunner {
     fn run<'a>(
         &'a self,
@@ -95,12 +104,12 @@ impl StepRunner for TestRunner {
             let outputs = |v: Json| v.as_object().cloned().unwrap_or_default();
             match act {
                 Act::Ok(v) => Ok(outputs(v)),
-                Act::FailFirst { n, retryable } if ctx.attempt <= n => Err(StepError {
-                    message: format!("HTTP 503 on attempt {}", ctx.attempt),
+                Act::FailFirst { n, retryable } if ctx.attempt <= n => Err(failure(
+                    format!("HTTP 503 on attempt {}", ctx.attempt),
                     retryable,
-                }),
+                )),
                 Act::FailFirst { .. } => Ok(outputs(json!({"delivered": true}))),
-                Act::Fail { retryable, message } => Err(StepError { message, retryable }),
+                Act::Fail { retryable, message } => Err(failure(message, retryable)),
                 Act::Sleep(d) => {
                     tokio::time::sleep(d).await;
                     Ok(outputs(json!({"delivered": true})))
@@ -193,7 +202,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(runner: Arc<TestRunner>, opts: EngineOptions) -> Self {
+    fn new(runner: Arc<dyn StepRunner>, opts: EngineOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (store, _) = Store::open(dir.path()).expect("open store");
         let engine = Engine::new(store.clone(), runner, opts);
@@ -1256,4 +1265,130 @@ fn slack_channels_already_posted_to_are_not_posted_again_after_sigkill() {
     let deliveries = &done["steps"][0]["outputs"]["deliveries"];
     assert_eq!(deliveries[0]["earlier_attempt"], true, "{done:#}");
     assert!(d.terminate());
+}
+
+/// Runs `notify` steps with a real notifier (receivers on loopback allowed).
+struct NotifyRunner(mockops::pipeline::steps::notify::Notifier);
+
+impl NotifyRunner {
+    fn new() -> Arc<Self> {
+        let outbound = Arc::new(
+            mockops::outbound::OutboundPolicy::parse(["127.0.0.0/8", "::1"]).expect("policy"),
+        );
+        let client = mockops::pipeline::steps::notify::Notifier::http_client(
+            Duration::from_secs(5),
+            outbound.clone(),
+        )
+        .expect("http client");
+        Arc::new(Self(
+            mockops::pipeline::steps::notify::Notifier::new(
+                client,
+                Default::default(),
+                mockops::secret::Redactor::new(),
+            )
+            .with_outbound(outbound),
+        ))
+    }
+}
+
+impl StepRunner for NotifyRunner {
+    fn run<'a>(
+        &'a self,
+        _step_type: StepType,
+        config: Json,
+        ctx: &'a StepContext,
+    ) -> Pin<Box<dyn Future<Output = Result<Outputs, StepError>> + Send + 'a>> {
+        Box::pin(async move {
+            let cfg: mockops::model::NotifyConfig =
+                serde_json::from_value(config).map_err(|e| StepError::invalid(e.to_string()))?;
+            self.0.send(&cfg, ctx).await
+        })
+    }
+}
+
+/// What the webhook receiver answers decides the retries, through the engine: a 503 is tried
+/// again (and the second attempt delivers), a 400 is not, and a refused connection is retried
+/// until the attempts run out. Each record keeps the message with its cause.
+#[tokio::test]
+async fn webhook_answers_decide_the_engines_retries_and_the_record_keeps_the_cause() {
+    let rx = crate::support::receivers::HttpReceiver::start().await;
+    let closed = crate::support::receivers::closed_port();
+    let mut h = Harness::new(NotifyRunner::new(), opts());
+    let step = |name: &str, url: String| {
+        json!({"name": name, "step_type": "notify", "retries": 2,
+               "config": {"type": "webhook", "message": "m", "webhook_url": url}})
+    };
+    apply(
+        &h.store,
+        &[
+            pipeline(
+                "flaky",
+                json!([{"event": "flaky.happened"}]),
+                json!([step("n", rx.url("/flaky"))]),
+            ),
+            pipeline(
+                "bad",
+                json!([{"event": "bad.happened"}]),
+                json!([step("n", rx.url("/bad"))]),
+            ),
+            pipeline(
+                "down",
+                json!([{"event": "down.happened"}]),
+                json!([step("n", format!("http://127.0.0.1:{closed}/down"))]),
+            ),
+        ],
+        None,
+    );
+    h.start();
+
+    rx.fail_next(1, 503, "busy, come back later");
+    h.post("flaky.happened", json!({}));
+    let flaky = h.finished("flaky").await;
+    let s = &flaky.steps[0];
+    assert_eq!(flaky.status, ExecutionStatus::Succeeded, "{flaky:#?}");
+    assert_eq!(s.attempts, 2, "{s:#?}");
+    let first = s
+        .logs
+        .iter()
+        .find(|l| l.contains("attempt 1 failed"))
+        .expect("the failed attempt is logged");
+    assert!(first.contains("HTTP 503 Service Unavailable"), "{first}");
+    assert!(first.contains("busy, come back later"), "{first}");
+    assert!(first.contains("retrying in"), "{first}");
+
+    rx.fail_next(1, 400, "field `text` is required");
+    h.post("bad.happened", json!({}));
+    let bad = h.finished("bad").await;
+    let s = &bad.steps[0];
+    assert_eq!(bad.status, ExecutionStatus::Failed, "{bad:#?}");
+    assert_eq!(s.attempts, 1, "a 400 is not retried: {s:#?}");
+    let error = s.error.as_deref().unwrap_or_default();
+    assert!(error.contains("HTTP 400 Bad Request"), "{error}");
+    assert!(error.contains("field `text` is required"), "{error}");
+    assert!(
+        s.logs.iter().any(|l| l.contains("failed (not retryable)")),
+        "{s:#?}"
+    );
+
+    h.post("down.happened", json!({}));
+    let down = h.finished("down").await;
+    let s = &down.steps[0];
+    assert_eq!(down.status, ExecutionStatus::Failed, "{down:#?}");
+    assert_eq!(s.attempts, 3, "a refused connection is retried: {s:#?}");
+    let error = s.error.as_deref().unwrap_or_default();
+    // The message, then its causes down to the operating system's refusal.
+    assert!(
+        error.contains(&format!(
+            "webhook http://127.0.0.1:{closed}/down: could not connect: "
+        )),
+        "{error}"
+    );
+    assert!(
+        error.to_ascii_lowercase().contains("connection refused"),
+        "the cause chain reaches the refused connection: {error}"
+    );
+    assert!(
+        s.logs.iter().any(|l| l.contains("failed after 3 attempts")),
+        "{s:#?}"
+    );
 }

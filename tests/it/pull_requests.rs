@@ -283,13 +283,13 @@ async fn a_rate_limit_that_outlasts_the_retries_is_a_retryable_failure() {
         .expect("client");
     emu.inject(Method::POST, "/pulls", 10, Fault::SecondaryRateLimit(1));
     let err = apply(&gh, &request(2, "evt-1")).await.expect_err("limited");
-    assert!(err.retryable, "{err:?}");
+    assert!(err.retryable(), "{err:?}");
     assert!(
-        err.message.contains("secondary rate limit"),
+        err.rendered().contains("secondary rate limit"),
         "{}",
-        err.message
+        err.rendered()
     );
-    assert!(!err.message.contains("ghp_testtoken"));
+    assert!(!err.rendered().contains("ghp_testtoken"));
     emu.assert_conformant();
 }
 
@@ -303,8 +303,8 @@ async fn server_errors_in_the_commit_sequence_leave_no_half_made_branch() {
     let err = apply(&gh, &request(2, "evt-1"))
         .await
         .expect_err("commits fail");
-    assert!(err.retryable, "{err:?}");
-    assert!(err.message.contains("502"), "{}", err.message);
+    assert!(err.retryable(), "{err:?}");
+    assert!(err.rendered().contains("502"), "{}", err.rendered());
     assert_eq!(
         emu.branch_sha(REPO, branch),
         None,
@@ -346,7 +346,7 @@ async fn a_failure_after_the_branch_is_repaired_by_the_next_attempt() {
     let err = apply(&gh, &request(2, "evt-1"))
         .await
         .expect_err("pulls fail");
-    assert!(err.retryable);
+    assert!(err.retryable());
     emu.clear_faults();
     let out = apply(&gh, &request(2, "evt-1"))
         .await
@@ -372,11 +372,11 @@ async fn unsafe_paths_are_rejected_before_any_request() {
         let err = PrRequest::new(REPO, "main", "p", "t", "T")
             .write(bad, "x")
             .expect_err(bad);
-        assert!(!err.retryable);
+        assert!(!err.retryable());
         assert!(
-            err.message.contains(bad.replace('\\', "\\\\").as_str()),
+            err.rendered().contains(bad.replace('\\', "\\\\").as_str()),
             "{}",
-            err.message
+            err.rendered()
         );
     }
 }
@@ -750,11 +750,11 @@ mod git_fallback {
         )
         .await
         .expect_err("no base");
-        assert!(!err.retryable);
+        assert!(!err.retryable());
         assert!(
-            err.message.contains("\"develop\" does not exist"),
+            err.rendered().contains("\"develop\" does not exist"),
             "{}",
-            err.message
+            err.rendered()
         );
     }
 }
@@ -879,9 +879,13 @@ mod direct_commits {
         let err = commit_github(&client(&emu.api_url()), &promotion(CONFIG, "promo-p1", 9))
             .await
             .expect_err("protected");
-        assert!(!err.retryable);
-        assert!(err.message.contains("protected"), "{}", err.message);
-        assert!(err.message.contains("direct_commit"), "{}", err.message);
+        assert!(!err.retryable());
+        assert!(err.rendered().contains("protected"), "{}", err.rendered());
+        assert!(
+            err.rendered().contains("direct_commit"),
+            "{}",
+            err.rendered()
+        );
         assert_eq!(emu.branch_sha(CONFIG, "main"), before);
         emu.assert_conformant();
     }
@@ -948,9 +952,9 @@ mod direct_commits {
         let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d1", 7))
             .await
             .expect_err("dirty");
-        assert!(!err.retryable);
-        assert!(err.message.contains(PATH), "{}", err.message);
-        assert!(err.message.contains("uncommitted"), "{}", err.message);
+        assert!(!err.retryable());
+        assert!(err.rendered().contains(PATH), "{}", err.rendered());
+        assert!(err.rendered().contains("uncommitted"), "{}", err.rendered());
         assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head, "no commit");
         assert_eq!(
             std::fs::read_to_string(dir.path().join(PATH)).expect("git fixture"),
@@ -963,7 +967,7 @@ mod direct_commits {
         let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d2", 7))
             .await
             .expect_err("staged");
-        assert!(err.message.contains("staged"), "{}", err.message);
+        assert!(err.rendered().contains("staged"), "{}", err.rendered());
         assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
 
         // A symbolic link on the way is never written through.
@@ -976,7 +980,11 @@ mod direct_commits {
         let err = commit_local(dir.path(), &promotion(&repo_path, "promo-d3", 7))
             .await
             .expect_err("symlink");
-        assert!(err.message.contains("symbolic link"), "{}", err.message);
+        assert!(
+            err.rendered().contains("symbolic link"),
+            "{}",
+            err.rendered()
+        );
         assert!(!outside.path().join("scenarios/card-declined.yaml").exists());
         assert_eq!(git(dir.path(), &["rev-parse", "HEAD"]), head);
     }
@@ -1403,17 +1411,17 @@ mod push_access {
         let err = apply_git(&remote(wrong()), &req)
             .await
             .expect_err("wrong pin");
-        assert!(!err.retryable, "{err:?}");
+        assert!(!err.retryable(), "{err:?}");
         assert!(
-            err.message.contains("does not match") && err.message.contains(&presented),
+            err.rendered().contains("does not match") && err.rendered().contains(&presented),
             "{}",
-            err.message
+            err.rendered()
         );
         let err = commit_git(&remote(wrong()), &promotion(&url))
             .await
             .expect_err("wrong pin, direct commit");
-        assert!(!err.retryable, "{err:?}");
-        assert!(err.message.contains(&presented), "{}", err.message);
+        assert!(!err.retryable(), "{err:?}");
+        assert!(err.rendered().contains(&presented), "{}", err.rendered());
         assert!(
             !sshd.log().contains("Accepted publickey"),
             "no key offered to an untrusted host: {}",
@@ -1423,16 +1431,16 @@ mod push_access {
         let err = apply_git(&remote(vec![]), &req)
             .await
             .expect_err("nothing pinned");
-        assert!(!err.retryable, "{err:?}");
+        assert!(!err.retryable(), "{err:?}");
         assert!(
-            err.message.contains("not pinned") && err.message.contains(&presented),
+            err.rendered().contains("not pinned") && err.rendered().contains(&presented),
             "{}",
-            err.message
+            err.rendered()
         );
 
         let pushed = apply_git(&remote(vec![presented.clone()]), &req)
             .await
-            .unwrap_or_else(|e| panic!("{}\n{}", e.message, sshd.log()));
+            .unwrap_or_else(|e| panic!("{}\n{}", e.rendered(), sshd.log()));
         assert_eq!(pushed.action, PrAction::Pushed, "{pushed:?}");
     }
 
@@ -1452,8 +1460,8 @@ mod push_access {
         let err = apply_git(&remote, &req).await.expect_err("no answer");
         let took = started.elapsed();
         assert!(took < Duration::from_secs(6), "took {took:?}");
-        assert!(err.retryable, "{err:?}");
-        assert!(err.message.contains("timed out"), "{}", err.message);
+        assert!(err.retryable(), "{err:?}");
+        assert!(err.rendered().contains("timed out"), "{}", err.rendered());
 
         let started = Instant::now();
         let err = commit_git(&remote, &promotion(&url))
@@ -1461,7 +1469,7 @@ mod push_access {
             .expect_err("no answer");
         let took = started.elapsed();
         assert!(took < Duration::from_secs(6), "took {took:?}");
-        assert!(err.retryable, "{err:?}");
-        assert!(err.message.contains("timed out"), "{}", err.message);
+        assert!(err.retryable(), "{err:?}");
+        assert!(err.rendered().contains("timed out"), "{}", err.rendered());
     }
 }

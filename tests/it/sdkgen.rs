@@ -154,8 +154,12 @@ async fn spec_path_comes_from_the_event_when_not_configured() {
     let e = run(&req, json!({"commit": r.a.to_string()}))
         .await
         .expect_err("no spec path anywhere");
-    assert!(!e.retryable);
-    assert!(e.message.contains("config.spec_path"), "{}", e.message);
+    assert!(!e.retryable());
+    assert!(
+        e.rendered().contains("config.spec_path"),
+        "{}",
+        e.rendered()
+    );
 }
 
 fn openapi_typescript_installed() -> PathBuf {
@@ -213,7 +217,7 @@ async fn python_preset_runs_the_real_openapi_python_client_on_a_bundled_spec() {
         Ok(out) => out,
         Err(e) => panic!(
             "openapi-python-client (install it with `python3 -m pip install openapi-python-client`, as scripts/test does): {}",
-            e.message
+            e.rendered()
         ),
     };
     let files = out["files"].as_object().expect("files object");
@@ -279,12 +283,12 @@ async fn rust_preset_refuses_openapi_3_1_with_the_way_out() {
     let e = run(&req, json!({"commit": r.a.to_string()}))
         .await
         .expect_err("3.1");
-    assert!(!e.retryable);
-    assert!(e.message.contains("OpenAPI 3.0"), "{}", e.message);
+    assert!(!e.retryable());
+    assert!(e.rendered().contains("OpenAPI 3.0"), "{}", e.rendered());
     assert!(
-        e.message.contains("generators.rust.command"),
+        e.rendered().contains("generators.rust.command"),
         "{}",
-        e.message
+        e.rendered()
     );
 }
 
@@ -324,14 +328,22 @@ async fn a_failing_generator_reports_its_stderr() {
         }),
     );
     let e = run(&req, json!({})).await.expect_err("generator fails");
-    assert!(!e.retryable, "a generator's own failure is permanent");
-    assert!(e.message.contains("language `broken`"), "{}", e.message);
-    assert!(e.message.contains("exited with status 2"), "{}", e.message);
+    assert!(!e.retryable(), "a generator's own failure is permanent");
     assert!(
-        e.message
+        e.rendered().contains("language `broken`"),
+        "{}",
+        e.rendered()
+    );
+    assert!(
+        e.rendered().contains("exited with status 2"),
+        "{}",
+        e.rendered()
+    );
+    assert!(
+        e.rendered()
             .contains("error: unsupported schema at #/paths/~1pets"),
         "{}",
-        e.message
+        e.rendered()
     );
 }
 
@@ -348,11 +360,15 @@ async fn long_stderr_is_cut_to_its_end() {
     );
     let e = run(&req, json!({})).await.expect_err("fails");
     assert!(
-        e.message.ends_with("the real cause"),
+        e.rendered().ends_with("the real cause"),
         "{}",
-        &e.message[e.message.len().saturating_sub(200)..]
+        &e.rendered()[e.rendered().len().saturating_sub(200)..]
     );
-    assert!(e.message.len() < 6 * 1024, "{} bytes", e.message.len());
+    assert!(
+        e.rendered().len() < 6 * 1024,
+        "{} bytes",
+        e.rendered().len()
+    );
 }
 
 #[tokio::test]
@@ -375,9 +391,13 @@ async fn a_hanging_generator_is_killed_with_its_children_at_the_timeout() {
         "{:?}",
         started.elapsed()
     );
-    assert!(e.retryable, "a timeout may pass on a retry");
-    assert!(e.message.contains("did not finish within"), "{}", e.message);
-    assert!(e.message.contains("still working"), "{}", e.message);
+    assert!(e.retryable(), "a timeout may pass on a retry");
+    assert!(
+        e.rendered().contains("did not finish within"),
+        "{}",
+        e.rendered()
+    );
+    assert!(e.rendered().contains("still working"), "{}", e.rendered());
 
     // The background `sleep` was in the generator's process group and is gone too.
     let pid = std::fs::read_to_string(&pid_file).expect("pid written");
@@ -428,19 +448,19 @@ async fn a_missing_preset_tool_says_what_to_install() {
         req.path = Some(empty.path().as_os_str().to_owned());
         req.search_install_dirs = false;
         let e = run(&req, json!({})).await.expect_err("tool missing");
-        assert!(!e.retryable, "installing a tool needs an operator");
+        assert!(!e.retryable(), "installing a tool needs an operator");
         assert!(
-            e.message
+            e.rendered()
                 .contains(&format!("`{program}`, which is not installed")),
             "{}",
-            e.message
+            e.rendered()
         );
-        assert!(e.message.contains(hint), "{}", e.message);
+        assert!(e.rendered().contains(hint), "{}", e.rendered());
         assert!(
-            e.message
+            e.rendered()
                 .contains(&format!("generators.{language}.command")),
             "{}",
-            e.message
+            e.rendered()
         );
     }
 }
@@ -457,11 +477,11 @@ async fn a_missing_command_program_is_a_clear_error() {
         }),
     );
     let e = run(&req, json!({})).await.expect_err("no such program");
-    assert!(!e.retryable);
+    assert!(!e.retryable());
     assert!(
-        e.message.contains("no such program in PATH"),
+        e.rendered().contains("no such program in PATH"),
         "{}",
-        e.message
+        e.rendered()
     );
 }
 
@@ -478,11 +498,11 @@ async fn repository_commands_need_the_operators_permission_and_get_an_empty_home
     );
     req.allow_commands = false;
     let e = run(&req, json!({})).await.expect_err("not allowed");
-    assert!(!e.retryable);
+    assert!(!e.retryable());
     assert!(
-        e.message.contains("--allow-generator-commands"),
+        e.rendered().contains("--allow-generator-commands"),
         "{}",
-        e.message
+        e.rendered()
     );
     assert!(
         !marker.path().join("ran").exists(),
@@ -517,11 +537,11 @@ async fn paths_escaping_the_repository_are_refused() {
             json!({"spec_path": spec_path, "languages": ["x"], "generators": sh("x", "touch {out}/x")}),
         );
         let e = run(&req, json!({})).await.expect_err("escapes");
-        assert!(!e.retryable);
+        assert!(!e.retryable());
         assert!(
-            e.message.contains("leaves the repository"),
+            e.rendered().contains("leaves the repository"),
             "{spec_path}: {}",
-            e.message
+            e.rendered()
         );
     }
 
@@ -541,11 +561,11 @@ async fn paths_escaping_the_repository_are_refused() {
         }),
     );
     let e = run(&req, json!({})).await.expect_err("escaping $ref");
-    assert!(!e.retryable);
+    assert!(!e.retryable());
     assert!(
-        e.message.contains("must stay inside the repository"),
+        e.rendered().contains("must stay inside the repository"),
         "{}",
-        e.message
+        e.rendered()
     );
     assert!(
         !marker.exists(),
@@ -566,11 +586,11 @@ async fn unknown_commit_and_missing_spec_are_permanent() {
     )
     .await
     .expect_err("unknown commit");
-    assert!(!e.retryable);
+    assert!(!e.retryable());
     assert!(
-        e.message.contains("not found in the repository"),
+        e.rendered().contains("not found in the repository"),
         "{}",
-        e.message
+        e.rendered()
     );
 
     let req = request(
@@ -578,8 +598,8 @@ async fn unknown_commit_and_missing_spec_are_permanent() {
         json!({"spec_path": "specs/gone.yaml", "languages": ["x"], "generators": sh("x", "touch {out}/x")}),
     );
     let e = run(&req, json!({})).await.expect_err("no such spec");
-    assert!(e.message.contains("specs/gone.yaml"), "{}", e.message);
-    assert!(e.message.contains(&r.b.to_string()), "{}", e.message);
+    assert!(e.rendered().contains("specs/gone.yaml"), "{}", e.rendered());
+    assert!(e.rendered().contains(&r.b.to_string()), "{}", e.rendered());
 }
 
 #[tokio::test]
@@ -595,14 +615,14 @@ async fn output_over_the_cap_is_refused() {
     );
     req.limits.max_total_bytes = 1024 * 1024;
     let e = run(&req, json!({})).await.expect_err("too big");
-    assert!(e.message.contains("exceed 1 MiB"), "{}", e.message);
+    assert!(e.rendered().contains("exceed 1 MiB"), "{}", e.rendered());
 
     let req = request(
         r.fixture.path(),
         json!({"spec_path": "specs/api.yaml", "languages": ["none"], "generators": sh("none", "true")}),
     );
     let e = run(&req, json!({})).await.expect_err("nothing written");
-    assert!(e.message.contains("wrote no files"), "{}", e.message);
+    assert!(e.rendered().contains("wrote no files"), "{}", e.rendered());
 }
 
 #[tokio::test]
@@ -641,10 +661,10 @@ async fn proto_specs_bring_their_imports_and_need_a_command() {
         json!({"spec_path": "specs/proto/acme/pets/v1/pets.proto", "languages": ["python"]}),
     );
     let e = run(&req, json!({})).await.expect_err("no proto preset");
-    assert!(!e.retryable);
+    assert!(!e.retryable());
     assert!(
-        e.message.contains("no preset generator for .proto"),
+        e.rendered().contains("no preset generator for .proto"),
         "{}",
-        e.message
+        e.rendered()
     );
 }

@@ -20,7 +20,7 @@ pub mod notify;
 pub mod promote;
 pub mod sdkgen;
 
-pub use contract::{Outputs, StepContext, StepError};
+pub use contract::{Outputs, StepContext, StepError, Target};
 
 /// What the operator allows steps to do with the daemon's secrets, network and programs
 /// (see SPEC.md, "Security stance"). The default is the strict one.
@@ -133,24 +133,21 @@ impl Runner {
         let row = self
             .store
             .row("settings/mockops")
-            .map_err(|e| StepError::transient(format!("store: {e}")))?;
+            .map_err(StepError::store)?;
         match row {
             Some(r) => serde_json::from_value(r.value)
-                .map_err(|e| StepError::permanent(format!("applied settings unreadable: {e}"))),
+                .map_err(|e| StepError::invalid(format!("applied settings unreadable: {e}"))),
             None => Ok(Settings::default()),
         }
     }
 
     /// The last applied commit: what steps read the repository at when the event names none.
     fn applied_commit(&self) -> Result<String, StepError> {
-        let cursor = self
-            .store
-            .cursor()
-            .map_err(|e| StepError::transient(format!("store: {e}")))?;
+        let cursor = self.store.cursor().map_err(StepError::store)?;
         cursor
             .last_applied
             .map(|r| r.sha)
-            .ok_or_else(|| StepError::transient("no revision applied yet"))
+            .ok_or_else(|| StepError::unavailable("no revision applied yet"))
     }
 
     async fn regenerate_sdk(&self, config: Json, ctx: &StepContext) -> Result<Outputs, StepError> {
@@ -171,16 +168,28 @@ impl Runner {
             &ctx.steps,
         )?;
         let provider = crate::pipeline::steps::create_pr::provider_of(&cfg);
-        if provider == PrProvider::Git {
-            check_git_target(&cfg.repository, &self.outbound, &self.local_git_dirs).await?;
+        let target = match provider {
+            PrProvider::Git => Target::Remote {
+                remote: crate::git::access::redact_url(&cfg.repository),
+            },
+            _ => Target::Repository {
+                repository: cfg.repository.clone(),
+            },
+        };
+        let outcome = async {
+            if provider == PrProvider::Git {
+                check_git_target(&cfg.repository, &self.outbound, &self.local_git_dirs).await?;
+            }
+            crate::pipeline::steps::create_pr::run(
+                self.github.as_ref(),
+                provider,
+                &req,
+                &self.git_pushes,
+            )
+            .await
         }
-        let outcome = crate::pipeline::steps::create_pr::run(
-            self.github.as_ref(),
-            provider,
-            &req,
-            &self.git_pushes,
-        )
-        .await?;
+        .await
+        .map_err(|e| e.or_at(target))?;
         Ok(outcome.outputs())
     }
 }
@@ -208,7 +217,7 @@ async fn check_git_target(
         if inside {
             return Ok(());
         }
-        return Err(StepError::permanent(format!(
+        return Err(StepError::refused(format!(
             "create_pr: pushing to `{r}` on the daemon's machine is refused: a local remote must \
              be under {}",
             if local_dirs.is_empty() {
@@ -252,12 +261,12 @@ async fn check_git_target(
         .resolve(host, port)
         .await
         .map(|_| ())
-        .map_err(|e| StepError::permanent(format!("create_pr: repository {r}: {e}")))
+        .map_err(|e| StepError::refused(format!("create_pr: repository {r}: {e}")))
 }
 
 fn typed<T: DeserializeOwned>(config: Json, step: &str) -> Result<T, StepError> {
     serde_json::from_value(config)
-        .map_err(|e| StepError::permanent(format!("{step}: invalid config after rendering: {e}")))
+        .map_err(|e| StepError::invalid(format!("{step}: invalid config after rendering: {e}")))
 }
 
 impl StepRunner for Runner {
@@ -274,7 +283,7 @@ impl StepRunner for Runner {
                 StepType::Notify => config,
                 _ => crate::secret::unsealed_json(&config),
             };
-            match step_type {
+            let result = match step_type {
                 StepType::RegenerateSdk => self.regenerate_sdk(config, ctx).await,
                 StepType::CreatePr => self.create_pr(config, ctx).await,
                 StepType::Notify => {
@@ -285,8 +294,21 @@ impl StepRunner for Runner {
                         .send(&cfg, ctx)
                         .await
                 }
-                StepType::AutoPromote => self.auto_promote(config, ctx).await,
-            }
+                StepType::AutoPromote => {
+                    // What a promotion reaches is the config repository.
+                    let remote = Target::Remote {
+                        remote: crate::git::access::redact_url(&self.config_remote),
+                    };
+                    self.auto_promote(config, ctx).await.map_err(|e| {
+                        if e.failure.reaches_out() {
+                            e.or_at(remote)
+                        } else {
+                            e
+                        }
+                    })
+                }
+            };
+            result.map_err(|e| e.in_step(step_type))
         })
     }
 }

@@ -27,7 +27,7 @@ impl Runner {
         let envs: Vec<&str> = settings.environments.iter().map(|e| e.name()).collect();
         let pos = |e: &str| {
             envs.iter().position(|x| *x == e).ok_or_else(|| {
-                StepError::permanent(format!(
+                StepError::invalid(format!(
                     "environment `{e}` is not declared in mockops.yaml (declared: {})",
                     envs.join(", ")
                 ))
@@ -35,7 +35,7 @@ impl Runner {
         };
         let (from, to) = (pos(&cfg.from_environment)?, pos(&cfg.to_environment)?);
         if from >= to {
-            return Err(StepError::permanent(format!(
+            return Err(StepError::invalid(format!(
                 "promotion goes forward only: `{}` comes after `{}` in mockops.yaml",
                 cfg.from_environment, cfg.to_environment
             )));
@@ -51,9 +51,9 @@ impl Runner {
                 let row = self
                     .store
                     .row(&key)
-                    .map_err(|e| StepError::transient(format!("store: {e}")))?
+                    .map_err(StepError::store)?
                     .ok_or_else(|| {
-                        StepError::permanent(format!(
+                        StepError::invalid(format!(
                             "no {kind} `{}` in environment `{}` of the applied state",
                             cfg.entity_id, cfg.from_environment
                         ))
@@ -65,7 +65,7 @@ impl Runner {
                         .and_then(Json::as_str)
                         .unwrap_or("");
                     if have != want {
-                        return Err(StepError::permanent(format!(
+                        return Err(StepError::invalid(format!(
                             "{kind} `{}` is at version {have} in `{}`, not {want}",
                             cfg.entity_id, cfg.from_environment
                         )));
@@ -75,7 +75,7 @@ impl Runner {
             }
             EntityType::Config => {
                 let rel = crate::git::revision::normalize(&cfg.entity_id)
-                    .map_err(|e| StepError::permanent(format!("entity_id: {e}")))?;
+                    .map_err(|e| StepError::invalid(format!("entity_id: {e}")))?;
                 format!("environments/{}/{rel}", cfg.from_environment)
             }
         };
@@ -88,11 +88,11 @@ impl Runner {
         let commit = self.applied_commit()?;
         let content = {
             let files = crate::git::revision::GitFiles::open(&self.repo_path, &commit)
-                .map_err(|e| StepError::transient(format!("cannot read commit {commit}: {e}")))?;
+                .map_err(|e| StepError::unavailable(format!("cannot read commit {commit}: {e}")))?;
             let bytes = crate::git::revision::RevisionFiles::read(&files, &from_path)
-                .map_err(|e| StepError::permanent(format!("{from_path}: {e}")))?;
+                .map_err(|e| StepError::invalid(format!("{from_path}: {e}")))?;
             String::from_utf8(bytes)
-                .map_err(|_| StepError::permanent(format!("{from_path} is not UTF-8 text")))?
+                .map_err(|_| StepError::invalid(format!("{from_path} is not UTF-8 text")))?
         };
         let promotion_id = {
             use sha2::Digest as _;
@@ -133,7 +133,7 @@ impl Runner {
                 match promotion_target(&self.config_remote) {
                     (repository, PrProvider::Github) => {
                         let client = self.github.as_ref().ok_or_else(|| {
-                            StepError::permanent(
+                            StepError::invalid(
                                 "a direct promotion commit to GitHub needs credentials: set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_FILE",
                             )
                         })?;
@@ -174,7 +174,7 @@ impl Runner {
                 local_branch(&repo_dir, &base, &br, &to, text.as_bytes(), &msg)
             })
             .await
-            .map_err(|e| StepError::transient(format!("promotion task: {e}")))??;
+            .map_err(|e| StepError::unavailable(format!("promotion task: {e}")))??;
             let mut out = Outputs::new();
             out.insert("promotion_id".into(), Json::from(promotion_id));
             out.insert("from_path".into(), Json::from(from_path));
@@ -249,19 +249,19 @@ fn local_branch(
     content: &[u8],
     message: &str,
 ) -> Result<String, StepError> {
-    let git = |e: WriteError| StepError::transient(format!("promotion in {}: {e}", dir.display()));
+    let git = |e: WriteError| StepError::git(format!("promotion in {}: {e}", dir.display()), e);
     let repo = Repo::open(dir).map_err(git)?;
     let me = crate::pipeline::steps::create_pr::default_identity();
     if let Some(tip) = repo.branch_tip(branch).map_err(git)? {
         let ours = repo.commit_meta(tip).map_err(git)?.committer_email == me.email;
         if !ours {
-            return Err(StepError::permanent(format!(
+            return Err(StepError::invalid(format!(
                 "branch {branch} has a commit mockops did not make ({tip}); it is left alone"
             )));
         }
     }
     let base_commit = repo.branch_tip(base).map_err(git)?.ok_or_else(|| {
-        StepError::transient(format!("promotion in {}: no branch {base}", dir.display()))
+        StepError::unavailable(format!("promotion in {}: no branch {base}", dir.display()))
     })?;
     let commit = repo
         .commit_on(

@@ -72,13 +72,11 @@ impl DirectCommit {
 
     fn check(&self) -> Result<(), StepError> {
         if self.files.is_empty() {
-            return Err(StepError::permanent(
-                "a direct commit needs files to change",
-            ));
+            return Err(StepError::invalid("a direct commit needs files to change"));
         }
         super::check_branch(&self.branch, "branch")?;
         if self.marker.trim().is_empty() || !self.message.lines().any(|l| l == self.marker) {
-            return Err(StepError::permanent(
+            return Err(StepError::invalid(
                 "a direct commit's marker must be a line of its message",
             ));
         }
@@ -106,7 +104,7 @@ impl DirectCommit {
     }
 
     fn gave_up(&self, place: &str) -> StepError {
-        StepError::transient(format!(
+        StepError::unavailable(format!(
             "branch {} of {place} moved {} times while mockops was committing onto it; trying again later re-applies the change on the new tip",
             self.branch,
             self.attempts()
@@ -225,7 +223,7 @@ pub async fn commit_github(
             .await
             .map_err(step_err)?
             .ok_or_else(|| {
-                StepError::permanent(format!(
+                StepError::invalid(format!(
                     "branch {:?} does not exist in {place}; create it or follow another branch",
                     req.branch
                 ))
@@ -306,7 +304,7 @@ pub async fn commit_github(
                             .to_ascii_lowercase()
                             .contains("rule violation")) =>
             {
-                return Err(StepError::permanent(format!(
+                return Err(StepError::invalid(format!(
                     "{}: {e}",
                     protected_hint(&req.branch)
                 )));
@@ -356,7 +354,7 @@ fn git_blocking(access: &Access, req: &DirectCommit) -> Result<DirectOutcome, St
         &req.branch,
         |attempt| -> Result<_, StepError> {
             let tip = remote_tip()?.ok_or_else(|| {
-                StepError::permanent(format!(
+                StepError::invalid(format!(
                     "branch {:?} does not exist in {url}; create it or follow another branch",
                     req.branch
                 ))
@@ -406,7 +404,7 @@ fn git_blocking(access: &Access, req: &DirectCommit) -> Result<DirectOutcome, St
                     } else {
                         String::new()
                     };
-                    Err(StepError::permanent(format!(
+                    Err(StepError::invalid(format!(
                         "{url} refused the commit onto {}: {why}{hint}",
                         req.branch
                     )))
@@ -431,7 +429,7 @@ pub async fn commit_local(dir: &Path, req: &DirectCommit) -> Result<DirectOutcom
     let req = req.clone();
     tokio::task::spawn_blocking(move || local_blocking(&dir, &req))
         .await
-        .map_err(|e| StepError::transient(format!("direct commit task failed: {e}")))?
+        .map_err(|e| StepError::unavailable(format!("direct commit task failed: {e}")))?
 }
 
 fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepError> {
@@ -448,7 +446,7 @@ fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepE
                 .branch_tip(&req.branch)
                 .map_err(write_err)?
                 .ok_or_else(|| {
-                    StepError::permanent(format!(
+                    StepError::invalid(format!(
                         "branch {:?} does not exist in {place}; create it or follow another branch",
                         req.branch
                     ))
@@ -487,7 +485,7 @@ fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepE
             }
             if checked_out {
                 repo.update_work_tree(&edits).map_err(|e| {
-                StepError::permanent(format!(
+                StepError::invalid(format!(
                     "commit {commit} is on {} in {place}, but the work tree could not be updated for it ({e}); run `git checkout -- {}` there",
                     req.branch,
                     req.files
@@ -516,7 +514,7 @@ fn refuse_dirty(repo: &Repo, req: &DirectCommit, place: &str) -> Result<(), Step
     if dirty.is_empty() {
         return Ok(());
     }
-    Err(StepError::permanent(format!(
+    Err(StepError::invalid(format!(
         "{} has uncommitted changes to {} in {place}; mockops does not overwrite them: commit, discard or move them there, then run the pipeline again",
         req.branch,
         dirty.join(", ")

@@ -78,12 +78,7 @@ impl GitRemote {
 /// A failed network Git call as a step error: retryable when the fault may pass by itself
 /// (network, timeout); a refused host key, credentials or a missing repository are not.
 pub(super) fn remote_err(what: &str, e: FetchError) -> StepError {
-    let message = format!("{what} {e}");
-    if e.is_transient() {
-        StepError::transient(message)
-    } else {
-        StepError::permanent(message)
-    }
+    StepError::git(format!("{what} {e}"), WriteError::Remote(e))
 }
 
 /// Pushes `req` as a branch to a Git remote (blocking work runs off the async runtime, bounded
@@ -101,11 +96,7 @@ pub async fn apply_git(remote: &GitRemote, req: &PrRequest) -> Result<PrOutcome,
 
 /// A failed Git write as a step error, retryable when the fault may pass by itself.
 pub(super) fn write_err(e: WriteError) -> StepError {
-    if e.is_transient() {
-        StepError::transient(e.to_string())
-    } else {
-        StepError::permanent(e.to_string())
-    }
+    StepError::git(e.to_string(), e)
 }
 
 fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepError> {
@@ -120,7 +111,7 @@ fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepErro
         .map_err(write_err)?;
     let (base_remote, head_remote) = (heads[0], heads[1]);
     let base_oid = base_remote.ok_or_else(|| {
-        StepError::permanent(format!(
+        StepError::invalid(format!(
             "base branch {:?} does not exist in {url}; set `branch` to an existing branch",
             req.base_branch
         ))
@@ -196,13 +187,13 @@ fn push_blocking(access: &Access, req: &PrRequest) -> Result<PrOutcome, StepErro
     {
         Pushed::Done => {}
         Pushed::Moved => {
-            return Err(StepError::transient(format!(
+            return Err(StepError::unavailable(format!(
                 "branch {} moved on {url} while mockops was pushing; trying again re-checks who pushed",
                 req.head_branch
             )));
         }
         Pushed::Refused(r) => {
-            return Err(StepError::permanent(format!(
+            return Err(StepError::invalid(format!(
                 "{url} rejected the push of {r}"
             )));
         }

@@ -34,10 +34,11 @@ pub(super) fn step_err(e: GitHubError) -> StepError {
         }
         _ => "",
     };
-    StepError {
-        retryable: e.is_transient(),
+    crate::pipeline::steps::contract::Failure::GitHub {
         message: format!("{e}{hint}"),
+        source: e,
     }
+    .into()
 }
 
 /// Opens, updates or leaves alone the pull request of `req` (see the module docs).
@@ -148,7 +149,7 @@ impl Lifecycle<'_> {
             .branch_sha(&self.req.base_branch)
             .await?
             .ok_or_else(|| {
-                Stop::Step(StepError::permanent(format!(
+                Stop::Step(StepError::invalid(format!(
                     "base branch {:?} does not exist in {}/{}; set `branch` to an existing branch",
                     self.req.base_branch,
                     self.repo.owner(),
@@ -208,7 +209,7 @@ impl Lifecycle<'_> {
                     // as late as possible.
                     let now = self.repo.branch_sha(&self.req.head_branch).await?;
                     if now.as_deref() != Some(sha.as_str()) {
-                        return Err(Stop::Step(StepError::transient(format!(
+                        return Err(Stop::Step(StepError::unavailable(format!(
                             "branch {} moved while mockops was updating it; trying again will re-check who pushed",
                             self.req.head_branch
                         ))));
@@ -288,7 +289,7 @@ impl Lifecycle<'_> {
                             .into_iter()
                             .find(|p| p.head.name == self.req.head_branch)
                             .ok_or_else(|| {
-                                Stop::Step(StepError::transient(
+                                Stop::Step(StepError::unavailable(
                                     "GitHub says a pull request exists for the branch but does not list it yet",
                                 ))
                             })?;
@@ -494,7 +495,7 @@ pub(super) async fn blob_map(
 ) -> Result<HashMap<String, String>, TreeError> {
     let t = repo.tree_recursive(tree).await.map_err(TreeError::Api)?;
     if t.truncated {
-        return Err(TreeError::Step(StepError::permanent(format!(
+        return Err(TreeError::Step(StepError::invalid(format!(
             "the tree of {}/{} is too large for GitHub to list in one call",
             repo.owner(),
             repo.name()
@@ -558,10 +559,10 @@ mod tests {
             details: vec![],
         };
         let e = step_err(api(401));
-        assert!(!e.retryable);
-        assert!(e.message.contains("GITHUB_TOKEN"), "{}", e.message);
-        assert!(step_err(api(404)).message.contains("check `repository`"));
-        assert!(step_err(api(502)).retryable);
+        assert!(!e.retryable());
+        assert!(e.rendered().contains("GITHUB_TOKEN"), "{}", e.rendered());
+        assert!(step_err(api(404)).rendered().contains("check `repository`"));
+        assert!(step_err(api(502)).retryable());
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct RepoPath(String);
 impl RepoPath {
     pub fn new(path: &str) -> Result<Self, StepError> {
         let bad = |why: &str| {
-            StepError::permanent(format!(
+            StepError::invalid(format!(
                 "file path {path:?} {why}; use a relative path inside the repository such as `sdk/typescript/index.ts`"
             ))
         };
@@ -298,14 +298,14 @@ impl PrRequest {
             RepoPath::new(f.as_str())?;
         }
         if self.files.is_empty() {
-            return Err(StepError::permanent(
+            return Err(StepError::invalid(
                 "create_pr has no files to change; list them under `files`",
             ));
         }
         check_branch(&self.base_branch, "base branch")?;
         check_branch(&self.head_branch, "head branch")?;
         if self.title.trim().is_empty() {
-            return Err(StepError::permanent("create_pr needs a non-empty `title`"));
+            return Err(StepError::invalid("create_pr needs a non-empty `title`"));
         }
         Ok(())
     }
@@ -339,7 +339,7 @@ fn check_branch(name: &str, what: &str) -> Result<(), StepError> {
     if ok {
         Ok(())
     } else {
-        Err(StepError::permanent(format!(
+        Err(StepError::invalid(format!(
             "{what} {name:?} is not a valid Git branch name"
         )))
     }
@@ -476,7 +476,7 @@ pub async fn run(
     match provider {
         PrProvider::Github => {
             let client = client.ok_or_else(|| {
-                StepError::permanent(
+                StepError::invalid(
                     "create_pr needs GitHub credentials: set GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_FILE (or use `provider: git`)",
                 )
             })?;
@@ -561,7 +561,7 @@ pub fn request_from_config(
     for fc in &cfg.files {
         match (&fc.from_step, &fc.content) {
             (Some(_), Some(_)) => {
-                return Err(StepError::permanent(format!(
+                return Err(StepError::invalid(format!(
                     "file {:?} has both `content` and `from_step`; keep one",
                     fc.path
                 )));
@@ -585,7 +585,7 @@ pub fn request_from_config(
                         FileOperation::Delete => req.delete(&path)?,
                         _ => {
                             let text = content.as_str().ok_or_else(|| {
-                                StepError::permanent(format!(
+                                StepError::invalid(format!(
                                     "output `files` of step {from:?} maps {rel:?} to {content}, not to a string"
                                 ))
                             })?;
@@ -605,7 +605,7 @@ pub fn request_from_config(
                                     base64::engine::general_purpose::STANDARD.decode(b).ok()
                                 })
                                 .ok_or_else(|| {
-                                    StepError::permanent(format!(
+                                    StepError::invalid(format!(
                                         "output `binary_files` of step {from:?} maps {rel:?} to something that is not base64 text"
                                     ))
                                 })?;
@@ -622,7 +622,7 @@ pub fn request_from_config(
                     FileOperation::Delete => req.delete(&fc.path)?,
                     _ => {
                         let text = content.as_deref().ok_or_else(|| {
-                            StepError::permanent(format!(
+                            StepError::invalid(format!(
                                 "file {:?} needs `content` or `from_step` (or `operation: delete`)",
                                 fc.path
                             ))
@@ -661,7 +661,7 @@ fn step_files(steps: &Json, from: &str) -> Result<(FileMap, FileMap), StepError>
         None => (from, "files"),
     };
     let outputs = steps.get(step).ok_or_else(|| {
-        StepError::permanent(format!(
+        StepError::invalid(format!(
             "from_step {from:?}: no earlier step named {step:?} has outputs; name a step that runs before this one"
         ))
     })?;
@@ -672,11 +672,11 @@ fn step_files(steps: &Json, from: &str) -> Result<(FileMap, FileMap), StepError>
     };
     match outputs.get(key) {
         Some(Json::Object(files)) => Ok((files.clone(), binary)),
-        Some(other) => Err(StepError::permanent(format!(
+        Some(other) => Err(StepError::invalid(format!(
             "from_step {from:?}: output `{key}` is {}, not an object of path → content",
             type_name(other)
         ))),
-        None => Err(StepError::permanent(format!(
+        None => Err(StepError::invalid(format!(
             "from_step {from:?}: step {step:?} has no output `{key}`"
         ))),
     }
@@ -716,8 +716,8 @@ mod tests {
             ("C:/x", "drive"),
         ] {
             let err = RepoPath::new(p).unwrap_err();
-            assert!(err.message.contains(why), "{p:?}: {}", err.message);
-            assert!(!err.retryable);
+            assert!(err.rendered().contains(why), "{p:?}: {}", err.rendered());
+            assert!(!err.retryable());
         }
         for p in [
             "a",
@@ -904,13 +904,13 @@ mod tests {
         let steps = json!({"gen": {"outputs": {"files": {"../../etc/x": "boom"}}}});
         let err = request_from_config(&cfg(files.clone()), &Default::default(), &ctx(), &steps)
             .unwrap_err();
-        assert!(err.message.contains("`..`"), "{}", err.message);
+        assert!(err.rendered().contains("`..`"), "{}", err.rendered());
         let err =
             request_from_config(&cfg(files), &Default::default(), &ctx(), &json!({})).unwrap_err();
         assert!(
-            err.message.contains("no earlier step named \"gen\""),
+            err.rendered().contains("no earlier step named \"gen\""),
             "{}",
-            err.message
+            err.rendered()
         );
     }
 }

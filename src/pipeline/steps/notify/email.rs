@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Notifier, describe_source, error_chain, event_str, event_type, outputs};
 use crate::model::{SmtpConfig, SmtpTls};
+use crate::pipeline::steps::contract::{Failure, Target};
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 pub(super) struct Args<'a> {
@@ -47,7 +48,7 @@ pub(super) async fn send(
 ) -> Result<Outputs, StepError> {
     let defaults = n.defaults.email.as_ref();
     let smtp = args.smtp.or(defaults.map(|d| &d.smtp)).ok_or_else(|| {
-        StepError::permanent(
+        StepError::invalid(
             "no SMTP server: set `smtp` in the step or `notify.email.smtp` in mockops.yaml",
         )
     })?;
@@ -64,7 +65,7 @@ pub(super) async fn send(
             .unwrap_or_default();
     }
     if recipients.is_empty() {
-        return Err(StepError::permanent(
+        return Err(StepError::invalid(
             "no recipients: set `to` in the step or `notify.email.to` in mockops.yaml",
         ));
     }
@@ -72,12 +73,12 @@ pub(super) async fn send(
         .iter()
         .map(|r| {
             r.trim().parse::<Mailbox>().map_err(|e| {
-                StepError::permanent(format!("recipient `{r}` is not an e-mail address: {e}"))
+                StepError::invalid(format!("recipient `{r}` is not an e-mail address: {e}"))
             })
         })
         .collect::<Result<_, _>>()?;
     let from: Mailbox = smtp.from.trim().parse().map_err(|e| {
-        StepError::permanent(format!(
+        StepError::invalid(format!(
             "smtp.from `{}` is not an e-mail address: {e}",
             smtp.from
         ))
@@ -92,19 +93,19 @@ pub(super) async fn send(
         )),
         (None, None) => None,
         (Some(_), None) => {
-            return Err(StepError::permanent(
+            return Err(StepError::invalid(
                 "smtp.username is set without smtp.password: add `password: ${file:...}` or \
                  remove the username",
             ));
         }
         (None, Some(_)) => {
-            return Err(StepError::permanent(
+            return Err(StepError::invalid(
                 "smtp.password is set without smtp.username: add the account name",
             ));
         }
     };
     if credentials.is_some() && tls == SmtpTls::None && !is_loopback(host) {
-        return Err(StepError::permanent(format!(
+        return Err(StepError::invalid(format!(
             "refusing to send the SMTP password to {host} unencrypted (`tls: none`): use `tls: \
              starttls` or `tls: tls`"
         )));
@@ -133,20 +134,23 @@ pub(super) async fn send(
     }
     let email = builder
         .body(text_body(args.message, ctx, &event))
-        .map_err(|e| StepError::permanent(format!("cannot build the e-mail: {e}")))?;
+        .map_err(|e| StepError::invalid(format!("cannot build the e-mail: {e}")))?;
 
     let target = format!("SMTP {host}:{port}");
+    let server = || Target::Smtp {
+        server: format!("{host}:{port}"),
+    };
     // The SMTP host is written by the repository: it may not be the daemon's network unless
     // the operator allowed it (checked on what the name resolves to now).
     n.outbound
         .resolve(host.trim_matches(['[', ']']), port)
         .await
-        .map_err(|e| StepError::permanent(format!("{target}: {e}")))?;
+        .map_err(|e| StepError::refused(format!("{target}: {e}")).at(server()))?;
     let mut transport = match tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
         SmtpTls::Starttls | SmtpTls::Tls => {
             let params = TlsParameters::new(host.to_string()).map_err(|e| {
-                StepError::permanent(format!("{target}: TLS setup: {}", error_chain(&e)))
+                StepError::invalid(format!("{target}: TLS setup: {}", error_chain(&e))).at(server())
             })?;
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(
                 if tls == SmtpTls::Tls {
@@ -167,12 +171,13 @@ pub(super) async fn send(
     let response = tokio::time::timeout(n.smtp_timeout, transport.build().send(email))
         .await
         .map_err(|_| {
-            StepError::transient(format!(
+            StepError::timed_out(format!(
                 "{target}: timed out after {} without completing the delivery",
                 humantime::format_duration(n.smtp_timeout)
             ))
+            .at(server())
         })?
-        .map_err(|e| smtp_error(&target, &e))?;
+        .map_err(|e| smtp_error(&target, e).at(server()))?;
     let code = u16::from(response.code());
     let to_text: Vec<String> = to.iter().map(|m| m.email.to_string()).collect();
     let mut out = outputs(
@@ -185,27 +190,27 @@ pub(super) async fn send(
     Ok(out)
 }
 
-/// Retryable: 4xx replies, timeouts, connection failures. Permanent: 5xx replies (a rejected
-/// recipient, failed authentication), TLS and client errors (configuration).
-fn smtp_error(target: &str, e: &lettre::transport::smtp::Error) -> StepError {
-    let chain = error_chain(e);
-    if e.is_permanent() {
+/// The failure of an SMTP exchange, with a hint where the fix is known. Whether it is worth a
+/// retry follows from the error (see [`crate::pipeline::steps::contract::smtp_retryable`]).
+fn smtp_error(target: &str, e: lettre::transport::smtp::Error) -> StepError {
+    let chain = error_chain(&e);
+    let message = if e.is_permanent() {
         let hint = match e.status().map(u16::from) {
             Some(535) | Some(534) | Some(530) => {
                 "; check smtp.username and smtp.password (and that the server accepts them)"
             }
             _ => "",
         };
-        StepError::permanent(format!("{target}: rejected: {chain}{hint}"))
+        format!("{target}: rejected: {chain}{hint}")
     } else if e.is_transient() {
-        StepError::transient(format!("{target}: temporarily refused: {chain}"))
+        format!("{target}: temporarily refused: {chain}")
     } else if e.is_timeout() {
-        StepError::transient(format!("{target}: timed out: {chain}"))
+        format!("{target}: timed out: {chain}")
     } else if e.is_tls() {
-        StepError::permanent(format!(
+        format!(
             "{target}: TLS failed: {chain}; check `tls` (port 465 uses `tls`, 587 `starttls`) \
              and the server's certificate"
-        ))
+        )
     } else if e.is_client() {
         let hint = if chain.contains("STARTTLS") {
             "; use `tls: tls` if the server takes TLS from the start (port 465), or `tls: none` \
@@ -213,10 +218,11 @@ fn smtp_error(target: &str, e: &lettre::transport::smtp::Error) -> StepError {
         } else {
             ""
         };
-        StepError::permanent(format!("{target}: {chain}{hint}"))
+        format!("{target}: {chain}{hint}")
     } else {
-        StepError::transient(format!("{target}: {chain}"))
-    }
+        format!("{target}: {chain}")
+    };
+    Failure::Smtp { message, source: e }.into()
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{NotifyConfig, NotifyDefaults};
 use crate::outbound::OutboundPolicy;
+use crate::pipeline::steps::contract::Failure;
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
 use crate::secret::{Redactor, SecretError, SecretSource, Secrets};
 
@@ -175,7 +176,7 @@ impl Notifier {
         let url = parse_url(what, raw)?;
         self.outbound
             .check_url(what, &url)
-            .map_err(|e| StepError::permanent(e.to_string()))?;
+            .map_err(|e| StepError::refused(e.to_string()))?;
         Ok(url)
     }
 
@@ -188,7 +189,7 @@ impl Notifier {
     /// `status_code`, `message_id` and `deliveries` (one entry per target).
     pub async fn send(&self, cfg: &NotifyConfig, ctx: &StepContext) -> Result<Outputs, StepError> {
         if let Some(e) = &self.defaults_error {
-            return Err(StepError::permanent(format!(
+            return Err(StepError::invalid(format!(
                 "`notify` defaults in mockops.yaml: {e}"
             )));
         }
@@ -265,10 +266,10 @@ impl Notifier {
                 }
                 Ok(outputs)
             }
-            Err(e) => Err(StepError {
-                message: self.redactor().redact(&e.message).into_owned(),
-                retryable: e.retryable,
-            }),
+            // Masks what the error shows, causes included (the engine masks it again).
+            Err(e) => Err(e
+                .in_step(crate::model::StepType::Notify)
+                .redacted_by(self.redactor().clone())),
         }
     }
 
@@ -406,18 +407,17 @@ impl HttpReply {
     fn status_error(&self, target: &str) -> Option<StepError> {
         match self.status {
             200..=299 => None,
-            300..=399 => Some(StepError::permanent(format!(
-                "{target}: {}; redirects are not followed: configure the final URL",
-                self.describe()
-            ))),
-            408 | 429 | 500..=599 => Some(StepError::transient(format!(
-                "{target}: {}",
-                self.describe()
-            ))),
-            _ => Some(StepError::permanent(format!(
-                "{target}: {}",
-                self.describe()
-            ))),
+            300..=399 => Some(StepError::status(
+                self.status,
+                format!(
+                    "{target}: {}; redirects are not followed: configure the final URL",
+                    self.describe()
+                ),
+            )),
+            _ => Some(StepError::status(
+                self.status,
+                format!("{target}: {}", self.describe()),
+            )),
         }
     }
 }
@@ -481,11 +481,9 @@ fn request_error(target: &str, e: reqwest::Error) -> StepError {
     };
     if let Some(refused) = refusal(&e) {
         // The policy will say the same next time: not worth a retry.
-        return StepError::permanent(format!("{target}: {refused}"));
+        return StepError::refused(format!("{target}: {refused}"));
     }
-    let retryable = !e.is_builder() && !e.is_redirect();
-    let message = format!("{target}: {what}: {}", error_chain(&e.without_url()));
-    StepError { message, retryable }
+    StepError::request(format!("{target}: {what}"), e.without_url())
 }
 
 /// The outbound policy's refusal somewhere in `e`'s causes.
@@ -502,20 +500,11 @@ fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<crate::outbound::Ref
 
 /// An error and its sources, joined by `: `, each cause once.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
+    crate::pipeline::steps::contract::Chain(e).to_string()
 }
 
 fn secret_error(what: &str, e: SecretError) -> StepError {
-    StepError::permanent(format!("{what}: {e}"))
+    StepError::secret(what, e)
 }
 
 /// A URL as shown in outputs and errors: no user info, no query, no fragment (they may carry
@@ -535,40 +524,40 @@ fn display_url(url: &reqwest::Url) -> String {
 /// Parses an http(s) URL, or says which setting is wrong.
 fn parse_url(what: &str, raw: &str) -> Result<reqwest::Url, StepError> {
     let url = reqwest::Url::parse(raw.trim())
-        .map_err(|e| StepError::permanent(format!("{what} is not a valid URL: {e}")))?;
+        .map_err(|e| StepError::invalid(format!("{what} is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(StepError::permanent(format!(
+        return Err(StepError::invalid(format!(
             "{what} must be an http:// or https:// URL, not `{}:`",
             url.scheme()
         )));
     }
     if url.host_str().is_none() {
-        return Err(StepError::permanent(format!("{what} has no host")));
+        return Err(StepError::invalid(format!("{what} has no host")));
     }
     Ok(url)
 }
 
 /// Several targets' results as one: all must succeed. The error lists each failure and is
 /// retryable when any failure is (targets already reached are skipped on the retry).
-fn combine(kind: &str, total: usize, failures: Vec<StepError>) -> Result<(), StepError> {
+fn combine(kind: &'static str, total: usize, failures: Vec<StepError>) -> Result<(), StepError> {
     if failures.is_empty() {
         return Ok(());
     }
-    let retryable = failures.iter().any(|f| f.retryable);
-    let details = failures
-        .iter()
-        .map(|f| f.message.as_str())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let message = if total == 1 {
-        format!("{kind} delivery failed: {details}")
-    } else {
-        format!(
-            "{kind} delivery failed for {} of {total} targets: {details}",
-            failures.len()
-        )
-    };
-    Err(StepError { message, retryable })
+    // The target, when every failure was at the same one.
+    let target = failures
+        .first()
+        .and_then(|f| f.target.clone())
+        .filter(|t| failures.iter().all(|f| f.target.as_ref() == Some(t)));
+    let e = StepError::from(Failure::Partial {
+        kind,
+        total,
+        failures,
+    })
+    .in_step(crate::model::StepType::Notify);
+    Err(match target {
+        Some(t) => e.at(t),
+        None => e,
+    })
 }
 
 /// Outputs shared by every channel.
@@ -629,13 +618,13 @@ mod tests {
         assert!(reply(204, "").status_error("t").is_none());
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(
-                reply(s, "").status_error("t").expect("error").retryable,
+                reply(s, "").status_error("t").expect("error").retryable(),
                 "{s}"
             );
         }
         for s in [301, 400, 401, 403, 404, 410, 422] {
             assert!(
-                !reply(s, "").status_error("t").expect("error").retryable,
+                !reply(s, "").status_error("t").expect("error").retryable(),
                 "{s}"
             );
         }
@@ -676,16 +665,16 @@ mod tests {
         let e = combine(
             "webhook",
             3,
-            vec![StepError::permanent("a"), StepError::transient("b")],
+            vec![StepError::invalid("a"), StepError::unavailable("b")],
         )
         .expect_err("fails");
-        assert!(e.retryable);
+        assert!(e.retryable());
         assert_eq!(
-            e.message,
+            e.rendered(),
             "webhook delivery failed for 2 of 3 targets: a; b"
         );
-        let e = combine("webhook", 1, vec![StepError::permanent("a")]).expect_err("fails");
-        assert!(!e.retryable);
+        let e = combine("webhook", 1, vec![StepError::invalid("a")]).expect_err("fails");
+        assert!(!e.retryable());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use serde_json::{Value as Json, json};
 
 use super::{Notifier, combine, describe_source, event_str, event_type, http, outputs};
+use crate::pipeline::steps::contract::Target;
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 /// Block Kit limits: header text, section text, top-level text.
@@ -33,10 +34,10 @@ pub(super) async fn send(
         (Some(raw), _) => n.resolve("slack_webhook_url", raw)?,
         (None, Some(fallback)) => fallback
             .read("the daemon's Slack webhook URL", n.redactor())
-            .map_err(|e| StepError::permanent(e.to_string()))?
+            .map_err(|e| StepError::invalid(e.to_string()))?
             .into_exposed(),
         (None, None) => {
-            return Err(StepError::permanent(format!(
+            return Err(StepError::invalid(format!(
                 "no Slack webhook URL: set `slack_webhook_url` in the step (as \
                  `${{env:SLACK_WEBHOOK_URL}}`), `notify.slack.webhook_url` in mockops.yaml, or \
                  {} in the daemon's environment",
@@ -78,28 +79,31 @@ pub(super) async fn send(
         let reply = match http(n.client.post(url.clone()).json(&body), &target).await {
             Ok(reply) => reply,
             Err(e) => {
-                failures.push(e);
+                failures.push(e.at(Target::Slack));
                 continue;
             }
         };
         if let Some(e) = reply.status_error(&target) {
-            failures.push(e);
+            failures.push(e.at(Target::Slack));
             continue;
         }
         // Slack answers `ok`; its errors are single words such as `invalid_payload`.
         let answer = reply.body.trim();
         if is_slack_error(answer) {
-            failures.push(StepError::permanent(format!(
-                "{target}: Slack refused the message: {}",
-                reply.describe()
-            )));
+            failures.push(
+                StepError::refused(format!(
+                    "{target}: Slack refused the message: {}",
+                    reply.describe()
+                ))
+                .at(Target::Slack),
+            );
             continue;
         }
         n.remember(id, reply.status).await;
         first_status.get_or_insert(reply.status);
         deliveries.push(json!({"channel": channel, "status_code": reply.status}));
     }
-    combine("Slack", channels.len(), failures)?;
+    combine("Slack", channels.len(), failures).map_err(|e| e.at(Target::Slack))?;
     Ok(outputs(
         "slack",
         first_status,

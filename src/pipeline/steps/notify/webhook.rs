@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use super::{Notifier, combine, display_url, event_type, http, outputs};
 use crate::model::HttpMethod;
+use crate::pipeline::steps::contract::Target;
 use crate::pipeline::steps::{Outputs, StepContext, StepError};
 
 /// The step's idempotency key: the same for every retry of one delivery.
@@ -46,7 +47,7 @@ pub(super) async fn send(
         }
     }
     if raw_urls.is_empty() {
-        return Err(StepError::permanent(
+        return Err(StepError::invalid(
             "no webhook URL: set `webhook_url` or `webhook_urls` in the step",
         ));
     }
@@ -67,13 +68,13 @@ pub(super) async fn send(
     for (name, value) in default_headers.chain(args.headers.iter()) {
         let what = format!("header `{name}`");
         let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-            StepError::permanent(format!(
+            StepError::invalid(format!(
                 "{what}: not a valid header name (letters, digits and `-`)"
             ))
         })?;
         let resolved = n.resolve(&what, value)?;
         let mut v = HeaderValue::from_str(&resolved).map_err(|_| {
-            StepError::permanent(format!(
+            StepError::invalid(format!(
                 "{what}: the value holds characters a header cannot carry (control characters \
                  or non-ASCII text)"
             ))
@@ -107,11 +108,11 @@ pub(super) async fn send(
         ))
         .map_err(|e| super::secret_error("payload", e))?;
     let body = body(args.message, ctx, n.event(ctx), payload);
-    let bytes = serde_json::to_vec(&body)
-        .map_err(|e| StepError::permanent(format!("webhook body: {e}")))?;
+    let bytes =
+        serde_json::to_vec(&body).map_err(|e| StepError::invalid(format!("webhook body: {e}")))?;
     if let Some(secret) = &secret {
         let mut sig = HeaderValue::from_str(&signature(secret.as_bytes(), &bytes))
-            .map_err(|e| StepError::permanent(format!("webhook signature: {e}")))?;
+            .map_err(|e| StepError::invalid(format!("webhook signature: {e}")))?;
         sig.set_sensitive(true);
         headers.insert(SIGNATURE_HEADER, sig);
     }
@@ -122,7 +123,7 @@ pub(super) async fn send(
     };
 
     let total = urls.len();
-    let mut results: Vec<Option<Result<u16, StepError>>> = vec![None; total];
+    let mut results: Vec<Option<Result<u16, StepError>>> = (0..total).map(|_| None).collect();
     let mut displays = Vec::with_capacity(total);
     let mut ids = Vec::with_capacity(total);
     let mut tasks = JoinSet::new();
@@ -134,6 +135,9 @@ pub(super) async fn send(
             format!("webhook {} of {total} ({shown})", i + 1)
         };
         let id = Notifier::delivery_id(ctx, "webhook", url.as_str());
+        let at = Target::Webhook {
+            host: url.host_str().unwrap_or_default().to_string(),
+        };
         displays.push(shown);
         ids.push(id);
         if let Some(status) = n.already_delivered(&id) {
@@ -153,13 +157,13 @@ pub(super) async fn send(
                 },
                 Err(e) => Err(e),
             };
-            (i, outcome)
+            (i, outcome.map_err(|e| e.at(at)))
         });
     }
     let mut fresh = vec![false; total];
     while let Some(joined) = tasks.join_next().await {
         let (i, outcome) = joined.map_err(|e| {
-            StepError::transient(format!("webhook delivery task ended abnormally: {e}"))
+            StepError::unavailable(format!("webhook delivery task ended abnormally: {e}"))
         })?;
         if let Ok(status) = &outcome {
             n.remember(ids[i], *status).await;
@@ -182,7 +186,7 @@ pub(super) async fn send(
                 deliveries.push(d);
             }
             Some(Err(e)) => failures.push(e),
-            None => failures.push(StepError::transient(format!(
+            None => failures.push(StepError::unavailable(format!(
                 "webhook {}: no result",
                 displays[i]
             ))),

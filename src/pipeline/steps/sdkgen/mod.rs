@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::git::revision::GitFiles;
 use crate::model::{RegenerateSdkConfig, SDK_PRESETS};
-use crate::pipeline::steps::{Outputs, StepContext, StepError};
+use crate::pipeline::steps::{Outputs, StepContext, StepError, Target};
 use crate::schema_diff::SchemaType;
 
 pub use bundle::{BundleError, bundle};
@@ -122,7 +122,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
         .filter(|p| !p.trim().is_empty())
         .or_else(|| event_str(&ctx.event, "spec_path"))
         .ok_or_else(|| {
-            StepError::permanent(
+            StepError::invalid(
                 "regenerate_sdk: no spec to generate from: set `config.spec_path`, or trigger the pipeline on an event that carries `spec_path` (schema.changed)",
             )
         })?;
@@ -130,10 +130,13 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     let languages = check_languages(&req.config)?;
 
     let work = WorkDir::create().map_err(|e| {
-        StepError::transient(format!(
-            "regenerate_sdk: cannot create a temporary directory under {}: {e}",
-            std::env::temp_dir().display()
-        ))
+        StepError::io(
+            format!(
+                "regenerate_sdk: cannot create a temporary directory under {}",
+                std::env::temp_dir().display()
+            ),
+            e,
+        )
     })?;
     let spec_root = work.path().join("spec");
     let out_root = work.path().join("out");
@@ -141,10 +144,10 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     let home = work.path().join("home");
     for dir in [&spec_root, &out_root, &tmp, &home] {
         std::fs::create_dir(dir).map_err(|e| {
-            StepError::transient(format!(
-                "regenerate_sdk: cannot create {}: {e}",
-                dir.display()
-            ))
+            StepError::io(
+                format!("regenerate_sdk: cannot create {}", dir.display()),
+                e,
+            )
         })?;
     }
 
@@ -155,7 +158,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
         let spec_root = spec_root.clone();
         tokio::task::spawn_blocking(move || {
             let files = GitFiles::open(&repo, &rev).map_err(|e| {
-                StepError::permanent(format!(
+                StepError::invalid(format!(
                     "regenerate_sdk: revision `{rev}` not found in the repository at {}: {}",
                     repo.display(),
                     e.message()
@@ -171,7 +174,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
         })
         .await
         .map_err(|e| {
-            StepError::transient(format!("regenerate_sdk: reading the spec failed: {e}"))
+            StepError::unavailable(format!("regenerate_sdk: reading the spec failed: {e}"))
         })??
     };
 
@@ -181,10 +184,13 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
             .iter()
             .find(|(_, g)| matches!(g, Generator::Command(_)))
     {
-        return Err(StepError::permanent(format!(
+        return Err(StepError::refused(format!(
             "regenerate_sdk: language `{language}` runs a program named by the repository (`{}`); the daemon runs such commands only when its operator starts it with `--allow-generator-commands` (env MOCKOPS_ALLOW_GENERATOR_COMMANDS=true); the presets (typescript, python, rust) need no permission",
             command.first().map(String::as_str).unwrap_or("")
-        )));
+        ))
+        .at(Target::Generator {
+            language: language.to_string(),
+        }));
     }
     let spec_version = match materialized.schema_type {
         SchemaType::Openapi => std::fs::read(spec_root.join(&materialized.spec_path))
@@ -210,15 +216,15 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                 .unwrap_or("openapi");
             let file = dir.join(format!("{stem}.json"));
             let text = serde_json::to_vec_pretty(doc).map_err(|e| {
-                StepError::permanent(format!("regenerate_sdk: bundling the spec: {e}"))
+                StepError::invalid(format!("regenerate_sdk: bundling the spec: {e}"))
             })?;
             std::fs::create_dir(&dir)
                 .and_then(|()| std::fs::write(&file, text))
                 .map_err(|e| {
-                    StepError::transient(format!(
-                        "regenerate_sdk: cannot write {}: {e}",
-                        file.display()
-                    ))
+                    StepError::io(
+                        format!("regenerate_sdk: cannot write {}", file.display()),
+                        e,
+                    )
                 })?;
             Some(file)
         }
@@ -232,22 +238,22 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
     for (language, generator) in &generators {
         let out = out_root.join(language);
         std::fs::create_dir(&out).map_err(|e| {
-            StepError::transient(format!(
-                "regenerate_sdk: cannot create {}: {e}",
-                out.display()
-            ))
+            StepError::io(
+                format!("regenerate_sdk: cannot create {}", out.display()),
+                e,
+            )
         })?;
         let inv = match generator {
             Generator::Preset(preset) => {
                 if let Some(why) = preset.refuses(&spec_version) {
-                    return Err(StepError::permanent(format!(
+                    return Err(StepError::invalid(format!(
                         "regenerate_sdk: language `{language}`: {why}; give the language a `generators.{language}.command` that runs a generator for this description instead"
                     )));
                 }
                 let program = locate_preset(*preset, req, path_var.as_ref(), &spec_root, &preset_env)
                     .await
                     .ok_or_else(|| {
-                        StepError::permanent(format!(
+                        StepError::invalid(format!(
                             "regenerate_sdk: language `{language}`: the preset runs `{}`, which is not installed (searched the configured tool directories, PATH and the usual install places); {}, or give the language a `generators.{language}.command`",
                             preset.program(),
                             preset.install_hint()
@@ -281,7 +287,7 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                     out_s
                 };
                 let (program, args) = command.split_first().ok_or_else(|| {
-                    StepError::permanent(format!(
+                    StepError::invalid(format!(
                         "regenerate_sdk: `generators.{language}.command` is empty: give the program and its arguments"
                     ))
                 })?;
@@ -293,9 +299,13 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
                 }
             }
         };
-        run_one(language, &inv, deadline, req)
-            .await
-            .map_err(|e| prefixed(e, &format!("regenerate_sdk: language `{language}`: ")))?;
+        run_one(language, &inv, deadline, req).await.map_err(|e| {
+            prefixed(e, &format!("regenerate_sdk: language `{language}`: ")).or_at(
+                Target::Generator {
+                    language: language.to_string(),
+                },
+            )
+        })?;
         let before = collected.count;
         collected = {
             let (out, lang, limits) = (out.clone(), language.clone(), req.limits.clone());
@@ -304,16 +314,16 @@ pub async fn generate(req: &SdkRequest, ctx: &StepContext) -> Result<Outputs, St
             })
             .await
             .map_err(|e| {
-                StepError::transient(format!(
+                StepError::unavailable(format!(
                     "regenerate_sdk: reading the generated files failed: {e}"
                 ))
             })?
             .map_err(|e| {
-                StepError::permanent(format!("regenerate_sdk: language `{language}`: {e}"))
+                StepError::invalid(format!("regenerate_sdk: language `{language}`: {e}"))
             })?
         };
         if collected.count == before {
-            return Err(StepError::permanent(format!(
+            return Err(StepError::invalid(format!(
                 "regenerate_sdk: language `{language}`: the generator `{}` succeeded but wrote no files into its output directory (`{{out}}`); check that its command writes there",
                 inv.program.display()
             )));
@@ -338,7 +348,7 @@ fn bundled_spec(files: &GitFiles, m: &Materialized) -> Result<Option<Json>, Step
         return Ok(None);
     }
     let fail = |e: String| {
-        StepError::permanent(format!(
+        StepError::invalid(format!(
             "regenerate_sdk: `{}` spans {} files and cannot be bundled into one for the generators: {e}",
             m.spec_path,
             m.files.len()
@@ -363,7 +373,7 @@ fn event_str(event: &Json, key: &str) -> Option<String> {
 /// The languages in order, without repeats; each must be usable as a directory name.
 fn check_languages(config: &RegenerateSdkConfig) -> Result<Vec<String>, StepError> {
     if config.languages.is_empty() {
-        return Err(StepError::permanent(format!(
+        return Err(StepError::invalid(format!(
             "regenerate_sdk: `languages` is empty: list at least one (presets: {})",
             SDK_PRESETS.join(", ")
         )));
@@ -378,7 +388,7 @@ fn check_languages(config: &RegenerateSdkConfig) -> Result<Vec<String>, StepErro
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !ok {
-            return Err(StepError::permanent(format!(
+            return Err(StepError::invalid(format!(
                 "regenerate_sdk: language `{language}` is not a valid name: use letters, digits, `-`, `_` and `.` (it names the output directory)"
             )));
         }
@@ -402,13 +412,13 @@ fn choose_generators(
                 return Ok((language.clone(), Generator::Command(g.command.clone())));
             }
             if schema_type == SchemaType::Protobuf {
-                return Err(StepError::permanent(format!(
+                return Err(StepError::invalid(format!(
                     "regenerate_sdk: language `{language}`: there is no preset generator for .proto specs; add `generators: {{{language}: {{command: [...]}}}}` to the step config, e.g. `[protoc, -I, \"{{root}}\", --python_out, \"{{out}}\", \"{{spec}}\"]`"
                 )));
             }
             match Preset::for_language(language) {
                 Some(p) => Ok((language.clone(), Generator::Preset(p))),
-                None => Err(StepError::permanent(format!(
+                None => Err(StepError::invalid(format!(
                     "regenerate_sdk: language `{language}` has no preset (presets: {}); add `generators: {{{language}: {{command: [...]}}}}` with `{{spec}}` and `{{out}}` placeholders",
                     SDK_PRESETS.join(", ")
                 ))),
@@ -419,8 +429,8 @@ fn choose_generators(
 
 fn materialize_error(e: &MaterializeError) -> StepError {
     match e {
-        MaterializeError::Write { .. } => StepError::transient(format!("regenerate_sdk: {e}")),
-        _ => StepError::permanent(format!("regenerate_sdk: {e}")),
+        MaterializeError::Write { .. } => StepError::unavailable(format!("regenerate_sdk: {e}")),
+        _ => StepError::invalid(format!("regenerate_sdk: {e}")),
     }
 }
 
@@ -514,10 +524,7 @@ async fn locate_preset(
 }
 
 fn prefixed(e: StepError, prefix: &str) -> StepError {
-    StepError {
-        message: format!("{prefix}{}", e.message),
-        retryable: e.retryable,
-    }
+    e.within(prefix)
 }
 
 async fn run_one(
@@ -557,23 +564,23 @@ async fn run_one(
                 format!("stderr:\n{}", quote(&done.stderr))
             };
             match (done.status.code(), done.status.signal()) {
-                (Some(code), _) => Err(StepError::permanent(format!(
+                (Some(code), _) => Err(StepError::invalid(format!(
                     "`{program}` exited with status {code}; {log}"
                 ))),
                 // Killed from outside (out of memory, an operator): it may well work next time.
-                (None, signal) => Err(StepError::transient(format!(
+                (None, signal) => Err(StepError::unavailable(format!(
                     "`{program}` was killed by signal {}; {log}",
                     signal.unwrap_or_default()
                 ))),
             }
         }
         Err(RunError::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Err(StepError::permanent(format!(
+            Err(StepError::invalid(format!(
                 "cannot run `{program}`: no such program in PATH; install it, or give its absolute path in `generators.{language}.command`"
             )))
         }
-        Err(e @ RunError::Spawn { .. }) => Err(StepError::permanent(e.to_string())),
-        Err(RunError::TimedOut { stderr, .. }) => Err(StepError::transient(format!(
+        Err(e @ RunError::Spawn { .. }) => Err(StepError::invalid(e.to_string())),
+        Err(RunError::TimedOut { stderr, .. }) => Err(StepError::unavailable(format!(
             "`{program}` did not finish within the step's timeout of {}; it was killed with its child processes{}",
             humantime::format_duration(req.timeout),
             if stderr.is_empty() {
@@ -582,7 +589,7 @@ async fn run_one(
                 format!("; stderr:\n{}", quote(&stderr))
             }
         ))),
-        Err(e @ RunError::Wait { .. }) => Err(StepError::transient(e.to_string())),
+        Err(e @ RunError::Wait { .. }) => Err(StepError::unavailable(e.to_string())),
     }
 }
 
@@ -748,8 +755,12 @@ mod tests {
         );
         for bad in ["..", "a/b", "", "x y"] {
             let e = check_languages(&config(&[bad])).expect_err(bad);
-            assert!(!e.retryable);
-            assert!(e.message.contains("not a valid name"), "{}", e.message);
+            assert!(!e.retryable());
+            assert!(
+                e.rendered().contains("not a valid name"),
+                "{}",
+                e.rendered()
+            );
         }
         assert!(check_languages(&config(&[])).is_err());
     }
@@ -763,17 +774,17 @@ mod tests {
         )
         .expect_err("no preset for proto");
         assert!(
-            e.message.contains("no preset generator for .proto"),
+            e.rendered().contains("no preset generator for .proto"),
             "{}",
-            e.message
+            e.rendered()
         );
         let e = choose_generators(&config(&["go"]), &["go".into()], SchemaType::Openapi)
             .expect_err("no go preset");
-        assert!(e.message.contains("has no preset"), "{}", e.message);
+        assert!(e.rendered().contains("has no preset"), "{}", e.rendered());
         assert!(
-            e.message.contains("typescript, python, rust"),
+            e.rendered().contains("typescript, python, rust"),
             "{}",
-            e.message
+            e.rendered()
         );
     }
 
