@@ -892,7 +892,10 @@ fn schemathesis_against_the_daemon_gateway_finds_no_response_that_violates_the_e
         "base_path: /auth\n    reality_level: mock_v3",
         1,
     );
-    assert_ne!(mocked, federation, "the example federation names auth as real");
+    assert_ne!(
+        mocked, federation,
+        "the example federation names auth as real"
+    );
     repo.write("federations/e-commerce-platform.yaml", &mocked);
     repo.commit("auth mocked for the conformance run");
 
@@ -908,7 +911,12 @@ fn schemathesis_against_the_daemon_gateway_finds_no_response_that_violates_the_e
     // gateway's 404).
     for (base, rel, probe, operations) in [
         ("/auth", "specs/auth/openapi.json", "/login", 1),
-        ("/payments", "specs/payments/openapi.yaml", "/charges/ch_1", 2),
+        (
+            "/payments",
+            "specs/payments/openapi.yaml",
+            "/charges/ch_1",
+            2,
+        ),
     ] {
         let base_url = format!("http://{gw_addr}/e-commerce-platform{base}");
         // The routes come with the applied commit: wait until the service answers from the mock.
