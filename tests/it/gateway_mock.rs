@@ -870,3 +870,106 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// Schemathesis against the real daemon's gateway listener: the example repository (with its
+/// `auth` member switched to `mock_v3`, so both example OpenAPI specs are mocked) served at
+/// `/e-commerce-platform/<base path>`. Valid requests get responses that conform to the spec
+/// (status, media type, schema, headers) and never a 5xx, whatever the gateway adds around the
+/// mock (routing, its own headers, the traffic record); invalid requests are rejected with a
+/// 4xx.
+#[test]
+fn schemathesis_against_the_daemon_gateway_finds_no_response_that_violates_the_example_specs() {
+    use crate::support::daemon::{Daemon, Repo, free_port, http};
+    use std::time::{Duration, Instant};
+
+    let st = which("st").unwrap_or_else(|| {
+        panic!("schemathesis (`st`) is not installed: run scripts/test, which installs it")
+    });
+    let repo = Repo::example();
+    let federation = repo.read("federations/e-commerce-platform.yaml");
+    let mocked = federation.replacen(
+        "base_path: /auth\n    reality_level: real",
+        "base_path: /auth\n    reality_level: mock_v3",
+        1,
+    );
+    assert_ne!(
+        mocked, federation,
+        "the example federation names auth as real"
+    );
+    repo.write("federations/e-commerce-platform.yaml", &mocked);
+    repo.commit("auth mocked for the conformance run");
+
+    let state = tempfile::tempdir().expect("state");
+    let gw_port = free_port();
+    let gw_addr = format!("127.0.0.1:{gw_port}");
+    let mut d = Daemon::start(repo.path(), state.path(), &["--gateway", &gw_addr]);
+    d.wait_ready();
+
+    let example = example_root();
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    // Each service with a request it routes (a GET on `/login` is a 405 from the mock, not the
+    // gateway's 404).
+    for (base, rel, probe, operations) in [
+        ("/auth", "specs/auth/openapi.json", "/login", 1),
+        (
+            "/payments",
+            "specs/payments/openapi.yaml",
+            "/charges/ch_1",
+            2,
+        ),
+    ] {
+        let base_url = format!("http://{gw_addr}/e-commerce-platform{base}");
+        // The routes come with the applied commit: wait until the service answers from the mock.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match http("GET", &format!("{base_url}{probe}"), None, None) {
+                Ok((status, _)) if status != 404 && status != 503 && status < 500 => break,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "{base_url}{probe} never served by the mock: {other:?}\n{}",
+                    d.log_text()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for (mode, checks) in [
+            (
+                "positive",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+            ),
+            ("negative", "not_a_server_error,negative_data_rejection"),
+        ] {
+            let started = Instant::now();
+            let out = std::process::Command::new(&st)
+                .arg("run")
+                .arg(example.join(rel))
+                .args(["--url", &base_url])
+                .args(["--mode", mode, "--checks", checks])
+                .args(["--max-examples", "25", "--seed", "1", "--no-color"])
+                .args(["--request-timeout", "5"])
+                .env("SCHEMATHESIS_HOOKS", "")
+                // Its cache goes to the working directory: keep it out of the checkout.
+                .current_dir(scratch.path())
+                .output()
+                .expect("schemathesis runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("No issues found"),
+                "schemathesis ({mode}) against the gateway found problems with {rel} at {base_url}:\n{}\n{}",
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Every operation of the spec was exercised through the gateway.
+            assert!(
+                stdout.contains(&format!("Tested: {operations}")),
+                "schemathesis ({mode}) did not test the {operations} operation(s) at {base_url}:\n{stdout}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "schemathesis ({mode}) took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    assert!(d.terminate(), "daemon stops cleanly: {}", d.log_text());
+}
