@@ -458,6 +458,17 @@ fn serves_each_level_by_segment_host_and_base_path() {
     }
     let (status, _) = http("GET", &d.url("/api/v1/traffic"), None, None).expect("request");
     assert_eq!(status, 401, "the record needs a token");
+    let (status, _) =
+        http("GET", &d.url("/api/v1/federations/shop/health"), None, None).expect("request");
+    assert_eq!(status, 401, "federation health needs a token");
+    let (status, _) = http(
+        "GET",
+        &d.url("/api/v1/traffic?limit=lots"),
+        None,
+        Some(&d.auth()),
+    )
+    .expect("request");
+    assert_eq!(status, 400, "a limit that is not a number is refused");
 
     // Health: the real upstream is reachable, the closed port is not, a spec-less mock is
     // not ready; `down` waits on `auth`, which is ready.
