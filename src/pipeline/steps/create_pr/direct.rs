@@ -361,24 +361,8 @@ fn git_blocking(access: &Access, req: &DirectCommit) -> Result<DirectOutcome, St
             })?;
             repo.fetch(&session, &[format!("+{refname}:refs/mockops/tip")])
                 .map_err(write_err)?;
-            if let Some(done) = repo
-                .find_commit_where(tip, HISTORY_DEPTH, |m| req.has_marker(m))
-                .map_err(write_err)?
-            {
-                return Ok(Some(DirectOutcome::new(
-                    req,
-                    DirectAction::AlreadyCommitted,
-                    Some(done.to_string()),
-                    attempt,
-                )));
-            }
-            if repo.has_content(tip, &wanted).map_err(write_err)? {
-                return Ok(Some(DirectOutcome::new(
-                    req,
-                    DirectAction::Unchanged,
-                    None,
-                    attempt,
-                )));
+            if let Some(outcome) = already_there(&repo, tip, req, &wanted, attempt)? {
+                return Ok(Some(outcome));
             }
             let commit = repo
                 .commit_on(tip, &edits, &req.message, req.identity())
@@ -451,24 +435,8 @@ fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepE
                         req.branch
                     ))
                 })?;
-            if let Some(done) = repo
-                .find_commit_where(tip, HISTORY_DEPTH, |m| req.has_marker(m))
-                .map_err(write_err)?
-            {
-                return Ok(Some(DirectOutcome::new(
-                    req,
-                    DirectAction::AlreadyCommitted,
-                    Some(done.to_string()),
-                    attempt,
-                )));
-            }
-            if repo.has_content(tip, &wanted).map_err(write_err)? {
-                return Ok(Some(DirectOutcome::new(
-                    req,
-                    DirectAction::Unchanged,
-                    None,
-                    attempt,
-                )));
+            if let Some(outcome) = already_there(&repo, tip, req, &wanted, attempt)? {
+                return Ok(Some(outcome));
             }
             let checked_out = repo.checked_out(&req.branch);
             if checked_out {
@@ -508,6 +476,38 @@ fn local_blocking(dir: &Path, req: &DirectCommit) -> Result<DirectOutcome, StepE
 }
 
 /// An error naming every changed path that has uncommitted changes in the work tree or index.
+/// What an earlier attempt (the request's marker in the branch's recent history) or someone
+/// else (the wanted content already at `tip`) already did, if anything: the outcome without a
+/// new commit.
+fn already_there(
+    repo: &Repo,
+    tip: crate::git::Oid,
+    req: &DirectCommit,
+    wanted: &[(String, Option<String>)],
+    attempt: u32,
+) -> Result<Option<DirectOutcome>, StepError> {
+    if let Some(done) = repo
+        .find_commit_where(tip, HISTORY_DEPTH, |m| req.has_marker(m))
+        .map_err(write_err)?
+    {
+        return Ok(Some(DirectOutcome::new(
+            req,
+            DirectAction::AlreadyCommitted,
+            Some(done.to_string()),
+            attempt,
+        )));
+    }
+    if repo.has_content(tip, wanted).map_err(write_err)? {
+        return Ok(Some(DirectOutcome::new(
+            req,
+            DirectAction::Unchanged,
+            None,
+            attempt,
+        )));
+    }
+    Ok(None)
+}
+
 fn refuse_dirty(repo: &Repo, req: &DirectCommit, place: &str) -> Result<(), StepError> {
     let paths: Vec<&str> = req.files.iter().map(|f| f.path.as_str()).collect();
     let dirty = repo.uncommitted(&paths).map_err(write_err)?;
