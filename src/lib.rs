@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod drift;
 pub mod gateway;
 pub mod git;
 pub mod github;

@@ -15,6 +15,7 @@
 //! Values are JSON: readable with any redb tool, and tolerant of added fields.
 
 mod deliveries;
+pub mod drift;
 mod events;
 pub mod executions;
 mod marks;

@@ -1,0 +1,11 @@
+//! Contract drift: what real upstreams answer, held against their specs.
+//!
+//! Observations (gateway exchanges of `real`/`blended` services, scheduled probes, and
+//! `POST /api/v1/drift/observations`) are validated against the service's spec at the applied
+//! commit; each disagreement becomes an [`Incident`], deduplicated by signature and stored
+//! (`store::drift`). Budgets turn incidents into `drift.threshold_exceeded` /
+//! `drift.recovered` events; `patch` proposes the spec change that accepts what was observed.
+
+pub mod incident;
+
+pub use incident::{Direction, Incident, IncidentKind, IncidentState, Location};
