@@ -7,5 +7,10 @@
 //! `drift.recovered` events; `patch` proposes the spec change that accepts what was observed.
 
 pub mod incident;
+pub mod observation;
 
 pub use incident::{Direction, Incident, IncidentKind, IncidentState, Location};
+pub use observation::{
+    Observation, ObservationSender, ObservationSource, ObservedBody, ObservedRequest,
+    ObservedResponse, Outcome,
+};
