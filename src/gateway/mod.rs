@@ -19,7 +19,7 @@ pub mod proxy;
 pub mod record;
 pub mod routes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -858,10 +858,12 @@ impl Gateway {
         }
     }
 
-    /// `GET /api/v1/federations/NAME/health`: each service's readiness (a mock: its spec
-    /// compiled; an upstream: a bounded connect through the outbound policy) and its
-    /// dependencies'; the federation is ready when every service is. `None`: no such
-    /// federation in the applied routes.
+    /// `GET /api/v1/federations/NAME/health`: each service's own check (a mock: its spec
+    /// compiled; an upstream: a bounded connect through the outbound policy), then readiness
+    /// in start order (`FederationRoutes::start_order`): a service is `ready` when its check
+    /// passes and the members it depends on are ready, `waiting` (naming them) when only they
+    /// are not, `down` when its own check fails. The federation is ready when every service
+    /// is. `None`: no such federation in the applied routes.
     pub async fn health(&self, name: &str) -> Option<Json> {
         let table = self.table();
         let fed = table.federations.get(name)?.clone();
@@ -889,7 +891,23 @@ impl Gateway {
                 (svc.name.clone(), ok, detail)
             }))
             .await;
-        let ready_of = |n: &str| checks.iter().find(|c| c.0 == n).is_some_and(|c| c.1);
+        // Readiness follows the start order: a service is ready when its own check passes
+        // and every member it depends on is ready; until then it is `waiting`.
+        let own = |n: &str| checks.iter().find(|c| c.0 == n).is_some_and(|c| c.1);
+        let member = |n: &str| fed.services.iter().any(|s| s.name == n);
+        let order = fed.start_order();
+        let mut ready: BTreeMap<&str, bool> = BTreeMap::new();
+        for n in &order {
+            let deps_ready = fed
+                .services
+                .iter()
+                .filter(|s| s.name == *n)
+                .flat_map(|s| s.dependencies.iter())
+                .filter(|d| member(d) && d.as_str() != *n)
+                .all(|d| ready.get(d.as_str()).copied().unwrap_or(false));
+            ready.insert(n, own(n) && deps_ready);
+        }
+        let ready_of = |n: &str| ready.get(n).copied().unwrap_or(false);
         let mut services = Vec::new();
         for svc in &fed.services {
             let (ok, detail) = checks
@@ -900,23 +918,45 @@ impl Gateway {
             let deps: Vec<Json> = svc
                 .dependencies
                 .iter()
-                .map(|d| json!({"name": d, "ready": ready_of(d)}))
+                .map(|d| {
+                    if member(d) {
+                        json!({"name": d, "ready": ready_of(d)})
+                    } else {
+                        json!({"name": d, "ready": null, "in_federation": false})
+                    }
+                })
                 .collect();
+            let waiting_for: Vec<&str> = svc
+                .dependencies
+                .iter()
+                .filter(|d| member(d) && !ready_of(d))
+                .map(String::as_str)
+                .collect();
+            let state = if !ok {
+                "down"
+            } else if !waiting_for.is_empty() {
+                "waiting"
+            } else {
+                "ready"
+            };
             services.push(json!({
                 "name": svc.name,
                 "base_path": svc.base_path,
                 "reality_level": svc.level,
-                "ready": ok,
+                "ready": ready_of(&svc.name),
+                "state": state,
                 "detail": detail,
                 "dependencies": deps,
-                "dependencies_ready": svc.dependencies.iter().all(|d| ready_of(d)),
+                "dependencies_ready": waiting_for.is_empty(),
+                "waiting_for": waiting_for,
             }));
         }
         services.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         Some(json!({
             "federation": fed.name,
             "commit": table.sha,
-            "ready": checks.iter().all(|c| c.1),
+            "ready": order.iter().all(|n| ready_of(n)),
+            "start_order": order,
             "services": services,
             "routes_error": self.last_error(),
         }))

@@ -103,6 +103,40 @@ impl FederationRoutes {
         })
     }
 
+    /// The order the federation's services come up in: every service after the members it
+    /// depends on (dependencies outside the federation do not order it), ties by name. A
+    /// cycle (refused by validation) leaves its members last, by name.
+    pub fn start_order(&self) -> Vec<&str> {
+        let member = |n: &str| self.services.iter().any(|s| s.name == n);
+        let mut names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut order: Vec<&str> = Vec::with_capacity(names.len());
+        while order.len() < names.len() {
+            let next = names.iter().copied().find(|n| {
+                !order.contains(n)
+                    && self
+                        .services
+                        .iter()
+                        .filter(|s| s.name == *n)
+                        .flat_map(|s| s.dependencies.iter())
+                        .all(|d| d == n || !member(d) || order.contains(&d.as_str()))
+            });
+            match next {
+                Some(n) => order.push(n),
+                None => {
+                    let rest: Vec<&str> = names
+                        .iter()
+                        .copied()
+                        .filter(|n| !order.contains(n))
+                        .collect();
+                    order.extend(rest);
+                }
+            }
+        }
+        order
+    }
+
     pub fn base_paths(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.services.iter().map(|s| s.base_path.as_str()).collect();
         v.sort_unstable();
@@ -412,6 +446,31 @@ mod tests {
         assert_eq!(hit("/authx"), None);
         assert_eq!(hit("/"), None);
         assert_eq!(strip_base("/", "/x"), Some("/x"));
+    }
+
+    #[test]
+    fn services_start_after_the_members_they_depend_on() {
+        let dep = |base: &str, deps: &[&str]| {
+            let mut r = Arc::into_inner(route(base)).expect("fresh");
+            r.dependencies = deps.iter().map(|d| d.to_string()).collect();
+            Arc::new(r)
+        };
+        let fed = FederationRoutes {
+            name: "f".into(),
+            services: vec![
+                dep("/web", &["orders", "auth"]),
+                dep("/orders", &["auth", "billing-outside"]),
+                dep("/auth", &[]),
+                dep("/zeta", &[]),
+            ],
+        };
+        // `billing-outside` is no member: it orders nothing. Ties go by name.
+        assert_eq!(fed.start_order(), vec!["auth", "orders", "web", "zeta"]);
+        let cyclic = FederationRoutes {
+            name: "c".into(),
+            services: vec![dep("/b", &["a"]), dep("/a", &["b"]), dep("/c", &[])],
+        };
+        assert_eq!(cyclic.start_order(), vec!["c", "a", "b"]);
     }
 
     #[test]

@@ -114,7 +114,7 @@ fn shop(up: &Upstream, closed: u16) -> Vec<(&'static str, String)> {
         ),
         (
             "federations/shop.yaml",
-            "name: shop\nhosts: [shop.test]\nservices:\n  - name: auth\n  - name: authz\n  - name: api\n  - name: api-v2\n  - name: blend\n  - name: blend-down\n  - name: down\n    dependencies: [auth]\n  - name: nospec\n    workspace_id: ws-nospec\n    base_path: /nospec\n".to_string(),
+            "name: shop\nhosts: [shop.test]\nservices:\n  - name: auth\n  - name: authz\n  - name: api\n    dependencies: [down]\n  - name: api-v2\n    dependencies: [api]\n  - name: blend\n  - name: blend-down\n  - name: down\n    dependencies: [auth]\n  - name: nospec\n    workspace_id: ws-nospec\n    base_path: /nospec\n".to_string(),
         ),
         (
             "environments/dev/personas/gold.yaml",
@@ -490,11 +490,37 @@ fn serves_each_level_by_segment_host_and_base_path() {
     assert_eq!(svc("auth")["ready"], true, "{h}");
     assert_eq!(svc("authz")["ready"], true);
     assert_eq!(svc("down")["ready"], false);
+    assert_eq!(svc("down")["state"], "down");
     assert_eq!(
         svc("down")["dependencies"],
         json!([{"name": "auth", "ready": true}])
     );
     assert_eq!(svc("nospec")["ready"], false);
+    // Readiness follows dependencies: `api` waits on `down`, `api-v2` on `api`, though both
+    // mocks compiled; the start order puts every service after what it depends on.
+    assert_eq!(
+        (
+            svc("api")["state"].clone(),
+            svc("api")["waiting_for"].clone()
+        ),
+        (json!("waiting"), json!(["down"])),
+        "{h}"
+    );
+    assert_eq!(svc("api")["ready"], false);
+    assert_eq!(svc("api-v2")["waiting_for"], json!(["api"]));
+    assert_eq!(svc("authz")["state"], "ready");
+    let order: Vec<&str> = h["start_order"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let at = |n: &str| {
+        order
+            .iter()
+            .position(|o| *o == n)
+            .unwrap_or_else(|| panic!("{n} not in {order:?}"))
+    };
+    assert_eq!(order.len(), 8, "{order:?}");
+    assert!(at("auth") < at("down") && at("down") < at("api") && at("api") < at("api-v2"));
     let (status, _) = http(
         "GET",
         &d.url("/api/v1/federations/nope/health"),
