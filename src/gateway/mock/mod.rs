@@ -19,6 +19,7 @@
 //! Limits: cookie parameters are not checked; request bodies of media types other than JSON
 //! and `application/x-www-form-urlencoded` (multipart, binary) are only checked for presence.
 
+mod cache;
 mod generate;
 mod negotiate;
 mod pattern;
@@ -52,6 +53,7 @@ pub struct MockService {
     bundle: Bundle,
     router: Router,
     ops: Vec<Operation>,
+    cache: cache::AnswerCache,
 }
 
 /// A request as the gateway hands it over (the federation's base path already stripped).
@@ -66,6 +68,7 @@ pub struct MockRequest<'a> {
     pub persona: Option<&'a indexmap::IndexMap<String, serde_json::Value>>,
 }
 
+#[derive(Debug, Clone)]
 pub struct MockResponse {
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
@@ -307,6 +310,7 @@ impl MockService {
             bundle,
             router,
             ops: out,
+            cache: cache::AnswerCache::default(),
         })
     }
 
@@ -339,7 +343,21 @@ impl MockService {
     /// else lowest declared 2xx), negotiate the content type from Accept (406 problem when none
     /// fits), body from declared examples first, else generated from the schema. No route: 404
     /// problem (405 with Allow when the path matches but the method does not).
+    /// An identical earlier request's answer is served again from a bounded cache (the answer
+    /// is a function of the request, except under `Prefer: dynamic=true`).
     pub fn respond(&self, req: &MockRequest<'_>) -> MockResponse {
+        let Some(key) = cache::key(req) else {
+            return self.answer(req);
+        };
+        if let Some(r) = self.cache.get(&key) {
+            return r;
+        }
+        let r = self.answer(req);
+        self.cache.put(key, &r);
+        r
+    }
+
+    fn answer(&self, req: &MockRequest<'_>) -> MockResponse {
         let query_pairs = req
             .query
             .and_then(|q| request::parse_pairs(q).ok())
