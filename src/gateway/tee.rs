@@ -219,6 +219,11 @@ impl Capture {
         self.buf = BytesMut::new();
     }
 
+    /// Bytes seen so far (kept or not).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// What was seen: the bytes, or only the size when over a bound.
     pub fn finish(mut self) -> ObservedBody {
         if self.skipped {
@@ -245,12 +250,16 @@ impl Drop for Capture {
 pub type OnEnd = Box<dyn FnOnce(Result<ObservedBody, String>) + Send + Sync>;
 
 /// A body that forwards every frame of `inner` unchanged and copies data frames into a
-/// [`Capture`]; when `inner` ends (its last frame, `None`, or `is_end_stream` when it is
-/// dropped unpolled) it calls its [`OnEnd`] once. Dropped before the end: never called.
+/// [`Capture`]; when `inner` ends (its last frame, `None`, all of its declared length, or
+/// `is_end_stream` when it is dropped unpolled) it calls its [`OnEnd`] once. Dropped before
+/// the end: never called.
 pub struct TeeBody<B: Body> {
     inner: B,
     capture: Option<Capture>,
     on_end: Option<OnEnd>,
+    /// The declared length (`Content-Length`): a server stops polling once it has written
+    /// that much, so reaching it is the end.
+    length: Option<u64>,
 }
 
 impl<B: Body> TeeBody<B> {
@@ -259,7 +268,18 @@ impl<B: Body> TeeBody<B> {
             inner,
             capture: Some(capture),
             on_end: Some(on_end),
+            length: None,
         }
+    }
+
+    /// The same tee, ending once `length` bytes have passed.
+    pub fn with_length(mut self, length: Option<u64>) -> TeeBody<B> {
+        self.length = length;
+        self
+    }
+
+    fn at_length(&self) -> bool {
+        matches!((self.length, &self.capture), (Some(n), Some(c)) if c.size() >= n)
     }
 
     fn end(&mut self, r: Result<(), String>) {
@@ -288,7 +308,7 @@ where
                 if let (Some(data), Some(c)) = (frame.data_ref(), this.capture.as_mut()) {
                     c.push(data);
                 }
-                if this.inner.is_end_stream() {
+                if this.inner.is_end_stream() || this.at_length() {
                     this.end(Ok(()));
                 }
             }
@@ -311,7 +331,7 @@ where
 impl<B: Body> Drop for TeeBody<B> {
     fn drop(&mut self) {
         // An empty body may never be polled: the server reads `is_end_stream` and drops it.
-        if self.on_end.is_some() && self.inner.is_end_stream() {
+        if self.on_end.is_some() && (self.inner.is_end_stream() || self.at_length()) {
             self.end(Ok(()));
         }
     }
@@ -411,6 +431,15 @@ impl Pending {
         redactor: &Redactor,
         body: B,
     ) -> TeeBody<B> {
+        // No body follows a HEAD request's response, nor a 204 or 304.
+        let length = if self.request.method == "HEAD" || status == 204 || status == 304 {
+            Some(0)
+        } else {
+            headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
         let headers = observed_headers(headers, redactor);
         let capture = self.tap.capture();
         TeeBody::new(
@@ -427,6 +456,7 @@ impl Pending {
                 }),
             }),
         )
+        .with_length(length)
     }
 }
 
@@ -625,6 +655,23 @@ mod tests {
         drop(tee);
         assert!(rx.try_recv().is_err());
         assert_eq!(tap.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_at_its_declared_length_is_observed_without_the_last_poll() {
+        let (tap, mut rx) = tap(1024);
+        let mut h = HeaderMap::new();
+        h.insert("content-length", http::HeaderValue::from_static("5"));
+        let mut tee =
+            pending(&tap).tee_response(200, &h, &Redactor::new(), body(vec![data("hello")]));
+        tee.frame().await.expect("a frame").expect("data");
+        // A server that wrote `Content-Length` bytes drops the body without polling on.
+        drop(tee);
+        let o = rx.try_recv().expect("observation");
+        assert_eq!(
+            answered(&o).body,
+            ObservedBody::Bytes(Bytes::from_static(b"hello"))
+        );
     }
 
     #[tokio::test]
