@@ -2,7 +2,8 @@
 //! (the GitHub push webhook is `sources::webhook`, mounted by the daemon).
 //!
 //! Reads go to the store through MVCC read transactions; the only writes are event ingestion
-//! (bearer token) and the webhook's wake-up.
+//! (bearer token), drift observations handed to the drift writer's queue (bearer token), and the
+//! webhook's wake-up.
 //!
 //! Who may do what (`crate::http::ApiAuth`): `/healthz`, `/readyz` and `/metrics` are open; every other
 //! read (status, desired state, events, revisions, executions) needs the write token or the

@@ -245,9 +245,17 @@ impl Drop for Capture {
     }
 }
 
-/// Called once when a [`TeeBody`] ended: `Ok` with what it saw, `Err` with why the body broke
-/// off.
-pub type OnEnd = Box<dyn FnOnce(Result<ObservedBody, String>) + Send + Sync>;
+/// How a [`TeeBody`] ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Whole: what it saw.
+    Whole(ObservedBody),
+    /// The inner body failed; why.
+    BrokenOff(String),
+}
+
+/// Called once when a [`TeeBody`] ended.
+pub type OnEnd = Box<dyn FnOnce(Ended) + Send + Sync>;
 
 /// A body that forwards every frame of `inner` unchanged and copies data frames into a
 /// [`Capture`]; when `inner` ends (its last frame, `None`, all of its declared length, or
@@ -282,9 +290,13 @@ impl<B: Body> TeeBody<B> {
         matches!((self.length, &self.capture), (Some(n), Some(c)) if c.size() >= n)
     }
 
-    fn end(&mut self, r: Result<(), String>) {
+    /// Ends the tee: whole, or broken off for `broken`'s reason.
+    fn end(&mut self, broken: Option<String>) {
         if let (Some(capture), Some(on_end)) = (self.capture.take(), self.on_end.take()) {
-            on_end(r.map(|()| capture.finish()));
+            on_end(match broken {
+                None => Ended::Whole(capture.finish()),
+                Some(why) => Ended::BrokenOff(why),
+            });
         }
     }
 }
@@ -309,11 +321,11 @@ where
                     c.push(data);
                 }
                 if this.inner.is_end_stream() || this.at_length() {
-                    this.end(Ok(()));
+                    this.end(None);
                 }
             }
-            Poll::Ready(Some(Err(e))) => this.end(Err(e.to_string())),
-            Poll::Ready(None) => this.end(Ok(())),
+            Poll::Ready(Some(Err(e))) => this.end(Some(e.to_string())),
+            Poll::Ready(None) => this.end(None),
             Poll::Pending => {}
         }
         polled
@@ -332,7 +344,7 @@ impl<B: Body> Drop for TeeBody<B> {
     fn drop(&mut self) {
         // An empty body may never be polled: the server reads `is_end_stream` and drops it.
         if self.on_end.is_some() && (self.inner.is_end_stream() || self.at_length()) {
-            self.end(Ok(()));
+            self.end(None);
         }
     }
 }
@@ -370,8 +382,8 @@ impl Pending {
             self.tap.capture(),
             Box::new(move |r| {
                 let body = match r {
-                    Ok(b) => b,
-                    Err(_) => ObservedBody::Skipped { size: 0 },
+                    Ended::Whole(b) => b,
+                    Ended::BrokenOff(_) => ObservedBody::Skipped { size: 0 },
                 };
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
             }),
@@ -446,12 +458,12 @@ impl Pending {
             body,
             capture,
             Box::new(move |r| match r {
-                Ok(body) => self.send(Outcome::Answered(ObservedResponse {
+                Ended::Whole(body) => self.send(Outcome::Answered(ObservedResponse {
                     status,
                     headers,
                     body,
                 })),
-                Err(why) => self.send(Outcome::Failed {
+                Ended::BrokenOff(why) => self.send(Outcome::Failed {
                     reason: format!("the upstream's response body broke off: {why}"),
                 }),
             }),
