@@ -29,6 +29,10 @@ pub struct Metrics {
     pub gateway_duration: Histogram,
     /// Exchanges the traffic record dropped because its writer was behind.
     pub traffic_dropped: Counter,
+    /// Drift observations the drift writer's queue accepted, by source (gateway, probe, api).
+    pub drift_observations: Family<Labels, Counter>,
+    /// Drift observations dropped because the drift writer's queue was full.
+    pub drift_observations_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -112,8 +116,22 @@ impl Metrics {
             "Exchanges the traffic record dropped because its writer was behind",
             traffic_dropped.clone(),
         );
+        let drift_observations = Family::<Labels, Counter>::default();
+        registry.register(
+            "drift_observations",
+            "Drift observations the drift writer's queue accepted, by source",
+            drift_observations.clone(),
+        );
+        let drift_observations_dropped = Counter::default();
+        registry.register(
+            "drift_observations_dropped",
+            "Drift observations dropped because the drift writer's queue was full",
+            drift_observations_dropped.clone(),
+        );
         Self {
             registry,
+            drift_observations,
+            drift_observations_dropped,
             gateway_requests,
             gateway_duration,
             traffic_dropped,

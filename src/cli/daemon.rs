@@ -159,6 +159,13 @@ pub struct DaemonArgs {
     /// Share of gateway exchanges kept in the traffic record (0 to 1).
     #[arg(long, env = "MOCKOPS_TRAFFIC_SAMPLE", default_value_t = 1.0, value_parser = parse_share)]
     pub traffic_sample: f64,
+    /// Largest body (request or response) kept in a drift observation of an upstream exchange
+    /// (`8MiB`, `256KiB`); larger ones are recorded as skipped, with their size.
+    #[arg(long, env = "MOCKOPS_DRIFT_MAX_BODY", default_value = "8MiB", value_parser = parse_size)]
+    pub drift_max_body: usize,
+    /// Share of the gateway's upstream exchanges observed for drift (0 to 1).
+    #[arg(long, env = "MOCKOPS_DRIFT_SAMPLE", default_value_t = 1.0, value_parser = parse_share)]
+    pub drift_sample: f64,
     /// Gateway exchanges kept in the traffic record: an age, a count of the newest, both, or
     /// `forever`.
     #[arg(long, env = "MOCKOPS_RETAIN_TRAFFIC", default_value = crate::daemon::DEFAULT_RETAIN_TRAFFIC)]
@@ -406,6 +413,8 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
                 addr,
                 max_body: args.gateway_max_body,
                 traffic_sample: args.traffic_sample,
+                drift_max_body: args.drift_max_body,
+                drift_sample: args.drift_sample,
                 required: args.gateway.is_some(),
             })
         },

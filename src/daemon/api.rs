@@ -2,7 +2,8 @@
 //! (the GitHub push webhook is `sources::webhook`, mounted by the daemon).
 //!
 //! Reads go to the store through MVCC read transactions; the only writes are event ingestion
-//! (bearer token) and the webhook's wake-up.
+//! (bearer token), drift observations handed to the drift writer's queue (bearer token), and the
+//! webhook's wake-up.
 //!
 //! Who may do what (`crate::http::ApiAuth`): `/healthz`, `/readyz` and `/metrics` are open; every other
 //! read (status, desired state, events, revisions, executions) needs the write token or the
@@ -64,8 +65,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
             shared.auth.clone(),
             require_read,
         ));
+    // Observations take larger bodies than the rest of the API: their handler bounds its own.
+    let observations = Router::new().route(
+        "/api/v1/drift/observations",
+        post(post_observations).layer(axum::extract::DefaultBodyLimit::disable()),
+    );
     open.merge(guarded)
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .merge(observations)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
@@ -359,6 +366,166 @@ fn validate_event_type(t: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Largest body of `POST /api/v1/drift/observations`.
+pub const MAX_OBSERVATIONS_BODY: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct ObservationsQuery {
+    service: Option<String>,
+    federation: Option<String>,
+}
+
+fn problem(
+    status: StatusCode,
+    slug: &str,
+    title: &str,
+    detail: &str,
+    ext: Map<String, Value>,
+) -> Response {
+    crate::gateway::problem::response(status, slug, title, detail, ext).into_response()
+}
+
+/// `POST /api/v1/drift/observations`: exchanges seen elsewhere, in the shape of
+/// `drift::har`, handed to the drift writer. 202 `{accepted, dropped}` (dropped: the writer's
+/// queue was full).
+async fn post_observations(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<ObservationsQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    use crate::drift::har::{self, HarError};
+    use http_body_util::BodyExt as _;
+    use serde_json::json as j;
+    // The token before the body: nobody without one makes the daemon read 16 MiB.
+    s.auth.check_write(&headers)?;
+    let body = match http_body_util::Limited::new(body, MAX_OBSERVATIONS_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                &format!(
+                    "observations are taken up to {MAX_OBSERVATIONS_BODY} bytes per request; post them in batches"
+                ),
+                crate::gateway::problem::ext([("limit", j!(MAX_OBSERVATIONS_BODY))]),
+            ));
+        }
+        Err(e) => {
+            return Ok(problem(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                "Unreadable request body",
+                &format!("cannot read the request body: {e}"),
+                Map::new(),
+            ));
+        }
+    };
+    let max_body = crate::gateway::tee::DEFAULT_DRIFT_MAX_BODY;
+    let parsed = tokio::task::spawn_blocking(move || {
+        har::parse(
+            &body,
+            q.service.as_deref(),
+            q.federation.as_deref(),
+            max_body,
+        )
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let batch = match parsed {
+        Ok(b) => b,
+        Err(e) => {
+            let detail = e.to_string();
+            return Ok(match e {
+                HarError::NotJson(_) => problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-observations",
+                    "The observations are not JSON",
+                    &detail,
+                    Map::new(),
+                ),
+                HarError::Shape { field, .. } => problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad-observations",
+                    "The observations are not in the documented shape",
+                    &detail,
+                    crate::gateway::problem::ext([("field", j!(field))]),
+                ),
+                HarError::Entry { index, field, .. } => problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad-observation",
+                    "An entry is not in the documented shape",
+                    &detail,
+                    crate::gateway::problem::ext([("entry", j!(index)), ("field", j!(field))]),
+                ),
+                HarError::TooMany { count, max } => problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-many-observations",
+                    "Too many entries",
+                    &detail,
+                    crate::gateway::problem::ext([("entries", j!(count)), ("limit", j!(max))]),
+                ),
+            });
+        }
+    };
+    let known = |kind: &str| -> ApiResult<Vec<String>> {
+        Ok(s.store.rows_of(kind)?.into_iter().map(|r| r.name).collect())
+    };
+    let services = known("service")?;
+    if !services.contains(&batch.service) {
+        return Ok(problem(
+            StatusCode::NOT_FOUND,
+            "unknown-service",
+            "No such service",
+            &format!(
+                "no service `{}` in the applied commit; known: {}",
+                batch.service,
+                if services.is_empty() {
+                    "none".to_string()
+                } else {
+                    services.join(", ")
+                }
+            ),
+            crate::gateway::problem::ext([("known_services", j!(services))]),
+        ));
+    }
+    if let Some(f) = &batch.federation {
+        let federations = known("federation")?;
+        if !federations.contains(f) {
+            return Ok(problem(
+                StatusCode::NOT_FOUND,
+                "unknown-federation",
+                "No such federation",
+                &format!("no federation `{f}` in the applied commit"),
+                crate::gateway::problem::ext([("known_federations", j!(federations))]),
+            ));
+        }
+    }
+    let (mut accepted, mut dropped) = (0usize, 0usize);
+    for o in batch.observations {
+        if s.observations.send(o) {
+            accepted += 1;
+        } else {
+            dropped += 1;
+        }
+    }
+    if accepted > 0 {
+        s.metrics
+            .drift_observations
+            .get_or_create(&crate::metrics::Metrics::label("source", "api"))
+            .inc_by(accepted as u64);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(j!({"accepted": accepted, "dropped": dropped})),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

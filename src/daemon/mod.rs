@@ -287,13 +287,22 @@ pub struct Shared {
     pub applied: tokio::sync::watch::Sender<Option<String>>,
     /// The federation gateway, when it runs.
     pub gateway: std::sync::OnceLock<Arc<crate::gateway::Gateway>>,
+    /// Where the gateway and the API hand drift observations to the drift writer.
+    pub observations: crate::drift::ObservationSender,
+    /// The drift writer's end of [`Shared::observations`], until the daemon takes it.
+    observations_rx: Mutex<Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>>>,
 }
 
 impl Shared {
     pub fn new(store: Store, live: Live, hints: Hints, auth: crate::http::ApiAuth) -> Self {
+        let metrics = Metrics::new();
+        let (observations, observations_rx) =
+            crate::drift::ObservationSender::new(metrics.drift_observations_dropped.clone());
         Self {
+            observations,
+            observations_rx: Mutex::new(Some(observations_rx)),
             store,
-            metrics: Metrics::new(),
+            metrics,
             live: RwLock::new(live),
             hints,
             events_stored: Arc::new(Notify::new()),
@@ -308,6 +317,16 @@ impl Shared {
             applied: tokio::sync::watch::Sender::new(None),
             gateway: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The receiving end of [`Shared::observations`] (once).
+    pub fn take_observations(
+        &self,
+    ) -> Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>> {
+        self.observations_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn beat(&self) {
@@ -441,6 +460,9 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         let state = shared.loop_state.clone();
         reconciler.set_progress(Arc::new(move || state.progress()));
     }
+    // Observations from the gateway and `POST /api/v1/drift/observations`; held for the whole
+    // run so producers never find the queue closed.
+    let drift_rx = shared.take_observations(); // the drift writer consumes this
     let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -576,6 +598,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             security.outbound.clone(),
             secrets,
             crate::gateway::GatewayMetrics::of(&shared.metrics),
+            shared.observations.clone(),
             shared.applied.subscribe(),
             cancel.clone(),
         )
@@ -644,6 +667,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             "drain deadline passed; exiting (every commit is applied atomically, so nothing is half-written)"
         );
     }
+    drop(drift_rx);
     if let Some(msg) = fatal {
         anyhow::bail!("{msg}");
     }

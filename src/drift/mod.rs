@@ -6,6 +6,7 @@
 //! (`store::drift`). Budgets turn incidents into `drift.threshold_exceeded` /
 //! `drift.recovered` events; `patch` proposes the spec change that accepts what was observed.
 
+pub mod har;
 pub mod incident;
 pub mod observation;
 

@@ -18,6 +18,7 @@ pub mod problem;
 pub mod proxy;
 pub mod record;
 pub mod routes;
+pub mod tee;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -68,6 +69,10 @@ pub struct GatewayOptions {
     pub max_body: usize,
     /// Share of exchanges kept in the traffic record (0 to 1).
     pub traffic_sample: f64,
+    /// Largest body kept in a drift observation; larger ones are recorded as skipped.
+    pub drift_max_body: usize,
+    /// Share of upstream exchanges observed for drift (0 to 1).
+    pub drift_sample: f64,
     /// Whether failing to listen stops the daemon (an explicit `--gateway`) or is only
     /// logged (the demo's default address may be taken).
     pub required: bool,
@@ -79,6 +84,7 @@ pub struct GatewayMetrics {
     requests: Family<Vec<(&'static str, String)>, Counter>,
     duration: Histogram,
     dropped: Counter,
+    drift_observed: Family<Vec<(&'static str, String)>, Counter>,
 }
 
 impl GatewayMetrics {
@@ -87,6 +93,7 @@ impl GatewayMetrics {
             requests: m.gateway_requests.clone(),
             duration: m.gateway_duration.clone(),
             dropped: m.traffic_dropped.clone(),
+            drift_observed: m.drift_observations.clone(),
         }
     }
 }
@@ -101,6 +108,8 @@ pub struct Gateway {
     /// Request counters of chaos services, by (federation, service), kept across reloads.
     counters: Mutex<HashMap<(String, String), Arc<AtomicU64>>>,
     recorder: Recorder,
+    /// Observations of upstream exchanges for the drift writer; `None`: not observed.
+    drift: Option<tee::DriftTap>,
     metrics: GatewayMetrics,
     max_body: usize,
     /// Why the last applied commit's table could not be built, if it could not.
@@ -193,6 +202,7 @@ impl Gateway {
         secrets: Secrets,
         metrics: GatewayMetrics,
         recorder: Recorder,
+        drift: Option<tee::DriftTap>,
         max_body: usize,
     ) -> Gateway {
         Gateway {
@@ -203,6 +213,7 @@ impl Gateway {
             clients: Mutex::new(HashMap::new()),
             counters: Mutex::new(HashMap::new()),
             recorder,
+            drift,
             metrics,
             max_body,
             last_error: Mutex::new(None),
@@ -541,6 +552,7 @@ impl Gateway {
             .ok()
             .and_then(|m| m.operation_for(req.method(), &path));
         let cx = Cx {
+            federation: &fed.name,
             svc: &svc,
             path: &path,
             peer,
@@ -675,42 +687,43 @@ impl Gateway {
         }
     }
 
-    /// The upstream's response head, or the problem saying why there is none.
+    /// The upstream's response head, or the problem saying why there is none (with the
+    /// transport's reason when the upstream was tried and did not answer).
     async fn upstream(
         &self,
         cx: &Cx<'_>,
         parts: &http::request::Parts,
         body: reqwest::Body,
-    ) -> Result<reqwest::Response, Response<Body>> {
+    ) -> Result<reqwest::Response, NoAnswer> {
         let upstream = match &cx.svc.upstream {
             Ok(u) => u,
             Err(why) => {
-                return Err(problem::response(
+                return Err(NoAnswer::before(problem::response(
                     StatusCode::BAD_GATEWAY,
                     "no-upstream",
                     "The service has no usable upstream",
                     &why.to_string(),
                     problem::ext([("service", json!(cx.svc.name))]),
-                ));
+                )));
             }
         };
         let client = self.client(upstream.connect_timeout).map_err(|e| {
-            problem::response(
+            NoAnswer::before(problem::response(
                 StatusCode::BAD_GATEWAY,
                 "upstream-client",
                 "Cannot build the upstream client",
                 &e.to_string(),
                 Default::default(),
-            )
+            ))
         })?;
         let url = proxy::target_url(&upstream.url, cx.path, parts.uri.query()).map_err(|e| {
-            problem::response(
+            NoAnswer::before(problem::response(
                 StatusCode::BAD_GATEWAY,
                 "upstream-url",
                 "Bad upstream URL",
                 &format!("cannot build the upstream URL: {e}"),
                 Default::default(),
-            )
+            ))
         })?;
         let host = parts
             .headers
@@ -738,47 +751,47 @@ impl Gateway {
                     json!(format!("--allow-outbound {}", r.suggest)),
                 );
             }
-            problem::response(
-                e.status(),
-                e.slug(),
-                e.title(),
-                &self.secrets.redactor().redact(&e.to_string()),
-                ext,
-            )
+            let reason = self.secrets.redactor().redact(&e.to_string()).into_owned();
+            NoAnswer {
+                response: problem::response(e.status(), e.slug(), e.title(), &reason, ext),
+                transport: Some(reason),
+            }
         })
+    }
+
+    /// The drift observation of this request, when its service's upstream exchanges are
+    /// observed and the sample keeps it.
+    fn observe(&self, cx: &Cx<'_>, parts: &http::request::Parts) -> Option<tee::Pending> {
+        let tap = self.drift.as_ref().filter(|t| t.sampled())?;
+        Some(tap.begin(
+            cx.federation,
+            &cx.svc.name,
+            cx.path,
+            parts,
+            self.secrets.redactor(),
+        ))
     }
 
     async fn real(&self, cx: &Cx<'_>, req: Request<Incoming>) -> Answer {
         let (parts, body) = req.into_parts();
-        let limit = self.max_body;
-        let mut seen = 0usize;
-        let stream = body
-            .into_data_stream()
-            .map_err(std::io::Error::other)
-            .and_then(move |chunk| {
-                seen += chunk.len();
-                let over = seen > limit;
-                async move {
-                    if over {
-                        Err(std::io::Error::other(
-                            "the request body is larger than the gateway's limit",
-                        ))
-                    } else {
-                        Ok(chunk)
-                    }
+        let mut pending = self.observe(cx, &parts);
+        let body = match pending.as_mut() {
+            None => limited_upload(body, self.max_body),
+            Some(p) => limited_upload(p.tee_request(body), self.max_body),
+        };
+        match self.upstream(cx, &parts, body).await {
+            Err(no) => {
+                if let (Some(p), Some(reason)) = (pending, no.transport) {
+                    p.failed(reason);
                 }
-            });
-        match self
-            .upstream(cx, &parts, reqwest::Body::wrap_stream(stream))
-            .await
-        {
-            Err(r) => Answer {
-                response: r,
-                source: Source::Upstream,
-                operation: None,
-            },
+                Answer {
+                    response: no.response,
+                    source: Source::Upstream,
+                    operation: None,
+                }
+            }
             Ok(up) => Answer {
-                response: streamed(up),
+                response: self.streamed(up, pending),
                 source: Source::Upstream,
                 operation: None,
             },
@@ -792,6 +805,10 @@ impl Gateway {
             Ok(b) => b,
             Err(r) => return Answer::gateway(*r),
         };
+        let mut pending = self.observe(cx, &parts);
+        if let Some(p) = pending.as_mut() {
+            p.request_read(&body);
+        }
         let up = match self
             .upstream(cx, &parts, reqwest::Body::from(body.clone()))
             .await
@@ -799,10 +816,16 @@ impl Gateway {
             Ok(up) if !up.status().is_server_error() => up,
             Ok(up) => {
                 tracing::debug!(service = %cx.svc.name, status = %up.status(), "blended: the upstream failed; the mock answers");
+                if let (Some(p), Ok(u)) = (pending, &cx.svc.upstream) {
+                    p.answered_in_background(up, self.secrets.redactor(), u.response_timeout);
+                }
                 return self.mock_answer(cx, &parts, &body);
             }
-            Err(r) => {
-                tracing::debug!(service = %cx.svc.name, status = %r.status(), "blended: the upstream is unreachable; the mock answers");
+            Err(no) => {
+                tracing::debug!(service = %cx.svc.name, status = %no.response.status(), "blended: the upstream is unreachable; the mock answers");
+                if let (Some(p), Some(reason)) = (pending, no.transport) {
+                    p.failed(reason);
+                }
                 return self.mock_answer(cx, &parts, &body);
             }
         };
@@ -817,14 +840,14 @@ impl Gateway {
                 .is_some_and(|n| n as usize <= BLENDED_JSON_CAP);
         let Ok(mock) = &cx.svc.mock else {
             return Answer {
-                response: streamed(up),
+                response: self.streamed(up, pending),
                 source: Source::Upstream,
                 operation: None,
             };
         };
         if !json_body {
             return Answer {
-                response: streamed(up),
+                response: self.streamed(up, pending),
                 source: Source::Upstream,
                 operation: None,
             };
@@ -834,8 +857,20 @@ impl Gateway {
         strip_response_headers(&mut headers);
         let bytes = match up.bytes().await {
             Ok(b) => b,
-            Err(_) => return self.mock_answer(cx, &parts, &body),
+            Err(e) => {
+                if let Some(p) = pending {
+                    p.failed(format!(
+                        "the upstream's response body broke off: {}",
+                        e.without_url()
+                    ));
+                }
+                return self.mock_answer(cx, &parts, &body);
+            }
         };
+        // What the upstream said, before the mock completes it.
+        if let Some(p) = pending {
+            p.answered(status.as_u16(), &headers, self.secrets.redactor(), &bytes);
+        }
         let (out, source) = match serde_json::from_slice::<Json>(&bytes) {
             Ok(v) => {
                 let completed = mock.complete(&parts.method, cx.path, status, v.clone());
@@ -856,6 +891,25 @@ impl Gateway {
             source,
             operation: None,
         }
+    }
+
+    /// The upstream's response, its body streamed through (and teed into `pending`'s
+    /// observation when there is one).
+    fn streamed(&self, up: reqwest::Response, pending: Option<tee::Pending>) -> Response<Body> {
+        let status = up.status();
+        let mut headers = up.headers().clone();
+        strip_response_headers(&mut headers);
+        let body = Body::from_stream(up.bytes_stream());
+        let body = match pending {
+            None => body,
+            Some(p) => {
+                Body::new(p.tee_response(status.as_u16(), &headers, self.secrets.redactor(), body))
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
     }
 
     /// `GET /api/v1/federations/NAME/health`: each service's own check (a mock: its spec
@@ -1033,6 +1087,7 @@ fn origin(u: &reqwest::Url) -> String {
 
 /// What a handler needs of the request's route.
 struct Cx<'a> {
+    federation: &'a str,
     svc: &'a ServiceRoute,
     path: &'a str,
     peer: SocketAddr,
@@ -1075,15 +1130,47 @@ fn strip_response_headers(h: &mut HeaderMap) {
     proxy::strip_hop_by_hop(h);
 }
 
-/// The upstream's response, its body streamed through.
-fn streamed(up: reqwest::Response) -> Response<Body> {
-    let status = up.status();
-    let mut headers = up.headers().clone();
-    strip_response_headers(&mut headers);
-    let mut response = Response::new(Body::from_stream(up.bytes_stream()));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
+/// Why an upstream gave no response: the problem the client gets, and the transport's reason
+/// when the upstream was tried (a drift observation of a failed exchange).
+struct NoAnswer {
+    response: Response<Body>,
+    transport: Option<String>,
+}
+
+impl NoAnswer {
+    /// Refused before the upstream was tried (no upstream, a bad URL).
+    fn before(response: Response<Body>) -> NoAnswer {
+        NoAnswer {
+            response,
+            transport: None,
+        }
+    }
+}
+
+/// A request body streamed upstream, refused past `limit` bytes.
+fn limited_upload<B>(body: B, limit: usize) -> reqwest::Body
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut seen = 0usize;
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk| {
+            seen += chunk.len();
+            let over = seen > limit;
+            async move {
+                if over {
+                    Err(std::io::Error::other(
+                        "the request body is larger than the gateway's limit",
+                    ))
+                } else {
+                    Ok(chunk)
+                }
+            }
+        });
+    reqwest::Body::wrap_stream(stream)
 }
 
 /// Accepts connections on `listener` and serves them until `cancel`; then stops accepting and
@@ -1156,6 +1243,7 @@ pub async fn start(
     outbound: Arc<OutboundPolicy>,
     secrets: Secrets,
     metrics: GatewayMetrics,
+    observations: crate::drift::ObservationSender,
     applied: watch::Receiver<Option<String>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<Option<(Arc<Gateway>, Vec<tokio::task::JoinHandle<()>>)>> {
@@ -1173,12 +1261,19 @@ pub async fn start(
         }
     };
     let (recorder, rx) = Recorder::new(opts.traffic_sample, metrics.dropped.clone());
+    let drift = tee::DriftTap::new(
+        observations,
+        metrics.drift_observed.clone(),
+        opts.drift_max_body,
+        opts.drift_sample,
+    );
     let gateway = Arc::new(Gateway::new(
         repo,
         outbound,
         secrets,
         metrics,
         recorder,
+        Some(drift),
         opts.max_body,
     ));
     tracing::info!(addr = %listener.local_addr()?, "gateway: serving federations");
