@@ -8,7 +8,10 @@
 #   (b) `real` proxying: wrk -> gateway -> upstream vs wrk -> the same upstream directly: the
 #       latency added at p50/p99 and the share of direct throughput (targets: < 1 ms added at p50,
 #       >= 80% of direct throughput), once under the same load as (a) and once with a single
-#       connection (the latency the hop adds when nothing queues);
+#       connection (the latency the hop adds when nothing queues), and once more against an
+#       upstream that takes 5 ms per request (as a service doing real work does: the same mock
+#       behind a fixed 5 ms `chaos_driven` latency), where the hop's cost is not hidden by,
+#       nor inflated by, three processes sharing the machine's cores for CPU-only work;
 #   (c) resident memory (VmRSS from /proc) of the daemon, whose repository is the example config
 #       (examples/repo-layout, federation e-commerce-platform) plus the bench federation: idle
 #       once routes serve, and the highest sample taken every 0.2 s while (a) and (b) run.
@@ -94,7 +97,15 @@ spec: specs/payments.yaml
 base_path: /pay
 reality_level: mock_v3
 EOF
-printf 'name: up\nservices:\n  - name: pay\n' >"$UP_REPO/federations/up.yaml"
+cat >"$UP_REPO/services/pay-5ms.yaml" <<EOF
+name: pay-5ms
+workspace_id: ws-pay-5ms
+spec: specs/payments.yaml
+base_path: /pay-5ms
+reality_level: chaos_driven
+chaos: {latency_ms: 5, error_rate: 0, drop_rate: 0}
+EOF
+printf 'name: up\nservices:\n  - name: pay\n  - name: pay-5ms\n' >"$UP_REPO/federations/up.yaml"
 commit_repo "$UP_REPO"
 UP_API=$(free_port)
 UP_GW=$(free_port)
@@ -102,6 +113,7 @@ UP_GW=$(free_port)
     --gateway "127.0.0.1:$UP_GW" >"$TMP/up.log" 2>&1 &
 PIDS+=($!)
 UP_URL=http://127.0.0.1:$UP_GW/up/pay
+UP_5MS_URL=http://127.0.0.1:$UP_GW/up/pay-5ms
 
 # The daemon under test: the example config plus the `bench` federation (`mock` mocked over the
 # payments spec, `real` proxying to the upstream above).
@@ -123,7 +135,15 @@ upstream: $UP_URL
 base_path: /real
 reality_level: real
 EOF
-printf 'name: bench\nservices:\n  - name: bench-mock\n  - name: bench-real\n' >"$REPO/federations/bench.yaml"
+cat >"$REPO/services/bench-real-5ms.yaml" <<EOF
+name: bench-real-5ms
+workspace_id: ws-bench-real-5ms
+spec: specs/bench-payments.yaml
+upstream: $UP_5MS_URL
+base_path: /real-5ms
+reality_level: real
+EOF
+printf 'name: bench\nservices:\n  - name: bench-mock\n  - name: bench-real\n  - name: bench-real-5ms\n' >"$REPO/federations/bench.yaml"
 commit_repo "$REPO"
 API=$(free_port)
 GW=$(free_port)
@@ -138,10 +158,12 @@ PIDS+=($!)
 
 GW_MOCK=http://127.0.0.1:$GW/bench/mock$OP
 GW_REAL=http://127.0.0.1:$GW/bench/real$OP
+GW_REAL_5MS=http://127.0.0.1:$GW/bench/real-5ms$OP
+DIRECT_5MS=$UP_5MS_URL$OP
 GW_EXAMPLE=http://127.0.0.1:$GW/e-commerce-platform/payments$OP
 DIRECT=$UP_URL$OP
 PRISM_URL=http://127.0.0.1:$PRISM_PORT$OP
-for u in "$UP_URL$OP" "$GW_MOCK" "$GW_REAL" "$GW_EXAMPLE" "$PRISM_URL"; do
+for u in "$UP_URL$OP" "$GW_MOCK" "$GW_REAL" "$DIRECT_5MS" "$GW_REAL_5MS" "$GW_EXAMPLE" "$PRISM_URL"; do
     wait_200 "$u" || { tail -n 20 "$TMP"/*.log >&2; exit 1; }
 done
 
@@ -179,6 +201,8 @@ R=$TMP/results
     run via-gateway "$GW_REAL"
     run direct-c1 "$DIRECT" 1 1
     run via-gateway-c1 "$GW_REAL" 1 1
+    run direct-5ms "$DIRECT_5MS"
+    run via-gateway-5ms "$GW_REAL_5MS"
 } >"$R"
 LOAD_RSS=$(sort -g "$TMP/rss" | tail -n 1)
 HWM=$(awk '/^VmHWM:/ { print $2 }' "/proc/$DAEMON/status")
@@ -193,6 +217,8 @@ while read -r name rps p50 p99 bad; do
         via-gateway) what="gateway real /bench/real$OP -> upstream" ;;
         direct-c1) what="upstream directly, 1 connection" ;;
         via-gateway-c1) what="gateway real -> upstream, 1 connection" ;;
+        direct-5ms) what="5 ms upstream directly /up/pay-5ms$OP" ;;
+        via-gateway-5ms) what="gateway real -> 5 ms upstream" ;;
     esac
     printf '%-16s %-44s %11.0f %9.3f %9.3f %7s\n' "$name" "$what" "$rps" "$p50" "$p99" "$bad"
 done <"$R"
@@ -204,8 +230,13 @@ awk -v mr="$(get mockops-mock 2)" -v pr="$(get prism-mock 2)" -v m99="$(get mock
     printf "(a) mock serving: %.1fx Prism'"'"'s throughput (target >= 20x: %s); p99 %.3f ms vs %.3f ms (target lower: %s)\n",
         ratio, (ratio >= 20 ? "PASS" : "FAIL"), m99, p99, (m99 < p99 ? "PASS" : "FAIL")
 }'
-for suffix in "" -c1; do
-    awk -v label="$( [ -z "$suffix" ] && echo "$CONNECTIONS connections" || echo "1 connection")" \
+for suffix in "" -c1 -5ms; do
+    case $suffix in
+        "") label="$CONNECTIONS connections" ;;
+        -c1) label="1 connection" ;;
+        -5ms) label="$CONNECTIONS connections, 5 ms upstream" ;;
+    esac
+    awk -v label="$label" \
         -v dr="$(get "direct$suffix" 2)" -v vr="$(get "via-gateway$suffix" 2)" \
         -v d50="$(get "direct$suffix" 3)" -v v50="$(get "via-gateway$suffix" 3)" \
         -v d99="$(get "direct$suffix" 4)" -v v99="$(get "via-gateway$suffix" 4)" 'BEGIN {
