@@ -197,10 +197,7 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
                 SpecFile {
                     schema_type: *t,
                     blob: input.blob.clone(),
-                    document: matches!(
-                        input.parsed.doc,
-                        Some(Doc::Spec { document: true, .. })
-                    ),
+                    document: matches!(input.parsed.doc, Some(Doc::Spec { document: true, .. })),
                     grpc_services: match &input.parsed.doc {
                         Some(Doc::Spec { grpc_services, .. }) => grpc_services.clone(),
                         _ => Vec::new(),
@@ -1045,7 +1042,11 @@ fn check_grpc_services(cx: &mut Ctx, st: &DesiredState, inputs: &BTreeMap<String
             for g in &spec.grpc_services {
                 match owner.get(g.as_str()) {
                     Some(first) => {
-                        let i = raw.services.iter().position(|x| x.name == m.name).unwrap_or(0);
+                        let i = raw
+                            .services
+                            .iter()
+                            .position(|x| x.name == m.name)
+                            .unwrap_or(0);
                         let loc = cx.at(input, &format!("/services/{i}"));
                         cx.error(
                             "duplicate-grpc-service",

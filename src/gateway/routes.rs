@@ -233,8 +233,7 @@ pub fn from_state(
     sha: Option<String>,
 ) -> RouteTable {
     let mut mocks: HashMap<String, Result<Arc<MockService>, Unservable>> = HashMap::new();
-    let mut protos: HashMap<String, Option<Result<Arc<ProtoService>, Unservable>>> =
-        HashMap::new();
+    let mut protos: HashMap<String, Option<Result<Arc<ProtoService>, Unservable>>> = HashMap::new();
     let mut table = RouteTable {
         sha,
         ..RouteTable::default()

@@ -8,6 +8,7 @@ mod daemon;
 mod deploy;
 mod end_to_end;
 mod gateway;
+mod gateway_grpc;
 mod gateway_mock;
 mod notify;
 mod pipelines;

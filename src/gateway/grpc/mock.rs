@@ -193,7 +193,9 @@ impl Gen<'_> {
             (Kind::Int32 | Kind::Sint32 | Kind::Sfixed32, Json::Number(n)) => {
                 Value::I32(i32::try_from(n.as_i64()?).ok()?)
             }
-            (Kind::Int64 | Kind::Sint64 | Kind::Sfixed64, Json::Number(n)) => Value::I64(n.as_i64()?),
+            (Kind::Int64 | Kind::Sint64 | Kind::Sfixed64, Json::Number(n)) => {
+                Value::I64(n.as_i64()?)
+            }
             (Kind::Uint32 | Kind::Fixed32, Json::Number(n)) => {
                 Value::U32(u32::try_from(n.as_u64()?).ok()?)
             }
@@ -300,7 +302,10 @@ message Item {
             p.get_field_by_name("in_stock").map(|v| v.into_owned()),
             Some(Value::I32(42))
         );
-        assert!(p.get_field_by_name("price").is_some_and(|v| v.as_f64().is_some()));
+        assert!(
+            p.get_field_by_name("price")
+                .is_some_and(|v| v.as_f64().is_some())
+        );
         // What is generated decodes as the type.
         DynamicMessage::decode(item, a.as_slice()).expect("decodes");
     }

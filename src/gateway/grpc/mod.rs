@@ -49,12 +49,12 @@ use wire::{Code, Status};
 /// Whether a request is a gRPC call: `content-type: application/grpc`, alone or with a
 /// `+format` or parameters (`application/grpc-web` is not).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| match v.as_bytes().strip_prefix(b"application/grpc") {
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        match v.as_bytes().strip_prefix(b"application/grpc") {
             Some(rest) => rest.is_empty() || rest[0] == b'+' || rest[0] == b';',
             None => false,
-        })
+        }
+    })
 }
 
 /// A compiled `.proto` spec: its descriptors (imports included) and the services its own
@@ -124,7 +124,12 @@ fn pick<'t>(
             Code::NotFound,
             format!(
                 "several federations are served ({}); call with the :authority of a host one claims (`hosts:`)",
-                table.federations.keys().cloned().collect::<Vec<_>>().join(", ")
+                table
+                    .federations
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     };
@@ -184,7 +189,15 @@ impl Gateway {
             code: Code::Ok,
         };
         let mut response = match self
-            .grpc_answer(&table, req, peer, &drop_connection, &mut out, persona_key.as_deref(), &path)
+            .grpc_answer(
+                &table,
+                req,
+                peer,
+                &drop_connection,
+                &mut out,
+                persona_key.as_deref(),
+                &path,
+            )
             .await
         {
             Ok(r) => r,
@@ -213,7 +226,15 @@ impl Gateway {
             ])
             .inc();
         self.metrics.duration.observe(elapsed.as_secs_f64());
-        self.record_grpc(&out, &path, response.status().as_u16(), elapsed, persona_key, scenario, ci);
+        self.record_grpc(
+            &out,
+            &path,
+            response.status().as_u16(),
+            elapsed,
+            persona_key,
+            scenario,
+            ci,
+        );
         response
     }
 
@@ -357,20 +378,25 @@ impl Gateway {
                 Err(_) => {
                     return Err(Status::new(
                         Code::InvalidArgument,
-                        format!("persona `{key}` (X-Mockops-Persona) does not exist in the applied commit, or exists in several environments: name one as <environment>/<id>"),
+                        format!(
+                            "persona `{key}` (X-Mockops-Persona) does not exist in the applied commit, or exists in several environments: name one as <environment>/<id>"
+                        ),
                     ));
                 }
             },
         };
-        let deadline = match req.headers().get("grpc-timeout") {
-            None => None,
-            Some(v) => Some(v.to_str().ok().and_then(wire::parse_timeout).ok_or_else(|| {
-                Status::new(
-                    Code::InvalidArgument,
-                    "grpc-timeout is not at most 8 digits followed by H, M, S, m, u or n",
-                )
-            })?),
-        };
+        let deadline =
+            match req.headers().get("grpc-timeout") {
+                None => None,
+                Some(v) => Some(v.to_str().ok().and_then(wire::parse_timeout).ok_or_else(
+                    || {
+                        Status::new(
+                            Code::InvalidArgument,
+                            "grpc-timeout is not at most 8 digits followed by H, M, S, m, u or n",
+                        )
+                    },
+                )?),
+            };
         let work = self.grpc_call(
             fed,
             svc,
@@ -460,7 +486,8 @@ impl Gateway {
             let reply = mock::generate(&method.output(), seed, persona).encode_to_vec();
             Ok(wire::ok_response(Bytes::from(reply)))
         };
-        let upstream = |body: Bytes| self.grpc_upstream(svc, &path, &parts.headers, peer, body, deadline);
+        let upstream =
+            |body: Bytes| self.grpc_upstream(svc, &path, &parts.headers, peer, body, deadline);
         match svc.level {
             RealityLevel::MockV3 => mock(out),
             RealityLevel::Real => {
@@ -469,16 +496,14 @@ impl Gateway {
                 out.code = reply.code();
                 Ok(reply.into_response())
             }
-            RealityLevel::Blended => {
-                match upstream(body).await {
-                    Ok(r) if r.code() != Code::Unavailable => {
-                        out.source = Source::Upstream;
-                        out.code = r.code();
-                        Ok(r.into_response())
-                    }
-                    _ => mock(out),
+            RealityLevel::Blended => match upstream(body).await {
+                Ok(r) if r.code() != Code::Unavailable => {
+                    out.source = Source::Upstream;
+                    out.code = r.code();
+                    Ok(r.into_response())
                 }
-            }
+                _ => mock(out),
+            },
             RealityLevel::ChaosDriven => {
                 let Some(chaos) = &svc.chaos else {
                     return mock(out);

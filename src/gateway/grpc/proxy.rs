@@ -34,9 +34,7 @@ pub struct Clients {
 pub enum CallError {
     #[error("{0}")]
     Refused(Refused),
-    #[error(
-        "upstream `{0}` is https: the gateway proxies gRPC to h2c (`http://`) upstreams only"
-    )]
+    #[error("upstream `{0}` is https: the gateway proxies gRPC to h2c (`http://`) upstreams only")]
     Tls(String),
     #[error("the upstream URL `{0}` has no host")]
     NoHost(String),
@@ -206,7 +204,13 @@ impl Clients {
         let limit = call.limit;
         let exchange = async {
             let mut sender = self
-                .sender(call.policy, &origin, &host, port, call.upstream.connect_timeout)
+                .sender(
+                    call.policy,
+                    &origin,
+                    &host,
+                    port,
+                    call.upstream.connect_timeout,
+                )
                 .await?;
             let response = sender
                 .send_request(request)
@@ -274,13 +278,15 @@ impl Clients {
                     Err(e) => last = Some(format!("{a}: {e}")),
                 }
             }
-            Err(CallError::Unreachable(
-                last.unwrap_or_else(|| format!("{host} resolves to no address")),
-            ))
+            Err(CallError::Unreachable(last.unwrap_or_else(|| {
+                format!("{host} resolves to no address")
+            })))
         };
         let tcp = tokio::time::timeout(connect_timeout, connect)
             .await
-            .map_err(|_| CallError::Unreachable(format!("no connection within {connect_timeout:?}")))??;
+            .map_err(|_| {
+                CallError::Unreachable(format!("no connection within {connect_timeout:?}"))
+            })??;
         let _ = tcp.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())

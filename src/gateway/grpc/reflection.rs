@@ -256,7 +256,10 @@ pub fn serve(catalog: Catalog, body: Incoming, limit: usize) -> Response<Body> {
             let end = |st: St, status: Status| {
                 let mut trailers = HeaderMap::new();
                 wire::status_headers(&mut trailers, &status);
-                Some((Ok::<_, Infallible>(Frame::trailers(trailers)), St { done: true, ..st }))
+                Some((
+                    Ok::<_, Infallible>(Frame::trailers(trailers)),
+                    St { done: true, ..st },
+                ))
             };
             match st.decoder.next_message() {
                 Err(e) => return end(st, e.status()),
@@ -362,7 +365,12 @@ mod tests {
         let c = catalog();
         match ask(&c, MessageRequest::ListServices(String::new())) {
             MessageResponse::ListServicesResponse(l) => {
-                assert_eq!(l.service, vec![ServiceResponse { name: "t.v1.S".into() }])
+                assert_eq!(
+                    l.service,
+                    vec![ServiceResponse {
+                        name: "t.v1.S".into()
+                    }]
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -378,7 +386,10 @@ mod tests {
             );
         }
         assert_eq!(
-            names(ask(&c, MessageRequest::FileByFilename("t/v1/t.proto".into()))),
+            names(ask(
+                &c,
+                MessageRequest::FileByFilename("t/v1/t.proto".into())
+            )),
             both
         );
         for r in [

@@ -144,7 +144,11 @@ pub fn ok_response(message: Bytes) -> Response<Body> {
 
 /// A `200` response: `headers` (with `content-type: application/grpc` added when missing),
 /// `frames` (already length-prefixed) and `trailers`.
-pub fn with_trailers(mut headers: HeaderMap, frames: Vec<Bytes>, trailers: HeaderMap) -> Response<Body> {
+pub fn with_trailers(
+    mut headers: HeaderMap,
+    frames: Vec<Bytes>,
+    trailers: HeaderMap,
+) -> Response<Body> {
     headers
         .entry(http::header::CONTENT_TYPE)
         .or_insert(HeaderValue::from_static("application/grpc"));
@@ -163,7 +167,11 @@ pub fn with_trailers(mut headers: HeaderMap, frames: Vec<Bytes>, trailers: Heade
 pub fn encode(message: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(PREFIX + message.len());
     b.extend_from_slice(&[0]);
-    b.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    b.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     b.extend_from_slice(message);
     b.freeze()
 }
@@ -357,10 +365,7 @@ mod tests {
                 limit: 100
             })
         );
-        assert_eq!(
-            messages(&[1, 0, 0, 0, 0], 100),
-            Err(FrameError::Compressed)
-        );
+        assert_eq!(messages(&[1, 0, 0, 0, 0], 100), Err(FrameError::Compressed));
         assert_eq!(messages(&[7, 0, 0, 0, 0], 100), Err(FrameError::BadFlag(7)));
         assert_eq!(messages(&[], 100), Ok(vec![]));
     }
