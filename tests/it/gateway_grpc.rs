@@ -372,7 +372,13 @@ fn grpc_calls_by_reflection_at_each_level() {
         assert_eq!(raw(gw_port, "localhost", get, ok.clone(), &[]).await.0, 0);
         // A length prefix larger than the body, a message over the limit (announced or
         // sent), garbage protobuf, a compressed message, two messages, a bad timeout.
-        let cases: Vec<(Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+        type Case = (
+            Vec<u8>,
+            Vec<(&'static str, &'static str)>,
+            u16,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (frame(0, 100, b"abc"), vec![], 3, "announces 100 bytes"),
             (frame(0, 1 << 30, b""), vec![], 8, "65536"),
             (frame(0, 70_000, &vec![0; 70_000]), vec![], 8, "65536"),
