@@ -62,10 +62,10 @@ fn federation(name: &str, host: &str, member: &str) -> String {
     format!("name: {name}\nhosts: [{host}]\nservices:\n  - name: {member}\n")
 }
 
-/// Five federations, each serving `shop.v1.Catalog` once, told apart by host: `back`
+/// Six federations, each serving `shop.v1.Catalog` once, told apart by host: `back`
 /// (`localhost`, the mock), `front` (real, proxying to `back` through the gateway itself),
-/// `dead` (real, a closed port), `mixed` (blended over the closed port) and `slow` (chaos
-/// with 3 s of latency).
+/// `dead` (real, a closed port), `mixed` (blended over the closed port), `slow` (chaos with
+/// 3 s of latency) and `flaky` (chaos answering every call with an error).
 fn files(gw_port: u16, closed: u16) -> Vec<(String, String)> {
     let dead = format!("upstream: http://127.0.0.1:{closed}\n");
     vec![
@@ -84,6 +84,18 @@ fn files(gw_port: u16, closed: u16) -> Vec<(String, String)> {
         (
             "services/catalog-slow.yaml".into(),
             service("catalog-slow", "chaos_driven", "chaos: {latency_ms: 3000}\n"),
+        ),
+        (
+            "services/catalog-flaky.yaml".into(),
+            service(
+                "catalog-flaky",
+                "chaos_driven",
+                "chaos: {seed: 7, error_rate: 1, error_statuses: [500]}\n",
+            ),
+        ),
+        (
+            "federations/flaky.yaml".into(),
+            federation("flaky", "flaky.test", "catalog-flaky"),
         ),
         ("federations/back.yaml".into(), federation("back", "localhost", "catalog-mock")),
         ("federations/front.yaml".into(), federation("front", "front.test", "catalog-real")),
@@ -178,7 +190,7 @@ async fn raw(
     path: &str,
     body: Vec<u8>,
     headers: &[(&str, &str)],
-) -> (u16, String) {
+) -> (u16, String, Vec<u8>) {
     use http_body_util::BodyExt as _;
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -208,6 +220,7 @@ async fn raw(
     let head = r.headers().clone();
     let collected = r.into_body().collect().await.expect("the body");
     let trailers = collected.trailers().cloned().unwrap_or_default();
+    let body = collected.to_bytes().to_vec();
     let from = |name: &str| {
         trailers
             .get(name)
@@ -218,7 +231,7 @@ async fn raw(
     let status = from("grpc-status")
         .and_then(|v| v.parse().ok())
         .expect("a grpc-status");
-    (status, from("grpc-message").unwrap_or_default())
+    (status, from("grpc-message").unwrap_or_default(), body)
 }
 
 fn frame(flag: u8, len: u32, payload: &[u8]) -> Vec<u8> {
@@ -399,13 +412,13 @@ fn grpc_calls_by_reflection_at_each_level() {
             ),
         ];
         for (body, headers, want, says) in cases {
-            let (status, message) = raw(gw_port, "localhost", get, body, &headers).await;
+            let (status, message, _) = raw(gw_port, "localhost", get, body, &headers).await;
             assert_eq!(status, want, "{message}");
             assert!(message.contains(says), "{message}");
         }
         // grpc-timeout is honoured: the 3 s of chaos latency outlast a 300 ms deadline.
         let started = Instant::now();
-        let (status, message) = raw(
+        let (status, message, _) = raw(
             gw_port,
             "slow.test",
             get,
@@ -415,6 +428,35 @@ fn grpc_calls_by_reflection_at_each_level() {
         .await;
         assert_eq!(status, 4, "{message}");
         assert!(started.elapsed() < Duration::from_secs(2));
+        // Chaos errors are gRPC statuses; a dropped connection has no answer.
+        let (status, message, _) = raw(gw_port, "flaky.test", get, ok.clone(), &[]).await;
+        assert_eq!(status, 13, "{message}");
+        assert!(message.contains("chaos"), "{message}");
+        // Reflection v1 by hand: `list_services` (field 7, empty); a request that is not a
+        // reflection request ends the stream with INVALID_ARGUMENT.
+        let reflect = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+        let (status, _, body) = raw(
+            gw_port,
+            "localhost",
+            reflect,
+            frame(0, 2, &[0x3a, 0x00]),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 0);
+        assert!(
+            body.windows(15).any(|w| w == b"shop.v1.Catalog"),
+            "{body:?}"
+        );
+        let (status, message, _) = raw(
+            gw_port,
+            "localhost",
+            reflect,
+            frame(0, 3, &[0xff, 0xff, 0xff]),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 3, "{message}");
         // Still serving.
         assert_eq!(raw(gw_port, "localhost", get, ok, &[]).await.0, 0);
     });

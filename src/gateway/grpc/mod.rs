@@ -164,6 +164,9 @@ struct Outcome {
     operation: Option<String>,
     source: Source,
     code: Code,
+    persona: Option<String>,
+    scenario: Option<String>,
+    ci: bool,
 }
 
 impl Gateway {
@@ -187,6 +190,9 @@ impl Gateway {
             operation: None,
             source: Source::Gateway,
             code: Code::Ok,
+            persona: persona_key.clone(),
+            scenario,
+            ci,
         };
         let mut response = match self
             .grpc_answer(
@@ -230,24 +236,21 @@ impl Gateway {
             &out,
             &path,
             response.status().as_u16(),
+            Some(out.code.as_u16()),
             elapsed,
-            persona_key,
-            scenario,
-            ci,
         );
         response
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records a call; `status` 0 and no `grpc_status` when a chaos fault closed the
+    /// connection without an answer.
     fn record_grpc(
         &self,
         out: &Outcome,
         path: &str,
         status: u16,
+        grpc_status: Option<u16>,
         elapsed: Duration,
-        persona: Option<String>,
-        scenario: Option<String>,
-        ci: bool,
     ) {
         let now = std::time::SystemTime::now();
         self.recorder.record(Exchange {
@@ -264,10 +267,10 @@ impl Gateway {
             status,
             latency_ms: elapsed.as_secs_f64() * 1000.0,
             source: out.source.as_str().into(),
-            persona,
-            scenario,
-            ci,
-            grpc_status: Some(out.code.as_u16()),
+            persona: out.persona.clone(),
+            scenario: out.scenario.clone(),
+            ci: out.ci,
+            grpc_status,
         });
     }
 
@@ -519,6 +522,7 @@ impl Gateway {
                 };
                 if d.drop {
                     tracing::debug!(federation = %fed.name, service = %svc.name, n, "chaos: dropping the gRPC connection");
+                    self.record_grpc(out, &path, 0, None, Duration::ZERO);
                     drop_connection.notify_one();
                     std::future::pending::<()>().await;
                 }
