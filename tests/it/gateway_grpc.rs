@@ -1,7 +1,8 @@
 //! gRPC on the gateway, called by a standard client: grpcio with its reflection client
 //! (`support/grpc_client.py`, no generated stubs) lists the services of a federation and calls
 //! them; `mock_v3` answers deterministically with persona traits, `real` proxies to a real gRPC
-//! upstream on loopback (the gateway's own mock, reached under another host), `blended` falls
+//! upstream on loopback (the gateway's own mock, reached under another host, and a grpcio
+//! server over TLS with a test CA), `blended` falls
 //! back to the mock, an unreachable or refused upstream is `UNAVAILABLE`, streaming methods
 //! are `UNIMPLEMENTED`, and hostile frames get clean gRPC errors. Needs python3 with grpcio,
 //! grpcio-reflection and protobuf (`scripts/test` installs them).
@@ -585,5 +586,181 @@ fn two_members_serving_one_grpc_service_are_refused() {
         vec![
             "federations/both.yaml:4:5 duplicate-grpc-service gRPC service `shop.v1.Catalog` is served by both `one` and `two` in this federation"
         ]
+    );
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.pem`) and a certificate for `localhost` it signed (`leaf.pem`, `leaf.key`).
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mockops test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+}
+
+#[test]
+fn real_proxies_to_a_tls_upstream_whose_certificate_is_trusted() {
+    use std::io::BufRead as _;
+    let certs = tempfile::tempdir().expect("certs");
+    certificates(certs.path());
+    let up_port = free_port();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/grpc_tls_upstream.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(certs.path().join("leaf.pem"))
+        .arg(certs.path().join("leaf.key"))
+        .arg(up_port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let _upstream = Killed(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the upstream starts");
+    assert_eq!(line.trim(), "ready", "the TLS upstream did not start");
+
+    let repo = repo(&[
+        ("specs/shop/v1/shop.proto".into(), PROTO.into()),
+        (
+            "services/catalog-tls.yaml".into(),
+            service(
+                "catalog-tls",
+                "real",
+                &format!("upstream: https://localhost:{up_port}\n"),
+            ),
+        ),
+        (
+            "federations/tls.yaml".into(),
+            federation("tls", "tls.test", "catalog-tls"),
+        ),
+    ]);
+    let ca = certs.path().join("ca.pem").display().to_string();
+
+    // Trusted (the test CA is the daemon's SSL_CERT_FILE): the call and its answer go
+    // through TLS.
+    let state = tempfile::tempdir().expect("state");
+    let gw_port = free_port();
+    let addr = format!("127.0.0.1:{gw_port}");
+    let mut d = Daemon::start_env(
+        repo.path(),
+        state.path(),
+        &["--gateway", &addr],
+        &[("SSL_CERT_FILE", ca.as_str())],
+    );
+    d.wait_ready();
+    until_listed(&addr, "tls.test");
+    let r = call(
+        &addr,
+        "tls.test",
+        "GetItem",
+        json!({"item_id": "over-tls"}),
+        &[],
+    );
+    assert_eq!(r["code"], "OK", "{r}");
+    assert_eq!(r["response"], json!({"item_id": "over-tls"}));
+    drop(d);
+
+    // Not trusted: UNAVAILABLE, saying TLS failed.
+    let state = tempfile::tempdir().expect("state");
+    let gw_port = free_port();
+    let addr = format!("127.0.0.1:{gw_port}");
+    let mut d = Daemon::start_env(
+        repo.path(),
+        state.path(),
+        &["--gateway", &addr],
+        &[("SSL_CERT_FILE", "/nonexistent/ca.pem")],
+    );
+    d.wait_ready();
+    until_listed(&addr, "tls.test");
+    let r = call(
+        &addr,
+        "tls.test",
+        "GetItem",
+        json!({"item_id": "over-tls"}),
+        &[],
+    );
+    assert_eq!(r["code"], "UNAVAILABLE", "{r}");
+    assert!(
+        r["details"].as_str().is_some_and(|m| m.contains("TLS")),
+        "{r}"
     );
 }

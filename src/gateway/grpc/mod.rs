@@ -8,8 +8,8 @@
 //! by one member (`mockops validate` refuses a federation where two serve the same name).
 //!
 //! Levels: `mock_v3` answers with a message generated from the output descriptor (`mock`);
-//! `real` proxies the call to an h2c upstream (`proxy`); `blended` proxies and answers from
-//! the mock when the upstream is unreachable, times out or answers `UNAVAILABLE`;
+//! `real` proxies the call to the upstream over h2c or TLS (`proxy`); `blended` proxies and
+//! answers from the mock when the upstream is unreachable, times out or answers `UNAVAILABLE`;
 //! `chaos_driven` injects latency, dropped connections and errors (`UNAVAILABLE` for a 429 or
 //! 5xx gateway status of the chaos settings, `INTERNAL` for others) over the mock, or over the
 //! upstream with `chaos.over: real`. Slow bodies are not applied to gRPC answers. Streaming

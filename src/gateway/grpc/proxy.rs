@@ -1,13 +1,14 @@
-//! `real` for gRPC: the call goes to the service's upstream over HTTP/2 with prior knowledge
-//! (h2c, an `http://` upstream), on one pooled connection per upstream origin, trailers and
-//! all. Every address goes through the daemon's outbound policy first; the request headers
+//! `real` for gRPC: the call goes to the service's upstream over HTTP/2, with prior knowledge
+//! for an `http://` upstream (h2c) and through TLS with ALPN `h2` for an `https://` one
+//! (certificates checked by the platform's verifier, like every other client of the daemon),
+//! on one pooled connection per upstream origin, trailers and all. Every address goes through the daemon's outbound policy first; the request headers
 //! are the HTTP proxy's (`proxy::upstream_headers`: hop-by-hop, control headers and the
 //! daemon's secrets removed, forwarding headers set) plus `te: trailers`, the remaining
 //! `grpc-timeout`, and the service's `upstream_headers` resolved now.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -34,7 +35,9 @@ pub struct Clients {
 pub enum CallError {
     #[error("{0}")]
     Refused(Refused),
-    #[error("upstream `{0}` is https: the gateway proxies gRPC to h2c (`http://`) upstreams only")]
+    #[error("upstream `{0}` is neither http:// nor https://")]
+    Scheme(String),
+    #[error("TLS with the upstream failed: {0}")]
     Tls(String),
     #[error("the upstream URL `{0}` has no host")]
     NoHost(String),
@@ -140,9 +143,11 @@ impl Clients {
     /// Sends `call` to its upstream and reads the answer.
     pub async fn call(&self, call: Call<'_>) -> Result<Reply, CallError> {
         let url = &call.upstream.url;
-        if url.scheme() != "http" {
-            return Err(CallError::Tls(url.to_string()));
-        }
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(CallError::Scheme(url.to_string())),
+        };
         call.policy
             .check_url(&format!("the upstream of `{}`", call.service), url)
             .map_err(CallError::Refused)?;
@@ -150,13 +155,15 @@ impl Clients {
             .host_str()
             .ok_or_else(|| CallError::NoHost(url.to_string()))?
             .to_string();
-        let port = url.port_or_known_default().unwrap_or(80);
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
         let authority = match url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
         let prefix = url.path().trim_end_matches('/');
-        let uri = format!("http://{authority}{prefix}{}", call.path);
+        let uri = format!("{}://{authority}{prefix}{}", url.scheme(), call.path);
 
         let mut headers = http_proxy::upstream_headers(
             call.incoming,
@@ -200,7 +207,7 @@ impl Clients {
             .map_err(|e| CallError::Unreachable(format!("bad upstream URI `{uri}`: {e}")))?;
         *request.headers_mut() = headers;
 
-        let origin = format!("{host}:{port}");
+        let origin = format!("{}://{host}:{port}", url.scheme());
         let limit = call.limit;
         let exchange = async {
             let mut sender = self
@@ -209,6 +216,7 @@ impl Clients {
                     &origin,
                     &host,
                     port,
+                    tls,
                     call.upstream.connect_timeout,
                 )
                 .await?;
@@ -249,6 +257,7 @@ impl Clients {
         origin: &str,
         host: &str,
         port: u16,
+        tls: bool,
         connect_timeout: Duration,
     ) -> Result<SendRequest<Full<Bytes>>, CallError> {
         let pooled = self
@@ -288,20 +297,74 @@ impl Clients {
                 CallError::Unreachable(format!("no connection within {connect_timeout:?}"))
             })??;
         let _ = tcp.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(tcp))
+        let sender = if tls {
+            let config = tls_config()?;
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| CallError::Tls(format!("`{host}` is not a server name: {e}")))?;
+            let stream = tokio::time::timeout(
+                connect_timeout,
+                tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+            )
             .await
-            .map_err(|e| CallError::Unreachable(format!("HTTP/2 handshake failed: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "gateway: gRPC upstream connection ended");
+            .map_err(|_| CallError::Tls(format!("no TLS session within {connect_timeout:?}")))?
+            .map_err(|e| CallError::Tls(e.to_string()))?;
+            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(CallError::Tls(format!(
+                    "{host}:{port} does not speak HTTP/2 (ALPN h2)"
+                )));
             }
-        });
+            handshake(stream).await?
+        } else {
+            handshake(tcp).await?
+        };
         self.conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(origin.to_string(), sender.clone());
         Ok(sender)
     }
+}
+
+/// An HTTP/2 connection over `io`, driven by its own task.
+async fn handshake<I>(io: I) -> Result<SendRequest<Full<Bytes>>, CallError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| CallError::Unreachable(format!("HTTP/2 handshake failed: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "gateway: gRPC upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The TLS client settings of gRPC upstreams (the platform's verifier, ALPN `h2`), built once.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, CallError> {
+    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_platform_verifier::BuilderVerifierExt as _;
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let built = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .and_then(|b| b.with_platform_verifier());
+            match built {
+                Ok(b) => {
+                    let mut c = b.with_no_client_auth();
+                    c.alpn_protocols = vec![b"h2".to_vec()];
+                    Some(Arc::new(c))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "gateway: cannot set up TLS for gRPC upstreams");
+                    None
+                }
+            }
+        })
+        .clone()
+        .ok_or_else(|| CallError::Tls("TLS could not be set up (see the daemon's log)".into()))
 }
