@@ -197,7 +197,11 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
                 SpecFile {
                     schema_type: *t,
                     blob: input.blob.clone(),
-                    document: matches!(input.parsed.doc, Some(Doc::Spec { document: true })),
+                    document: matches!(input.parsed.doc, Some(Doc::Spec { document: true, .. })),
+                    grpc_services: match &input.parsed.doc {
+                        Some(Doc::Spec { grpc_services, .. }) => grpc_services.clone(),
+                        _ => Vec::new(),
+                    },
                 },
             );
         }
@@ -293,6 +297,8 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
             }
         }
     }
+
+    check_grpc_services(&mut cx, &st, &federation_inputs);
 
     // Scenarios and personas.
     let env_names: Vec<String> = st
@@ -1011,6 +1017,56 @@ fn check_federation(
         description: f.description.clone(),
         hosts,
         services: members,
+    }
+}
+
+/// The gateway routes a gRPC call by its fully qualified service name, so within a
+/// federation one member serves each name.
+fn check_grpc_services(cx: &mut Ctx, st: &DesiredState, inputs: &BTreeMap<String, &Input>) {
+    for (name, fed) in &st.federations {
+        let Some(input) = inputs.get(name) else {
+            continue;
+        };
+        let Some(Doc::Federation(raw)) = &input.parsed.doc else {
+            continue;
+        };
+        let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+        for m in &fed.spec.services {
+            let spec = st
+                .services
+                .get(m.service.as_ref().unwrap_or(&m.name))
+                .and_then(|s| s.spec.spec.as_deref())
+                .and_then(|p| crate::git::revision::normalize(p).ok())
+                .and_then(|p| st.specs.get(&p));
+            let Some(spec) = spec else { continue };
+            for g in &spec.grpc_services {
+                match owner.get(g.as_str()) {
+                    Some(first) => {
+                        let i = raw
+                            .services
+                            .iter()
+                            .position(|x| x.name == m.name)
+                            .unwrap_or(0);
+                        let loc = cx.at(input, &format!("/services/{i}"));
+                        cx.error(
+                            "duplicate-grpc-service",
+                            input,
+                            loc,
+                            format!(
+                                "gRPC service `{g}` is served by both `{first}` and `{}` in this federation",
+                                m.name
+                            ),
+                        )
+                        .hint = Some(
+                            "the gateway routes a gRPC call by its service name: keep one member per .proto service, or put the other in another federation".into(),
+                        );
+                    }
+                    None => {
+                        owner.insert(g.as_str(), m.name.as_str());
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -251,9 +251,16 @@ fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str)
         FileClass::Config(k) | FileClass::EnvEntity(k, _) => *k,
         FileClass::Spec(t) => {
             let (document, diagnostics) = super::spec::check_spec(*t, path, bytes, files);
+            let grpc_services = match t {
+                crate::schema_diff::SchemaType::Protobuf => super::spec::grpc_services(path, bytes),
+                crate::schema_diff::SchemaType::Openapi => Vec::new(),
+            };
             return ParsedFile {
                 node: None,
-                doc: Some(Doc::Spec { document }),
+                doc: Some(Doc::Spec {
+                    document,
+                    grpc_services,
+                }),
                 diagnostics,
             };
         }

@@ -20,6 +20,26 @@ pub fn check_spec(
     }
 }
 
+/// The fully qualified services (`package.Service`) a .proto file declares; none when it
+/// does not parse (its diagnostics say why).
+pub fn grpc_services(path: &str, bytes: &[u8]) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Vec::new();
+    };
+    let Ok(file) = protox::file::File::from_source(path, text) else {
+        return Vec::new();
+    };
+    let proto = file.file_descriptor_proto();
+    proto
+        .service
+        .iter()
+        .map(|s| match proto.package() {
+            "" => s.name().to_string(),
+            p => format!("{p}.{}", s.name()),
+        })
+        .collect()
+}
+
 /// The diff engine's own load of the parsed document: `$ref`s that dangle or leave the
 /// repository, unreadable external files. Problems in another file are reported here, naming
 /// that file.

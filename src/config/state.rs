@@ -88,6 +88,8 @@ pub enum Doc {
     /// A spec file; `document` when it is a whole OpenAPI document or a .proto file.
     Spec {
         document: bool,
+        /// The fully qualified gRPC services a .proto file declares.
+        grpc_services: Vec<String>,
     },
 }
 
@@ -123,6 +125,9 @@ pub struct SpecFile {
     /// Whether the file is a whole document (an OpenAPI root or a .proto), not a fragment
     /// referenced by `$ref`.
     pub document: bool,
+    /// The fully qualified gRPC services a .proto file declares (`package.Service`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grpc_services: Vec<String>,
 }
 
 /// A federation with its members resolved against `services/`.

@@ -13,6 +13,7 @@
 //! commit that fails to build leaves the previous table serving.
 
 pub mod chaos;
+pub mod grpc;
 pub mod mock;
 pub mod problem;
 pub mod proxy;
@@ -114,6 +115,8 @@ pub struct Gateway {
     max_body: usize,
     /// Why the last applied commit's table could not be built, if it could not.
     last_error: Mutex<Option<String>>,
+    /// Connections to gRPC upstreams.
+    grpc: grpc::proxy::Clients,
 }
 
 /// The source header's values.
@@ -217,6 +220,7 @@ impl Gateway {
             metrics,
             max_body,
             last_error: Mutex::new(None),
+            grpc: grpc::proxy::Clients::default(),
         }
     }
 
@@ -300,6 +304,10 @@ impl Gateway {
         peer: SocketAddr,
         drop_connection: Arc<Notify>,
     ) -> Response<Body> {
+        // gRPC (a header test, before anything else).
+        if grpc::is_grpc(req.headers()) {
+            return self.grpc(req, peer, drop_connection).await;
+        }
         let started = Instant::now();
         let table = self.table();
         let method = req.method().clone();
@@ -426,6 +434,7 @@ impl Gateway {
             persona: tags.persona,
             scenario: tags.scenario,
             ci: tags.ci,
+            grpc_status: None,
         });
     }
 
@@ -937,9 +946,10 @@ impl Gateway {
                         },
                     }
                 } else {
-                    match &svc.mock {
-                        Ok(_) => (true, "spec compiled".to_string()),
-                        Err(why) => (false, why.to_string()),
+                    match (&svc.mock, &svc.proto) {
+                        (Ok(_), _) => (true, "spec compiled".to_string()),
+                        (_, Some(Ok(_))) => (true, "spec compiled (served over gRPC)".to_string()),
+                        (_, Some(Err(why))) | (Err(why), None) => (false, why.to_string()),
                     }
                 };
                 (svc.name.clone(), ok, detail)

@@ -114,6 +114,7 @@ mod tests {
             persona: None,
             scenario: None,
             ci: false,
+            grpc_status: None,
         }
     }
 

@@ -12,6 +12,7 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use super::chaos::Chaos;
+use super::grpc::ProtoService;
 use super::mock::MockService;
 use crate::config::load::{DesiredState, Loader};
 use crate::git::revision::{GitFiles, RevisionFiles};
@@ -85,12 +86,17 @@ pub struct ServiceRoute {
     pub upstream: Result<Upstream, Unservable>,
     pub chaos: Option<Chaos>,
     pub dependencies: Vec<String>,
+    /// The compiled `.proto` spec (served over gRPC) or why it does not compile; `None` when
+    /// the spec is not a `.proto`.
+    pub proto: Option<Result<Arc<ProtoService>, Unservable>>,
 }
 
 /// One federation's services, longest base path first.
 pub struct FederationRoutes {
     pub name: String,
     pub services: Vec<Arc<ServiceRoute>>,
+    /// The services of `.proto` specs by the fully qualified gRPC service names they declare.
+    pub grpc: BTreeMap<String, Arc<ServiceRoute>>,
 }
 
 impl FederationRoutes {
@@ -261,6 +267,7 @@ pub fn from_state(
     sha: Option<String>,
 ) -> RouteTable {
     let mut mocks: HashMap<String, Result<Arc<MockService>, Unservable>> = HashMap::new();
+    let mut protos: HashMap<String, Option<Result<Arc<ProtoService>, Unservable>>> = HashMap::new();
     let mut table = RouteTable {
         sha,
         ..RouteTable::default()
@@ -285,6 +292,13 @@ pub fn from_state(
             };
             let chaos = (m.reality_level == RealityLevel::ChaosDriven)
                 .then(|| Chaos::from_spec(&m.chaos.clone().unwrap_or_default()));
+            let proto = match &spec_path {
+                None => None,
+                Some(p) => protos
+                    .entry(p.clone())
+                    .or_insert_with(|| compile_proto(state, files, p))
+                    .clone(),
+            };
             services.push(Arc::new(ServiceRoute {
                 name: m.name.clone(),
                 base_path: m.base_path.clone(),
@@ -293,9 +307,19 @@ pub fn from_state(
                 upstream,
                 chaos,
                 dependencies: m.dependencies.clone(),
+                proto,
             }));
         }
         services.sort_by_key(|s| std::cmp::Reverse(s.base_path.len()));
+        // Validation refuses two members serving one gRPC service name; the first wins.
+        let mut grpc = BTreeMap::new();
+        for s in &services {
+            if let Some(Ok(p)) = &s.proto {
+                for name in &p.services {
+                    grpc.entry(name.clone()).or_insert_with(|| s.clone());
+                }
+            }
+        }
         for h in &fed.spec.hosts {
             table.hosts.insert(h.clone(), name.clone());
         }
@@ -304,6 +328,7 @@ pub fn from_state(
             Arc::new(FederationRoutes {
                 name: name.clone(),
                 services,
+                grpc,
             }),
         );
     }
@@ -360,6 +385,26 @@ fn compile(
         })
 }
 
+/// The compiled `.proto` spec at `path`; `None` when the spec is not a `.proto`.
+fn compile_proto(
+    state: &DesiredState,
+    files: &dyn RevisionFiles,
+    path: &str,
+) -> Option<Result<Arc<ProtoService>, Unservable>> {
+    let normalized = crate::git::revision::normalize(path).ok()?;
+    if state.specs.get(&normalized).map(|s| s.schema_type) != Some(SchemaType::Protobuf) {
+        return None;
+    }
+    Some(
+        ProtoService::compile(files, &normalized)
+            .map(Arc::new)
+            .map_err(|e| Unservable::Load {
+                path: path.to_string(),
+                cause: e.to_string(),
+            }),
+    )
+}
+
 fn upstream(
     raw: &str,
     service: Option<&crate::model::ServiceSpec>,
@@ -409,6 +454,7 @@ mod tests {
             upstream: Err(Unservable::NoUpstream("none".into())),
             chaos: None,
             dependencies: Vec::new(),
+            proto: None,
         })
     }
 
@@ -424,6 +470,7 @@ mod tests {
         let fed = FederationRoutes {
             name: "f".into(),
             services,
+            grpc: BTreeMap::new(),
         };
         let hit = |p: &str| {
             fed.find(p)

@@ -36,6 +36,9 @@ pub struct Exchange {
     pub scenario: Option<String>,
     /// The request said it came from CI (`X-Mockops-CI`).
     pub ci: bool,
+    /// A gRPC call's status code (`status` is then the HTTP status, 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u16>,
 }
 
 /// Which exchanges to list.
@@ -154,6 +157,7 @@ mod tests {
             persona: None,
             scenario: None,
             ci: false,
+            grpc_status: None,
         }
     }
 

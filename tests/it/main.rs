@@ -9,6 +9,7 @@ mod deploy;
 mod drift_observe;
 mod end_to_end;
 mod gateway;
+mod gateway_grpc;
 mod gateway_mock;
 mod notify;
 mod pipelines;
