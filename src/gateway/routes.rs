@@ -510,12 +510,14 @@ mod tests {
                 dep("/auth", &[]),
                 dep("/zeta", &[]),
             ],
+            grpc: BTreeMap::new(),
         };
         // `billing-outside` is no member: it orders nothing. Ties go by name.
         assert_eq!(fed.start_order(), vec!["auth", "orders", "web", "zeta"]);
         let cyclic = FederationRoutes {
             name: "c".into(),
             services: vec![dep("/b", &["a"]), dep("/a", &["b"]), dep("/c", &[])],
+            grpc: BTreeMap::new(),
         };
         assert_eq!(cyclic.start_order(), vec!["c", "a", "b"]);
     }
