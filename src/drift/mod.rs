@@ -8,6 +8,7 @@
 
 pub mod incident;
 pub mod observation;
+pub mod patch;
 
 pub use incident::{Direction, Incident, IncidentKind, IncidentState, Location};
 pub use observation::{

@@ -24,7 +24,7 @@ mod negotiate;
 mod pattern;
 mod request;
 mod router;
-mod schema;
+pub mod schema;
 
 use std::sync::OnceLock;
 
