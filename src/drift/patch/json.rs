@@ -179,7 +179,7 @@ fn unit(text: &str) -> String {
 /// `value` as JSON in the file's layout, its continuation lines starting with `indent`.
 fn render(value: &Value, indent: &str, unit: &str, nl: &str, pretty: bool) -> String {
     if !pretty {
-        return serde_json::to_string(value).unwrap_or_default();
+        return inline(value);
     }
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(unit.as_bytes());
@@ -199,6 +199,24 @@ fn render(value: &Value, indent: &str, unit: &str, nl: &str, pretty: bool) -> St
         })
         .collect::<Vec<_>>()
         .join(nl)
+}
+
+/// `value` on one line, with a blank after each `,` and `:` as hand-written JSON has it.
+fn inline(value: &Value) -> String {
+    match value {
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(inline).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}: {}", key_text(k), inline(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
 }
 
 fn key_text(key: &str) -> String {
@@ -256,7 +274,7 @@ pub fn apply(text: &str, op: &Op) -> Result<String, EditError> {
                             render(value, &inner, &unit, nl, true)
                         )
                     } else {
-                        format!("{}:{}", key_text(key), render(value, "", &unit, nl, false))
+                        format!("{}: {}", key_text(key), render(value, "", &unit, nl, false))
                     };
                     out.replace_range(span.start + 1..close, &insert);
                 }
@@ -428,7 +446,7 @@ mod tests {
                 value: json!(["string", "null"]),
             },
         );
-        assert!(out.contains("\"type\": [\"string\",\"null\"]"), "{out}");
+        assert!(out.contains("\"type\": [\"string\", \"null\"]"), "{out}");
     }
 
     #[test]

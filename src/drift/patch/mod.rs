@@ -254,7 +254,19 @@ pub fn propose(
                         || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
                         || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
                 };
-                if !places.iter().any(|(f, p)| *f == file && near(p, &pointer)) {
+                // Changes inside an operation are located by meaning
+                // (`.../parameters/header/X-Trace`), not by pointer: the operation is the unit.
+                let operation = |p: &str| -> Option<String> {
+                    let segs: Vec<&str> = p.split('/').collect();
+                    (segs.len() >= 4 && segs[1] == "paths").then(|| segs[..4].join("/"))
+                };
+                let same_operation = |p: &str| {
+                    operation(p).is_some_and(|o| Some(o) == operation(&pointer))
+                };
+                if !places
+                    .iter()
+                    .any(|(f, p)| *f == file && (near(p, &pointer) || same_operation(p)))
+                {
                     return Err(PatchError::UnexpectedChange {
                         path: root,
                         location: c.location,
@@ -784,7 +796,11 @@ fn summary(accepted: &[&Incident], skipped: &[Skipped], all: &[Incident]) -> Str
                 i.count,
                 i.first_seen,
                 i.last_seen,
-                cell(&format!("`{}`", samples.join("`, `")))
+                if samples.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    cell(&format!("`{}`", samples.join("`, `")))
+                }
             );
         }
         out.push('\n');
