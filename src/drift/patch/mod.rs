@@ -13,6 +13,7 @@
 pub mod edit;
 pub mod infer;
 mod json;
+pub mod service;
 mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,7 @@ use crate::schema_diff::openapi::{OpenapiVersion, Spec, load};
 
 pub use edit::{EditError, Op, Syntax, apply_text};
 pub use infer::{Dialect, infer};
+pub use service::{ServicePatchError, drift_min_samples, for_service};
 
 /// How many times an incident must have been seen before a patch is proposed from it, unless
 /// the settings say otherwise.
