@@ -287,6 +287,9 @@ pub struct Shared {
     pub applied: tokio::sync::watch::Sender<Option<String>>,
     /// The federation gateway, when it runs.
     pub gateway: std::sync::OnceLock<Arc<crate::gateway::Gateway>>,
+    /// The Git dir commits are read from (set once the source is open): what the drift
+    /// patch reads the applied spec from.
+    pub repo_path: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -307,6 +310,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             applied: tokio::sync::watch::Sender::new(None),
             gateway: std::sync::OnceLock::new(),
+            repo_path: std::sync::OnceLock::new(),
         }
     }
 
@@ -437,6 +441,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         source.hints().clone(),
         auth,
     ));
+    let _ = shared.repo_path.set(source.repo_path().to_path_buf());
     {
         let state = shared.loop_state.clone();
         reconciler.set_progress(Arc::new(move || state.progress()));
