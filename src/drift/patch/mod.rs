@@ -381,7 +381,7 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
     let node = doc.pointer(sp);
     let d = dialect(version);
     let description =
-        "Observed from the upstream; proposed by mockops from contract drift.".to_string();
+        "Observed from the upstream (proposed by mockops from contract drift).".to_string();
     let is_ref = |n: &Value| n.get("$ref").is_some();
     let plain = |p: Plan| Ok(p);
     match inc.kind {
