@@ -1782,7 +1782,9 @@ fn check_step_config(
                         );
                     }
                     if f.get("from_drift").is_none()
-                        && f.get("path").and_then(Json::as_str).is_none_or(str::is_empty)
+                        && f.get("path")
+                            .and_then(Json::as_str)
+                            .is_none_or(str::is_empty)
                     {
                         cx.error(
                             "missing-field",

@@ -392,19 +392,6 @@ async fn revision(State(s): State<Arc<Shared>>, Path(seq): Path<u64>) -> ApiResu
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_names() {
-        assert!(validate_event_type("release.published").is_ok());
-        assert!(validate_event_type("schema.changed").is_err());
-        assert!(validate_event_type("Release").is_err());
-        assert!(validate_event_type("a..b").is_err());
-    }
-}
-
 /// The spec patch mockops would propose for a service's open drift incidents, without opening
 /// anything: the unified diff, the accepted and skipped incidents, the evidence and the
 /// `mockops diff` changes.
@@ -421,20 +408,19 @@ async fn drift_patch(
     };
     let store = s.store.clone();
     let name = service.clone();
-    let proposal = tokio::task::spawn_blocking(move || {
-        crate::drift::patch::for_service(&store, &repo, &name)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| {
-        let status = match &e {
-            E::UnknownService(_) => StatusCode::NOT_FOUND,
-            E::NoSpec(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            E::NotApplied => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    })?;
+    let proposal =
+        tokio::task::spawn_blocking(move || crate::drift::patch::for_service(&store, &repo, &name))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| {
+                let status = match &e {
+                    E::UnknownService(_) => StatusCode::NOT_FOUND,
+                    E::NoSpec(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    E::NotApplied => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                ApiError(status, e.to_string())
+            })?;
     Ok(Json(json!({
         "service": service,
         "diff": proposal.diff(),
@@ -444,4 +430,17 @@ async fn drift_patch(
         "summary": proposal.summary,
         "changes": proposal.changes,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names() {
+        assert!(validate_event_type("release.published").is_ok());
+        assert!(validate_event_type("schema.changed").is_err());
+        assert!(validate_event_type("Release").is_err());
+        assert!(validate_event_type("a..b").is_err());
+    }
 }

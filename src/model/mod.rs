@@ -984,9 +984,9 @@ fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>
     Ok(match v {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
-        Some(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => Some(
-            serde_json::to_string_pretty(&v).map_err(serde::de::Error::custom)? + "\n",
-        ),
+        Some(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+            Some(serde_json::to_string_pretty(&v).map_err(serde::de::Error::custom)? + "\n")
+        }
         Some(other) => Some(other.to_string()),
     })
 }

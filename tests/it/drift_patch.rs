@@ -215,6 +215,20 @@ async fn drift_incidents_become_one_pull_request_per_service_updated_in_place() 
             (repo_path.clone(), state_path.clone(), api_url.clone());
         move || {
             let mut d = start(&repo_path, &state_path, &api_url);
+            // The proposal is a read: it needs a token, and names only applied services.
+            let (status, _) =
+                http("GET", &d.url("/api/v1/drift/patch/payments"), None, None).expect("get");
+            assert_eq!(status, 401);
+            for name in ["nope", "..%2F..%2Fetc", "payments%2F..%2Fauth"] {
+                let (status, body) = http(
+                    "GET",
+                    &d.url(&format!("/api/v1/drift/patch/{name}")),
+                    None,
+                    Some(&d.auth()),
+                )
+                .expect("get");
+                assert_eq!(status, 404, "{name}: {body}");
+            }
             let api = d.get("/api/v1/drift/patch/payments");
             assert_eq!(api["diff"], "");
             assert_eq!(api["accepted"], json!([]));

@@ -114,11 +114,7 @@ fn one_type(t: &str, of: &[&Value], dialect: Dialect, depth: usize) -> Value {
             }
         }
         "array" => {
-            let items: Vec<&Value> = of
-                .iter()
-                .filter_map(|v| v.as_array())
-                .flatten()
-                .collect();
+            let items: Vec<&Value> = of.iter().filter_map(|v| v.as_array()).flatten().collect();
             m.insert("items".into(), infer_refs(&items, dialect, depth + 1));
         }
         "object" => {
@@ -237,14 +233,23 @@ mod tests {
     #[test]
     fn formats_only_when_every_string_matches_and_enums_never() {
         let dt = infer(
-            &[json!("2024-01-02T03:04:05Z"), json!("2025-12-31T23:59:59+02:00")],
+            &[
+                json!("2024-01-02T03:04:05Z"),
+                json!("2025-12-31T23:59:59+02:00"),
+            ],
             Dialect::V30,
         );
         assert_eq!(dt, json!({"type": "string", "format": "date-time"}));
-        let mixed = infer(&[json!("2024-01-02T03:04:05Z"), json!("soon")], Dialect::V30);
+        let mixed = infer(
+            &[json!("2024-01-02T03:04:05Z"), json!("soon")],
+            Dialect::V30,
+        );
         assert_eq!(mixed, json!({"type": "string"}));
         assert_eq!(
-            infer(&[json!("123e4567-e89b-12d3-a456-426614174000")], Dialect::V30)["format"],
+            infer(
+                &[json!("123e4567-e89b-12d3-a456-426614174000")],
+                Dialect::V30
+            )["format"],
             "uuid"
         );
         assert_eq!(

@@ -204,10 +204,7 @@ fn render(value: &Value, indent: &str, unit: &str, nl: &str, pretty: bool) -> St
 /// `value` on one line, with a blank after each `,` and `:` as hand-written JSON has it.
 fn inline(value: &Value) -> String {
     match value {
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(inline).collect::<Vec<_>>().join(", ")
-        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(inline).collect::<Vec<_>>().join(", ")),
         Value::Object(m) => format!(
             "{{{}}}",
             m.iter()
@@ -460,7 +457,10 @@ mod tests {
                 value: json!(1),
             },
         );
-        assert_eq!(out, "{\r\n  \"a\": {\r\n    \"k\": 1\r\n  },\r\n  \"b\": []\r\n}\r\n");
+        assert_eq!(
+            out,
+            "{\r\n  \"a\": {\r\n    \"k\": 1\r\n  },\r\n  \"b\": []\r\n}\r\n"
+        );
         let out = edit(
             text,
             Op::Append {
@@ -485,10 +485,26 @@ mod tests {
     #[test]
     fn missing_nodes_are_errors_not_panics() {
         for bad in ["", "{", "{\"a\": [1,", "nope"] {
-            assert!(apply(bad, &Op::RemoveKey { at: "/a".into(), key: "x".into() }).is_err());
+            assert!(
+                apply(
+                    bad,
+                    &Op::RemoveKey {
+                        at: "/a".into(),
+                        key: "x".into()
+                    }
+                )
+                .is_err()
+            );
         }
         assert_eq!(
-            apply(SPEC, &Op::RemoveKey { at: "/nope".into(), key: "x".into() }).unwrap_err(),
+            apply(
+                SPEC,
+                &Op::RemoveKey {
+                    at: "/nope".into(),
+                    key: "x".into()
+                }
+            )
+            .unwrap_err(),
             EditError::NotFound("/nope".into())
         );
     }

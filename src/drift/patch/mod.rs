@@ -153,9 +153,8 @@ pub fn propose(
                     continue;
                 }
             };
-            let text = String::from_utf8(bytes).map_err(|_| PatchError::NotText {
-                path: path.clone(),
-            })?;
+            let text =
+                String::from_utf8(bytes).map_err(|_| PatchError::NotText { path: path.clone() })?;
             texts.insert(path.clone(), (text.clone(), text));
         }
         let Some((_, current)) = texts.get(&path).cloned() else {
@@ -262,9 +261,8 @@ pub fn propose(
                     let segs: Vec<&str> = p.split('/').collect();
                     (segs.len() >= 4 && segs[1] == "paths").then(|| segs[..4].join("/"))
                 };
-                let same_operation = |p: &str| {
-                    operation(p).is_some_and(|o| Some(o) == operation(&pointer))
-                };
+                let same_operation =
+                    |p: &str| operation(p).is_some_and(|o| Some(o) == operation(&pointer));
                 if !places
                     .iter()
                     .any(|(f, p)| *f == file && (near(p, &pointer) || same_operation(p)))
@@ -401,7 +399,10 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                     "content".into(),
                     json!({ ct.as_str(): { "schema": infer(&inc.samples, d) } }),
                 );
-                validate_at = Some(join(&join(&join(&join(sp, &status), "content"), ct), "schema"));
+                validate_at = Some(join(
+                    &join(&join(&join(sp, &status), "content"), ct),
+                    "schema",
+                ));
             }
             plain(Plan {
                 ops: vec![Op::AddKey {
@@ -508,7 +509,8 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
         }
         IncidentKind::MissingRequiredProperty => {
             let node = node.ok_or_else(|| format!("`{sp}` is not in the spec"))?;
-            let name = last_segment(&inc.location.pointer).ok_or("the incident names no property")?;
+            let name =
+                last_segment(&inc.location.pointer).ok_or("the incident names no property")?;
             let list = node
                 .get("required")
                 .and_then(Value::as_array)
@@ -537,7 +539,9 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
         IncidentKind::MissingRequiredHeader => {
             let node = node.ok_or_else(|| format!("`{sp}` is not in the spec"))?;
             if node.get("required") != Some(&Value::Bool(true)) {
-                return Err(format!("the header at `{sp}` is not marked `required: true`"));
+                return Err(format!(
+                    "the header at `{sp}` is not marked `required: true`"
+                ));
             }
             plain(Plan {
                 ops: vec![Op::Replace {
@@ -665,13 +669,14 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                             });
                         }
                     }
-                    if null_missing && let Some(Value::Array(list)) = node.get("enum") {
-                        if !list.contains(&Value::Null) {
-                            ops.push(Op::Append {
-                                at: join(sp, "enum"),
-                                items: vec![Value::Null],
-                            });
-                        }
+                    if null_missing
+                        && let Some(Value::Array(list)) = node.get("enum")
+                        && !list.contains(&Value::Null)
+                    {
+                        ops.push(Op::Append {
+                            at: join(sp, "enum"),
+                            items: vec![Value::Null],
+                        });
                     }
                 }
             }

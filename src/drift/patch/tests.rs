@@ -222,11 +222,18 @@ fn few_samples_closed_incidents_and_unpatchable_ones_are_skipped_with_reasons() 
     let reasons: Vec<&str> = p.skipped.iter().map(|s| s.reason.as_str()).collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
-        reasons.iter().any(|r| r.contains("a patch needs at least 2")),
+        reasons
+            .iter()
+            .any(|r| r.contains("a patch needs at least 2")),
         "{reasons:?}"
     );
     assert!(reasons.iter().any(|r| r.contains("oneOf")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("`/properties/nope` is not in the spec")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("`/properties/nope` is not in the spec")),
+        "{reasons:?}"
+    );
     assert!(p.summary.contains("Nothing to propose"));
     assert_eq!(p.diff(), "");
 }
@@ -272,4 +279,19 @@ fn a_json_spec_keeps_its_layout() {
     let p = propose(&files, &roots, &[id], 3).expect("proposal");
     assert!(p.skipped.is_empty(), "{:?}", p.skipped);
     insta::assert_snapshot!("json_type_widened", p.diff());
+}
+
+#[test]
+fn an_incident_naming_a_file_outside_the_repository_is_refused() {
+    let (_d, files) = repo(&[("specs/pets.yaml", PETS), ("specs/schemas/pet.yaml", PET)]);
+    let mut outside = all_kinds().remove(1);
+    outside.location.spec_file = "../../etc/passwd".into();
+    let mut absolute = all_kinds().remove(1);
+    absolute.location.spec_file = "/etc/passwd".into();
+    let p = propose(&files, &roots(), &[outside, absolute], 3).expect("proposal");
+    assert!(p.is_empty());
+    assert_eq!(p.skipped.len(), 2);
+    for s in &p.skipped {
+        assert!(s.reason.contains("leaves the repository"), "{}", s.reason);
+    }
 }

@@ -142,7 +142,9 @@ impl<'a> Doc<'a> {
                     }
                 }
                 None => {
-                    if (c == b'"' || c == b'\'') && (i == from || b[i - 1] == b' ' || b"[{,:".contains(&b[i - 1])) {
+                    if (c == b'"' || c == b'\'')
+                        && (i == from || b[i - 1] == b' ' || b"[{,:".contains(&b[i - 1]))
+                    {
                         quote = Some(c);
                     } else if c == b'#' && (i == from || b[i - 1] == b' ' || b[i - 1] == b'\t') {
                         break;
@@ -822,7 +824,13 @@ pub fn apply(text: &str, op: &Op) -> Result<String, EditError> {
             let entries = doc.entries(node);
             let sibling = entries.last().map(|e| e.raw.as_str());
             let mut lines = Vec::new();
-            entry_lines(&key_text(key, sibling, &style), value, indent, &style, &mut lines);
+            entry_lines(
+                &key_text(key, sibling, &style),
+                value,
+                indent,
+                &style,
+                &mut lines,
+            );
             let (pos, lead) = after_line(&doc, end - 1, nl);
             out.insert_str(pos, &format!("{lead}{}", join_lines(&lines, nl)));
         }
@@ -1219,7 +1227,9 @@ components:
         let (removed, added) = hunk(SPEC, &out);
         assert!(removed.is_empty());
         assert_eq!(added, ["          description: trace id"]);
-        assert!(out.contains("          schema: {type: string}\n          description: trace id\n"));
+        assert!(
+            out.contains("          schema: {type: string}\n          description: trace id\n")
+        );
     }
 
     #[test]
@@ -1265,7 +1275,13 @@ components:
             .is_err()
         );
         assert!(matches!(
-            apply(text, &Op::RemoveKey { at: "/nope".into(), key: "x".into() }),
+            apply(
+                text,
+                &Op::RemoveKey {
+                    at: "/nope".into(),
+                    key: "x".into()
+                }
+            ),
             Err(EditError::NotFound(_))
         ));
     }
