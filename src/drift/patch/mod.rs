@@ -54,6 +54,23 @@ pub enum PatchError {
     UnexpectedChange { path: String, location: String },
 }
 
+/// Why one incident is left out of the proposal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SkipReason(pub String);
+
+impl From<String> for SkipReason {
+    fn from(s: String) -> Self {
+        SkipReason(s)
+    }
+}
+
+impl From<&str> for SkipReason {
+    fn from(s: &str) -> Self {
+        SkipReason(s.to_string())
+    }
+}
+
 /// One file's content before and after the patch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FilePatch {
@@ -171,7 +188,7 @@ pub fn propose(
         let version = match load_spec(&overlay, &root) {
             Ok(spec) => spec.version,
             Err(e) => {
-                skipped.push(skip(e));
+                skipped.push(skip(e.0));
                 continue;
             }
         };
@@ -185,7 +202,7 @@ pub fn propose(
         let plan = match plan(inc, &doc, version) {
             Ok(p) => p,
             Err(reason) => {
-                skipped.push(skip(reason));
+                skipped.push(skip(reason.0));
                 continue;
             }
         };
@@ -212,7 +229,7 @@ pub fn propose(
                     places.push((path.clone(), op.at().to_string()));
                 }
             }
-            Err(reason) => skipped.push(skip(reason)),
+            Err(reason) => skipped.push(skip(reason.0)),
         }
     }
 
@@ -313,13 +330,16 @@ impl RevisionFiles for Overlay<'_> {
     }
 }
 
-fn load_spec(files: &dyn RevisionFiles, root: &str) -> Result<Spec, String> {
+fn load_spec(files: &dyn RevisionFiles, root: &str) -> Result<Spec, SkipReason> {
     let bytes = files
         .read(root)
         .map_err(|e| format!("cannot read the spec `{root}`: {e}"))?;
     load(root, &bytes, files).map_err(|e| {
         let problems: Vec<String> = e.problems().into_iter().map(|p| p.message).collect();
-        format!("the spec `{root}` does not load: {}", problems.join("; "))
+        SkipReason(format!(
+            "the spec `{root}` does not load: {}",
+            problems.join("; ")
+        ))
     })
 }
 
@@ -374,7 +394,7 @@ fn accepts(declared: &str, seen: &str) -> bool {
 }
 
 /// The edits that make the spec accept what `inc` observed.
-fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, String> {
+fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, SkipReason> {
     let sp = inc.location.spec_pointer.as_str();
     let node = doc.pointer(sp);
     let d = dialect(version);
@@ -389,7 +409,9 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                 .ok_or_else(|| format!("the operation's `responses` at `{sp}` is not a mapping"))?;
             let status = inc.location.status.to_string();
             if node.get(&status).is_some() {
-                return Err(format!("status {status} is already declared"));
+                return Err(SkipReason::from(format!(
+                    "status {status} is already declared"
+                )));
             }
             let mut response = Map::new();
             response.insert("description".into(), Value::String(description));
@@ -424,7 +446,7 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
             let op = match node {
                 Some(n) if n.is_object() => {
                     if n.get(&ct).is_some() {
-                        return Err(format!("`{ct}` is already declared"));
+                        return Err(SkipReason::from(format!("`{ct}` is already declared")));
                     }
                     Op::AddKey {
                         at: sp.to_string(),
@@ -432,7 +454,11 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                         value: media,
                     }
                 }
-                Some(_) => return Err(format!("`{sp}` is not a mapping of media types")),
+                Some(_) => {
+                    return Err(SkipReason::from(format!(
+                        "`{sp}` is not a mapping of media types"
+                    )));
+                }
                 None => {
                     let parent = sp
                         .strip_suffix("/content")
@@ -464,7 +490,9 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                 }
             }
             if new.is_empty() {
-                return Err("every observed value is already in the enum".into());
+                return Err(SkipReason::from(
+                    "every observed value is already in the enum",
+                ));
             }
             plain(Plan {
                 ops: vec![Op::Append {
@@ -486,7 +514,9 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
             let op = match node.get("properties") {
                 Some(Value::Object(props)) => {
                     if props.contains_key(&name) {
-                        return Err(format!("property `{name}` is already declared"));
+                        return Err(SkipReason::from(format!(
+                            "property `{name}` is already declared"
+                        )));
                     }
                     Op::AddKey {
                         at: join(sp, "properties"),
@@ -494,7 +524,11 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                         value: schema,
                     }
                 }
-                Some(_) => return Err(format!("`properties` at `{sp}` is not a mapping")),
+                Some(_) => {
+                    return Err(SkipReason::from(format!(
+                        "`properties` at `{sp}` is not a mapping"
+                    )));
+                }
                 None => Op::AddKey {
                     at: sp.to_string(),
                     key: "properties".into(),
@@ -539,9 +573,9 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
         IncidentKind::MissingRequiredHeader => {
             let node = node.ok_or_else(|| format!("`{sp}` is not in the spec"))?;
             if node.get("required") != Some(&Value::Bool(true)) {
-                return Err(format!(
+                return Err(SkipReason::from(format!(
                     "the header at `{sp}` is not marked `required: true`"
-                ));
+                )));
             }
             plain(Plan {
                 ops: vec![Op::Replace {
@@ -560,7 +594,9 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                 (Some(_), _) => "format",
                 (None, Some(_)) => "pattern",
                 (None, None) => {
-                    return Err(format!("the schema at `{sp}` has no `format` or `pattern`"));
+                    return Err(SkipReason::from(format!(
+                        "the schema at `{sp}` has no `format` or `pattern`"
+                    )));
                 }
             };
             plain(Plan {
@@ -591,7 +627,11 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                     .filter_map(Value::as_str)
                     .map(str::to_string)
                     .collect(),
-                _ => return Err(format!("the schema at `{sp}` declares no `type` to widen")),
+                _ => {
+                    return Err(SkipReason::from(format!(
+                        "the schema at `{sp}` declares no `type` to widen"
+                    )));
+                }
             };
             let mut missing: Vec<&str> = seen
                 .iter()
@@ -602,7 +642,9 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
                 && !declared.iter().any(|d| d == "null")
                 && node.get("nullable") != Some(&Value::Bool(true));
             if missing.is_empty() && !null_missing {
-                return Err("the samples already match the declared type".into());
+                return Err(SkipReason::from(
+                    "the samples already match the declared type",
+                ));
             }
             let mut ops = Vec::new();
             // integer -> number is a widening both dialects write as one type.
@@ -613,11 +655,11 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
             match d {
                 Dialect::V30 => {
                     if !missing.is_empty() {
-                        return Err(format!(
+                        return Err(SkipReason::from(format!(
                             "OpenAPI 3.0 cannot widen `type: {}` to {} without rewriting the schema as `oneOf`",
                             declared.join(", "),
                             missing.join(", ")
-                        ));
+                        )));
                     }
                     if to_number {
                         ops.push(Op::Replace {
@@ -690,7 +732,7 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, St
 }
 
 /// Checks the patched spec against what the incident claims it now accepts.
-fn check(spec: &Spec, file: &str, inc: &Incident, plan: &Plan) -> Result<(), String> {
+fn check(spec: &Spec, file: &str, inc: &Incident, plan: &Plan) -> Result<(), SkipReason> {
     let doc = spec
         .docs
         .get(file)
@@ -705,7 +747,9 @@ fn check(spec: &Spec, file: &str, inc: &Incident, plan: &Plan) -> Result<(), Str
             _ => false,
         };
         if !ok {
-            return Err(format!("the patched spec still has `{pointer}` as before"));
+            return Err(SkipReason::from(format!(
+                "the patched spec still has `{pointer}` as before"
+            )));
         }
     }
     let Some(at) = &plan.validate_at else {
@@ -730,10 +774,10 @@ fn check(spec: &Spec, file: &str, inc: &Incident, plan: &Plan) -> Result<(), Str
         .map_err(|e| format!("the patched schema does not compile: {e}"))?;
     for (i, s) in inc.samples.iter().enumerate() {
         if let Err(e) = validator.validate(s) {
-            return Err(format!(
+            return Err(SkipReason::from(format!(
                 "sample {} still fails against the patched spec: {e}",
                 i + 1
-            ));
+            )));
         }
     }
     Ok(())
