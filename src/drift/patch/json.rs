@@ -509,3 +509,73 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::super::edit::apply_text;
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the layout (pretty with any indentation, or compact), an edit parses to
+        /// its meaning and everything before the edited collection is kept byte for byte.
+        #[test]
+        fn edits_keep_the_layout_around_them(
+            indent in proptest::option::of(1usize..6),
+            values in proptest::collection::vec("[a-z]{1,6}", 1..5),
+            new in "[a-zA-Z0-9 \"\\\\/{}\\[\\],:]{0,10}",
+            which in 0usize..4,
+        ) {
+            let doc = json!({
+                "openapi": "3.1.0",
+                "components": {"schemas": {"Pet": {
+                    "type": "object",
+                    "required": ["id", "status"],
+                    "properties": {"status": {"type": "string", "enum": values}}
+                }}}
+            });
+            let text = match indent {
+                Some(n) => {
+                    let mut buf = Vec::new();
+                    let unit = " ".repeat(n);
+                    let fmt = serde_json::ser::PrettyFormatter::with_indent(unit.as_bytes());
+                    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+                    serde::Serialize::serialize(&doc, &mut ser).expect("json");
+                    String::from_utf8(buf).expect("utf-8")
+                }
+                None => serde_json::to_string(&doc).expect("json"),
+            };
+            let op = match which {
+                0 => Op::Append {
+                    at: "/components/schemas/Pet/properties/status/enum".into(),
+                    items: vec![json!(new.clone())],
+                },
+                1 => Op::RemoveItem { at: "/components/schemas/Pet/required".into(), index: 0 },
+                2 => Op::AddKey {
+                    at: "/components/schemas/Pet/properties".into(),
+                    key: new.clone(),
+                    value: json!({"type": ["string", "null"]}),
+                },
+                _ => Op::RemoveKey {
+                    at: "/components/schemas/Pet/properties/status".into(),
+                    key: "type".into(),
+                },
+            };
+            let out = apply_text("s.json", &text, std::slice::from_ref(&op))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let head = text.find("\"required\"").expect("required");
+            prop_assert_eq!(&out[..head], &text[..head]);
+            if let Some(n) = indent {
+                for line in out.lines() {
+                    let lead = line.len() - line.trim_start().len();
+                    prop_assert_eq!(lead % n, 0, "{}", out);
+                }
+            } else {
+                prop_assert!(!out.contains('\n'), "{}", out);
+            }
+        }
+    }
+}

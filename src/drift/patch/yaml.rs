@@ -1325,3 +1325,126 @@ components:
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::super::edit::apply_text;
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// A schema file in one of many hand-written styles: indentation unit, sequence style,
+    /// flow or block enum, comments, line endings, quoting.
+    fn document(
+        unit: usize,
+        compact: bool,
+        flow_enum: bool,
+        crlf: bool,
+        values: &[String],
+        comment: bool,
+    ) -> String {
+        let i = |n: usize| " ".repeat(n * unit);
+        let dash = if compact { String::new() } else { i(1) };
+        let mut lines = vec![
+            "# schemas of the pets API".to_string(),
+            "Pet:".to_string(),
+            format!("{}type: object", i(1)),
+            format!("{}required:", i(1)),
+            format!("{}{dash}- id", i(1)),
+            format!("{}{dash}- status", i(1)),
+            format!("{}properties:", i(1)),
+            format!("{}status:", i(2)),
+            format!("{}type: string", i(3)),
+        ];
+        if flow_enum {
+            lines.push(format!("{}enum: [{}]", i(3), values.join(", ")));
+        } else {
+            lines.push(format!("{}enum:", i(3)));
+            for v in values {
+                lines.push(format!("{}{dash}- {v}", i(3)));
+            }
+        }
+        if comment {
+            lines.push(format!("{}# the id is assigned by the server", i(2)));
+        }
+        lines.push(format!("{}id: {{type: integer}}", i(2)));
+        lines.push("Other: {type: string}".to_string());
+        let nl = if crlf { "\r\n" } else { "\n" };
+        let mut text = lines.join(nl);
+        text.push_str(nl);
+        text
+    }
+
+    fn changed_lines(before: &str, after: &str) -> (usize, usize, usize) {
+        let diff = similar::TextDiff::from_lines(before, after);
+        let (mut removed, mut added, mut groups, mut in_change) = (0, 0, 0, false);
+        for c in diff.iter_all_changes() {
+            match c.tag() {
+                similar::ChangeTag::Equal => in_change = false,
+                tag => {
+                    if !in_change {
+                        groups += 1;
+                        in_change = true;
+                    }
+                    if tag == similar::ChangeTag::Delete {
+                        removed += 1;
+                    } else {
+                        added += 1;
+                    }
+                }
+            }
+        }
+        (removed, added, groups)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn edits_parse_to_their_meaning_and_touch_one_place(
+            unit in 2usize..5,
+            compact in any::<bool>(),
+            flow_enum in any::<bool>(),
+            crlf in any::<bool>(),
+            comment in any::<bool>(),
+            values in proptest::collection::vec("[a-z][a-z_]{0,8}", 1..5),
+            new in "[a-zA-Z0-9 :#'\",\\[\\]{}-]{1,12}",
+            which in 0usize..4,
+        ) {
+            let text = document(unit, compact, flow_enum, crlf, &values, comment);
+            let op = match which {
+                0 => Op::Append {
+                    at: "/Pet/properties/status/enum".into(),
+                    items: vec![json!(new.clone())],
+                },
+                1 => Op::RemoveItem { at: "/Pet/required".into(), index: 1 },
+                2 => Op::AddKey {
+                    at: "/Pet/properties".into(),
+                    key: new.clone(),
+                    value: json!({"type": "array", "items": {"type": "string", "format": "uri"}}),
+                },
+                _ => Op::RemoveKey { at: "/Pet/properties/status".into(), key: "type".into() },
+            };
+            // `apply_text` itself checks that the edited text parses to the edited document.
+            let out = match apply_text("s.yaml", &text, std::slice::from_ref(&op)) {
+                Ok(out) => out,
+                Err(EditError::Unsupported { .. }) if which == 2 => return Ok(()),
+                Err(e) => panic!("{e}\n{text}"),
+            };
+            let (removed, added, groups) = changed_lines(&text, &out);
+            prop_assert_eq!(groups, 1, "{}", out);
+            match which {
+                0 if flow_enum => prop_assert_eq!((removed, added), (1, 1)),
+                0 => prop_assert_eq!((removed, added), (0, 1)),
+                1 | 3 => prop_assert_eq!((removed, added), (1, 0)),
+                _ => prop_assert_eq!((removed, added), (0, 5)),
+            }
+            if crlf {
+                prop_assert!(!out.replace("\r\n", "").contains('\n'), "{:?}", out);
+            }
+            if comment {
+                prop_assert!(out.contains("# the id is assigned by the server"));
+            }
+        }
+    }
+}
