@@ -1826,13 +1826,27 @@ fn check_step_config(
                         .get("operation")
                         .and_then(Json::as_str)
                         .unwrap_or("update");
-                    let has_content = f.get("content").is_some() || f.get("from_step").is_some();
+                    let has_content = f.get("content").is_some()
+                        || f.get("from_step").is_some()
+                        || f.get("from_drift").is_some();
                     if op != "delete" && !has_content {
                         cx.error(
                             "missing-field",
                             input,
                             cx.at(input, &fptr),
-                            format!("a `{op}` needs `content` or `from_step`"),
+                            format!("a `{op}` needs `content`, `from_step` or `from_drift`"),
+                        );
+                    }
+                    if f.get("from_drift").is_none()
+                        && f.get("path")
+                            .and_then(Json::as_str)
+                            .is_none_or(str::is_empty)
+                    {
+                        cx.error(
+                            "missing-field",
+                            input,
+                            cx.at(input, &fptr),
+                            "a file needs a `path` (only `from_drift` entries name none)",
                         );
                     }
                     if let Some(from) = f.get("from_step").and_then(Json::as_str)

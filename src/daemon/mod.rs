@@ -291,6 +291,9 @@ pub struct Shared {
     pub observations: crate::drift::ObservationSender,
     /// The drift writer's end of [`Shared::observations`], until the daemon takes it.
     observations_rx: Mutex<Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>>>,
+    /// The Git dir commits are read from (set once the source is open): what the drift
+    /// patch reads the applied spec from.
+    pub repo_path: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -316,6 +319,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             applied: tokio::sync::watch::Sender::new(None),
             gateway: std::sync::OnceLock::new(),
+            repo_path: std::sync::OnceLock::new(),
         }
     }
 
@@ -456,6 +460,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         source.hints().clone(),
         auth,
     ));
+    let _ = shared.repo_path.set(source.repo_path().to_path_buf());
     {
         let state = shared.loop_state.clone();
         reconciler.set_progress(Arc::new(move || state.progress()));

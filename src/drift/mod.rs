@@ -9,6 +9,7 @@
 pub mod har;
 pub mod incident;
 pub mod observation;
+pub mod patch;
 
 pub use incident::{Direction, Incident, IncidentKind, IncidentState, Location};
 pub use observation::{

@@ -951,9 +951,13 @@ pub enum PrProvider {
 #[serde(deny_unknown_fields)]
 pub struct FileChange {
     /// Repo-relative path; no absolute paths, no `..`, nothing under `.git`. With `from_step`,
-    /// the directory the step's files go into (`.` for the repository root).
-    pub path: String,
+    /// the directory the step's files go into (`.` for the repository root). Not used with
+    /// `from_drift` (the patched spec files keep their paths).
     #[serde(default)]
+    pub path: String,
+    /// The file's text. A list or object (such as `"{{event.drift_data}}"`) is written as
+    /// pretty-printed JSON.
+    #[serde(default, deserialize_with = "content_text")]
     pub content: Option<String>,
     /// Take the files from an earlier step's outputs: a step name (its `files`, plus its
     /// `binary_files`) or `steps.<name>.outputs.<key>`, an object of relative path → content.
@@ -963,8 +967,28 @@ pub struct FileChange {
     /// deleted. With `operation: delete`, the listed files are deleted instead.
     #[serde(default)]
     pub from_step: Option<String>,
+    /// The drift fix of this service (`"{{event.service}}"`): the spec files patched so they
+    /// accept what its upstream was observed doing, from its open incidents seen at least
+    /// `min_samples` times; the pull request body gets the evidence. With nothing to patch the
+    /// step opens nothing. The topic (and so the branch) defaults to the service.
+    #[serde(default)]
+    pub from_drift: Option<String>,
     #[serde(default = "default_operation")]
     pub operation: FileOperation,
+}
+
+/// `content` as text: a string as it is, a list or object as pretty JSON, a number or boolean
+/// as written.
+fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<serde_json::Value> = Option::deserialize(d)?;
+    Ok(match v {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+            Some(serde_json::to_string_pretty(&v).map_err(serde::de::Error::custom)? + "\n")
+        }
+        Some(other) => Some(other.to_string()),
+    })
 }
 
 fn default_operation() -> FileOperation {

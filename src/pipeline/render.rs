@@ -320,6 +320,31 @@ mod tests {
     }
 
     #[test]
+    fn an_object_rendered_into_file_content_is_written_as_json_text() {
+        let ctx = TemplateContext {
+            event: json!({"service": "pets", "drift_data": {"incidents": [{"kind": "type_mismatch", "count": 3}]}}),
+            ..TemplateContext::default()
+        };
+        let out = render_step_config(
+            StepType::CreatePr,
+            &json!({"repository": "o/r", "branch": "main", "title": "t", "files": [
+                {"from_drift": "{{event.service}}"},
+                {"path": "drift-report.json", "content": "{{event.drift_data}}", "operation": "create"}
+            ]}),
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(out["files"][0]["from_drift"], "pets");
+        let text = out["files"][1]["content"].as_str().expect("text");
+        assert_eq!(
+            text,
+            "{\n  \"incidents\": [\n    {\n      \"count\": 3,\n      \"kind\": \"type_mismatch\"\n    }\n  ]\n}\n"
+        );
+        let back: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(back, ctx.event["drift_data"]);
+    }
+
+    #[test]
     fn rendered_config_is_typed() {
         let out = render_step_config(
             StepType::RegenerateSdk,

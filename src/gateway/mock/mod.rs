@@ -25,7 +25,7 @@ mod negotiate;
 mod pattern;
 mod request;
 mod router;
-mod schema;
+pub mod schema;
 
 use std::sync::OnceLock;
 

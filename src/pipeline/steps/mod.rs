@@ -159,7 +159,10 @@ impl Runner {
     }
 
     async fn create_pr(&self, config: Json, ctx: &StepContext) -> Result<Outputs, StepError> {
-        let cfg: CreatePrConfig = typed(config, "create_pr")?;
+        let mut cfg: CreatePrConfig = typed(config, "create_pr")?;
+        if let Some(nothing) = self.expand_drift(&mut cfg)? {
+            return Ok(nothing);
+        }
         let settings = self.settings()?;
         let req = crate::pipeline::steps::create_pr::request_from_config(
             &cfg,
@@ -191,6 +194,82 @@ impl Runner {
         .await
         .map_err(|e| e.or_at(target))?;
         Ok(outcome.outputs())
+    }
+}
+
+impl Runner {
+    /// Replaces every `from_drift: SERVICE` file entry with the service's patched spec files
+    /// and appends the evidence to the body; the topic defaults to the service, so each
+    /// service has one branch and one pull request. When entries ask for drift fixes and none
+    /// of the services has anything to patch, returns the step's outputs for "nothing to
+    /// propose" (nothing is opened).
+    fn expand_drift(&self, cfg: &mut CreatePrConfig) -> Result<Option<Outputs>, StepError> {
+        use crate::drift::patch::ServicePatchError as E;
+        if cfg.files.iter().all(|f| f.from_drift.is_none()) {
+            return Ok(None);
+        }
+        let mut files = Vec::new();
+        let mut evidence = Vec::new();
+        let mut services = Vec::new();
+        let mut patched = 0usize;
+        for fc in std::mem::take(&mut cfg.files) {
+            let Some(service) = fc.from_drift.clone() else {
+                files.push(fc);
+                continue;
+            };
+            let service = service.trim().to_string();
+            let proposal = crate::drift::patch::for_service(&self.store, &self.repo_path, &service)
+                .map_err(|e| match e {
+                    E::Store(s) => StepError::store(s),
+                    E::NotApplied | E::Git { .. } => StepError::unavailable(e.to_string()),
+                    other => StepError::invalid(format!("from_drift: {other}")),
+                })?;
+            for f in &proposal.files {
+                files.push(crate::model::FileChange {
+                    path: f.path.clone(),
+                    content: Some(f.after.clone()),
+                    from_step: None,
+                    from_drift: None,
+                    operation: crate::model::FileOperation::Update,
+                });
+            }
+            patched += proposal.files.len();
+            evidence.push(proposal.summary);
+            services.push(service);
+        }
+        if patched == 0 {
+            let mut o = serde_json::Map::new();
+            o.insert("pr_url".into(), Json::Null);
+            o.insert("pr_number".into(), Json::Null);
+            o.insert("branch".into(), Json::Null);
+            o.insert("commit".into(), Json::Null);
+            o.insert("action".into(), Json::String("nothing_to_propose".into()));
+            o.insert(
+                "reason".into(),
+                Json::String(format!(
+                    "nothing to propose: no open incident of {} was seen often enough and can be patched",
+                    services
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+            return Ok(Some(o));
+        }
+        cfg.files = files;
+        if cfg.topic.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            cfg.topic = Some(format!("drift-{}", services.join("-")));
+        }
+        let mut body = cfg.body.take().unwrap_or_default();
+        for e in evidence {
+            if !body.is_empty() {
+                body.push_str("\n\n");
+            }
+            body.push_str(&e);
+        }
+        cfg.body = Some(body);
+        Ok(None)
     }
 }
 

@@ -198,6 +198,7 @@ impl Runner {
                 path: to_path.clone(),
                 content: Some(content),
                 from_step: None,
+                from_drift: None,
                 operation: FileOperation::Update,
             }],
             topic: Some(format!(

@@ -559,6 +559,12 @@ pub fn request_from_config(
         req.commit_message = m;
     }
     for fc in &cfg.files {
+        if let Some(service) = &fc.from_drift {
+            return Err(StepError::invalid(format!(
+                "file entry `from_drift: {service}` is expanded by the daemon from its drift \
+                 incidents; it cannot be used here"
+            )));
+        }
         match (&fc.from_step, &fc.content) {
             (Some(_), Some(_)) => {
                 return Err(StepError::invalid(format!(
@@ -849,18 +855,21 @@ mod tests {
                 path: "sdk/ts".into(),
                 content: None,
                 from_step: Some("regenerate_sdk".into()),
+                from_drift: None,
                 operation: FileOperation::Update,
             },
             FileChange {
                 path: "README.md".into(),
                 content: Some("hi".into()),
                 from_step: None,
+                from_drift: None,
                 operation: FileOperation::Create,
             },
             FileChange {
                 path: "old.txt".into(),
                 content: None,
                 from_step: None,
+                from_drift: None,
                 operation: FileOperation::Delete,
             },
         ];
@@ -899,6 +908,7 @@ mod tests {
             path: "sdk".into(),
             content: None,
             from_step: Some("steps.gen.outputs.files".into()),
+            from_drift: None,
             operation: FileOperation::Update,
         }];
         let steps = json!({"gen": {"outputs": {"files": {"../../etc/x": "boom"}}}});
