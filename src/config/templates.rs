@@ -306,3 +306,150 @@ pub(crate) fn as_input(input: &Input, x: &Expansion<'_>) -> Input {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::state::{Doc, FileClass, ParsedFile};
+    use crate::model::Kind;
+
+    fn template_input(yaml: &str) -> Input {
+        let node = crate::config::yaml::parse(yaml.as_bytes(), crate::config::yaml::Limits::CONFIG)
+            .expect("yaml");
+        let spec: TemplateSpec = serde_json::from_value(node.to_json()).expect("template");
+        Input {
+            path: format!("templates/{}.yaml", spec.template),
+            blob: format!("blob-{}", spec.template),
+            class: FileClass::Config(Kind::Template),
+            parsed: Arc::new(ParsedFile {
+                node: Some(node),
+                doc: Some(Doc::Template(Arc::new(spec))),
+                diagnostics: Vec::new(),
+            }),
+        }
+    }
+
+    fn spec(i: &Input) -> &TemplateSpec {
+        match &i.parsed.doc {
+            Some(Doc::Template(t)) => t,
+            _ => panic!("a template"),
+        }
+    }
+
+    fn pipeline(yaml: &str) -> (PipelineSpec, Node) {
+        let node = crate::config::yaml::parse(yaml.as_bytes(), crate::config::yaml::Limits::CONFIG)
+            .expect("yaml");
+        (
+            serde_json::from_value(node.to_json()).expect("pipeline"),
+            node,
+        )
+    }
+
+    #[test]
+    fn chains_stop_at_cycles_unknown_names_and_depth() {
+        let a = template_input("template: a\nuses: b\n");
+        let b = template_input("template: b\nuses: a\n");
+        let c = template_input("template: c\nuses: nope\n");
+        let all = [&a, &b, &c];
+        let find = |n: &str| {
+            all.iter()
+                .find(|i| spec(i).template == n)
+                .map(|i| Template {
+                    input: i,
+                    spec: spec(i),
+                })
+        };
+        assert_eq!(
+            chain("a", &find).err(),
+            Some(ExpandError::Cycle {
+                cycle: vec!["a".into(), "b".into(), "a".into()],
+                by: Some(1)
+            })
+        );
+        assert_eq!(
+            chain("c", &find).err(),
+            Some(ExpandError::Unknown {
+                name: "nope".into(),
+                by: Some(0)
+            })
+        );
+        assert_eq!(
+            chain("x", &find).err(),
+            Some(ExpandError::Unknown {
+                name: "x".into(),
+                by: None
+            })
+        );
+    }
+
+    #[test]
+    fn expansion_orders_steps_merges_variables_and_locates_template_lines() {
+        let base = template_input(
+            "template: base\nvariables: {channel: '#ops'}\nsteps:\n  - {name: first, step_type: notify, config: {type: slack, message: a}}\n",
+        );
+        let sdk = template_input(
+            "template: sdk\nuses: base\nwith: {channel: '#sdk'}\nvariables:\n  repo: null\n  lang: rust\ntriggers: [{event: schema.changed}]\nsteps:\n  - {name: second, step_type: notify, config: {type: slack, message: b}}\n",
+        );
+        let chain = vec![
+            Template {
+                input: &sdk,
+                spec: spec(&sdk),
+            },
+            Template {
+                input: &base,
+                spec: spec(&base),
+            },
+        ];
+        let (p, node) = pipeline(
+            "name: p\ndefinition:\n  uses: sdk\n  with: {repo: acme/sdk}\n  step_defaults: {notify: {channels: ['#x']}}\n  steps:\n    - {name: third, step_type: notify, config: {type: slack, message: c}}\n",
+        );
+        let x = expand(&p, &node, chain.clone()).expect("expands");
+        let names: Vec<&str> = x
+            .spec
+            .definition
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["first", "second", "third"]);
+        assert_eq!(x.spec.definition.triggers.len(), 1);
+        let vars = &x.spec.definition.variables;
+        assert_eq!(vars["channel"], "#sdk");
+        assert_eq!(vars["repo"], "acme/sdk");
+        assert_eq!(vars["lang"], "rust");
+        // The pipeline's step defaults reach the template's steps.
+        assert_eq!(
+            x.spec.definition.steps[0].config["channels"],
+            serde_json::json!(["#x"])
+        );
+        // The spliced tree locates each step in its own file.
+        let first = x.node.locate("/definition/steps/0/name").loc;
+        let (file, loc) = x.origin(first).expect("a template's line");
+        assert_eq!((file.path.as_str(), loc.line), ("templates/base.yaml", 4));
+        let second = x.node.locate("/definition/steps/1/name").loc;
+        assert_eq!(
+            x.origin(second).map(|(f, l)| (f.path.clone(), l.line)),
+            Some(("templates/sdk.yaml".into(), 9))
+        );
+        let third = x.node.locate("/definition/steps/2/name").loc;
+        assert!(x.origin(third).is_none());
+        assert_eq!(third.line, 7);
+        assert_eq!(x.blob("p1"), "p1+blob-sdk+blob-base");
+
+        let (missing, node) = pipeline("name: p\ndefinition:\n  uses: sdk\n");
+        assert_eq!(
+            expand(&missing, &node, chain.clone()).err(),
+            Some(ExpandError::Missing {
+                template: "sdk".into(),
+                missing: vec!["repo".into()],
+                by: None
+            })
+        );
+        let (unknown, node) =
+            pipeline("name: p\ndefinition:\n  uses: sdk\n  with: {repo: r, langs: [go]}\n");
+        assert!(matches!(
+            expand(&unknown, &node, chain).err(),
+            Some(ExpandError::UnknownVariable { name, by: None, .. }) if name == "langs"
+        ));
+    }
+}
