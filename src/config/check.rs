@@ -396,26 +396,302 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
         }
     }
 
-    // Pipelines.
+    // Pipeline templates.
+    let templates = check_templates(&mut cx, inputs);
+
+    // Pipelines, expanded from their templates.
     let mut pipeline_inputs: BTreeMap<String, &Input> = BTreeMap::new();
     for input in inputs {
         if let Some(Doc::Pipeline(p)) = &input.parsed.doc {
             if !unique_name(&mut cx, &mut pipeline_inputs, input, &p.name, "pipeline") {
                 continue;
             }
-            check_pipeline(&mut cx, input, p, &st, &workspaces, settings_broken);
-            st.pipelines.insert(
-                p.name.clone(),
-                Entity {
-                    path: input.path.clone(),
-                    blob: input.blob.clone(),
-                    spec: p.clone(),
-                },
-            );
+            let expanded = match &p.definition.uses {
+                None => {
+                    if !p.definition.with.is_empty() {
+                        cx.error(
+                            "with-without-uses",
+                            input,
+                            cx.key_at(input, "/definition", "with"),
+                            "`with` gives template variables, but the pipeline uses no template",
+                        )
+                        .hint = Some("add `uses: <template>` or remove `with`".into());
+                    }
+                    None
+                }
+                Some(name) => expand_pipeline(&mut cx, input, p, name, &templates),
+            };
+            let entity = match expanded {
+                Some(x) => {
+                    let spliced = super::templates::as_input(input, &x);
+                    let start = cx.out.len();
+                    check_pipeline(
+                        &mut cx,
+                        &spliced,
+                        &x.spec,
+                        &st,
+                        &workspaces,
+                        settings_broken,
+                    );
+                    relocate(&mut cx, start, input, &p.name, &x);
+                    Entity {
+                        path: input.path.clone(),
+                        blob: x.blob(&input.blob),
+                        spec: Arc::new(x.spec),
+                    }
+                }
+                None => {
+                    if p.definition.uses.is_none() {
+                        check_pipeline(&mut cx, input, p, &st, &workspaces, settings_broken);
+                    }
+                    Entity {
+                        path: input.path.clone(),
+                        blob: input.blob.clone(),
+                        spec: p.clone(),
+                    }
+                }
+            };
+            st.pipelines.insert(p.name.clone(), entity);
         }
     }
 
     st
+}
+
+/// The templates of the revision by name, each checked on its own: a unique, valid name, and
+/// a `uses` that leads to templates without coming back.
+fn check_templates<'a>(
+    cx: &mut Ctx,
+    inputs: &'a [Input],
+) -> BTreeMap<String, super::templates::Template<'a>> {
+    use super::templates::{self, ExpandError, Template};
+    let mut out: BTreeMap<String, Template<'a>> = BTreeMap::new();
+    for input in inputs {
+        let Some(Doc::Template(t)) = &input.parsed.doc else {
+            continue;
+        };
+        let name = &t.template;
+        let loc = cx.at(input, "/template");
+        if let Some(first) = out.get(name) {
+            let msg = format!(
+                "template `{name}` is already defined in {}",
+                first.input.path
+            );
+            cx.error("duplicate-name", input, loc, msg).hint =
+                Some("template names must be unique; rename or delete one".into());
+            continue;
+        }
+        if !valid_name(name) {
+            let msg = format!(
+                "template name `{name}` may only contain letters, digits, `-`, `_` and `.`"
+            );
+            cx.error("invalid-name", input, loc, msg);
+        } else if file_stem(&input.path) != name {
+            let msg = format!(
+                "template `{name}` is defined in a file named `{}`",
+                input.path.rsplit('/').next().unwrap_or("")
+            );
+            cx.warn("name-mismatch", input, loc, msg).hint =
+                Some(format!("rename the file to `{name}.yaml`"));
+        }
+        if t.uses.is_none() && !t.with.is_empty() {
+            cx.error(
+                "with-without-uses",
+                input,
+                cx.key_at(input, "", "with"),
+                "`with` gives template variables, but the template uses no other template",
+            );
+        }
+        out.insert(name.clone(), Template { input, spec: t });
+    }
+    let names: Vec<String> = out.keys().cloned().collect();
+    for t in out.values() {
+        let Some(uses) = &t.spec.uses else { continue };
+        let loc = cx.at(t.input, "/uses");
+        match templates::chain(uses, &|n| out.get(n).copied()) {
+            Ok(_) => {}
+            Err(ExpandError::Unknown { name, by: None }) => {
+                cx.error(
+                    "unknown-template",
+                    t.input,
+                    loc,
+                    format!(
+                        "template `{}` uses `{name}`, which is not a template",
+                        t.spec.template
+                    ),
+                )
+                .hint = suggest(&name, names.iter().map(String::as_str))
+                    .or_else(|| Some(format!("templates: {}", names.join(", "))));
+            }
+            Err(ExpandError::Cycle { cycle, .. }) if cycle.contains(&t.spec.template) => {
+                // The circle, from this template back to it.
+                let ring = &cycle[..cycle.len() - 1];
+                let at = ring.iter().position(|n| *n == t.spec.template).unwrap_or(0);
+                let mut full: Vec<String> = ring[at..].iter().chain(&ring[..at]).cloned().collect();
+                full.push(t.spec.template.clone());
+                cx.error(
+                    "template-cycle",
+                    t.input,
+                    loc,
+                    format!("template `{}` uses itself: {}", t.spec.template, full.join(" -> ")),
+                )
+                .hint = Some("a template's steps come before its own: templates cannot use one another in a circle".into());
+            }
+            // Reported at the template the problem is in.
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// The expansion of pipeline `p` through template `name`, or `None` with the reason reported
+/// at the pipeline (and, for a template's own `with`, at that template).
+fn expand_pipeline<'a>(
+    cx: &mut Ctx,
+    input: &Input,
+    p: &PipelineSpec,
+    name: &str,
+    templates: &BTreeMap<String, super::templates::Template<'a>>,
+) -> Option<super::templates::Expansion<'a>> {
+    use super::templates::{self, ExpandError};
+    let uses_loc = cx.at(input, "/definition/uses");
+    let names: Vec<&str> = templates.keys().map(String::as_str).collect();
+    let mut chain_paths: Vec<String> = Vec::new();
+    let result = templates::chain(name, &|n| templates.get(n).copied()).and_then(|chain| {
+        chain_paths = chain.iter().map(|t| t.input.path.clone()).collect();
+        let node = input
+            .parsed
+            .node
+            .clone()
+            .unwrap_or(crate::config::yaml::Node {
+                loc: Loc::new(1, 1),
+                value: crate::config::yaml::Value::Null,
+            });
+        templates::expand(p, &node, chain)
+    });
+    let e = match result {
+        Ok(x) => return Some(x),
+        Err(e) => e,
+    };
+    let msg = format!("pipeline `{}` cannot use template `{name}`: {e}", p.name);
+    match &e {
+        ExpandError::Unknown {
+            name: missing,
+            by: None,
+        } => {
+            cx.error(
+                "unknown-template",
+                input,
+                uses_loc,
+                format!("no template named `{missing}`"),
+            )
+            .hint = suggest(missing, names.iter().copied()).or_else(|| {
+                Some(if names.is_empty() {
+                    "templates are read from `templates/<name>.yaml`; this repository has none"
+                        .to_string()
+                } else {
+                    format!("templates: {}", names.join(", "))
+                })
+            });
+        }
+        ExpandError::UnknownVariable {
+            name: var,
+            known,
+            by: None,
+            ..
+        } => {
+            let loc = cx.key_at(input, "/definition/with", var);
+            cx.error("unknown-variable", input, loc, msg).hint =
+                suggest(var, known.iter().map(String::as_str))
+                    .or_else(|| Some(format!("its variables: {}", known.join(", "))));
+        }
+        ExpandError::Missing {
+            template,
+            missing,
+            by: None,
+        } => {
+            let vloc = templates.get(template).map(|t| {
+                (
+                    t.input,
+                    missing.first().map(|m| cx.key_at(t.input, "/variables", m)),
+                )
+            });
+            cx.error("missing-variable", input, uses_loc, msg).hint = Some(format!(
+                "add `with: {{{}: …}}`; a variable without a default is `null` in the template",
+                missing[0]
+            ));
+            if let Some((tinput, Some(loc))) = vloc {
+                cx.error(
+                    "missing-variable",
+                    tinput,
+                    loc,
+                    format!(
+                        "variable `{}` has no default, and pipeline `{}` ({}) gives it no value",
+                        missing[0], p.name, input.path
+                    ),
+                );
+            }
+        }
+        // A template's own `uses`/`with`: reported at that template too.
+        ExpandError::Unknown { by: Some(k), .. }
+        | ExpandError::UnknownVariable { by: Some(k), .. }
+        | ExpandError::Missing { by: Some(k), .. } => {
+            cx.error("template-invalid", input, uses_loc, msg.clone());
+            if let Some(path) = chain_paths.get(*k)
+                && let Some(t) = templates.values().find(|t| t.input.path == *path)
+            {
+                let loc = cx.at(t.input, "/uses");
+                cx.error(
+                    "template-invalid",
+                    t.input,
+                    loc,
+                    format!("{e} (as pipeline `{}` uses it)", p.name),
+                );
+            }
+        }
+        ExpandError::Cycle { .. } | ExpandError::TooDeep => {
+            cx.error("template-cycle", input, uses_loc, msg);
+        }
+    }
+    None
+}
+
+/// Moves the diagnostics from `start` on that are about template nodes of the expansion to
+/// the template's file and line, and reports each at the pipeline's `uses` as well.
+fn relocate(
+    cx: &mut Ctx,
+    start: usize,
+    input: &Input,
+    pipeline: &str,
+    x: &super::templates::Expansion<'_>,
+) {
+    let uses_loc = cx.at(input, "/definition/uses");
+    let mut extra = Vec::new();
+    for d in cx.out.iter_mut().skip(start) {
+        let Some((tinput, loc)) = x.origin(Loc::new(d.line, d.column)) else {
+            continue;
+        };
+        let template = match &tinput.parsed.doc {
+            Some(Doc::Template(t)) => t.template.clone(),
+            _ => String::new(),
+        };
+        extra.push(Diagnostic {
+            file: input.path.clone(),
+            line: uses_loc.line,
+            column: uses_loc.column,
+            message: format!("template `{template}` expands to: {}", d.message),
+            hint: Some(format!("at {}:{}:{}", tinput.path, loc.line, loc.column)),
+            ..d.clone()
+        });
+        d.file = tinput.path.clone();
+        d.line = loc.line;
+        d.column = loc.column;
+        d.message = format!(
+            "{} (as pipeline `{pipeline}` uses this template)",
+            d.message
+        );
+    }
+    cx.out.extend(extra);
 }
 
 /// Names of the entities of `kind` whose files did not load (their own errors say why).

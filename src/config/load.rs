@@ -220,7 +220,7 @@ fn ignored_file_warning(path: &str) -> Option<Diagnostic> {
         return None;
     }
     let hint = match top {
-        "services" | "federations" | "pipelines" => {
+        "services" | "federations" | "pipelines" | "templates" => {
             format!("{top} are read from `{top}/<name>.yaml` (no subdirectories, .yaml or .yml)")
         }
         _ => "scenarios and personas are read from `environments/<env>/scenarios/*.yaml` and `environments/<env>/personas/*.yaml`".to_string(),
@@ -309,6 +309,7 @@ fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str)
             Kind::Pipeline => serde_json::from_value(json).map(|p| Doc::Pipeline(Arc::new(p))),
             Kind::Scenario => serde_json::from_value(json).map(|s| Doc::Scenario(Arc::new(s))),
             Kind::Persona => serde_json::from_value(json).map(|p| Doc::Persona(Arc::new(p))),
+            Kind::Template => serde_json::from_value(json).map(|t| Doc::Template(Arc::new(t))),
         };
         match result {
             Ok(doc) => Some(doc),

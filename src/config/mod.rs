@@ -9,4 +9,5 @@ pub mod shape;
 pub mod snapshot;
 pub mod spec;
 pub mod state;
+pub mod templates;
 pub mod yaml;

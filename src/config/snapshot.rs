@@ -57,6 +57,7 @@ const WATCHED_DIRS: &[&str] = &[
     "services",
     "federations",
     "pipelines",
+    "templates",
     "specs",
     "environments",
 ];

@@ -13,6 +13,7 @@ use crate::config::diag::Diagnostic;
 use crate::config::yaml::Node;
 use crate::model::{
     FederationSpec, Kind, PersonaSpec, PipelineSpec, ScenarioSpec, ServiceSpec, Settings,
+    TemplateSpec,
 };
 use crate::schema_diff::SchemaType;
 
@@ -60,6 +61,7 @@ pub fn classify(path: &str) -> FileClass {
         ["services", f] if is_yaml(f) => FileClass::Config(Kind::Service),
         ["federations", f] if is_yaml(f) => FileClass::Config(Kind::Federation),
         ["pipelines", f] if is_yaml(f) => FileClass::Config(Kind::Pipeline),
+        ["templates", f] if is_yaml(f) => FileClass::Config(Kind::Template),
         ["environments", env, "scenarios", f] if is_yaml(f) => {
             FileClass::EnvEntity(Kind::Scenario, (*env).to_string())
         }
@@ -85,6 +87,7 @@ pub enum Doc {
     Pipeline(Arc<PipelineSpec>),
     Scenario(Arc<ScenarioSpec>),
     Persona(Arc<PersonaSpec>),
+    Template(Arc<TemplateSpec>),
     /// A spec file; `document` when it is a whole OpenAPI document or a .proto file.
     Spec {
         document: bool,
@@ -193,6 +196,8 @@ mod tests {
             ("services/a.json", C::Ignored),
             ("federations/f.yaml", C::Config(Kind::Federation)),
             ("pipelines/p.yaml", C::Config(Kind::Pipeline)),
+            ("templates/t.yaml", C::Config(Kind::Template)),
+            ("templates/sub/t.yaml", C::Ignored),
             (
                 "environments/dev/scenarios/s.yaml",
                 env(Kind::Scenario, "dev"),

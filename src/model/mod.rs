@@ -22,6 +22,7 @@ pub enum Kind {
     Pipeline,
     Scenario,
     Persona,
+    Template,
 }
 
 impl Kind {
@@ -32,6 +33,7 @@ impl Kind {
         Kind::Pipeline,
         Kind::Scenario,
         Kind::Persona,
+        Kind::Template,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Pipeline => "pipeline",
             Kind::Scenario => "scenario",
             Kind::Persona => "persona",
+            Kind::Template => "template",
         }
     }
 
@@ -56,6 +59,7 @@ impl Kind {
             Kind::Pipeline => generator.into_root_schema_for::<PipelineSpec>(),
             Kind::Scenario => generator.into_root_schema_for::<ScenarioSpec>(),
             Kind::Persona => generator.into_root_schema_for::<PersonaSpec>(),
+            Kind::Template => generator.into_root_schema_for::<TemplateSpec>(),
         }
     }
 }
@@ -453,9 +457,19 @@ pub struct PipelineSpec {
 pub struct PipelineDefinition {
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The pipeline template (`templates/<name>.yaml`, by its `template` name) this pipeline
+    /// is expanded from at load time: its steps run first, then this pipeline's; its triggers
+    /// apply when this pipeline has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<String>,
+    /// Values of the template's variables (`{{variables.<name>}}` in its steps).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub with: IndexMap<String, Json>,
     /// Events that start the pipeline; any one of them is enough.
+    #[serde(default)]
     pub triggers: Vec<Trigger>,
     /// Steps, run in order.
+    #[serde(default)]
     pub steps: Vec<StepSpec>,
     /// Config keys merged under each step's `config` by step type (the step's keys win).
     #[serde(default)]
@@ -463,6 +477,37 @@ pub struct PipelineDefinition {
     /// Values available to templates as `{{variables.<name>}}` (over `mockops.yaml`'s).
     #[serde(default)]
     pub variables: IndexMap<String, Json>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// templates/<name>.yaml
+
+/// A reusable pipeline template: pipelines use it with `definition.uses: <template>` and
+/// `with: {<variable>: value}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// The template's name, as pipelines name it in `uses`.
+    pub template: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Variables with their defaults (`{{variables.<name>}}` in the steps); a variable whose
+    /// value is `null` has no default and must be given by every pipeline that uses the
+    /// template.
+    #[serde(default)]
+    pub variables: IndexMap<String, Json>,
+    /// Another template this one extends: its steps run first.
+    #[serde(default)]
+    pub uses: Option<String>,
+    /// Values of the extended template's variables.
+    #[serde(default)]
+    pub with: IndexMap<String, Json>,
+    /// Triggers of the pipelines that use the template and have none of their own.
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+    /// Steps, run in order, before the using pipeline's own.
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -400,6 +400,71 @@ const BROKEN: &[(&str, Edit)] = &[
             "name: p\ndefinition:\n  triggers: [{event: schema.changed}]\n  steps:\n    - {name: notify, step_type: notify, config: {type: slack, message: hi}}\n    - {name: \"\", step_type: notify, config: {type: slack, message: hi}}\n    - {name: notify, step_type: notify, config: {type: slack, message: hi}}\n    - name: \"  \"\n      step_type: regenerate_sdk\n      config: {languages: [rust]}\n",
         );
     }),
+    ("template_unknown", |f| {
+        let p = f.read("pipelines/auto-sdk-regeneration.yaml");
+        f.write(
+            "pipelines/auto-sdk-regeneration.yaml",
+            p.replace("uses: sdk-regeneration", "uses: sdk-regenration"),
+        );
+    }),
+    ("template_missing_variable", |f| {
+        let p = f.read("pipelines/auto-sdk-regeneration.yaml");
+        f.write(
+            "pipelines/auto-sdk-regeneration.yaml",
+            p.replace("    sdk_repository: example/payments-sdk\n", ""),
+        );
+    }),
+    ("template_unknown_variable", |f| {
+        let p = f.read("pipelines/auto-sdk-regeneration.yaml");
+        f.write(
+            "pipelines/auto-sdk-regeneration.yaml",
+            p.replace("sdk_repository:", "sdk_repo:"),
+        );
+    }),
+    ("template_uses_itself", |f| {
+        let t = f.read("templates/sdk-regeneration.yaml");
+        f.write(
+            "templates/sdk-regeneration.yaml",
+            t.replace("variables:\n", "uses: sdk-regeneration\nvariables:\n"),
+        );
+    }),
+    ("template_cycle", |f| {
+        f.write(
+            "templates/a.yaml",
+            "template: a\nuses: b\nsteps:\n  - {name: a, step_type: notify, config: {type: slack, message: a}}\n",
+        );
+        f.write(
+            "templates/b.yaml",
+            "template: b\nuses: a\nsteps:\n  - {name: b, step_type: notify, config: {type: slack, message: b}}\n",
+        );
+        f.write(
+            "pipelines/p.yaml",
+            "name: p\ndefinition:\n  uses: a\n  triggers: [{event: schema.changed}]\n",
+        );
+    }),
+    ("template_expansion_fails_step_checks", |f| {
+        // The template's step reads a variable it does not declare and the pipeline's own step
+        // takes a name the template already uses.
+        let t = f.read("templates/sdk-regeneration.yaml");
+        f.write(
+            "templates/sdk-regeneration.yaml",
+            t.replace("{{variables.output_dir}}", "{{variables.out_dir}}"),
+        );
+        let p = f.read("pipelines/auto-sdk-regeneration.yaml");
+        f.write(
+            "pipelines/auto-sdk-regeneration.yaml",
+            format!(
+                "{p}  steps:\n    - {{name: open_sdk_pr, step_type: notify, config: {{type: slack, message: done}}}}\n"
+            ),
+        );
+    }),
+    ("template_with_without_uses_and_bad_shape", |f| {
+        f.write(
+            "pipelines/p.yaml",
+            "name: p\ndefinition:\n  with: {a: 1}\n  triggers: [{event: schema.changed}]\n  steps:\n    - {name: s, step_type: notify, config: {type: slack, message: hi}}\n",
+        );
+        f.write("templates/t.yaml", "template: t\nstep: []\n");
+    }),
     ("misplaced_files", |f| {
         f.write("pipelines/nested/p.yaml", "name: p\n");
         f.write("services/auth.json", "{}");

@@ -147,3 +147,67 @@ fn plans_of_the_example_history() {
     assert_eq!(forced[0]["revision"]["forced"], true);
     snapshot("plan_6_force_push", &forced);
 }
+
+/// A commit that changes only a template changes every pipeline whose expansion it changes:
+/// one `config.changed` each, naming the expanded fields; a template change that no pipeline's
+/// expansion sees changes nothing.
+#[test]
+fn a_template_change_is_a_change_of_the_pipelines_that_use_it() {
+    const TEMPLATE: &str = "templates/sdk-regeneration.yaml";
+    let mut h = History::new();
+    h.repo.write(
+        "pipelines/mobile-sdk.yaml",
+        "name: mobile-sdk\ndefinition:\n  uses: sdk-regeneration\n  with:\n    languages: [typescript]\n    sdk_repository: example/mobile-sdk\n",
+    );
+    h.repo.commit("a second pipeline from the SDK template");
+    h.sync();
+
+    let t = h
+        .repo
+        .read(TEMPLATE)
+        .replace("labels: [sdk]", "labels: [sdk, generated]");
+    h.repo.write(TEMPLATE, &t);
+    h.repo.commit("label generated SDK pull requests");
+    let plans = h.sync();
+    assert_eq!(plans.len(), 1);
+    let changed: Vec<(&str, &str)> = plans[0]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "config.changed")
+        .map(|e| {
+            (
+                e["payload"]["entity"].as_str().unwrap_or(""),
+                e["payload"]["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            ("auto-sdk-regeneration", "modified"),
+            ("mobile-sdk", "modified")
+        ]
+    );
+    let fields: Vec<String> = plans[0]["events"][0]["payload"]["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["field"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        fields.iter().any(|f| f.contains("labels")),
+        "the labels changed: {fields:?}"
+    );
+
+    // Only a comment: the expansions are the same, so nothing changes.
+    let t = h.repo.read(TEMPLATE).replace(
+        "template: sdk-regeneration\n",
+        "template: sdk-regeneration\n# Used by the SDK pipelines.\n",
+    );
+    h.repo.write(TEMPLATE, &t);
+    h.repo.commit("comment the template");
+    let plans = h.sync();
+    assert_eq!(plans[0]["events"], json!([]), "{:#}", plans[0]);
+    assert_eq!(plans[0]["changes"], json!([]));
+}

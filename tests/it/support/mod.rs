@@ -77,6 +77,10 @@ impl Fixture {
         self
     }
 
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).expect("read")
+    }
+
     pub fn remove(&self, rel: &str) -> &Self {
         std::fs::remove_file(self.dir.path().join(rel)).expect("remove");
         self
