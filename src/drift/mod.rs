@@ -6,8 +6,10 @@
 //! (`store::drift`). Budgets turn incidents into `drift.threshold_exceeded` /
 //! `drift.recovered` events; `patch` proposes the spec change that accepts what was observed.
 
+pub mod contracts;
 pub mod incident;
 pub mod observation;
+pub mod validate;
 
 pub use incident::{Direction, Incident, IncidentKind, IncidentState, Location};
 pub use observation::{

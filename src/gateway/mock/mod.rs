@@ -20,11 +20,11 @@
 //! and `application/x-www-form-urlencoded` (multipart, binary) are only checked for presence.
 
 mod generate;
-mod negotiate;
+pub(crate) mod negotiate;
 mod pattern;
 mod request;
-mod router;
-mod schema;
+pub(crate) mod router;
+pub(crate) mod schema;
 
 use std::sync::OnceLock;
 
