@@ -158,6 +158,8 @@ pub struct Contract {
     pub upstream: Result<Upstream, String>,
     pub budget: Option<DriftBudget>,
     pub probe: Option<ProbeSpec>,
+    pub workspace_id: Option<String>,
+    pub workspace_name: Option<String>,
 }
 
 impl Contract {
@@ -201,6 +203,8 @@ impl Contract {
             upstream: Err("none".into()),
             budget: None,
             probe: None,
+            workspace_id: None,
+            workspace_name: None,
         })
     }
 }
@@ -258,6 +262,8 @@ pub fn from_state(
                             .map_err(|e| e.to_string()),
                         budget: s.drift_budget.clone(),
                         probe: s.probe.clone(),
+                        workspace_id: Some(s.workspace_id.clone()),
+                        workspace_name: s.workspace_name.clone(),
                     }),
                 );
             }

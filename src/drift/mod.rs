@@ -6,7 +6,9 @@
 //! (`store::drift`). Budgets turn incidents into `drift.threshold_exceeded` /
 //! `drift.recovered` events; `patch` proposes the spec change that accepts what was observed.
 
+pub mod budget;
 pub mod contracts;
+pub mod detect;
 pub mod incident;
 pub mod observation;
 pub mod validate;
