@@ -163,6 +163,10 @@ pub struct DaemonArgs {
     /// `forever`.
     #[arg(long, env = "MOCKOPS_RETAIN_TRAFFIC", default_value = crate::daemon::DEFAULT_RETAIN_TRAFFIC)]
     pub retain_traffic: Keep,
+    /// Largest observed body drift validates (`8MiB`, `256KiB`); larger ones are recorded as
+    /// skipped, not validated.
+    #[arg(long, env = "MOCKOPS_DRIFT_MAX_BODY", default_value = "8MiB", value_parser = parse_size)]
+    pub drift_max_body: usize,
     /// How often retention is applied (also at start).
     #[arg(long, env = "MOCKOPS_PRUNE_INTERVAL", default_value = "1h", value_parser = parse_interval)]
     pub prune_interval: Duration,
@@ -409,6 +413,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
                 required: args.gateway.is_some(),
             })
         },
+        drift_max_body: args.drift_max_body,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -60,6 +60,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/events/{id}", get(event))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{seq}", get(revision))
+        .merge(crate::drift::api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             shared.auth.clone(),
             require_read,

@@ -51,13 +51,42 @@ pub struct Reach {
     pub at_ms: u64,
 }
 
+/// The drift metrics (shared with the daemon's registry).
+#[derive(Clone)]
+pub struct DriftMetrics {
+    pub drift_incidents_open: prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    pub drift_budget_exceeded: prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    pub drift_observations: prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub drift_bodies_skipped: prometheus_client::metrics::counter::Counter,
+}
+
+impl DriftMetrics {
+    pub fn of(m: &Metrics) -> Self {
+        DriftMetrics {
+            drift_incidents_open: m.drift_incidents_open.clone(),
+            drift_budget_exceeded: m.drift_budget_exceeded.clone(),
+            drift_observations: m.drift_observations.clone(),
+            drift_bodies_skipped: m.drift_bodies_skipped.clone(),
+        }
+    }
+}
+
 /// The drift side of the daemon: contracts, reachability, the probe client, the queue.
 pub struct Drift {
     pub store: Store,
     repo: PathBuf,
     contracts: RwLock<Arc<Contracts>>,
     reach: Mutex<BTreeMap<String, Reach>>,
-    metrics: Arc<Metrics>,
+    metrics: DriftMetrics,
     /// Bodies larger than this are not validated.
     pub max_body: usize,
     pub observations: ObservationSender,
@@ -74,7 +103,7 @@ impl Drift {
     pub fn new(
         store: Store,
         repo: PathBuf,
-        metrics: Arc<Metrics>,
+        metrics: DriftMetrics,
         max_body: usize,
         observations: ObservationSender,
         outbound: Arc<OutboundPolicy>,
@@ -109,7 +138,7 @@ impl Drift {
         self.reach.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub(crate) fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &DriftMetrics {
         &self.metrics
     }
 
