@@ -31,9 +31,7 @@ pub enum DriftCommand {
         limit: usize,
     },
     /// Run one probe round of a service now and print what it found.
-    Probe {
-        service: String,
-    },
+    Probe { service: String },
 }
 
 pub fn run(args: &DriftArgs) -> anyhow::Result<u8> {
@@ -150,7 +148,11 @@ fn probe_text(body: &Json) -> String {
     for r in body["results"].as_array().into_iter().flatten() {
         match r["status"].as_u64() {
             Some(st) => out.push_str(&format!("{} -> {st}\n", s(&r["request"]))),
-            None => out.push_str(&format!("{} -> failed: {}\n", s(&r["request"]), s(&r["error"]))),
+            None => out.push_str(&format!(
+                "{} -> failed: {}\n",
+                s(&r["request"]),
+                s(&r["error"])
+            )),
         }
         for f in r["findings"].as_array().into_iter().flatten() {
             out.push_str(&format!(

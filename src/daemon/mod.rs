@@ -292,8 +292,7 @@ pub struct Shared {
     /// Where observations of upstreams go (the drift writer reads them); never waits.
     pub observations: crate::drift::ObservationSender,
     /// The receiving end of `observations`, until the drift writer takes it.
-    pub observed_rx:
-        Mutex<Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>>>,
+    pub observed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>>>,
     /// Drift detection (contracts, reachability, probes), once started.
     pub drift: std::sync::OnceLock<Arc<crate::drift::detect::Drift>>,
 }
@@ -618,8 +617,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         cfg.drift_max_body,
         shared.observations.clone(),
         security.outbound.clone(),
-        crate::secret::Secrets::new(cfg.redactor.clone())
-            .with_policy(cfg.security.secrets.clone()),
+        crate::secret::Secrets::new(cfg.redactor.clone()).with_policy(cfg.security.secrets.clone()),
         shared.events_stored.clone(),
     ));
     let _ = shared.drift.set(drift.clone());

@@ -53,8 +53,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {
     let budgets = s.store.budget_states()?;
     let mut services = Vec::new();
     for (name, c) in &contracts.services {
-        let mut by_kind: BTreeMap<&str, u64> =
-            ALL_KINDS.iter().map(|k| (k.as_str(), 0)).collect();
+        let mut by_kind: BTreeMap<&str, u64> = ALL_KINDS.iter().map(|k| (k.as_str(), 0)).collect();
         let mut total = 0u64;
         for i in open.iter().filter(|i| i.location.service == *name) {
             *by_kind.entry(i.kind.as_str()).or_default() += 1;

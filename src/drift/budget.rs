@@ -103,7 +103,9 @@ pub fn verdicts(
     let window = u64::from(budget.window_hours).saturating_mul(3_600_000);
     let counted: Vec<Incident> = open
         .iter()
-        .filter(|i| i.location.service == service && now_ms.saturating_sub(i.last_seen_ms) <= window)
+        .filter(|i| {
+            i.location.service == service && now_ms.saturating_sub(i.last_seen_ms) <= window
+        })
         .map(|i| (*i).clone())
         .collect();
     let endpoint_of = |i: &Incident| format!("{} {}", i.location.method, i.location.path);
@@ -142,7 +144,8 @@ pub fn verdicts(
             endpoint,
             mine,
             eb.max_open_incidents.or(budget.max_open_incidents),
-            eb.max_breaking_changes.unwrap_or(budget.max_breaking_changes),
+            eb.max_breaking_changes
+                .unwrap_or(budget.max_breaking_changes),
             eb.max_non_breaking_changes
                 .unwrap_or(budget.max_non_breaking_changes),
         ));
@@ -185,7 +188,10 @@ pub(crate) async fn evaluate(drift: &Arc<Drift>, book: &Book, now_ms: u64) {
         };
         let operations: Vec<String> = c.operations.iter().map(|o| o.endpoint()).collect();
         all.extend(verdicts(name, budget, &operations, &open, now_ms));
-        workspaces.insert(name.clone(), (c.workspace_id.clone(), c.workspace_name.clone()));
+        workspaces.insert(
+            name.clone(),
+            (c.workspace_id.clone(), c.workspace_name.clone()),
+        );
     }
     if all.is_empty() {
         return;
@@ -233,7 +239,10 @@ fn apply(
             (
                 "drift.recovered",
                 state.crossings,
-                format!("drift:{}:{}:{}:recovered", v.service, v.endpoint, state.crossings),
+                format!(
+                    "drift:{}:{}:{}:recovered",
+                    v.service, v.endpoint, state.crossings
+                ),
             )
         };
         let (ws_id, ws_name) = workspaces.get(&v.service).cloned().unwrap_or_default();
@@ -331,9 +340,8 @@ mod tests {
         assert!(v[0].exceeded);
         assert_eq!((v[0].drift_count, v[0].threshold), (1, 0));
         // The most specific budget: the endpoint's own.
-        let b2 = budget(
-            "max_open_incidents: 5\nendpoints:\n  GET /pets:\n    max_open_incidents: 1\n",
-        );
+        let b2 =
+            budget("max_open_incidents: 5\nendpoints:\n  GET /pets:\n    max_open_incidents: 1\n");
         let v = verdicts("pets", &b2, &ops, &[&a, &b, &c], 10 * hour);
         assert_eq!(v.len(), 2);
         assert!(!v[0].exceeded);

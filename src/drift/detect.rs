@@ -185,7 +185,10 @@ impl Drift {
             batch
                 .into_iter()
                 .map(|o| {
-                    let v = c.services.get(&o.service).map(|k| validate::validate(k, &o));
+                    let v = c
+                        .services
+                        .get(&o.service)
+                        .map(|k| validate::validate(k, &o));
                     (o, v)
                 })
                 .collect::<Vec<_>>()
@@ -225,8 +228,8 @@ impl Book {
 
 /// RFC 3339 (UTC, seconds) of Unix milliseconds.
 pub fn rfc3339(ms: u64) -> String {
-    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
-    crate::gateway::mock::generate::date_time(secs)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// Unix milliseconds now.
@@ -362,9 +365,14 @@ fn from_evidence(service: &str, e: &Value) -> Option<Observation> {
         Some(b) if b.get("json").is_some() => {
             ObservedBody::Bytes(serde_json::to_vec(&b["json"]).ok()?.into())
         }
-        Some(b) if b.get("text").is_some() => {
-            ObservedBody::Bytes(b["text"].as_str().unwrap_or_default().as_bytes().to_vec().into())
-        }
+        Some(b) if b.get("text").is_some() => ObservedBody::Bytes(
+            b["text"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec()
+                .into(),
+        ),
         _ => ObservedBody::None,
     };
     let request_body = match e.get("request_body") {
@@ -397,7 +405,12 @@ fn from_evidence(service: &str, e: &Value) -> Option<Observation> {
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_str()?.to_string())))
+                .filter_map(|p| {
+                    Some((
+                        p.get(0)?.as_str()?.to_string(),
+                        p.get(1)?.as_str()?.to_string(),
+                    ))
+                })
                 .collect(),
             body,
         }),
@@ -416,21 +429,24 @@ pub(crate) fn fold(
     let id = Incident::signature(f.kind, &f.location);
     let s = sample(&f.location.pointer, &f.value);
     let seen = rfc3339(at_ms);
-    let incident = book.incidents.entry(id.clone()).or_insert_with(|| Incident {
-        id: id.clone(),
-        kind: f.kind,
-        location: f.location.clone(),
-        expected: f.expected.clone(),
-        observed: f.observed.clone(),
-        count: 0,
-        first_seen: seen.clone(),
-        last_seen: seen.clone(),
-        last_seen_ms: at_ms,
-        samples: Vec::new(),
-        state: IncidentState::Open,
-        resolved_at: None,
-        spec_sha: None,
-    });
+    let incident = book
+        .incidents
+        .entry(id.clone())
+        .or_insert_with(|| Incident {
+            id: id.clone(),
+            kind: f.kind,
+            location: f.location.clone(),
+            expected: f.expected.clone(),
+            observed: f.observed.clone(),
+            count: 0,
+            first_seen: seen.clone(),
+            last_seen: seen.clone(),
+            last_seen_ms: at_ms,
+            samples: Vec::new(),
+            state: IncidentState::Open,
+            resolved_at: None,
+            spec_sha: None,
+        });
     incident.count += 1;
     if at_ms >= incident.last_seen_ms {
         incident.last_seen_ms = at_ms;
@@ -733,6 +749,10 @@ mod tests {
         );
         assert_eq!(sample("/user/email", &json!("x@y.z")), json!(REDACTED));
         let big = Value::String("x".repeat(MAX_SAMPLE_BYTES + 1));
-        assert!(sample("/a", &big).as_str().is_some_and(|s| s.contains("too large")));
+        assert!(
+            sample("/a", &big)
+                .as_str()
+                .is_some_and(|s| s.contains("too large"))
+        );
     }
 }

@@ -122,7 +122,9 @@ pub async fn round(drift: &Arc<Drift>, service: &str) -> Result<ProbeReport, Pro
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
         .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(crate::outbound::GuardedResolver::new(drift.outbound.clone()))
+        .dns_resolver(crate::outbound::GuardedResolver::new(
+            drift.outbound.clone(),
+        ))
         .no_proxy()
         .build()
         .map_err(|e| ProbeError::Client(e.to_string()))?;
@@ -354,7 +356,8 @@ pub async fn scheduler(drift: Arc<Drift>, cancel: CancellationToken) {
                 Some(p) if p.enabled && c.upstream.is_ok() => {
                     next.entry(name.clone()).or_insert_with(|| {
                         // The first round comes soon, spread by the jitter.
-                        now + jittered(p.interval_seconds, p.jitter).mul_f64(p.jitter.clamp(0.0, 1.0))
+                        now + jittered(p.interval_seconds, p.jitter)
+                            .mul_f64(p.jitter.clamp(0.0, 1.0))
                     });
                 }
                 _ => {

@@ -6,6 +6,7 @@ mod architecture;
 mod config_validate;
 mod daemon;
 mod deploy;
+mod drift;
 mod end_to_end;
 mod gateway;
 mod gateway_mock;

@@ -19,7 +19,7 @@
 //! Limits: cookie parameters are not checked; request bodies of media types other than JSON
 //! and `application/x-www-form-urlencoded` (multipart, binary) are only checked for presence.
 
-pub(crate) mod generate;
+mod generate;
 pub(crate) mod negotiate;
 mod pattern;
 mod request;
