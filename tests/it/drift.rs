@@ -517,3 +517,32 @@ fn a_commit_changing_the_spec_while_probes_run() {
     assert_eq!(s["services"][0]["status"], "reachable");
     assert!(d.terminate(), "clean shutdown: {}", d.log_text());
 }
+
+/// What the config repository may not make probes do: send a credential written in the
+/// repository, or probe with a nonsensical schedule.
+#[test]
+fn probe_policies_are_validated() {
+    use mockops::config::load::Loader;
+    use mockops::git::revision::DirFiles;
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |p: &str, c: &str| {
+        let path = dir.path().join(p);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, c).expect("write");
+    };
+    write("specs/pets.yaml", &spec("available", ONLY_200));
+    write("specs/common.yaml", COMMON);
+    write(
+        "services/pets.yaml",
+        "name: pets\nworkspace_id: ws\nspec: specs/pets.yaml\nupstream: http://127.0.0.1:9\nprobe:\n  interval_seconds: 0\n  jitter: 1.5\n  headers:\n    Authorization: Bearer abc123\n    X-Ok: \"${env:PROBE_TOKEN}\"\n    \"bad header\": \"${env:X}\"\n",
+    );
+    let files = DirFiles::new(dir.path()).expect("dir");
+    let loaded = Loader::new().load(&files).expect("load");
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == mockops::config::diag::Severity::Error)
+        .map(|d| format!("{}:{}:{} {} {}", d.file, d.line, d.column, d.code, d.message))
+        .collect();
+    insta::assert_debug_snapshot!("drift_probe_config_errors", errors);
+}
