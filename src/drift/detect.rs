@@ -181,10 +181,12 @@ impl Drift {
     ) -> (Arc<Contracts>, Vec<(Observation, Option<Validated>)>) {
         let contracts = self.contracts();
         let c = contracts.clone();
+        let cap = self.max_body;
         let results = tokio::task::spawn_blocking(move || {
             batch
                 .into_iter()
-                .map(|o| {
+                .map(|mut o| {
+                    cap_bodies(&mut o, cap);
                     let v = c
                         .services
                         .get(&o.service)
@@ -196,6 +198,25 @@ impl Drift {
         .await
         .unwrap_or_default();
         (contracts, results)
+    }
+}
+
+/// Bodies over `cap` become [`ObservedBody::Skipped`]: recorded, not validated.
+fn cap_bodies(o: &mut Observation, cap: usize) {
+    if let ObservedBody::Bytes(x) = &o.request.body
+        && x.len() > cap
+    {
+        o.request.body = ObservedBody::Skipped {
+            size: x.len() as u64,
+        };
+    }
+    if let Outcome::Answered(r) = &mut o.outcome
+        && let ObservedBody::Bytes(x) = &r.body
+        && x.len() > cap
+    {
+        r.body = ObservedBody::Skipped {
+            size: x.len() as u64,
+        };
     }
 }
 

@@ -542,7 +542,12 @@ fn probe_policies_are_validated() {
         .diagnostics
         .iter()
         .filter(|d| d.severity == mockops::config::diag::Severity::Error)
-        .map(|d| format!("{}:{}:{} {} {}", d.file, d.line, d.column, d.code, d.message))
+        .map(|d| {
+            format!(
+                "{}:{}:{} {} {}",
+                d.file, d.line, d.column, d.code, d.message
+            )
+        })
         .collect();
     insta::assert_debug_snapshot!("drift_probe_config_errors", errors);
 }
