@@ -82,7 +82,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Result<Json<Value>, ApiError> {
             "spec": c.spec_file,
             "upstream": match &c.upstream {
                 Ok(u) => json!({"url": u.url.as_str()}),
-                Err(why) => json!({"error": why}),
+                Err(why) => json!({"error": why.to_string()}),
             },
             "status": match r {
                 None => "unobserved",

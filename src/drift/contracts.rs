@@ -155,7 +155,7 @@ pub struct Contract {
     pub operations: Vec<ContractOperation>,
     /// The mock engine's view of the same spec (probes build their requests from it).
     pub mock: Arc<MockService>,
-    pub upstream: Result<Upstream, String>,
+    pub upstream: Result<Upstream, crate::gateway::routes::Unservable>,
     pub budget: Option<DriftBudget>,
     pub probe: Option<ProbeSpec>,
     pub workspace_id: Option<String>,
@@ -200,7 +200,9 @@ impl Contract {
             router,
             operations,
             mock: Arc::new(mock),
-            upstream: Err("none".into()),
+            upstream: Err(crate::gateway::routes::Unservable::NoUpstream(
+                service.to_string(),
+            )),
             budget: None,
             probe: None,
             workspace_id: None,
@@ -258,8 +260,7 @@ pub fn from_state(
                         router,
                         operations,
                         mock,
-                        upstream: crate::gateway::routes::upstream(up, Some(s))
-                            .map_err(|e| e.to_string()),
+                        upstream: crate::gateway::routes::upstream(up, Some(s)),
                         budget: s.drift_budget.clone(),
                         probe: s.probe.clone(),
                         workspace_id: Some(s.workspace_id.clone()),

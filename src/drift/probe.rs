@@ -110,7 +110,7 @@ pub async fn round(drift: &Arc<Drift>, service: &str) -> Result<ProbeReport, Pro
         .ok_or_else(|| ProbeError::UnknownService(service.to_string()))?;
     let upstream = c.upstream.clone().map_err(|why| ProbeError::Unprobeable {
         service: service.to_string(),
-        why,
+        why: why.to_string(),
     })?;
     let timeout = c
         .probe
