@@ -81,14 +81,15 @@ impl RevisionFiles for NoFiles {
 }
 
 fn order(i: usize) -> Value {
+    let status = ["pending", "paid", "shipped", "cancelled"][i % 4];
     json!({
         "id": format!("8c0e6f6a-1d2b-4c3d-9e8f-{:012x}", i),
-        "status": ["pending", "paid", "shipped", "cancelled"][i % 4],
+        "status": status,
         "created": "2026-12-01T10:20:30Z",
-        "note": if i % 3 == 0 { Value::Null } else { json!("leave at the door") },
+        "note": if i.is_multiple_of(3) { Value::Null } else { json!("leave at the door") },
         "total": 12.5 + i as f64,
         "customer": {"id": i, "name": "Ada Lovelace", "tier": "pro"},
-        "payment": if i % 2 == 0 { json!({"method": "card", "last4": "4242"}) }
+        "payment": if i.is_multiple_of(2) { json!({"method": "card", "last4": "4242"}) }
                    else { json!({"method": "transfer", "iban_country": "DE"}) },
         "lines": [
             {"sku": "ABC-1234", "quantity": 2, "price": 3.5},
