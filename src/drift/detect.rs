@@ -760,6 +760,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bodies_over_the_cap_are_skipped_not_validated() {
+        let mut o = Observation {
+            service: "s".into(),
+            federation: None,
+            source: ObservationSource::Api,
+            at_ms: 0,
+            request: ObservedRequest {
+                method: "POST".into(),
+                path: "/".into(),
+                query: None,
+                headers: Vec::new(),
+                body: ObservedBody::Bytes(vec![b'1'; 10].into()),
+            },
+            outcome: Outcome::Answered(ObservedResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: ObservedBody::Bytes(vec![b'1'; 11].into()),
+            }),
+        };
+        cap_bodies(&mut o, 10);
+        assert_eq!(o.request.body, ObservedBody::Bytes(vec![b'1'; 10].into()));
+        match &o.outcome {
+            Outcome::Answered(r) => assert_eq!(r.body, ObservedBody::Skipped { size: 11 }),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn secrets_and_personal_data_are_redacted() {
         let v = json!({"name": "Rex", "owner_email": "a@b.c", "Api-Key": "k",
                        "nested": [{"password": "p", "phoneNumber": "1", "id": 2}]});
