@@ -29,10 +29,16 @@ pub struct Metrics {
     pub gateway_duration: Histogram,
     /// Exchanges the traffic record dropped because its writer was behind.
     pub traffic_dropped: Counter,
+    /// Open drift incidents by service (from the configuration) and kind.
+    pub drift_incidents_open: Family<Labels, Gauge>,
+    /// 1 while a service's drift budget is exceeded.
+    pub drift_budget_exceeded: Family<Labels, Gauge>,
     /// Drift observations the drift writer's queue accepted, by source (gateway, probe, api).
     pub drift_observations: Family<Labels, Counter>,
-    /// Drift observations dropped because the drift writer's queue was full.
+    /// Observations dropped because the drift writer was behind.
     pub drift_observations_dropped: Counter,
+    /// Bodies not validated (over the cap, too deep, not JSON).
+    pub drift_bodies_skipped: Counter,
 }
 
 impl Default for Metrics {
@@ -116,6 +122,18 @@ impl Metrics {
             "Exchanges the traffic record dropped because its writer was behind",
             traffic_dropped.clone(),
         );
+        let drift_incidents_open = Family::<Labels, Gauge>::default();
+        registry.register(
+            "drift_incidents_open",
+            "Open contract drift incidents, by service and kind",
+            drift_incidents_open.clone(),
+        );
+        let drift_budget_exceeded = Family::<Labels, Gauge>::default();
+        registry.register(
+            "drift_budget_exceeded",
+            "1 while the service's drift budget is exceeded",
+            drift_budget_exceeded.clone(),
+        );
         let drift_observations = Family::<Labels, Counter>::default();
         registry.register(
             "drift_observations",
@@ -125,13 +143,22 @@ impl Metrics {
         let drift_observations_dropped = Counter::default();
         registry.register(
             "drift_observations_dropped",
-            "Drift observations dropped because the drift writer's queue was full",
+            "Observations dropped because the drift writer was behind",
             drift_observations_dropped.clone(),
+        );
+        let drift_bodies_skipped = Counter::default();
+        registry.register(
+            "drift_bodies_skipped",
+            "Observed bodies not validated (over the size cap, too deep, not JSON)",
+            drift_bodies_skipped.clone(),
         );
         Self {
             registry,
+            drift_incidents_open,
+            drift_budget_exceeded,
             drift_observations,
             drift_observations_dropped,
+            drift_bodies_skipped,
             gateway_requests,
             gateway_duration,
             traffic_dropped,

@@ -159,8 +159,8 @@ pub struct DaemonArgs {
     /// Share of gateway exchanges kept in the traffic record (0 to 1).
     #[arg(long, env = "MOCKOPS_TRAFFIC_SAMPLE", default_value_t = 1.0, value_parser = parse_share)]
     pub traffic_sample: f64,
-    /// Largest body (request or response) kept in a drift observation of an upstream exchange
-    /// (`8MiB`, `256KiB`); larger ones are recorded as skipped, with their size.
+    /// Largest body (request or response) kept in a drift observation and validated (`8MiB`,
+    /// `256KiB`); larger ones are recorded as skipped, with their size, not validated.
     #[arg(long, env = "MOCKOPS_DRIFT_MAX_BODY", default_value = "8MiB", value_parser = parse_size)]
     pub drift_max_body: usize,
     /// Share of the gateway's upstream exchanges observed for drift (0 to 1).
@@ -418,6 +418,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
                 required: args.gateway.is_some(),
             })
         },
+        drift_max_body: args.drift_max_body,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,25 +3,11 @@
 //! diff, and the incidents it leaves out with the reason. Opens nothing; exits 0 whether or
 //! not there is something to propose.
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::Value as Json;
 
 use super::client::{ApiArgs, Format};
 use super::exit;
-
-#[derive(Debug, Args)]
-pub struct DriftArgs {
-    #[command(subcommand)]
-    pub command: DriftCommand,
-    #[command(flatten)]
-    pub api: ApiArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DriftCommand {
-    /// Print the spec patch proposed for a service's drift, without opening anything.
-    Patch(PatchArgs),
-}
 
 #[derive(Debug, Args)]
 pub struct PatchArgs {
@@ -29,13 +15,8 @@ pub struct PatchArgs {
     pub service: String,
 }
 
-pub fn run(args: &DriftArgs) -> anyhow::Result<u8> {
-    match &args.command {
-        DriftCommand::Patch(p) => patch(&args.api, p),
-    }
-}
-
-fn patch(api: &ApiArgs, args: &PatchArgs) -> anyhow::Result<u8> {
+/// `mockops drift patch SERVICE`.
+pub fn patch(api: &ApiArgs, args: &PatchArgs) -> anyhow::Result<u8> {
     let client = api.reader()?;
     let service: String = url::form_urlencoded::byte_serialize(args.service.as_bytes()).collect();
     let body = super::client::runtime()?

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod daemon;
 pub mod diff;
+pub mod drift;
 pub mod drift_patch;
 pub mod pipelines;
 pub mod schemas;
@@ -51,8 +52,8 @@ pub enum Command {
     Events(client::EventsArgs),
     /// List pipelines, run one by hand, and read their executions on a running daemon.
     Pipelines(pipelines::PipelinesArgs),
-    /// Contract drift of a running daemon: `patch SERVICE` prints the proposed spec fix.
-    Drift(drift_patch::DriftArgs),
+    /// Contract drift of a running daemon: status, incidents, a probe round now.
+    Drift(drift::DriftArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -67,7 +68,7 @@ pub fn main() -> ExitCode {
         Command::Sync(args) => client::sync(&args),
         Command::Events(args) => client::events(&args),
         Command::Pipelines(args) => pipelines::run(&args),
-        Command::Drift(args) => drift_patch::run(&args),
+        Command::Drift(args) => drift::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

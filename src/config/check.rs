@@ -943,6 +943,58 @@ fn check_service(
             ));
         }
     }
+    if let Some(p) = &s.probe {
+        for (name, value) in &p.headers {
+            let ptr = format!(
+                "/probe/headers/{}",
+                crate::schema_diff::openapi::load::escape_pointer(name)
+            );
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                let loc = cx.key_at(input, "/probe/headers", name);
+                cx.error(
+                    "invalid-header",
+                    input,
+                    loc,
+                    format!("`{name}` is not a header name"),
+                );
+                continue;
+            }
+            if !crate::secret::has_references(value) {
+                let loc = cx.at(input, &ptr);
+                let env = name.to_ascii_uppercase().replace(['-', '.'], "_");
+                cx.error(
+                    "inline-secret",
+                    input,
+                    loc,
+                    format!(
+                        "probe header `{name}` must be a secret reference, not a value written in the repository"
+                    ),
+                )
+                .hint = Some(format!(
+                    "reference it: `${{env:{env}}}` or `${{file:/run/secrets/{}}}`",
+                    env.to_ascii_lowercase()
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&p.jitter) {
+            let loc = cx.at(input, "/probe/jitter");
+            cx.error(
+                "out-of-range",
+                input,
+                loc,
+                format!("probe jitter {} is not between 0 and 1", p.jitter),
+            );
+        }
+        if p.interval_seconds == 0 {
+            let loc = cx.at(input, "/probe/interval_seconds");
+            cx.error(
+                "out-of-range",
+                input,
+                loc,
+                "probe interval_seconds must be at least 1".to_string(),
+            );
+        }
+    }
     for (i, dep) in s.dependencies.iter().enumerate() {
         let loc = |cx: &Ctx| cx.at(input, &format!("/dependencies/{i}"));
         if dep == &s.name {

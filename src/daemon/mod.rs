@@ -69,6 +69,8 @@ pub struct DaemonConfig {
     pub retention: RetentionOptions,
     /// The federation gateway, when it is on.
     pub gateway: Option<crate::gateway::GatewayOptions>,
+    /// Largest observed body drift validates (larger ones are recorded as skipped).
+    pub drift_max_body: usize,
 }
 
 /// Retention of the store and of the remote mirror.
@@ -287,10 +289,12 @@ pub struct Shared {
     pub applied: tokio::sync::watch::Sender<Option<String>>,
     /// The federation gateway, when it runs.
     pub gateway: std::sync::OnceLock<Arc<crate::gateway::Gateway>>,
-    /// Where the gateway and the API hand drift observations to the drift writer.
+    /// Where observations of upstreams go (the drift writer reads them); never waits.
     pub observations: crate::drift::ObservationSender,
-    /// The drift writer's end of [`Shared::observations`], until the daemon takes it.
-    observations_rx: Mutex<Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>>>,
+    /// The receiving end of `observations`, until the drift writer takes it.
+    pub observed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>>>,
+    /// Drift detection (contracts, reachability, probes), once started.
+    pub drift: std::sync::OnceLock<Arc<crate::drift::detect::Drift>>,
     /// The Git dir commits are read from (set once the source is open): what the drift
     /// patch reads the applied spec from.
     pub repo_path: std::sync::OnceLock<std::path::PathBuf>,
@@ -299,11 +303,9 @@ pub struct Shared {
 impl Shared {
     pub fn new(store: Store, live: Live, hints: Hints, auth: crate::http::ApiAuth) -> Self {
         let metrics = Metrics::new();
-        let (observations, observations_rx) =
+        let (observations, observed_rx) =
             crate::drift::ObservationSender::new(metrics.drift_observations_dropped.clone());
         Self {
-            observations,
-            observations_rx: Mutex::new(Some(observations_rx)),
             store,
             metrics,
             live: RwLock::new(live),
@@ -319,18 +321,11 @@ impl Shared {
             ready: AtomicBool::new(false),
             applied: tokio::sync::watch::Sender::new(None),
             gateway: std::sync::OnceLock::new(),
+            observations,
+            observed_rx: Mutex::new(Some(observed_rx)),
+            drift: std::sync::OnceLock::new(),
             repo_path: std::sync::OnceLock::new(),
         }
-    }
-
-    /// The receiving end of [`Shared::observations`] (once).
-    pub fn take_observations(
-        &self,
-    ) -> Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>> {
-        self.observations_rx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
     }
 
     pub fn beat(&self) {
@@ -465,9 +460,6 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         let state = shared.loop_state.clone();
         reconciler.set_progress(Arc::new(move || state.progress()));
     }
-    // Observations from the gateway and `POST /api/v1/drift/observations`; held for the whole
-    // run so producers never find the queue closed.
-    let drift_rx = shared.take_observations(); // the drift writer consumes this
     let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -623,6 +615,33 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         )),
         _ => {}
     }
+    // Drift: the one writer of incidents, and the probe scheduler.
+    let drift = Arc::new(crate::drift::detect::Drift::new(
+        shared.store.clone(),
+        source.repo_path().to_path_buf(),
+        crate::drift::detect::DriftMetrics::of(&shared.metrics),
+        cfg.drift_max_body,
+        shared.observations.clone(),
+        security.outbound.clone(),
+        crate::secret::Secrets::new(cfg.redactor.clone()).with_policy(cfg.security.secrets.clone()),
+        shared.events_stored.clone(),
+    ));
+    let _ = shared.drift.set(drift.clone());
+    let observed_rx = shared
+        .observed_rx
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let drift_writer = match observed_rx {
+        Some(rx) => tokio::spawn(crate::drift::detect::writer(
+            drift.clone(),
+            rx,
+            shared.applied.subscribe(),
+            cancel.clone(),
+        )),
+        None => tokio::spawn(async {}),
+    };
+    let probes = tokio::spawn(crate::drift::probe::scheduler(drift, cancel.clone()));
     let starting = tokio::spawn(extend_start_timeout(shared.clone(), cancel.clone()));
     let watchdog = tokio::spawn(watchdog(shared.clone(), cancel.clone()));
     let maintenance = tokio::spawn(maintenance(
@@ -645,6 +664,8 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         ("watchdog", watchdog),
         ("start-timeout extender", starting),
         ("retention", maintenance),
+        ("drift writer", drift_writer),
+        ("probe scheduler", probes),
     ];
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         for (_, task) in tasks.iter_mut() {
@@ -672,7 +693,6 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
             "drain deadline passed; exiting (every commit is applied atomically, so nothing is half-written)"
         );
     }
-    drop(drift_rx);
     if let Some(msg) = fatal {
         anyhow::bail!("{msg}");
     }
@@ -1515,6 +1535,7 @@ mod tests {
             remote: RemoteOptions::default(),
             retention: RetentionOptions::default(),
             gateway: None,
+            drift_max_body: crate::drift::detect::DEFAULT_MAX_BODY,
         };
         let shutdown = CancellationToken::new();
         let daemon = tokio::spawn(run(cfg, shutdown.clone()));

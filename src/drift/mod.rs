@@ -6,10 +6,16 @@
 //! (`store::drift`). Budgets turn incidents into `drift.threshold_exceeded` /
 //! `drift.recovered` events; `patch` proposes the spec change that accepts what was observed.
 
+pub mod api;
+pub mod budget;
+pub mod contracts;
+pub mod detect;
 pub mod har;
 pub mod incident;
 pub mod observation;
 pub mod patch;
+pub mod probe;
+pub mod validate;
 
 pub use incident::{Direction, Incident, IncidentKind, IncidentState, Location};
 pub use observation::{

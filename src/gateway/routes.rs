@@ -405,7 +405,8 @@ fn compile_proto(
     )
 }
 
-fn upstream(
+/// The upstream of a service: its URL (http or https) and its headers, sealed.
+pub fn upstream(
     raw: &str,
     service: Option<&crate::model::ServiceSpec>,
 ) -> Result<Upstream, Unservable> {

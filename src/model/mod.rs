@@ -86,6 +86,10 @@ pub struct Settings {
     /// Execution defaults (timeout, retries) per step type.
     #[serde(default)]
     pub step_defaults: IndexMap<StepType, ExecutionDefaults>,
+    /// Drift defaults: the budget of services without one, samples needed before a patch,
+    /// when quiet incidents resolve.
+    #[serde(default)]
+    pub drift: DriftSettings,
 }
 
 /// The settings of a repository without `mockops.yaml`: the same as an empty file.
@@ -97,6 +101,7 @@ impl Default for Settings {
             notify: NotifyDefaults::default(),
             pull_requests: PullRequestSettings::default(),
             step_defaults: IndexMap::new(),
+            drift: DriftSettings::default(),
         }
     }
 }
@@ -283,6 +288,43 @@ pub struct ServiceSpec {
     /// Faults the gateway injects when the reality level is `chaos_driven`.
     #[serde(default)]
     pub chaos: Option<ChaosSpec>,
+    /// Scheduled requests to `upstream` whose responses are checked against `spec` (drift).
+    #[serde(default)]
+    pub probe: Option<ProbeSpec>,
+}
+
+/// When and what the daemon probes on a service's upstream to observe drift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    /// Probe rounds run. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds between rounds. Default 300, at least 1.
+    #[serde(default = "default_probe_interval")]
+    pub interval_seconds: u64,
+    /// Share of the interval added or removed at random (0 to 1). Default 0.1.
+    #[serde(default = "default_probe_jitter")]
+    pub jitter: f64,
+    /// Operations to call: operationIds or `"GET /path/{param}"`. Default: every GET or HEAD
+    /// whose required parameters all have an example, an enum or a default; other methods
+    /// are called only when listed.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// Headers added to every probe; values must be `${env:NAME}` or `${file:PATH}`
+    /// references.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// Longest wait for a probe's response, in milliseconds. Default 10000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+fn default_probe_interval() -> u64 {
+    300
+}
+fn default_probe_jitter() -> f64 {
+    0.1
 }
 
 /// Timeouts of the gateway's requests to a service's upstream.
@@ -380,6 +422,66 @@ pub struct DriftBudget {
     /// Open a pull request that fixes the spec when the budget is exceeded.
     #[serde(default)]
     pub open_pull_request: bool,
+    /// Most open incidents (seen within the window) before the budget is exceeded; when
+    /// unset, the budget is `max_breaking_changes` breaking incidents (missing required
+    /// property, type mismatch, undeclared status, missing required header, enum value not in
+    /// spec) or `max_non_breaking_changes` non-breaking ones (undocumented property, format
+    /// violation, undeclared content type), whichever is crossed first.
+    #[serde(default)]
+    pub max_open_incidents: Option<u32>,
+    /// Largest share (0 to 1) of the spec's operations with open incidents before the budget
+    /// is exceeded. Unset: no limit.
+    #[serde(default)]
+    pub max_drifting_share: Option<f64>,
+    /// Budgets of single endpoints (`"GET /pets/{id}"`), counted over that endpoint's
+    /// incidents only; the most specific budget applies to an endpoint.
+    #[serde(default)]
+    pub endpoints: IndexMap<String, EndpointBudget>,
+}
+
+/// The budget of one endpoint: fields left out come from the service's budget.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointBudget {
+    #[serde(default)]
+    pub max_breaking_changes: Option<u32>,
+    #[serde(default)]
+    pub max_non_breaking_changes: Option<u32>,
+    #[serde(default)]
+    pub max_open_incidents: Option<u32>,
+}
+
+/// Drift defaults of the repository (`drift:` in `mockops.yaml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftSettings {
+    /// The budget of services that have an `upstream` and no `drift_budget`. Default: none
+    /// (incidents are recorded, no budget events).
+    #[serde(default)]
+    pub budget: Option<DriftBudget>,
+    /// Samples an incident needs before a spec patch is proposed for it. Default 3.
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u32,
+    /// Hours after which an incident not seen again resolves itself. Default 168 (7 days).
+    #[serde(default = "default_resolve_after_hours")]
+    pub resolve_after_hours: u32,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        Self {
+            budget: None,
+            min_samples: default_min_samples(),
+            resolve_after_hours: default_resolve_after_hours(),
+        }
+    }
+}
+
+fn default_min_samples() -> u32 {
+    3
+}
+fn default_resolve_after_hours() -> u32 {
+    168
 }
 
 fn yes() -> bool {

@@ -9,6 +9,27 @@ use crate::drift::Incident;
 /// Incident signature -> the incident as JSON.
 const INCIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("drift_incidents");
 
+/// Incident signature -> the redacted exchanges it was seen in (JSON array), for
+/// re-validation against a later commit's spec.
+const EVIDENCE: TableDefinition<&str, &[u8]> = TableDefinition::new("drift_evidence");
+/// `service\0endpoint` -> the budget's state (JSON `BudgetState`).
+const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("drift_budgets");
+
+/// Whether a budget is exceeded now, and how often it was crossed (numbers the crossing's
+/// event, so a restart never emits one twice).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BudgetState {
+    pub exceeded: bool,
+    pub crossings: u64,
+    /// RFC 3339 of the last change.
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub drift_count: u64,
+    #[serde(default)]
+    pub threshold: u64,
+}
+
 /// Which incidents to list.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
@@ -29,6 +50,73 @@ impl Store {
                 let json = serde_json::to_vec(i).unwrap_or_default();
                 table.insert(i.id.as_str(), json.as_slice())?;
             }
+            Ok(())
+        })
+    }
+
+    /// Inserts or replaces incidents with their evidence (by `id`) in one transaction.
+    pub fn put_incidents_with_evidence(
+        &self,
+        incidents: &[(Incident, Vec<serde_json::Value>)],
+    ) -> Result<(), StoreError> {
+        if incidents.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut table = tx.open_table(INCIDENTS)?;
+            let mut evidence = tx.open_table(EVIDENCE)?;
+            for (i, e) in incidents {
+                let json = serde_json::to_vec(i).unwrap_or_default();
+                table.insert(i.id.as_str(), json.as_slice())?;
+                let e = serde_json::to_vec(e).unwrap_or_default();
+                evidence.insert(i.id.as_str(), e.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The evidence kept for incident `id` (empty when none).
+    pub fn incident_evidence(&self, id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.read(|tx| {
+            let table = match tx.open_table(EVIDENCE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(table
+                .get(id)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                .unwrap_or_default())
+        })
+    }
+
+    /// Every budget's state, by `service\0endpoint`.
+    pub fn budget_states(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, BudgetState>, StoreError> {
+        self.read(|tx| {
+            let table = match tx.open_table(BUDGETS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = std::collections::BTreeMap::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                if let Ok(s) = serde_json::from_slice(v.value()) {
+                    out.insert(k.value().to_string(), s);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Stores a budget's state.
+    pub fn put_budget_state(&self, key: &str, state: &BudgetState) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut table = tx.open_table(BUDGETS)?;
+            let json = serde_json::to_vec(state).unwrap_or_default();
+            table.insert(key, json.as_slice())?;
             Ok(())
         })
     }

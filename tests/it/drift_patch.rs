@@ -49,7 +49,12 @@ fn incident(
         count,
         first_seen: "2026-12-01T10:00:00Z".into(),
         last_seen: "2026-12-01T12:00:00Z".into(),
-        last_seen_ms: 1_764_590_400_000,
+        // Seen just now as far as the quiet window is concerned (the daemon resolves incidents
+        // not seen for `resolve_after_hours`); the text times stay fixed for the snapshots.
+        last_seen_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .expect("clock after 1970"),
         samples,
         state: IncidentState::Open,
         resolved_at: None,

@@ -6,6 +6,7 @@ mod architecture;
 mod config_validate;
 mod daemon;
 mod deploy;
+mod drift;
 mod drift_observe;
 mod drift_patch;
 mod end_to_end;

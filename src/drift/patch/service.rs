@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{DEFAULT_MIN_SAMPLES, PatchError, Proposal, propose};
+#[cfg(doc)]
+use super::DEFAULT_MIN_SAMPLES;
+use super::{PatchError, Proposal, propose};
 use crate::model::{ServiceSpec, Settings};
 use crate::store::drift::IncidentFilter;
 use crate::store::{Store, StoreError};
@@ -29,11 +31,10 @@ pub enum ServicePatchError {
     Patch(#[from] PatchError),
 }
 
-/// How many observations a drift patch needs, from the applied settings. The settings have
-/// no drift section yet, so this is [`DEFAULT_MIN_SAMPLES`]; `drift.min_samples` is read here
-/// once they have one.
-pub fn drift_min_samples(_settings: &Settings) -> u64 {
-    DEFAULT_MIN_SAMPLES
+/// How many observations a drift patch needs: `drift.min_samples` of the applied settings
+/// (default [`DEFAULT_MIN_SAMPLES`]).
+pub fn drift_min_samples(settings: &Settings) -> u64 {
+    u64::from(settings.drift.min_samples)
 }
 
 /// The proposal for `service` at the applied commit of the repository at `repo_path`.

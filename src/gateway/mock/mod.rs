@@ -21,11 +21,11 @@
 
 mod cache;
 mod generate;
-mod negotiate;
+pub(crate) mod negotiate;
 mod pattern;
 mod request;
-mod router;
-pub mod schema;
+pub(crate) mod router;
+pub(crate) mod schema;
 
 use std::sync::OnceLock;
 

@@ -44,6 +44,8 @@ pub struct Converter<'s> {
     index: HashMap<(String, Dir), usize>,
     defs: Vec<Value>,
     names: Vec<String>,
+    /// Where each definition came from: (file, JSON pointer), `("", "")` when unknown.
+    origins: Vec<(String, String)>,
     pending: Vec<(usize, String, String, Dir)>,
     /// The definition a `$recursiveRef` (2019-09) in the one being converted points at.
     recursive_anchor: Option<String>,
@@ -55,6 +57,9 @@ pub struct Bundle {
     pub doc: Arc<Value>,
     /// The component name each definition came from (`Pet` for `#/components/schemas/Pet`).
     pub names: Vec<String>,
+    /// Where each definition came from in the loaded description: (file, JSON pointer of the
+    /// schema), `("", "")` when the caller did not say (see [`Converter::root_at`]).
+    pub origins: Vec<(String, String)>,
     pub registry: jsonschema::Registry<'static>,
 }
 
@@ -87,6 +92,7 @@ impl<'s> Converter<'s> {
             index: HashMap::new(),
             defs: Vec::new(),
             names: Vec::new(),
+            origins: Vec::new(),
             pending: Vec::new(),
             recursive_anchor: None,
         }
@@ -95,10 +101,27 @@ impl<'s> Converter<'s> {
     /// Converts the schema `schema` found in `file` into a definition of its own and returns
     /// `{"$ref": …}` to it (so a validator's root is always a plain reference).
     pub fn root(&mut self, file: &str, schema: &Value, dir: Dir) -> Result<Value, ConvertError> {
+        self.root_at(file, "", schema, dir)
+    }
+
+    /// [`Converter::root`] for a schema found at `pointer` in `file`, remembered as the
+    /// definition's origin (so a validation error maps back to the spec).
+    pub fn root_at(
+        &mut self,
+        file: &str,
+        pointer: &str,
+        schema: &Value,
+        dir: Dir,
+    ) -> Result<Value, ConvertError> {
         let converted = self.convert(file, schema, dir)?;
         let i = self.defs.len();
         self.defs.push(converted);
         self.names.push(String::new());
+        self.origins.push(if pointer.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (file.to_string(), pointer.to_string())
+        });
         self.drain()?;
         Ok(json!({ "$ref": format!("{REF_PREFIX}{i}") }))
     }
@@ -151,6 +174,7 @@ impl<'s> Converter<'s> {
                 self.defs.push(Value::Null);
                 self.names
                     .push(t.pointer.rsplit('/').next().unwrap_or_default().to_string());
+                self.origins.push((t.file.clone(), t.pointer.clone()));
                 self.index.insert((t.key.clone(), dir), i);
                 self.pending
                     .push((i, t.file.clone(), t.pointer.clone(), dir));
@@ -318,6 +342,7 @@ impl<'s> Converter<'s> {
         Ok(Bundle {
             doc,
             names: self.names,
+            origins: self.origins,
             registry,
         })
     }
