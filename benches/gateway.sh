@@ -14,7 +14,10 @@
 #       nor inflated by, three processes sharing the machine's cores for CPU-only work;
 #   (c) resident memory (VmRSS from /proc) of the daemon, whose repository is the example config
 #       (examples/repo-layout, federation e-commerce-platform) plus the bench federation: idle
-#       once routes serve, and the highest sample taken every 0.2 s while (a) and (b) run.
+#       once routes serve, and the highest sample taken every 0.2 s while (a) and (b) run;
+#   (d) the drift path: the same `real` run against a second daemon with `--drift-sample 0`
+#       (no capture, no validation), so the cost of observing every proxied exchange shows.
+#       By default every proxied exchange is observed and validated, so (b) includes it.
 # The upstream of (b) is a second mockops daemon whose gateway serves the same spec's mock
 # directly: a fast, multi-threaded loopback server, so the proxy is not measured against a
 # server slower than itself (which would hide the hop's cost).
@@ -151,6 +154,12 @@ GW=$(free_port)
     --gateway "127.0.0.1:$GW" --allow-outbound 127.0.0.1 >"$TMP/daemon.log" 2>&1 &
 DAEMON=$!
 PIDS+=("$DAEMON")
+# The same configuration with drift observation off (`--drift-sample 0`), for (d).
+API_NODRIFT=$(free_port)
+GW_NODRIFT=$(free_port)
+"$BIN" daemon --repo "$REPO" --state-dir "$TMP/state-nodrift" --listen "127.0.0.1:$API_NODRIFT" \
+    --gateway "127.0.0.1:$GW_NODRIFT" --allow-outbound 127.0.0.1 --drift-sample 0 >"$TMP/nodrift.log" 2>&1 &
+PIDS+=($!)
 
 PRISM_PORT=$(free_port)
 "$PRISM" mock -h 127.0.0.1 -p "$PRISM_PORT" "$SPEC" >/dev/null 2>"$TMP/prism.log" &
@@ -160,10 +169,11 @@ GW_MOCK=http://127.0.0.1:$GW/bench/mock$OP
 GW_REAL=http://127.0.0.1:$GW/bench/real$OP
 GW_REAL_5MS=http://127.0.0.1:$GW/bench/real-5ms$OP
 DIRECT_5MS=$UP_5MS_URL$OP
+GW_REAL_NODRIFT=http://127.0.0.1:$GW_NODRIFT/bench/real$OP
 GW_EXAMPLE=http://127.0.0.1:$GW/e-commerce-platform/payments$OP
 DIRECT=$UP_URL$OP
 PRISM_URL=http://127.0.0.1:$PRISM_PORT$OP
-for u in "$UP_URL$OP" "$GW_MOCK" "$GW_REAL" "$DIRECT_5MS" "$GW_REAL_5MS" "$GW_EXAMPLE" "$PRISM_URL"; do
+for u in "$UP_URL$OP" "$GW_MOCK" "$GW_REAL" "$DIRECT_5MS" "$GW_REAL_5MS" "$GW_REAL_NODRIFT" "$GW_EXAMPLE" "$PRISM_URL"; do
     wait_200 "$u" || { tail -n 20 "$TMP"/*.log >&2; exit 1; }
 done
 
@@ -203,6 +213,7 @@ R=$TMP/results
     run via-gateway-c1 "$GW_REAL" 1 1
     run direct-5ms "$DIRECT_5MS"
     run via-gateway-5ms "$GW_REAL_5MS"
+    run via-gateway-nodrift "$GW_REAL_NODRIFT"
 } >"$R"
 LOAD_RSS=$(sort -g "$TMP/rss" | tail -n 1)
 HWM=$(awk '/^VmHWM:/ { print $2 }' "/proc/$DAEMON/status")
@@ -219,6 +230,7 @@ while read -r name rps p50 p99 bad; do
         via-gateway-c1) what="gateway real -> upstream, 1 connection" ;;
         direct-5ms) what="5 ms upstream directly /up/pay-5ms$OP" ;;
         via-gateway-5ms) what="gateway real -> 5 ms upstream" ;;
+        via-gateway-nodrift) what="gateway real, --drift-sample 0" ;;
     esac
     printf '%-16s %-44s %11.0f %9.3f %9.3f %7s\n' "$name" "$what" "$rps" "$p50" "$p99" "$bad"
 done <"$R"
@@ -245,11 +257,17 @@ for suffix in "" -c1 -5ms; do
             label, v50 - d50, (v50 - d50 < 1 ? "PASS" : "FAIL"), v99 - d99, share, (share >= 80 ? "PASS" : "FAIL")
     }'
 done
+awk -v on50="$(get via-gateway 3)" -v off50="$(get via-gateway-nodrift 3)" \
+    -v on99="$(get via-gateway 4)" -v off99="$(get via-gateway-nodrift 4)" \
+    -v onr="$(get via-gateway 2)" -v offr="$(get via-gateway-nodrift 2)" 'BEGIN {
+    printf "(d) drift observation of proxied exchanges (capture + asynchronous validation) vs --drift-sample 0, %s connections: %+.3f ms at p50, %+.3f ms at p99, %.0f%% of the throughput\n",
+        '"$CONNECTIONS"', on50 - off50, on99 - off99, (offr > 0 ? 100 * onr / offr : 0)
+}'
 awk -v i="$IDLE_RSS" -v l="$LOAD_RSS" -v h="$HWM" 'BEGIN {
     printf "(c) daemon resident memory (example config + bench federation): %.1f MB idle, %.1f MB highest sample under load (VmHWM %.1f MB)\n",
         i / 1024, l / 1024, h / 1024
 }'
-for log in daemon up; do
+for log in daemon nodrift up; do
     if grep -q -i 'panick' "$TMP/$log.log"; then echo "the $log daemon panicked:" >&2; grep -i -A3 panick "$TMP/$log.log" >&2; fi
 done
 exit 0
