@@ -163,6 +163,10 @@ pub struct DaemonArgs {
     /// `256KiB`); larger ones are recorded as skipped, with their size, not validated.
     #[arg(long, env = "MOCKOPS_DRIFT_MAX_BODY", default_value = "8MiB", value_parser = parse_size)]
     pub drift_max_body: usize,
+    /// Threads serving the gateway, each with its own event loop and upstream connection
+    /// pools (default: one per core).
+    #[arg(long, env = "MOCKOPS_GATEWAY_THREADS", default_value_t = default_gateway_threads(), value_parser = parse_threads)]
+    pub gateway_threads: usize,
     /// Share of the gateway's upstream exchanges observed for drift (0 to 1).
     #[arg(long, env = "MOCKOPS_DRIFT_SAMPLE", default_value_t = 1.0, value_parser = parse_share)]
     pub drift_sample: f64,
@@ -416,6 +420,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
                 drift_max_body: args.drift_max_body,
                 drift_sample: args.drift_sample,
                 required: args.gateway.is_some(),
+                threads: args.gateway_threads,
             })
         },
         drift_max_body: args.drift_max_body,
@@ -472,6 +477,18 @@ async fn on_signals(mut signals: Signals, shutdown: CancellationToken) {
         "second signal: exiting at once (every commit is applied atomically, so nothing is half-written)"
     );
     std::process::exit(code);
+}
+
+/// One gateway thread per core.
+fn default_gateway_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a thread count from 1 to 256")),
+    }
 }
 
 #[cfg(test)]

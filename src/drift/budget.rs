@@ -3,7 +3,8 @@
 //! the budget emits `drift.recovered`.
 //!
 //! A service's budget is its `drift_budget`, else `drift.budget` of `mockops.yaml`. Counted:
-//! open incidents last seen within `window_hours`. The seed-shaped fields keep their meaning:
+//! open incidents last seen within `window_hours` and seen at least `drift.min_samples` times
+//! (what a spec patch needs, so the pull request a crossing opens has something to fix). The seed-shaped fields keep their meaning:
 //! `max_breaking_changes` bounds breaking incidents (missing required property, type
 //! mismatch, undeclared status, missing required header, enum value not in spec),
 //! `max_non_breaking_changes` the others (undocumented property, format violation,
@@ -179,7 +180,15 @@ fn summary(v: &Verdict) -> Value {
 /// Evaluates every budget and emits the events of crossings (blocking pool).
 pub(crate) async fn evaluate(drift: &Arc<Drift>, book: &Book, now_ms: u64) {
     let contracts = drift.contracts();
-    let open: Vec<&Incident> = book.incidents.values().filter(|i| i.is_open()).collect();
+    // An incident counts once it has been seen as often as a patch needs (`min_samples`):
+    // one stray response neither exceeds a budget nor could be fixed by the pull request the
+    // crossing's pipeline opens.
+    let confirmed = u64::from(contracts.settings.min_samples).max(super::patch::FLOOR_MIN_SAMPLES);
+    let open: Vec<&Incident> = book
+        .incidents
+        .values()
+        .filter(|i| i.is_open() && i.count >= confirmed)
+        .collect();
     let mut all = Vec::new();
     let mut workspaces = BTreeMap::new();
     for (name, c) in &contracts.services {

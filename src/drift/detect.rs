@@ -35,6 +35,8 @@ use crate::store::drift::IncidentFilter;
 pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 /// Most observations validated in one blocking task.
 const BATCH: usize = 64;
+/// How long observations gather before the writer takes them.
+const GATHER: Duration = Duration::from_millis(20);
 /// How often quiet incidents and budgets are looked at without new observations.
 const TICK: Duration = Duration::from_secs(60);
 /// What redacted values are replaced by.
@@ -523,14 +525,27 @@ pub async fn writer(
             changed = applied.changed() => if changed.is_err() { break },
             first = rx.recv() => {
                 let Some(first) = first else { break };
+                // Let observations gather without waiting on the queue (a waiting receiver
+                // is woken by each one: a thread wake-up per proxied request).
+                tokio::select! {
+                    _ = tokio::time::sleep(GATHER) => {}
+                    _ = cancel.cancelled() => {}
+                }
                 let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(o) => batch.push(o),
-                        Err(_) => break,
+                // A bounded number of batches, then a look at commits and cancellation.
+                for _ in 0..16 {
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(o) => batch.push(o),
+                            Err(_) => break,
+                        }
+                    }
+                    let full = batch.len() == BATCH;
+                    process(&drift, &mut book, std::mem::take(&mut batch)).await;
+                    if !full || cancel.is_cancelled() {
+                        break;
                     }
                 }
-                process(&drift, &mut book, batch).await;
             }
             _ = tick.tick() => {
                 resolve_quiet(&drift, &mut book, now_ms()).await;

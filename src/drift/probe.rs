@@ -274,7 +274,7 @@ async fn send(
         method,
         url,
         headers,
-        reqwest::Body::from(body),
+        (!body.is_empty()).then(|| reqwest::Body::from(body)),
     )
     .await;
     let resp = match sent {

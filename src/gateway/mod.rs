@@ -77,6 +77,8 @@ pub struct GatewayOptions {
     /// Whether failing to listen stops the daemon (an explicit `--gateway`) or is only
     /// logged (the demo's default address may be taken).
     pub required: bool,
+    /// Serving threads (see [`serve`]).
+    pub threads: usize,
 }
 
 /// The gateway's share of the daemon's metrics.
@@ -105,7 +107,8 @@ pub struct Gateway {
     repo: PathBuf,
     outbound: Arc<OutboundPolicy>,
     secrets: Secrets,
-    clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    /// Upstream clients (their connection pools) per serving thread and connect timeout.
+    clients: Mutex<HashMap<(std::thread::ThreadId, Duration), reqwest::Client>>,
     /// Request counters of chaos services, by (federation, service), kept across reloads.
     counters: Mutex<HashMap<(String, String), Arc<AtomicU64>>>,
     recorder: Recorder,
@@ -273,9 +276,13 @@ impl Gateway {
         }
     }
 
+    /// The upstream client for `connect`, one per thread: a pooled connection is driven by a
+    /// task on the runtime that opened it, so each serving thread (see [`serve`]) keeps its
+    /// own pool and never hands a request to another thread's connection.
     fn client(&self, connect: Duration) -> Result<reqwest::Client, reqwest::Error> {
+        let key = (std::thread::current().id(), connect);
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = clients.get(&connect) {
+        if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
         let c = reqwest::Client::builder()
@@ -286,7 +293,7 @@ impl Gateway {
             .pool_max_idle_per_host(64)
             .no_proxy()
             .build()?;
-        clients.insert(connect, c.clone());
+        clients.insert(key, c.clone());
         Ok(c)
     }
 
@@ -702,7 +709,7 @@ impl Gateway {
         &self,
         cx: &Cx<'_>,
         parts: &http::request::Parts,
-        body: reqwest::Body,
+        body: Option<reqwest::Body>,
     ) -> Result<reqwest::Response, NoAnswer> {
         let upstream = match &cx.svc.upstream {
             Ok(u) => u,
@@ -784,9 +791,18 @@ impl Gateway {
     async fn real(&self, cx: &Cx<'_>, req: Request<Incoming>) -> Answer {
         let (parts, body) = req.into_parts();
         let mut pending = self.observe(cx, &parts);
-        let body = match pending.as_mut() {
-            None => limited_upload(body, self.max_body),
-            Some(p) => limited_upload(p.tee_request(body), self.max_body),
+        // A request without a body (most GETs) goes upstream without one: wrapped as a
+        // stream it would be sent chunked, and the upstream connection would wait on it.
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            if let Some(p) = pending.as_mut() {
+                p.request_read(&Bytes::new());
+            }
+            None
+        } else {
+            Some(match pending.as_mut() {
+                None => limited_upload(body, self.max_body),
+                Some(p) => limited_upload(p.tee_request(body), self.max_body),
+            })
         };
         match self.upstream(cx, &parts, body).await {
             Err(no) => {
@@ -819,7 +835,7 @@ impl Gateway {
             p.request_read(&body);
         }
         let up = match self
-            .upstream(cx, &parts, reqwest::Body::from(body.clone()))
+            .upstream(cx, &parts, Some(reqwest::Body::from(body.clone())))
             .await
         {
             Ok(up) if !up.status().is_server_error() => up,
@@ -908,7 +924,9 @@ impl Gateway {
         let status = up.status();
         let mut headers = up.headers().clone();
         strip_response_headers(&mut headers);
-        let body = Body::from_stream(up.bytes_stream());
+        // The body as it comes (its size known when the upstream said it), not re-wrapped as
+        // a stream of unknown length.
+        let body = Body::new(http::Response::<reqwest::Body>::from(up).into_body());
         let body = match pending {
             None => body,
             Some(p) => {
@@ -1185,7 +1203,72 @@ where
 
 /// Accepts connections on `listener` and serves them until `cancel`; then stops accepting and
 /// lets in-flight requests finish (the daemon bounds the wait by its drain timeout).
+///
+/// Connections are served thread per core, as event-driven proxies are: `threads` threads,
+/// each with its own single-threaded runtime accepting from the shared listener. A request, the
+/// pooled upstream connection it is proxied on (upstream clients are per thread, see
+/// [`Gateway::client`]) and the response stay on one thread, so a proxied exchange costs no
+/// hand-offs between threads.
 pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    cancel: CancellationToken,
+    threads: usize,
+) {
+    let std_listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway: cannot share the listener");
+            return;
+        }
+    };
+    let mut done = Vec::new();
+    for i in 0..threads.max(1) {
+        let listener = match std_listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway: cannot share the listener");
+                break;
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let gateway = gateway.clone();
+        let cancel = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("gateway-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "gateway: cannot start a serving thread");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => serve_on(l, gateway, cancel).await,
+                        Err(e) => tracing::error!(error = %e, "gateway: cannot listen"),
+                    }
+                });
+                drop(tx);
+            });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => tracing::error!(error = %e, "gateway: cannot start a serving thread"),
+        }
+    }
+    drop(std_listener);
+    // Each thread drops its sender when it has drained.
+    for rx in done {
+        let _ = rx.await;
+    }
+}
+
+/// One serving thread's accept loop (see [`serve`]).
+async fn serve_on(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     cancel: CancellationToken,
@@ -1289,7 +1372,7 @@ pub async fn start(
     tracing::info!(addr = %listener.local_addr()?, "gateway: serving federations");
     let writer = tokio::spawn(record::writer(store, rx, cancel.clone()));
     let follow = tokio::spawn(gateway.clone().follow(applied, cancel.clone()));
-    let server = tokio::spawn(serve(listener, gateway.clone(), cancel));
+    let server = tokio::spawn(serve(listener, gateway.clone(), cancel, opts.threads));
     Ok(Some((gateway, vec![server, follow, writer])))
 }
 

@@ -222,7 +222,7 @@ pub async fn send(
     method: Method,
     url: reqwest::Url,
     mut headers: HeaderMap,
-    body: reqwest::Body,
+    body: Option<reqwest::Body>,
 ) -> Result<reqwest::Response, ProxyError> {
     policy
         .check_url(&format!("the upstream of `{service}`"), &url)
@@ -238,7 +238,10 @@ pub async fn send(
         })?;
         headers.insert(name.clone(), value);
     }
-    let request = client.request(method, url).headers(headers).body(body);
+    let mut request = client.request(method, url).headers(headers);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
     match tokio::time::timeout(upstream.response_timeout, request.send()).await {
         Err(_) => Err(ProxyError::Timeout(upstream.response_timeout)),
         Ok(Ok(r)) => Ok(r),

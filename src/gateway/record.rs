@@ -17,7 +17,7 @@ pub use crate::store::traffic::Exchange;
 pub const CHANNEL_CAPACITY: usize = 8192;
 /// Exchanges per write transaction, at most.
 const BATCH: usize = 512;
-/// How long the writer gathers a batch after its first exchange.
+/// How long the writer gathers exchanges after the first of a batch.
 const GATHER: Duration = Duration::from_millis(100);
 
 /// The sending side, cheap to clone.
@@ -62,12 +62,17 @@ pub async fn writer(store: Store, mut rx: mpsc::Receiver<Exchange>, cancel: Canc
             _ = cancel.cancelled() => None,
         };
         let Some(first) = first else { break };
+        // Gather for a while without waiting on the channel (a waiting receiver would be
+        // woken by every exchange: a thread wake-up per request), then take what came.
+        tokio::select! {
+            _ = tokio::time::sleep(GATHER) => {}
+            _ = cancel.cancelled() => {}
+        }
         let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + GATHER;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(e)) => batch.push(e),
-                _ => break,
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+            if batch.len() == BATCH {
+                store_batch(&store, std::mem::take(&mut batch)).await;
             }
         }
         store_batch(&store, batch).await;

@@ -459,7 +459,8 @@ pub struct DriftSettings {
     /// (incidents are recorded, no budget events).
     #[serde(default)]
     pub budget: Option<DriftBudget>,
-    /// Samples an incident needs before a spec patch is proposed for it. Default 3.
+    /// Samples an incident needs before it counts toward a budget and before a spec patch
+    /// is proposed for it. Default 3 (at least 2).
     #[serde(default = "default_min_samples")]
     pub min_samples: u32,
     /// Hours after which an incident not seen again resolves itself. Default 168 (7 days).

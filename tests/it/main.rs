@@ -7,6 +7,7 @@ mod config_validate;
 mod daemon;
 mod deploy;
 mod drift;
+mod drift_loop;
 mod drift_observe;
 mod drift_patch;
 mod end_to_end;

@@ -304,6 +304,59 @@ impl GitHubEmulator {
         })
     }
 
+    /// The bare Git repository behind `full` (a daemon can follow it as its config repo, so
+    /// what a pull request merges is what the daemon reconciles next).
+    pub fn repo_dir(&self, full: &str) -> std::path::PathBuf {
+        self.with_repo(full, |r| r.git.path().to_path_buf())
+    }
+
+    /// Merges a pull request as a reviewer pressing the button would: a merge commit of the
+    /// head into the base (its tree: the merge of both), the pull request closed and merged.
+    /// Returns the base's new commit.
+    pub fn merge_pull(&self, full: &str, number: u64) -> String {
+        self.with_repo(full, |r| {
+            let p = r
+                .pulls
+                .iter_mut()
+                .find(|p| p.number == number)
+                .expect("pull");
+            assert_eq!(p.state, "open", "only an open pull request merges");
+            let base_ref = format!("refs/heads/{}", p.base);
+            let base = r
+                .git
+                .find_reference(&base_ref)
+                .expect("base")
+                .peel_to_commit()
+                .expect("base commit");
+            let head = r
+                .git
+                .find_reference(&format!("refs/heads/{}", p.head))
+                .expect("head")
+                .peel_to_commit()
+                .expect("head commit");
+            let mut index = r.git.merge_commits(&base, &head, None).expect("merge");
+            assert!(!index.has_conflicts(), "the pull request conflicts");
+            let tree = index.write_tree_to(&r.git).expect("tree");
+            let tree = r.git.find_tree(tree).expect("tree");
+            let sig = git2::Signature::now("Rey Viewer", "rey@example.com").expect("sig");
+            let sha = r
+                .git
+                .commit(
+                    Some(&base_ref),
+                    &sig,
+                    &sig,
+                    &format!("Merge pull request #{number} from {}", p.head),
+                    &tree,
+                    &[&base, &head],
+                )
+                .expect("merge commit");
+            p.state = "closed".into();
+            p.merged = true;
+            p.closed_at = Some(SystemTime::now());
+            sha.to_string()
+        })
+    }
+
     /// Closes a pull request without merging, as a reviewer would.
     pub fn close_pull(&self, full: &str, number: u64) {
         self.with_repo(full, |r| {
