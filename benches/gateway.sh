@@ -26,6 +26,7 @@
 #
 #   benches/gateway.sh                      # build release, install Prism 5 into .bench/, run
 #   PRISM=/path/to/prism benches/gateway.sh  # use that Prism instead of installing one
+#   MOCKOPS_BIN=/path/to/mockops benches/gateway.sh  # measure that binary (no build)
 #   THREADS=2 CONNECTIONS=50 DURATION=10 WARMUP=3 (defaults)
 #
 # Needs wrk (Debian/Ubuntu: `apt-get install wrk`), node/npm (for Prism) and python3 (free ports).
@@ -45,9 +46,13 @@ command -v wrk >/dev/null || { echo "wrk is required (Debian/Ubuntu: apt-get ins
 command -v python3 >/dev/null || { echo "python3 is required (to pick free ports)" >&2; exit 2; }
 command -v git >/dev/null && command -v curl >/dev/null || { echo "git and curl are required" >&2; exit 2; }
 
-echo "building mockops (release)..." >&2
-(cd "$ROOT" && cargo build --release --quiet --bin mockops)
-BIN=$TARGET_DIR/release/mockops
+if [ -n "${MOCKOPS_BIN:-}" ]; then
+    BIN=$MOCKOPS_BIN
+else
+    echo "building mockops (release)..." >&2
+    (cd "$ROOT" && cargo build --release --quiet --bin mockops)
+    BIN=$TARGET_DIR/release/mockops
+fi
 
 PRISM=${PRISM:-$BENCH_DIR/node_modules/.bin/prism}
 if [ ! -x "$PRISM" ]; then
