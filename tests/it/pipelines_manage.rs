@@ -426,9 +426,9 @@ async fn on_github_a_direct_commit_is_rebuilt_when_someone_pushed_meanwhile() {
     let (hook_emu, hook_pushed) = (emu.clone(), pushed.clone());
     let m = Arc::new(
         on_github(&emu, "direct").before_write(Arc::new(move |attempt| {
-            if attempt == 1 {
+            // Once: on the first build of the first change.
+            if attempt == 1 && !hook_pushed.swap(true, Ordering::SeqCst) {
                 hook_emu.push_human_commit(CONFIG, "main", "README.md", "by hand\n");
-                hook_pushed.store(true, Ordering::SeqCst);
             }
         })),
     );
@@ -449,6 +449,67 @@ async fn on_github_a_direct_commit_is_rebuilt_when_someone_pushed_meanwhile() {
             .contains("enabled: false   # keep this comment")
     );
     assert!(emu.pulls(CONFIG).is_empty());
+
+    let on = m
+        .apply(Change::SetEnabled {
+            name: "notify-team".into(),
+            enabled: true,
+        })
+        .await
+        .expect("enable");
+    assert_eq!((on.attempts, on.action.as_str()), (1, "committed"));
+    assert_eq!(
+        emu.file(CONFIG, "main", "pipelines/notify-team.yaml").as_deref(),
+        Some(NOTIFY)
+    );
+    emu.assert_conformant();
+}
+
+/// The daemon following the emulator's repository with `--github-repository`: the API's
+/// answer names the pull request it opened with the daemon's GitHub credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_opens_pull_requests_on_the_repository_it_follows() {
+    let emu = GitHubEmulator::start().await;
+    emu.create_repo(
+        CONFIG,
+        &[
+            ("mockops.yaml", settings("pull_request").as_str()),
+            ("pipelines/notify-team.yaml", NOTIFY),
+        ],
+    );
+    let main = emu.branch_sha(CONFIG, "main").expect("main");
+    let (dir, api_url) = (emu.git_dir(CONFIG), emu.api_url());
+    let state = tempfile::tempdir().expect("state");
+    let state_path = state.path().to_path_buf();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut d = Daemon::start_env(
+            &dir,
+            &state_path,
+            &["--branch", "main", "--github-repository", CONFIG],
+            &[("GITHUB_API_URL", api_url.as_str()), ("GITHUB_TOKEN", "ghp_daemon")],
+        );
+        d.wait_ready();
+        d.wait_attempted(&main);
+        let answer = post(&d, "/api/v1/pipelines/notify-team/disable", json!({}), &d.auth());
+        // Proposed, not applied: the pipeline stays enabled on the followed branch.
+        let listed = d.get("/api/v1/pipelines?enabled=true");
+        (answer, listed)
+    })
+    .await
+    .expect("daemon");
+    let ((status, body), listed) = answer;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["mode"], "pull_request");
+    assert_eq!(body["pull_request"]["number"], 1);
+    assert_eq!(names(&listed), ["notify-team"]);
+    let pulls = emu.pulls(CONFIG);
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0].head, "mockops/pipelines/disable-notify-team");
+    assert!(
+        emu.requests()
+            .iter()
+            .all(|r| r.authorization.as_deref().is_some_and(|a| a.contains("ghp_daemon")))
+    );
     emu.assert_conformant();
 }
 
