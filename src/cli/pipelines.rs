@@ -248,12 +248,20 @@ fn diagnostic_text(d: &Json, source: Option<&str>, written: &str) -> String {
         d["line"].as_u64().unwrap_or(0),
         d["column"].as_u64().unwrap_or(0),
     );
-    let _ = writeln!(out, "{}[{}]: {}", s(&d["severity"]), s(&d["code"]), s(&d["message"]));
+    let _ = writeln!(
+        out,
+        "{}[{}]: {}",
+        s(&d["severity"]),
+        s(&d["code"]),
+        s(&d["message"])
+    );
     let _ = writeln!(out, "  --> {}:{line}:{column}", s(&d["file"]));
     if line > 0
         && d["file"] == written
         && let Some(text) = source
-        && let Some(l) = text.lines().nth(usize::try_from(line - 1).unwrap_or(usize::MAX))
+        && let Some(l) = text
+            .lines()
+            .nth(usize::try_from(line - 1).unwrap_or(usize::MAX))
     {
         let num = line.to_string();
         let pad = " ".repeat(num.len());

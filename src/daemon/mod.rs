@@ -567,14 +567,15 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         fatal.clone(),
     ));
     let server = {
-        let mut app = api::router(shared.clone()).merge(crate::pipeline::api::router(
-            engine.clone(),
-            shared.auth.clone(),
-        ))
-        .merge(crate::pipeline::api::manage_router(
-            manager,
-            shared.auth.clone(),
-        ));
+        let mut app = api::router(shared.clone())
+            .merge(crate::pipeline::api::router(
+                engine.clone(),
+                shared.auth.clone(),
+            ))
+            .merge(crate::pipeline::api::manage_router(
+                manager,
+                shared.auth.clone(),
+            ));
         if let Some(inbox) = &demo_inbox {
             app = app.merge(inbox.clone().router());
         }

@@ -266,7 +266,8 @@ async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("application/json"));
     let change = if is_json {
-        let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         if v.get("content").is_some() {
             let b: CreateBody = serde_json::from_value(v).map_err(|e| {
                 bad(format!(

@@ -261,9 +261,9 @@ impl Manager {
                 .await
                 .map_err(|e| ManageError::Write(format!("the write task failed: {e}")))??;
             let done = match step {
-                Step::Done(outcome) => Some(outcome),
+                Step::Done(outcome) => Some(*outcome),
                 Step::Moved => None,
-                Step::Api(prepared) => self.write_api(prepared, attempt).await?,
+                Step::Api(prepared) => self.write_api(*prepared, attempt).await?,
             };
             match done {
                 Some(outcome) => {
@@ -309,12 +309,12 @@ impl Manager {
                 })?;
                 let prepared = self.prepare(&repo, tip, change)?;
                 let Some(candidate) = prepared.candidate else {
-                    return Ok(Step::Done(prepared.unchanged(attempt)));
+                    return Ok(Step::Done(Box::new(prepared.unchanged(attempt))));
                 };
                 self.hook(attempt);
                 match via {
                     Via::Local(_) => write_local(&repo, &self.branch, prepared, candidate, attempt),
-                    _ => Ok(Step::Api(prepared)),
+                    _ => Ok(Step::Api(Box::new(prepared))),
                 }
             }
             None => {
@@ -341,22 +341,21 @@ impl Manager {
                 repo.fetch(&session, &[format!("+{refname}:refs/mockops/tip")])?;
                 let prepared = self.prepare(&repo, tip, change)?;
                 let Some(candidate) = prepared.candidate else {
-                    return Ok(Step::Done(prepared.unchanged(attempt)));
+                    return Ok(Step::Done(Box::new(prepared.unchanged(attempt))));
                 };
                 self.hook(attempt);
-                if via != Via::Git(self.source.clone()) || prepared.mode == WriteMode::PullRequest
-                {
-                    return Ok(Step::Api(prepared));
+                if via != Via::Git(self.source.clone()) || prepared.mode == WriteMode::PullRequest {
+                    return Ok(Step::Api(Box::new(prepared)));
                 }
                 match repo.push_with_lease(&session, candidate, &refname, Some(tip))? {
-                    Pushed::Done => Ok(Step::Done(prepared.written(
+                    Pushed::Done => Ok(Step::Done(Box::new(prepared.written(
                         "direct",
                         "committed",
                         &self.branch,
                         Some(candidate.to_string()),
                         None,
                         attempt,
-                    ))),
+                    )))),
                     Pushed::Moved => Ok(Step::Moved),
                     Pushed::Refused(why) => Err(ManageError::Write(format!(
                         "{url} refused the commit onto {}: {why}",
@@ -415,9 +414,7 @@ impl Manager {
                         "{path} already exists at {head}; choose another path"
                     )));
                 }
-                let message = format!(
-                    "Add pipeline {name}\n\n{TRAILER}: create {name}\n",
-                );
+                let message = format!("Add pipeline {name}\n\n{TRAILER}: create {name}\n",);
                 (name, path, None, content.clone(), message)
             }
             Change::SetEnabled { name, enabled } => {
@@ -595,11 +592,11 @@ impl Manager {
 }
 
 enum Step {
-    Done(Outcome),
+    Done(Box<Outcome>),
     /// The branch moved between validation and write: build again.
     Moved,
     /// Validated; to be written through an API (GitHub, or a pushed branch).
-    Api(Prepared),
+    Api(Box<Prepared>),
 }
 
 /// A change built and validated on one head.
@@ -727,14 +724,14 @@ fn write_local(
             )));
         }
         repo.set_branch(&head, candidate, "mockops: pipeline change")?;
-        return Ok(Step::Done(prepared.written(
+        return Ok(Step::Done(Box::new(prepared.written(
             "branch",
             "pushed",
             &head,
             Some(candidate.to_string()),
             None,
             attempt,
-        )));
+        ))));
     }
     let checked_out = repo.checked_out(branch);
     if checked_out {
@@ -752,14 +749,14 @@ fn write_local(
     if checked_out {
         repo.update_work_tree(&edits)?;
     }
-    Ok(Step::Done(prepared.written(
+    Ok(Step::Done(Box::new(prepared.written(
         "direct",
         "committed",
         branch,
         Some(candidate.to_string()),
         None,
         attempt,
-    )))
+    ))))
 }
 
 /// `owner/name` of a `github.com` URL.
@@ -935,10 +932,7 @@ fn offset(text: &str, loc: Loc) -> Option<usize> {
     }
     let line = &text[start..];
     let col = usize::try_from(loc.column - 1).ok()?;
-    match line.char_indices().nth(col) {
-        Some((i, _)) => Some(start + i),
-        None => None,
-    }
+    line.char_indices().nth(col).map(|(i, _)| start + i)
 }
 
 #[cfg(test)]
@@ -963,9 +957,16 @@ mod tests {
             off,
             "name: p\ndefinition:\n    enabled: false\n    triggers: [{event: manual}]\n    steps: []\nworkspace_id: w\n"
         );
-        assert_eq!(set_enabled(text, true).unwrap(), text, "absent means enabled");
+        assert_eq!(
+            set_enabled(text, true).unwrap(),
+            text,
+            "absent means enabled"
+        );
         let crlf = text.replace('\n', "\r\n");
-        assert_eq!(set_enabled(&crlf, false).unwrap(), off.replace('\n', "\r\n"));
+        assert_eq!(
+            set_enabled(&crlf, false).unwrap(),
+            off.replace('\n', "\r\n")
+        );
     }
 
     #[test]
@@ -976,7 +977,10 @@ mod tests {
             off,
             "name: p\ndefinition: { enabled: false, triggers: [{event: manual}], steps: []}\n"
         );
-        assert_eq!(set_enabled(&off, true).unwrap(), off.replace("false", "true"));
+        assert_eq!(
+            set_enabled(&off, true).unwrap(),
+            off.replace("false", "true")
+        );
         let inline = "name: p\ndefinition: {enabled: True, steps: []}\n";
         assert_eq!(
             set_enabled(inline, false).unwrap(),
@@ -991,7 +995,10 @@ mod tests {
 
     #[test]
     fn what_cannot_be_edited_is_refused() {
-        assert_eq!(set_enabled("name: p\n", false), Err(EditError::NoDefinition));
+        assert_eq!(
+            set_enabled("name: p\n", false),
+            Err(EditError::NoDefinition)
+        );
         assert_eq!(
             set_enabled("name: p\ndefinition:\n  enabled: \"no\"\n", true),
             Err(EditError::NotBoolean("string"))

@@ -146,7 +146,10 @@ async fn enable_and_disable_commit_only_the_enabled_line_on_a_local_repository()
         .message()
         .expect("utf-8")
         .to_string();
-    assert!(message.starts_with("Disable pipeline notify-team"), "{message}");
+    assert!(
+        message.starts_with("Disable pipeline notify-team"),
+        "{message}"
+    );
     assert!(
         message.contains("Mockops-Pipeline-Change: disable notify-team"),
         "{message}"
@@ -158,7 +161,10 @@ async fn enable_and_disable_commit_only_the_enabled_line_on_a_local_repository()
         off.warnings
     );
 
-    let again = m.apply(disable("notify-team")).await.expect("disable again");
+    let again = m
+        .apply(disable("notify-team"))
+        .await
+        .expect("disable again");
     assert_eq!(again.action, "unchanged");
     assert_eq!(again.commit, None);
     assert_eq!(tip(fx.path(), "main").as_deref(), Some(commit.as_str()));
@@ -269,7 +275,10 @@ async fn an_invalid_change_is_refused_with_the_diagnostics_validate_prints() {
         .output()
         .expect("validate");
     let v: Json = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(v["diagnostics"], serde_json::to_value(&diagnostics).unwrap());
+    assert_eq!(
+        v["diagnostics"],
+        serde_json::to_value(&diagnostics).unwrap()
+    );
     // Nothing was written.
     assert_eq!(tip(fx.path(), "main").as_deref(), Some(head.as_str()));
     assert_eq!(file_at(fx.path(), "main", "pipelines/broken.yaml"), None);
@@ -297,7 +306,11 @@ async fn a_commit_between_validation_and_write_is_built_on_and_validated_again()
     assert_eq!(off.attempts, 2, "{off:?}");
     assert_eq!(off.base, human);
     let commit = off.commit.expect("a commit");
-    assert_eq!(parent_of(fx.path(), &commit), human, "built on the new head");
+    assert_eq!(
+        parent_of(fx.path(), &commit),
+        human,
+        "built on the new head"
+    );
     assert_eq!(
         file_at(fx.path(), &commit, "README.md").as_deref(),
         Some("by hand\n")
@@ -391,7 +404,10 @@ async fn on_github_a_change_is_proposed_as_a_pull_request() {
     assert_eq!(pulls[0].head, "mockops/pipelines/disable-notify-team");
     assert_eq!(pulls[0].base, "main");
     assert_eq!(pulls[0].labels, vec!["config".to_string()]);
-    assert!(pr.url.as_deref().is_some_and(|u| u.ends_with("/pull/1")), "{pr:?}");
+    assert!(
+        pr.url.as_deref().is_some_and(|u| u.ends_with("/pull/1")),
+        "{pr:?}"
+    );
     assert_eq!(
         emu.file(CONFIG, &pulls[0].head, "pipelines/notify-team.yaml")
             .as_deref(),
@@ -401,7 +417,10 @@ async fn on_github_a_change_is_proposed_as_a_pull_request() {
                 .as_str()
         )
     );
-    assert_eq!(emu.branch_sha(CONFIG, "main").as_deref(), Some(main.as_str()));
+    assert_eq!(
+        emu.branch_sha(CONFIG, "main").as_deref(),
+        Some(main.as_str())
+    );
 
     // An invalid change opens nothing.
     let e = m.apply(create(BROKEN, None)).await.unwrap_err();
@@ -412,8 +431,12 @@ async fn on_github_a_change_is_proposed_as_a_pull_request() {
     assert_eq!(made.mode, "pull_request");
     assert_eq!(emu.pulls(CONFIG).len(), 2);
     assert_eq!(
-        emu.file(CONFIG, "mockops/pipelines/create-nightly", "pipelines/nightly.yaml")
-            .as_deref(),
+        emu.file(
+            CONFIG,
+            "mockops/pipelines/create-nightly",
+            "pipelines/nightly.yaml"
+        )
+        .as_deref(),
         Some(NIGHTLY)
     );
     emu.assert_conformant();
@@ -437,7 +460,10 @@ async fn on_github_a_direct_commit_is_rebuilt_when_someone_pushed_meanwhile() {
     assert_eq!((off.mode, off.action.as_str()), ("direct", "committed"));
     assert_eq!(off.attempts, 2, "{off:?}");
     let commit = off.commit.clone().expect("a commit");
-    assert_eq!(emu.branch_sha(CONFIG, "main").as_deref(), Some(commit.as_str()));
+    assert_eq!(
+        emu.branch_sha(CONFIG, "main").as_deref(),
+        Some(commit.as_str())
+    );
     assert_eq!(
         emu.file(CONFIG, "main", "README.md").as_deref(),
         Some("by hand\n"),
@@ -459,7 +485,8 @@ async fn on_github_a_direct_commit_is_rebuilt_when_someone_pushed_meanwhile() {
         .expect("enable");
     assert_eq!((on.attempts, on.action.as_str()), (1, "committed"));
     assert_eq!(
-        emu.file(CONFIG, "main", "pipelines/notify-team.yaml").as_deref(),
+        emu.file(CONFIG, "main", "pipelines/notify-team.yaml")
+            .as_deref(),
         Some(NOTIFY)
     );
     emu.assert_conformant();
@@ -486,11 +513,19 @@ async fn the_daemon_opens_pull_requests_on_the_repository_it_follows() {
             &dir,
             &state_path,
             &["--branch", "main", "--github-repository", CONFIG],
-            &[("GITHUB_API_URL", api_url.as_str()), ("GITHUB_TOKEN", "ghp_daemon")],
+            &[
+                ("GITHUB_API_URL", api_url.as_str()),
+                ("GITHUB_TOKEN", "ghp_daemon"),
+            ],
         );
         d.wait_ready();
         d.wait_attempted(&main);
-        let answer = post(&d, "/api/v1/pipelines/notify-team/disable", json!({}), &d.auth());
+        let answer = post(
+            &d,
+            "/api/v1/pipelines/notify-team/disable",
+            json!({}),
+            &d.auth(),
+        );
         // Proposed, not applied: the pipeline stays enabled on the followed branch.
         let listed = d.get("/api/v1/pipelines?enabled=true");
         (answer, listed)
@@ -505,11 +540,11 @@ async fn the_daemon_opens_pull_requests_on_the_repository_it_follows() {
     let pulls = emu.pulls(CONFIG);
     assert_eq!(pulls.len(), 1);
     assert_eq!(pulls[0].head, "mockops/pipelines/disable-notify-team");
-    assert!(
-        emu.requests()
-            .iter()
-            .all(|r| r.authorization.as_deref().is_some_and(|a| a.contains("ghp_daemon")))
-    );
+    assert!(emu.requests().iter().all(|r| {
+        r.authorization
+            .as_deref()
+            .is_some_and(|a| a.contains("ghp_daemon"))
+    }));
     emu.assert_conformant();
 }
 
@@ -583,14 +618,14 @@ fn the_daemon_writes_changes_for_its_api_and_cli_and_lists_by_workspace_and_stat
         vec![],
         vec![("authorization", "Bearer not-the-token".to_string())],
     ] {
-        let (status, body) = post(&d, "/api/v1/pipelines/notify-team/disable", json!({}), &auth);
-        assert_eq!(status, 401, "{body}");
-        let (status, _) = post(
+        let (status, body) = post(
             &d,
-            "/api/v1/pipelines",
-            json!({"content": NIGHTLY}),
+            "/api/v1/pipelines/notify-team/disable",
+            json!({}),
             &auth,
         );
+        assert_eq!(status, 401, "{body}");
+        let (status, _) = post(&d, "/api/v1/pipelines", json!({"content": NIGHTLY}), &auth);
         assert_eq!(status, 401);
     }
     assert_eq!(tip(fx.path(), "main").as_deref(), Some(head.as_str()));
@@ -636,7 +671,11 @@ fn the_daemon_writes_changes_for_its_api_and_cli_and_lists_by_workspace_and_stat
     };
     let out = cli(&["enable", "notify-team"]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("commit "), "{stdout}");
     let enabled_at = tip(fx.path(), "main").expect("main");
     assert_ne!(enabled_at, commit);
@@ -647,7 +686,10 @@ fn the_daemon_writes_changes_for_its_api_and_cli_and_lists_by_workspace_and_stat
     let out = cli(&["create", broken.to_str().expect("utf-8")]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("error[unknown-value]: `definition.steps[0].step_type`"), "{stderr}");
+    assert!(
+        stderr.contains("error[unknown-value]: `definition.steps[0].step_type`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("7 |       step_type: notfy"), "{stderr}");
     assert!(stderr.contains("pipelines/broken.yaml"), "{stderr}");
     assert_eq!(tip(fx.path(), "main").as_deref(), Some(enabled_at.as_str()));
