@@ -344,22 +344,37 @@ impl Manager {
                     return Ok(Step::Done(Box::new(prepared.unchanged(attempt))));
                 };
                 self.hook(attempt);
-                if via != Via::Git(self.source.clone()) || prepared.mode == WriteMode::PullRequest {
+                if via != Via::Git(self.source.clone()) {
                     return Ok(Step::Api(Box::new(prepared)));
                 }
-                match repo.push_with_lease(&session, candidate, &refname, Some(tip))? {
+                // The branch written: the followed one, or the one to merge (whose current
+                // tip must be mockops' own).
+                let (target, expected, mode, action) = match prepared.mode {
+                    WriteMode::Direct => (self.branch.clone(), Some(tip), "direct", "committed"),
+                    WriteMode::PullRequest => {
+                        let head = prepared.head_branch();
+                        let head_ref = format!("refs/heads/{head}");
+                        let current = repo.remote_heads(&session, &[&head_ref])?[0];
+                        if let Some(c) = current {
+                            repo.fetch(&session, &[format!("+{head_ref}:refs/mockops/head")])?;
+                            refuse_foreign(&repo, &head, c)?;
+                        }
+                        (head, current, "branch", "pushed")
+                    }
+                };
+                let target_ref = format!("refs/heads/{target}");
+                match repo.push_with_lease(&session, candidate, &target_ref, expected)? {
                     Pushed::Done => Ok(Step::Done(Box::new(prepared.written(
-                        "direct",
-                        "committed",
-                        &self.branch,
+                        mode,
+                        action,
+                        &target,
                         Some(candidate.to_string()),
                         None,
                         attempt,
                     )))),
                     Pushed::Moved => Ok(Step::Moved),
                     Pushed::Refused(why) => Err(ManageError::Write(format!(
-                        "{url} refused the commit onto {}: {why}",
-                        self.branch
+                        "{url} refused the commit onto {target}: {why}"
                     ))),
                 }
             }
@@ -494,8 +509,8 @@ impl Manager {
         Ok(prepared)
     }
 
-    /// Writes a validated change through GitHub's API, or as a pull-request branch of a Git
-    /// remote. `None`: the branch moved since the change was validated.
+    /// Writes a validated change through GitHub's API. `None`: the branch moved since the
+    /// change was validated.
     async fn write_api(
         &self,
         prepared: Prepared,
@@ -577,25 +592,28 @@ impl Manager {
                 attempt,
             )));
         }
-        // A Git remote without a pull-request API: the branch to merge is pushed.
-        let req = prepared.request(&self.source, &self.branch)?;
-        let out = create_pr::apply_git(&self.git, &req).await?;
-        Ok(Some(prepared.written(
-            "branch",
-            out.action.as_str(),
-            &out.branch,
-            out.commit.clone(),
-            None,
-            attempt,
+        Err(ManageError::Write(format!(
+            "{} is not written through an API",
+            self.source
         )))
     }
+}
+
+/// Refuses to move a proposal branch whose tip mockops did not commit.
+fn refuse_foreign(repo: &Repo, branch: &str, tip: Oid) -> Result<(), ManageError> {
+    if repo.commit_meta(tip)?.committer_email == create_pr::default_identity().email {
+        return Ok(());
+    }
+    Err(ManageError::Conflict(format!(
+        "branch {branch} has a commit mockops did not make ({tip}); it is left alone"
+    )))
 }
 
 enum Step {
     Done(Box<Outcome>),
     /// The branch moved between validation and write: build again.
     Moved,
-    /// Validated; to be written through an API (GitHub, or a pushed branch).
+    /// Validated; to be written through GitHub's API.
     Api(Box<Prepared>),
 }
 
@@ -676,13 +694,22 @@ impl Prepared {
         }
     }
 
-    /// The pull request (or branch) proposing the change against `base_branch`.
+    /// The branch that proposes the change: `<branch_prefix>pipelines/<verb>-<name>`.
+    fn head_branch(&self) -> String {
+        create_pr::branch_name(
+            &self.settings.pull_requests.branch_prefix,
+            "pipelines",
+            &self.topic,
+        )
+    }
+
+    /// The pull request proposing the change against `base_branch`.
     fn request(&self, repository: &str, base_branch: &str) -> Result<PrRequest, ManageError> {
         let prs = &self.settings.pull_requests;
         let title = self.message.lines().next().unwrap_or("").to_string();
         let mut req = PrRequest::new(repository, base_branch, "pipelines", &self.topic, &title)
             .write(&self.path, self.content.as_bytes())?;
-        req.head_branch = create_pr::branch_name(&prs.branch_prefix, "pipelines", &self.topic);
+        req.head_branch = self.head_branch();
         req.description = Some(format!(
             "Validated on {} like a commit of {base_branch}.",
             self.base
@@ -710,18 +737,9 @@ fn write_local(
     let content = prepared.content.clone();
     let edits = [(path.as_str(), Some(content.as_bytes()))];
     if prepared.mode == WriteMode::PullRequest {
-        let head = create_pr::branch_name(
-            &prepared.settings.pull_requests.branch_prefix,
-            "pipelines",
-            &prepared.topic,
-        );
-        let me = create_pr::default_identity();
-        if let Some(tip) = repo.branch_tip(&head)?
-            && repo.commit_meta(tip)?.committer_email != me.email
-        {
-            return Err(ManageError::Conflict(format!(
-                "branch {head} has a commit mockops did not make ({tip}); it is left alone"
-            )));
+        let head = prepared.head_branch();
+        if let Some(tip) = repo.branch_tip(&head)? {
+            refuse_foreign(repo, &head, tip)?;
         }
         repo.set_branch(&head, candidate, "mockops: pipeline change")?;
         return Ok(Step::Done(Box::new(prepared.written(

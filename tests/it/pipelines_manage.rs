@@ -361,6 +361,98 @@ async fn without_direct_commits_a_local_repository_gets_a_branch_to_merge() {
     assert_eq!(tip(fx.path(), "main").as_deref(), Some(head.as_str()));
 }
 
+/// A commit by a person on `main` of the bare repository at `dir`, adding `path`.
+fn push_by_hand(dir: &Path, path: &str, content: &str) -> String {
+    let repo = git2::Repository::open(dir).expect("open");
+    let parent = repo
+        .find_reference("refs/heads/main")
+        .and_then(|r| r.peel_to_commit())
+        .expect("main");
+    let blob = repo.blob(content.as_bytes()).expect("blob");
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    update.upsert(path, blob, git2::FileMode::Blob);
+    let tree = update
+        .create_updated(&repo, &parent.tree().expect("tree"))
+        .expect("tree");
+    let tree = repo.find_tree(tree).expect("tree");
+    let sig = git2::Signature::now("Ann Human", "ann@example.com").expect("sig");
+    repo.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        "by hand",
+        &tree,
+        &[&parent],
+    )
+    .expect("commit")
+    .to_string()
+}
+
+/// Any Git remote (`git://` here): a direct commit is pushed with a lease and rebuilt when
+/// someone pushed meanwhile; without direct commits, the branch to merge is pushed.
+#[test]
+fn on_a_git_remote_changes_are_pushed_with_a_lease() {
+    use crate::support::git_server::{GitDaemon, git};
+    let root = tempfile::tempdir().expect("root");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for mode in ["direct", "pull_request"] {
+        let fx = local_repo(mode);
+        let name = format!("{mode}.git");
+        git(
+            root.path(),
+            &["clone", "--bare", &fx.path().display().to_string(), &name],
+        );
+        let bare = root.path().join(&name);
+        let server = GitDaemon::start(root.path());
+        let pushed = Arc::new(AtomicBool::new(false));
+        let (hook_bare, hook_pushed) = (bare.clone(), pushed.clone());
+        let m = Arc::new(
+            Manager::new(server.url(&name), "main").before_write(Arc::new(move |attempt| {
+                if attempt == 1 && !hook_pushed.swap(true, Ordering::SeqCst) {
+                    push_by_hand(&hook_bare, "README.md", "by hand\n");
+                }
+            })),
+        );
+        let off = rt.block_on(m.apply(disable("notify-team"))).expect(mode);
+        let commit = off.commit.clone().expect("a commit");
+        if mode == "direct" {
+            assert_eq!((off.mode, off.attempts), ("direct", 2), "{off:?}");
+            assert_eq!(tip(&bare, "main").as_deref(), Some(commit.as_str()));
+            assert_eq!(
+                file_at(&bare, "main", "README.md").as_deref(),
+                Some("by hand\n")
+            );
+        } else {
+            assert_eq!(
+                (off.mode, off.action.as_str()),
+                ("branch", "pushed"),
+                "{off:?}"
+            );
+            // Built on the head it was validated on.
+            assert_eq!(parent_of(&bare, &commit), off.base);
+            assert_eq!(
+                tip(&bare, "mockops/pipelines/disable-notify-team").as_deref(),
+                Some(commit.as_str())
+            );
+            assert!(
+                file_at(&bare, "main", "pipelines/notify-team.yaml")
+                    .expect("file")
+                    .contains("enabled: true")
+            );
+        }
+        assert!(
+            file_at(&bare, &commit, "pipelines/notify-team.yaml")
+                .expect("file")
+                .contains("enabled: false   # keep this comment")
+        );
+        drop(server);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GitHub
 
