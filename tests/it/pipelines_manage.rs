@@ -786,6 +786,33 @@ fn the_daemon_writes_changes_for_its_api_and_cli_and_lists_by_workspace_and_stat
     assert!(stderr.contains("pipelines/broken.yaml"), "{stderr}");
     assert_eq!(tip(fx.path(), "main").as_deref(), Some(enabled_at.as_str()));
 
+    // The pipeline file itself as the body, its path as a query parameter.
+    let (status, body) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let resp = reqwest::Client::new()
+                .post(d.url("/api/v1/pipelines?path=pipelines/nightly.yml"))
+                .header("content-type", "application/yaml")
+                .bearer_auth(d.token())
+                .body(NIGHTLY)
+                .send()
+                .await
+                .expect("post");
+            (
+                resp.status().as_u16(),
+                resp.json::<Json>().await.expect("json"),
+            )
+        });
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["path"], "pipelines/nightly.yml");
+    let created = body["commit"].as_str().expect("commit");
+    assert_eq!(
+        file_at(fx.path(), created, "pipelines/nightly.yml").as_deref(),
+        Some(NIGHTLY)
+    );
+
     let out = cli(&["list", "--disabled", "--format", "json"]);
     assert!(out.status.success());
     let listed: Json = serde_json::from_slice(&out.stdout).expect("json");
