@@ -156,6 +156,24 @@ impl ApiClient {
         self.send(self.http.post(&url).json(body), &url).await
     }
 
+    /// POSTs `body` as JSON; the status and the answer's JSON, whatever the status (for
+    /// answers that explain a refusal in their body).
+    pub async fn post_answer(&self, path: &str, body: &Json) -> anyhow::Result<(u16, Json)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.post(&url).json(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the daemon at {} (is `mockops daemon` running?)",
+                self.base
+            )
+        })?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Json::Null)))
+    }
+
     async fn send(&self, mut req: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Json> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);

@@ -33,6 +33,11 @@ pub struct DaemonArgs {
     /// Branch to follow (default: the local repository's current branch, or `main`).
     #[arg(long, env = "MOCKOPS_BRANCH")]
     pub branch: Option<String>,
+    /// The followed repository's `OWNER/NAME` on GitHub's API (`GITHUB_API_URL`), for a
+    /// repository not followed through a github.com URL (GitHub Enterprise, a mirror):
+    /// `mockops pipelines create|enable|disable` then commit or open pull requests there.
+    #[arg(long, env = "MOCKOPS_GITHUB_REPOSITORY")]
+    pub github_repository: Option<String>,
     /// Directory of the store; one daemon owns it.
     #[arg(long, env = "MOCKOPS_STATE_DIR", default_value = ".state")]
     pub state_dir: PathBuf,
@@ -331,6 +336,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<u8> {
         redactor,
         repo: args.repo.clone(),
         repo_url: args.repo_url.clone(),
+        github_repository: args.github_repository.clone(),
         branch: args.branch.clone(),
         state_dir: args.state_dir.clone(),
         listen: args.listen,

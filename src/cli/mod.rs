@@ -50,7 +50,13 @@ pub enum Command {
     Sync(client::SyncArgs),
     /// List or post events of a running daemon.
     Events(client::EventsArgs),
-    /// List pipelines, run one by hand, and read their executions on a running daemon.
+    /// List, create, enable or disable pipelines, run one by hand, and read their executions,
+    /// through a running daemon's API.
+    ///
+    /// `create`, `enable` and `disable` ask the daemon, which validates the change on the
+    /// followed branch's head and writes it to the config repository with its own Git
+    /// credentials and push policy: a commit, or a branch and pull request (`management:` in
+    /// mockops.yaml). The change takes effect once the daemon reconciles that commit.
     Pipelines(pipelines::PipelinesArgs),
     /// Contract drift of a running daemon: status, incidents, a probe round now.
     Drift(drift::DriftArgs),

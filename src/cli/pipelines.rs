@@ -1,5 +1,10 @@
-//! `mockops pipelines`: list pipelines, run one by hand, and read executions of a running
-//! daemon, through its HTTP API.
+//! `mockops pipelines`: list pipelines, create, enable or disable them, run one by hand, and
+//! read executions of a running daemon, through its HTTP API.
+//!
+//! `create`, `enable` and `disable` are requests to the daemon (`POST /api/v1/pipelines`,
+//! `POST /api/v1/pipelines/{name}/enable|disable`): the daemon owns the Git credentials and
+//! the push policy, validates the change on the followed branch's head and writes it to the
+//! config repository (`crate::pipeline::manage`); this process writes nothing.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -23,7 +28,38 @@ pub struct PipelinesArgs {
 #[derive(Debug, Subcommand)]
 pub enum PipelinesCommand {
     /// List the applied pipelines: triggers, steps and their last run.
-    List,
+    List {
+        /// Only the pipelines that run for events of this workspace (its own and those
+        /// without a `workspace_id`).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Only enabled pipelines.
+        #[arg(long, conflicts_with = "disabled")]
+        enabled: bool,
+        /// Only disabled pipelines.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Add the pipeline in FILE to the config repository. The daemon validates it on the
+    /// followed branch's head like a commit and commits it, or opens a pull request
+    /// (`management.pipelines` in mockops.yaml); it takes effect once reconciled.
+    Create {
+        /// The pipeline file (YAML); `-` reads standard input.
+        file: PathBuf,
+        /// Its path in the repository (default `pipelines/<name>.yaml`).
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// Set `enabled: true` in a pipeline's file, through the daemon (as `create` writes).
+    Enable {
+        /// Pipeline name.
+        name: String,
+    },
+    /// Set `enabled: false` in a pipeline's file, through the daemon (as `create` writes).
+    Disable {
+        /// Pipeline name.
+        name: String,
+    },
     /// Run a pipeline now for an event, whatever its triggers say (to try a pipeline out).
     Trigger {
         /// Pipeline name.
@@ -60,7 +96,47 @@ pub fn run(args: &PipelinesArgs) -> anyhow::Result<u8> {
         .build()?;
     let json_out = args.api.format == Format::Json;
     match &args.command {
-        PipelinesCommand::List => rt.block_on(list(&args.api.reader()?, json_out)),
+        PipelinesCommand::List {
+            workspace,
+            enabled,
+            disabled,
+        } => {
+            let mut q = Vec::new();
+            if let Some(w) = workspace {
+                q.push(("workspace", w.clone()));
+            }
+            if *enabled || *disabled {
+                q.push(("enabled", enabled.to_string()));
+            }
+            rt.block_on(list(&args.api.reader()?, &q, json_out))
+        }
+        PipelinesCommand::Create { file, path } => {
+            let content = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("cannot read the pipeline from standard input")?;
+                s
+            } else {
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the pipeline file {}", file.display()))?
+            };
+            let body = json!({"path": path, "content": content});
+            let api = args.api.writer()?;
+            let answer = rt.block_on(api.post_answer("/api/v1/pipelines", &body))?;
+            Ok(report(answer, Some(&content), json_out))
+        }
+        PipelinesCommand::Enable { name } | PipelinesCommand::Disable { name } => {
+            let verb = match &args.command {
+                PipelinesCommand::Enable { .. } => "enable",
+                _ => "disable",
+            };
+            let api = args.api.writer()?;
+            let answer = rt.block_on(
+                api.post_answer(&format!("/api/v1/pipelines/{name}/{verb}"), &json!({})),
+            )?;
+            Ok(report(answer, None, json_out))
+        }
         PipelinesCommand::Trigger { name, event, wait } => {
             let event = read_event(event.as_ref())?;
             let api = args.api.writer()?;
@@ -134,8 +210,74 @@ fn read_event(path: Option<&PathBuf>) -> anyhow::Result<Json> {
     Ok(event)
 }
 
-async fn list(api: &ApiClient, json_out: bool) -> anyhow::Result<u8> {
-    let body = api.get("/api/v1/pipelines", &[]).await?;
+/// Prints the daemon's answer to a management verb: what was written, or why nothing was
+/// (a refused change with its diagnostics laid out as `mockops validate` prints them).
+fn report((status, body): (u16, Json), source: Option<&str>, json_out: bool) -> u8 {
+    let ok = (200..300).contains(&status);
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+    } else if ok {
+        println!("{}", s(&body["message"]));
+        for w in body["warnings"].as_array().into_iter().flatten() {
+            print!("{}", diagnostic_text(w, source, s(&body["path"])));
+        }
+    } else if let Some(diags) = body["diagnostics"].as_array() {
+        eprintln!("{}", s(&body["error"]));
+        for d in diags {
+            eprint!("{}", diagnostic_text(d, source, s(&body["path"])));
+        }
+        eprintln!("{} errors, {} warnings", body["errors"], body["warnings"]);
+    } else {
+        eprintln!(
+            "the daemon refused the change ({status}): {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    if ok { exit::OK } else { exit::FAILED }
+}
+
+/// One diagnostic (as JSON) in `validate`'s text layout; the line is shown for the file
+/// being written when its text is known.
+fn diagnostic_text(d: &Json, source: Option<&str>, written: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let (line, column) = (
+        d["line"].as_u64().unwrap_or(0),
+        d["column"].as_u64().unwrap_or(0),
+    );
+    let _ = writeln!(
+        out,
+        "{}[{}]: {}",
+        s(&d["severity"]),
+        s(&d["code"]),
+        s(&d["message"])
+    );
+    let _ = writeln!(out, "  --> {}:{line}:{column}", s(&d["file"]));
+    if line > 0
+        && d["file"] == written
+        && let Some(text) = source
+        && let Some(l) = text
+            .lines()
+            .nth(usize::try_from(line - 1).unwrap_or(usize::MAX))
+    {
+        let num = line.to_string();
+        let pad = " ".repeat(num.len());
+        let _ = writeln!(out, "{pad} |\n{num} | {l}");
+        let caret = usize::try_from(column.max(1) - 1).unwrap_or(0);
+        let _ = writeln!(out, "{pad} | {}^", " ".repeat(caret));
+    }
+    if let Some(h) = d["hint"].as_str() {
+        let _ = writeln!(out, "  = help: {h}");
+    }
+    out.push('\n');
+    out
+}
+
+async fn list(api: &ApiClient, query: &[(&str, String)], json_out: bool) -> anyhow::Result<u8> {
+    let body = api.get("/api/v1/pipelines", query).await?;
     let items = body["items"].as_array().cloned().unwrap_or_default();
     let mut out = Vec::new();
     for p in &items {

@@ -51,7 +51,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/api/v1/federations/{name}/health", get(federation_health))
         .route("/api/v1/traffic", get(traffic))
-        .route("/api/v1/pipelines", get(|s| list(s, "pipeline")))
+        .route("/api/v1/pipelines", get(list_pipelines))
         .route(
             "/api/v1/pipelines/{name}",
             get(|s, n| one(s, "pipeline", n)),
@@ -188,6 +188,21 @@ async fn one(
             format!("no {kind} named `{name}` in the applied state"),
         )),
     }
+}
+
+/// `GET /api/v1/pipelines?workspace=&enabled=`: the applied pipelines, filtered as
+/// `crate::pipeline::api::PipelineFilter` says.
+async fn list_pipelines(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<crate::pipeline::api::PipelineFilter>,
+) -> ApiResult<Json<Value>> {
+    let rows = s.store.rows_of("pipeline")?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .filter(|r| q.keeps(&r.value))
+        .map(|r| json!({"name": r.name, "path": r.path, "spec": masked(r.value)}))
+        .collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 /// Desired state as served: secrets written inline in the repository masked.

@@ -38,6 +38,9 @@ pub struct DaemonConfig {
     /// created in the state directory.
     pub repo: Option<PathBuf>,
     pub repo_url: Option<String>,
+    /// The followed repository on GitHub's API (`owner/name`), when its URL does not say it:
+    /// where pipeline management writes.
+    pub github_repository: Option<String>,
     /// Branch to follow; default: the repository's current branch (local) or `main`.
     pub branch: Option<String>,
     pub state_dir: PathBuf,
@@ -515,6 +518,15 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         },
     )
     .context("cannot build the HTTP client for notifications")?;
+    // Pipeline management writes to the followed repository with the promotions' credentials.
+    let manager = Arc::new(
+        crate::pipeline::manage::Manager::for_runner(&steps)
+            .with_github_repository(cfg.github_repository.clone())
+            .on_written({
+                let hints = shared.hints.clone();
+                Arc::new(move || hints.poke())
+            }),
+    );
     tracing::info!(
         outbound = %security.outbound.describe(),
         secret_dirs = ?security.secrets.file_dirs,
@@ -555,10 +567,15 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         fatal.clone(),
     ));
     let server = {
-        let mut app = api::router(shared.clone()).merge(crate::pipeline::api::router(
-            engine.clone(),
-            shared.auth.clone(),
-        ));
+        let mut app = api::router(shared.clone())
+            .merge(crate::pipeline::api::router(
+                engine.clone(),
+                shared.auth.clone(),
+            ))
+            .merge(crate::pipeline::api::manage_router(
+                manager,
+                shared.auth.clone(),
+            ));
         if let Some(inbox) = &demo_inbox {
             app = app.merge(inbox.clone().router());
         }
@@ -1519,6 +1536,7 @@ mod tests {
         let cfg = DaemonConfig {
             repo: Some(repo.path().to_path_buf()),
             repo_url: None,
+            github_repository: None,
             branch: Some("main".into()),
             state_dir: state.path().to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], port)),

@@ -215,6 +215,11 @@ impl Repo {
         })
     }
 
+    /// The Git directory (what [`GitFiles`](super::revision::GitFiles) reads a commit from).
+    pub fn git_dir(&self) -> &Path {
+        self.repo.path()
+    }
+
     fn err(&self, what: &str) -> impl Fn(git2::Error) -> WriteError + '_ {
         let what = what.to_string();
         move |e| WriteError::git(&what, &self.place, e)

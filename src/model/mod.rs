@@ -90,6 +90,10 @@ pub struct Settings {
     /// when quiet incidents resolve.
     #[serde(default)]
     pub drift: DriftSettings,
+    /// How `mockops pipelines create|enable|disable` (and their API) write their change to
+    /// this repository.
+    #[serde(default)]
+    pub management: ManagementSettings,
 }
 
 /// The settings of a repository without `mockops.yaml`: the same as an empty file.
@@ -102,8 +106,28 @@ impl Default for Settings {
             pull_requests: PullRequestSettings::default(),
             step_defaults: IndexMap::new(),
             drift: DriftSettings::default(),
+            management: ManagementSettings::default(),
         }
     }
+}
+
+/// How management verbs write to the config repository (`management:` in `mockops.yaml`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSettings {
+    /// `pull_request` (default): a branch and a pull request to review; `direct`: a commit
+    /// straight onto the followed branch.
+    #[serde(default)]
+    pub pipelines: WriteMode,
+}
+
+/// Whether a change is proposed for review or committed onto the followed branch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    #[default]
+    PullRequest,
+    Direct,
 }
 
 fn default_environments() -> Vec<EnvironmentEntry> {

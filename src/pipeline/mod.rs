@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod manage;
 pub mod matching;
 pub mod render;
 pub mod steps;

@@ -16,6 +16,7 @@ mod gateway_grpc;
 mod gateway_mock;
 mod notify;
 mod pipelines;
+mod pipelines_manage;
 mod pull_requests;
 mod reconcile_plan;
 mod reliability;

@@ -68,8 +68,9 @@ pub struct Runner {
     local_git_dirs: Vec<PathBuf>,
     /// How `create_pr` pushes reach their remotes.
     git_pushes: create_pr::GitRemote,
-    /// How promotion pushes reach the config repository (its own credentials).
-    promotion_remote: create_pr::GitRemote,
+    /// How promotion pushes reach the config repository (its own credentials); pipeline
+    /// management writes through it too.
+    pub(crate) promotion_remote: create_pr::GitRemote,
 }
 
 impl Runner {

@@ -232,6 +232,11 @@ impl GitHubEmulator {
         });
     }
 
+    /// The bare Git repository behind `full` (what a daemon following it reads).
+    pub fn git_dir(&self, full: &str) -> std::path::PathBuf {
+        self.shared.dir.path().join(full.replace('/', "__"))
+    }
+
     pub fn branch_sha(&self, full: &str, branch: &str) -> Option<String> {
         self.with_repo(full, |r| {
             r.git
