@@ -29,7 +29,9 @@
 #   MOCKOPS_BIN=/path/to/mockops benches/gateway.sh  # measure that binary (no build)
 #   THREADS=2 CONNECTIONS=50 DURATION=10 WARMUP=3 (defaults)
 #
-# Needs wrk (Debian/Ubuntu: `apt-get install wrk`), node/npm (for Prism) and python3 (free ports).
+# Needs wrk (Debian/Ubuntu: `apt-get install wrk`), node/npm (for Prism) and python3 (free ports);
+# with nginx installed (`apt-get install nginx-light`), (b) is also measured through nginx, the
+# peer proxy, so the cost of a hop on this machine is known.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -166,6 +168,35 @@ GW_NODRIFT=$(free_port)
     --gateway "127.0.0.1:$GW_NODRIFT" --allow-outbound 127.0.0.1 --drift-sample 0 >"$TMP/nodrift.log" 2>&1 &
 PIDS+=($!)
 
+# The peer for (b): nginx as a reverse proxy to the same upstream (keep-alive pool, no access
+# log), when it is installed: the cost of a proxy hop on this machine, measured by a proxy
+# users already trust, next to the gateway's.
+NGINX_URL=
+NGINX_5MS_URL=
+if command -v nginx >/dev/null; then
+    NGX_PORT=$(free_port)
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream up { server 127.0.0.1:$UP_GW; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+EOF
+    nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" >/dev/null 2>&1 &
+    PIDS+=($!)
+    NGINX_URL=http://127.0.0.1:$NGX_PORT/up/pay$OP
+    NGINX_5MS_URL=http://127.0.0.1:$NGX_PORT/up/pay-5ms$OP
+fi
+
 PRISM_PORT=$(free_port)
 "$PRISM" mock -h 127.0.0.1 -p "$PRISM_PORT" "$SPEC" >/dev/null 2>"$TMP/prism.log" &
 PIDS+=($!)
@@ -178,7 +209,7 @@ GW_REAL_NODRIFT=http://127.0.0.1:$GW_NODRIFT/bench/real$OP
 GW_EXAMPLE=http://127.0.0.1:$GW/e-commerce-platform/payments$OP
 DIRECT=$UP_URL$OP
 PRISM_URL=http://127.0.0.1:$PRISM_PORT$OP
-for u in "$UP_URL$OP" "$GW_MOCK" "$GW_REAL" "$DIRECT_5MS" "$GW_REAL_5MS" "$GW_REAL_NODRIFT" "$GW_EXAMPLE" "$PRISM_URL"; do
+for u in "$UP_URL$OP" "$GW_MOCK" "$GW_REAL" "$DIRECT_5MS" "$GW_REAL_5MS" "$GW_REAL_NODRIFT" "$GW_EXAMPLE" "$PRISM_URL" $NGINX_URL; do
     wait_200 "$u" || { tail -n 20 "$TMP"/*.log >&2; exit 1; }
 done
 
@@ -219,6 +250,11 @@ R=$TMP/results
     run direct-5ms "$DIRECT_5MS"
     run via-gateway-5ms "$GW_REAL_5MS"
     run via-gateway-nodrift "$GW_REAL_NODRIFT"
+    if [ -n "$NGINX_URL" ]; then
+        run via-nginx "$NGINX_URL"
+        run via-nginx-c1 "$NGINX_URL" 1 1
+        run via-nginx-5ms "$NGINX_5MS_URL"
+    fi
 } >"$R"
 LOAD_RSS=$(sort -g "$TMP/rss" | tail -n 1)
 HWM=$(awk '/^VmHWM:/ { print $2 }' "/proc/$DAEMON/status")
@@ -236,6 +272,9 @@ while read -r name rps p50 p99 bad; do
         direct-5ms) what="5 ms upstream directly /up/pay-5ms$OP" ;;
         via-gateway-5ms) what="gateway real -> 5 ms upstream" ;;
         via-gateway-nodrift) what="gateway real, --drift-sample 0" ;;
+        via-nginx) what="nginx proxy_pass -> upstream" ;;
+        via-nginx-c1) what="nginx proxy_pass -> upstream, 1 connection" ;;
+        via-nginx-5ms) what="nginx proxy_pass -> 5 ms upstream" ;;
     esac
     printf '%-16s %-44s %11.0f %9.3f %9.3f %7s\n' "$name" "$what" "$rps" "$p50" "$p99" "$bad"
 done <"$R"
@@ -262,6 +301,21 @@ for suffix in "" -c1 -5ms; do
             label, v50 - d50, (v50 - d50 < 1 ? "PASS" : "FAIL"), v99 - d99, share, (share >= 80 ? "PASS" : "FAIL")
     }'
 done
+if [ -n "$NGINX_URL" ]; then
+    for suffix in "" -c1 -5ms; do
+        case $suffix in
+            "") label="$CONNECTIONS connections" ;;
+            -c1) label="1 connection" ;;
+            -5ms) label="$CONNECTIONS connections, 5 ms upstream" ;;
+        esac
+        awk -v label="$label" \
+            -v dr="$(get "direct$suffix" 2)" -v nr="$(get "via-nginx$suffix" 2)" -v vr="$(get "via-gateway$suffix" 2)" \
+            -v d50="$(get "direct$suffix" 3)" -v n50="$(get "via-nginx$suffix" 3)" 'BEGIN {
+            printf "(b) peer, %s: nginx +%.3f ms at p50, %.0f%% of direct throughput; the gateway does %.0f%% of nginx'"'"'s throughput\n",
+                label, n50 - d50, (dr > 0 ? 100 * nr / dr : 0), (nr > 0 ? 100 * vr / nr : 0)
+        }'
+    done
+fi
 awk -v on50="$(get via-gateway 3)" -v off50="$(get via-gateway-nodrift 3)" \
     -v on99="$(get via-gateway 4)" -v off99="$(get via-gateway-nodrift 4)" \
     -v onr="$(get via-gateway 2)" -v offr="$(get via-gateway-nodrift 2)" 'BEGIN {

@@ -202,6 +202,8 @@ pub enum ValueError {
     TooShort(String),
     #[error("`{0}` is not a share from 0 to 1 (e.g. `0.1` keeps one exchange in ten)")]
     NotAShare(String),
+    #[error("`{0}` is not a thread count from 1 to 256")]
+    NotAThreadCount(String),
 }
 
 /// `1MiB`, `256KiB`, `64kB`, `1000` (bytes), `0`.
@@ -490,10 +492,10 @@ fn default_gateway_threads() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
-fn parse_threads(s: &str) -> Result<usize, String> {
+fn parse_threads(s: &str) -> Result<usize, ValueError> {
     match s.parse::<usize>() {
         Ok(n) if (1..=256).contains(&n) => Ok(n),
-        _ => Err(format!("`{s}` is not a thread count from 1 to 256")),
+        _ => Err(ValueError::NotAThreadCount(s.to_string())),
     }
 }
 

@@ -14,6 +14,45 @@ pub use super::state::{
     classify, file_stem,
 };
 
+/// Why a commit has no validated desired state (see [`load_valid`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("cannot open commit {sha}: {source}")]
+    Open {
+        sha: String,
+        source: crate::git::Error,
+    },
+    #[error("cannot load commit {sha}: {message}")]
+    Load { sha: String, message: String },
+    #[error("commit {sha} is not valid ({errors} errors)")]
+    Invalid { sha: String, errors: usize },
+}
+
+/// Commit `sha` of the Git directory `repo`: its files and its desired state, when the commit
+/// is valid. What everything that follows applied commits builds from (the gateway's routes,
+/// drift's contracts).
+pub fn load_valid(
+    repo: &std::path::Path,
+    sha: &str,
+) -> Result<(crate::git::revision::GitFiles, DesiredState), CommitError> {
+    let files =
+        crate::git::revision::GitFiles::open(repo, sha).map_err(|source| CommitError::Open {
+            sha: sha.to_string(),
+            source,
+        })?;
+    let loaded = Loader::new().load(&files).map_err(|e| CommitError::Load {
+        sha: sha.to_string(),
+        message: e.to_string(),
+    })?;
+    if !loaded.is_valid() {
+        return Err(CommitError::Invalid {
+            sha: sha.to_string(),
+            errors: loaded.errors(),
+        });
+    }
+    Ok((files, loaded.state))
+}
+
 use super::check;
 use super::shape;
 use super::snapshot::{Entry, EntryKind, Snapshot, SnapshotError};

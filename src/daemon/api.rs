@@ -61,7 +61,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/events/{id}", get(event))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{seq}", get(revision))
-        .route("/api/v1/drift/patch/{service}", get(drift_patch))
         .merge(crate::drift::api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             shared.auth.clone(),
@@ -573,46 +572,6 @@ async fn revision(State(s): State<Arc<Shared>>, Path(seq): Path<u64>) -> ApiResu
             format!("no revision {seq}"),
         )),
     }
-}
-
-/// The spec patch mockops would propose for a service's open drift incidents, without opening
-/// anything: the unified diff, the accepted and skipped incidents, the evidence and the
-/// `mockops diff` changes.
-async fn drift_patch(
-    State(s): State<Arc<Shared>>,
-    Path(service): Path<String>,
-) -> ApiResult<Json<Value>> {
-    use crate::drift::patch::ServicePatchError as E;
-    let Some(repo) = s.repo_path.get().cloned() else {
-        return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the configuration repository is not open yet".into(),
-        ));
-    };
-    let store = s.store.clone();
-    let name = service.clone();
-    let proposal =
-        tokio::task::spawn_blocking(move || crate::drift::patch::for_service(&store, &repo, &name))
-            .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| {
-                let status = match &e {
-                    E::UnknownService(_) => StatusCode::NOT_FOUND,
-                    E::NoSpec(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    E::NotApplied => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                ApiError(status, e.to_string())
-            })?;
-    Ok(Json(json!({
-        "service": service,
-        "diff": proposal.diff(),
-        "files": proposal.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
-        "accepted": proposal.accepted,
-        "skipped": proposal.skipped,
-        "summary": proposal.summary,
-        "changes": proposal.changes,
-    })))
 }
 
 #[cfg(test)]

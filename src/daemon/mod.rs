@@ -298,9 +298,6 @@ pub struct Shared {
     pub observed_rx: Mutex<Option<tokio::sync::mpsc::Receiver<crate::drift::Observation>>>,
     /// Drift detection (contracts, reachability, probes), once started.
     pub drift: std::sync::OnceLock<Arc<crate::drift::detect::Drift>>,
-    /// The Git dir commits are read from (set once the source is open): what the drift
-    /// patch reads the applied spec from.
-    pub repo_path: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Shared {
@@ -327,7 +324,6 @@ impl Shared {
             observations,
             observed_rx: Mutex::new(Some(observed_rx)),
             drift: std::sync::OnceLock::new(),
-            repo_path: std::sync::OnceLock::new(),
         }
     }
 
@@ -458,7 +454,6 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         source.hints().clone(),
         auth,
     ));
-    let _ = shared.repo_path.set(source.repo_path().to_path_buf());
     {
         let state = shared.loop_state.clone();
         reconciler.set_progress(Arc::new(move || state.progress()));

@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/drift/incidents", get(incidents))
         .route("/api/v1/drift/incidents/{id}", get(incident))
         .route("/api/v1/drift/probe/{service}", post(probe_now))
+        .route("/api/v1/drift/patch/{service}", get(patch))
 }
 
 fn drift(s: &Shared) -> Result<&Arc<Drift>, ApiError> {
@@ -181,4 +182,39 @@ async fn probe_now(
         }
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
+}
+
+/// The spec patch mockops would propose for a service's open drift incidents, without opening
+/// anything: the unified diff, the accepted and skipped incidents, the evidence and the
+/// `mockops diff` changes.
+async fn patch(
+    State(s): State<Arc<Shared>>,
+    Path(service): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::drift::patch::ServicePatchError as E;
+    let repo = drift(&s)?.repo().to_path_buf();
+    let store = s.store.clone();
+    let name = service.clone();
+    let proposal =
+        tokio::task::spawn_blocking(move || crate::drift::patch::for_service(&store, &repo, &name))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| {
+                let status = match &e {
+                    E::UnknownService(_) => StatusCode::NOT_FOUND,
+                    E::NoSpec(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    E::NotApplied => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                ApiError(status, e.to_string())
+            })?;
+    Ok(Json(json!({
+        "service": service,
+        "diff": proposal.diff(),
+        "files": proposal.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+        "accepted": proposal.accepted,
+        "skipped": proposal.skipped,
+        "summary": proposal.summary,
+        "changes": proposal.changes,
+    })))
 }

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::load::{DesiredState, Loader};
+use crate::config::load::DesiredState;
 use crate::gateway::mock::MockService;
 use crate::gateway::mock::router::{Match, Router};
 use crate::gateway::mock::schema::{Bundle, Converter, Dir};
 use crate::gateway::routes::Upstream;
-use crate::git::revision::{GitFiles, RevisionFiles};
+use crate::git::revision::RevisionFiles;
 use crate::model::{DriftBudget, ProbeSpec, ServiceSpec};
 use crate::schema_diff::SchemaType;
 use crate::schema_diff::openapi::load::{Spec, escape_pointer, ref_of};
@@ -26,17 +26,8 @@ use crate::schema_diff::openapi::ops;
 
 /// Why a commit's contracts could not be built (the previous ones stay).
 #[derive(Debug, thiserror::Error)]
-pub enum ContractsError {
-    #[error("cannot open commit {sha}: {source}")]
-    Open {
-        sha: String,
-        source: crate::git::Error,
-    },
-    #[error("cannot load commit {sha}: {message}")]
-    Load { sha: String, message: String },
-    #[error("commit {sha} is not valid ({errors} errors); the previous contracts stay")]
-    Invalid { sha: String, errors: usize },
-}
+#[error("{0}; the previous contracts stay")]
+pub struct ContractsError(#[from] crate::config::load::CommitError);
 
 /// Why one service has no contract.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -213,23 +204,8 @@ impl Contract {
 
 /// Loads the desired state of `sha` from `repo` and builds its contracts.
 pub fn build(repo: &Path, sha: &str) -> Result<Contracts, ContractsError> {
-    let files = GitFiles::open(repo, sha).map_err(|source| ContractsError::Open {
-        sha: sha.to_string(),
-        source,
-    })?;
-    let loaded = Loader::new()
-        .load(&files)
-        .map_err(|e| ContractsError::Load {
-            sha: sha.to_string(),
-            message: e.to_string(),
-        })?;
-    if !loaded.is_valid() {
-        return Err(ContractsError::Invalid {
-            sha: sha.to_string(),
-            errors: loaded.errors(),
-        });
-    }
-    Ok(from_state(&loaded.state, &files, Some(sha.to_string())))
+    let (files, state) = crate::config::load::load_valid(repo, sha)?;
+    Ok(from_state(&state, &files, Some(sha.to_string())))
 }
 
 /// The contracts of a validated desired state, reading specs through `files`.

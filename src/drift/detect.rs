@@ -100,6 +100,11 @@ pub struct Drift {
 }
 
 impl Drift {
+    /// The Git directory applied commits are read from.
+    pub fn repo(&self) -> &std::path::Path {
+        &self.repo
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,

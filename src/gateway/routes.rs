@@ -14,8 +14,8 @@ use serde_json::Value as Json;
 use super::chaos::Chaos;
 use super::grpc::ProtoService;
 use super::mock::MockService;
-use crate::config::load::{DesiredState, Loader};
-use crate::git::revision::{GitFiles, RevisionFiles};
+use crate::config::load::DesiredState;
+use crate::git::revision::RevisionFiles;
 use crate::model::RealityLevel;
 use crate::schema_diff::SchemaType;
 
@@ -26,17 +26,8 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a table could not be built (the previous one keeps serving).
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("cannot open commit {sha}: {source}")]
-    Open {
-        sha: String,
-        source: crate::git::Error,
-    },
-    #[error("cannot load commit {sha}: {message}")]
-    Load { sha: String, message: String },
-    #[error("commit {sha} is not valid ({errors} errors); the previous routes keep serving")]
-    Invalid { sha: String, errors: usize },
-}
+#[error("{0}; the previous routes keep serving")]
+pub struct BuildError(#[from] crate::config::load::CommitError);
 
 /// Why a service cannot be mocked or proxied (answered as a 503 problem when needed).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -243,21 +234,8 @@ impl RouteTable {
 
 /// Loads the desired state of `sha` from the repository at `repo` and builds its table.
 pub fn build(repo: &Path, sha: &str) -> Result<RouteTable, BuildError> {
-    let files = GitFiles::open(repo, sha).map_err(|source| BuildError::Open {
-        sha: sha.to_string(),
-        source,
-    })?;
-    let loaded = Loader::new().load(&files).map_err(|e| BuildError::Load {
-        sha: sha.to_string(),
-        message: e.to_string(),
-    })?;
-    if !loaded.is_valid() {
-        return Err(BuildError::Invalid {
-            sha: sha.to_string(),
-            errors: loaded.errors(),
-        });
-    }
-    Ok(from_state(&loaded.state, &files, Some(sha.to_string())))
+    let (files, state) = crate::config::load::load_valid(repo, sha)?;
+    Ok(from_state(&state, &files, Some(sha.to_string())))
 }
 
 /// The table of a validated desired state, reading specs through `files`.
