@@ -131,12 +131,12 @@ pub struct LoginForm {
 
 /// A post from another site (a forged form): refused.
 fn cross_site(headers: &HeaderMap) -> bool {
-    if headers
+    // Browsers that send Fetch metadata say where the form came from; trust that first.
+    if let Some(site) = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site" || v == "same-site")
     {
-        return true;
+        return !matches!(site, "same-origin" | "none");
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
@@ -246,5 +246,8 @@ mod tests {
         h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(cross_site(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!cross_site(&h));
     }
 }

@@ -28,37 +28,46 @@ pub fn bucket(count: u64, max: u64) -> usize {
         return 0;
     }
     let l = ((count as f64).ln_1p() / (max as f64).ln_1p()).clamp(0.0, 1.0);
-    1 + ((l * 4.0).ceil() as usize).clamp(1, 4) - 1
+    ((l * 4.0).ceil() as usize).clamp(1, 4)
+}
+
+/// The counts each bucket stands for, as text ("no hits", "1", "2–5"); empty buckets left
+/// out.
+pub fn bucket_ranges(max: u64) -> Vec<(usize, String)> {
+    let mut out = vec![(0, "no hits".to_string())];
+    if max == 0 {
+        return out;
+    }
+    // The smallest count in bucket `b` or above (the buckets grow with the count).
+    let first_at = |b: usize| {
+        let (mut lo, mut hi) = (1u64, max);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if bucket(mid, max) >= b { hi = mid } else { lo = mid + 1 }
+        }
+        lo
+    };
+    for b in 1..=4 {
+        let lo = first_at(b);
+        if bucket(lo, max) != b {
+            continue;
+        }
+        let hi = if b == 4 { max } else { first_at(b + 1).saturating_sub(1) };
+        let hi = if bucket(hi, max) == b { hi } else { lo };
+        out.push((b, if lo == hi { lo.to_string() } else { format!("{lo}–{hi}") }));
+    }
+    out
 }
 
 /// The legend: what each fill means, as text.
 fn legend(out: &mut String, max: u64) {
     out.push_str("<ul class=\"legend\" aria-label=\"Legend\">");
-    let bounds = |b: usize| -> String {
-        if b == 0 {
-            return "no hits".into();
-        }
-        let at = |q: f64| ((max as f64).ln_1p() * q).exp_m1().round() as u64;
-        let lo = if b == 1 {
-            1
-        } else {
-            at((b - 1) as f64 / 4.0) + 1
-        };
-        let hi = at(b as f64 / 4.0).max(lo);
-        if lo >= hi {
-            format!("{hi}")
-        } else {
-            format!("{lo}–{hi}")
-        }
-    };
-    for (b, fill) in FILLS.iter().enumerate() {
-        if b > 0 && max == 0 {
-            break;
-        }
+    for (b, text) in bucket_ranges(max) {
         let _ = write!(
             out,
-            "<li><svg width=\"14\" height=\"14\" aria-hidden=\"true\"><rect width=\"14\" height=\"14\" fill=\"{fill}\" stroke=\"#8a8f98\"/></svg> {}</li>",
-            esc(&bounds(b))
+            "<li><svg width=\"14\" height=\"14\" aria-hidden=\"true\"><rect width=\"14\" height=\"14\" fill=\"{}\" stroke=\"#8a8f98\"/></svg> {}</li>",
+            FILLS[b],
+            esc(&text)
         );
     }
     out.push_str("</ul>");
@@ -79,8 +88,9 @@ pub fn heatmap(map: &Heatmap, id: &str, title: &str) -> String {
         .max(4)
         + 12;
     let cols = map.columns.len();
-    let width = label_w + cols * (CELL + GAP) + 10;
-    let height = map.rows.len() * (CELL + GAP) + 44;
+    // Room after the last cell for the last column's label.
+    let width = label_w + cols * (CELL + GAP) + 90;
+    let height = map.rows.len() * (CELL + GAP) + 24;
     let max = map
         .rows
         .iter()
@@ -403,6 +413,24 @@ mod tests {
         assert_eq!(bucket(1, 1000), 1);
         assert_eq!(bucket(1000, 1000), 4);
         assert!((1..=4).contains(&bucket(30, 1000)));
+    }
+
+    #[test]
+    fn the_legend_names_whole_ranges() {
+        assert_eq!(bucket_ranges(0), vec![(0, "no hits".to_string())]);
+        let r = bucket_ranges(5);
+        assert_eq!(r[0].1, "no hits");
+        assert_eq!(r.last().map(|x| x.1.as_str()), Some("3–5"));
+        let r = bucket_ranges(1_000_000);
+        assert_eq!(r.len(), 5);
+        assert!(r[1].1.starts_with("1–"));
+        // Every count falls into the range its bucket names.
+        for (b, text) in &r[1..] {
+            let (lo, hi) = text.split_once('–').unwrap();
+            let (lo, hi): (u64, u64) = (lo.parse().unwrap(), hi.parse().unwrap());
+            assert_eq!(bucket(lo, 1_000_000), *b);
+            assert_eq!(bucket(hi, 1_000_000), *b);
+        }
     }
 
     #[test]
