@@ -51,6 +51,7 @@ pub fn safe_next(next: Option<&str>) -> String {
         Some(n)
             if (n == "/ui" || n.starts_with("/ui/") || n.starts_with("/ui?"))
                 && !n.contains("//")
+                && !n.contains("..")
                 && !n.contains('\\')
                 && !n.chars().any(char::is_control) =>
         {
