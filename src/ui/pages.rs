@@ -30,7 +30,7 @@ pub const MAX_EXECUTIONS: usize = 100;
 /// Most diagnostics shown per invalid commit.
 const MAX_DIAGNOSTICS: usize = 50;
 /// Most operations on one page of the coverage grid (whole services per page).
-pub const COVERAGE_PAGE_OPS: usize = 1500;
+pub const COVERAGE_PAGE_OPS: usize = 1000;
 /// Most incidents listed.
 const MAX_INCIDENTS: usize = 200;
 /// Longest payload shown in the events table.

@@ -241,13 +241,20 @@ pub fn coverage_grid(rows: &[(String, Vec<OpCell>)], id: &str, title: &str) -> S
             let x = label_w + (i % PER_LINE) * (CELL + GAP);
             let cy = y + (i / PER_LINE) * (CELL + GAP);
             let [s2, s3, s4, s5, other] = cell.by_class;
+            let hits = if cell.hits == 0 {
+                "no hits".to_string()
+            } else {
+                format!(
+                    "{} hits (2xx {s2}, 3xx {s3}, 4xx {s4}, 5xx {s5}, other {other})",
+                    cell.hits
+                )
+            };
             let _ = write!(
                 out,
-                "<rect class=\"cell\" x=\"{x}\" y=\"{cy}\" width=\"{CELL}\" height=\"{CELL}\" fill=\"{}\"><title>{} {}: {} hits (2xx {s2}, 3xx {s3}, 4xx {s4}, 5xx {s5}, other {other})</title></rect>",
+                "<rect class=\"cell\" x=\"{x}\" y=\"{cy}\" width=\"{CELL}\" height=\"{CELL}\" fill=\"{}\"><title>{} {}: {hits}</title></rect>",
                 FILLS[bucket(cell.hits, max)],
                 esc(service),
                 esc(&cell.label),
-                cell.hits,
             );
         }
         y += lines_of(cells.len()) * (CELL + GAP) + 6;
@@ -462,7 +469,8 @@ mod tests {
         ];
         let svg = coverage_grid(&rows, "coverage-map", "Coverage");
         assert_eq!(svg.matches("<rect class=\"cell\"").count(), 121);
-        assert!(svg.contains("&quot;x&quot;: 0 hits"));
+        assert!(svg.contains("&quot;x&quot;: no hits"));
+        assert!(svg.contains("op7: 7 hits (2xx 7, 3xx 0, 4xx 0, 5xx 0, other 0)"));
         assert!(svg.contains("121 operations of 2 services, 2 never hit"));
     }
 
