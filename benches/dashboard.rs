@@ -151,7 +151,9 @@ fn main() {
                 .post(format!("{api}/api/v1/events"))
                 .header("authorization", &auth)
                 .json(&serde_json::json!({"event_type": "bench.event", "payload": {"i": i}}));
-            pending.push(tokio::spawn(async move { req.send().await.map(|r| r.status()) }));
+            pending.push(tokio::spawn(
+                async move { req.send().await.map(|r| r.status()) },
+            ));
             if pending.len() == 8 {
                 for p in pending.drain(..) {
                     let _ = p.await;
@@ -163,7 +165,9 @@ fn main() {
         }
         let mut seed = 1u64;
         for i in 0..EXCHANGES {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let s = (seed >> 33) as usize % SERVICES;
             // Skewed: most traffic on the first operations, many never hit.
             let op = ((seed >> 20) as usize % OPERATIONS) * ((seed >> 40) as usize % 3) / 2;
@@ -173,7 +177,9 @@ fn main() {
                     .header("x-mockops-scenario", format!("scenario-{}", i % 12))
                     .header("x-mockops-ci", "true");
             }
-            pending.push(tokio::spawn(async move { req.send().await.map(|r| r.status()) }));
+            pending.push(tokio::spawn(
+                async move { req.send().await.map(|r| r.status()) },
+            ));
             if pending.len() == 8 {
                 for p in pending.drain(..) {
                     let _ = p.await;
@@ -222,11 +228,11 @@ fn main() {
                 .await
                 .expect("request");
             let status = r.status().as_u16();
-            let head: usize = 17 + r
-                .headers()
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 4)
-                .sum::<usize>();
+            let head: usize = 17
+                + r.headers()
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>();
             let body = r.bytes().await.expect("body");
             (t.elapsed(), head + body.len(), status)
         })

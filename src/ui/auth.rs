@@ -133,10 +133,7 @@ pub struct LoginForm {
 /// A post from another site (a forged form): refused.
 fn cross_site(headers: &HeaderMap) -> bool {
     // Browsers that send Fetch metadata say where the form came from; trust that first.
-    if let Some(site) = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return !matches!(site, "same-origin" | "none");
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {

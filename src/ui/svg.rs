@@ -43,7 +43,11 @@ pub fn bucket_ranges(max: u64) -> Vec<(usize, String)> {
         let (mut lo, mut hi) = (1u64, max);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if bucket(mid, max) >= b { hi = mid } else { lo = mid + 1 }
+            if bucket(mid, max) >= b {
+                hi = mid
+            } else {
+                lo = mid + 1
+            }
         }
         lo
     };
@@ -52,9 +56,20 @@ pub fn bucket_ranges(max: u64) -> Vec<(usize, String)> {
         if bucket(lo, max) != b {
             continue;
         }
-        let hi = if b == 4 { max } else { first_at(b + 1).saturating_sub(1) };
+        let hi = if b == 4 {
+            max
+        } else {
+            first_at(b + 1).saturating_sub(1)
+        };
         let hi = if bucket(hi, max) == b { hi } else { lo };
-        out.push((b, if lo == hi { lo.to_string() } else { format!("{lo}–{hi}") }));
+        out.push((
+            b,
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}–{hi}")
+            },
+        ));
     }
     out
 }

@@ -148,10 +148,7 @@ fn post_event(d: &Daemon, ty: &str, payload: Json) {
     let (status, body) = http(
         "POST",
         &d.url("/api/v1/events"),
-        Some(
-            serde_json::to_vec(&json!({"event_type": ty, "payload": payload}))
-                .expect("json"),
-        ),
+        Some(serde_json::to_vec(&json!({"event_type": ty, "payload": payload})).expect("json")),
         Some(&d.auth()),
     )
     .expect("post event");
@@ -185,7 +182,10 @@ fn pages_need_the_token_and_escape_hostile_text() {
     for page in PAGES {
         let (status, h, _) = fetch("GET", &d.url(page), &[], None);
         assert_eq!(status, 303, "{page}");
-        let expected = format!("/ui/login?next={}", url::form_urlencoded::byte_serialize(page.as_bytes()).collect::<String>());
+        let expected = format!(
+            "/ui/login?next={}",
+            url::form_urlencoded::byte_serialize(page.as_bytes()).collect::<String>()
+        );
         assert_eq!(header(&h, "location"), expected, "{page}");
     }
     // A wrong token in the cookie: the same, and the cookie is dropped.
@@ -216,7 +216,7 @@ fn pages_need_the_token_and_escape_hostile_text() {
         let (status, h, _) = fetch(
             "POST",
             &d.url("/ui/login"),
-            &[evil.clone()],
+            std::slice::from_ref(&evil),
             Some(&[("token", &token)]),
         );
         assert_eq!(status, 403, "{evil:?}");
@@ -236,8 +236,16 @@ fn pages_need_the_token_and_escape_hostile_text() {
         assert!(set.contains(part), "{set}");
     }
     assert!(!set.contains("Secure"), "plain HTTP: {set}");
-    assert!(!set.contains(&token), "the token is not stored as written: {set}");
-    for next in ["//evil.example/x", "https://evil.example", "/ui/../api", "/api/v1/status"] {
+    assert!(
+        !set.contains(&token),
+        "the token is not stored as written: {set}"
+    );
+    for next in [
+        "//evil.example/x",
+        "https://evil.example",
+        "/ui/../api",
+        "/api/v1/status",
+    ] {
         let (status, h, _) = fetch(
             "POST",
             &d.url("/ui/login"),
@@ -262,9 +270,16 @@ fn pages_need_the_token_and_escape_hostile_text() {
     for page in PAGES {
         let (status, h, body) = fetch("GET", &d.url(page), &session, None);
         assert_eq!(status, 200, "{page}: {body}");
-        assert!(header(&h, "content-type").starts_with("text/html"), "{page}");
+        assert!(
+            header(&h, "content-type").starts_with("text/html"),
+            "{page}"
+        );
         let csp = header(&h, "content-security-policy");
-        for directive in ["default-src 'self'", "script-src 'none'", "frame-ancestors 'none'"] {
+        for directive in [
+            "default-src 'self'",
+            "script-src 'none'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(csp.contains(directive), "{page}: {csp}");
         }
         assert_eq!(header(&h, "x-content-type-options"), "nosniff");
@@ -280,14 +295,30 @@ fn pages_need_the_token_and_escape_hostile_text() {
     };
     let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;";
     let revisions = get("/ui/revisions");
-    assert!(revisions.contains(escaped), "commit summary and diagnostics escaped");
-    assert!(revisions.contains("b-invalid"), "the invalid commit is marked");
-    assert!(revisions.contains("unknown-field") || revisions.contains("unknown"), "{revisions}");
+    assert!(
+        revisions.contains(escaped),
+        "commit summary and diagnostics escaped"
+    );
+    assert!(
+        revisions.contains("b-invalid"),
+        "the invalid commit is marked"
+    );
+    assert!(
+        revisions.contains("unknown-field") || revisions.contains("unknown"),
+        "{revisions}"
+    );
     assert!(revisions.contains("Diagnostics of revision 2"));
     assert!(get("/ui/federations").contains(escaped));
     let coverage = get("/ui/coverage");
-    assert!(coverage.contains("&lt;script&gt;alert(1)"), "operationIds escaped");
-    assert_eq!(coverage.matches("<rect class=\"cell\"").count(), 5, "one cell per operation");
+    assert!(
+        coverage.contains("&lt;script&gt;alert(1)"),
+        "operationIds escaped"
+    );
+    assert_eq!(
+        coverage.matches("<rect class=\"cell\"").count(),
+        5,
+        "one cell per operation"
+    );
     let events = get("/ui/events");
     assert!(events.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     let overview = get("/ui");
@@ -313,7 +344,11 @@ fn pages_need_the_token_and_escape_hostile_text() {
     let by_type = get("/ui/events?type=deploy.done");
     assert_eq!(rows(&by_type), 1);
     assert!(!by_type.contains("release.published</code>"));
-    assert_eq!(rows(&get("/ui/revisions?limit=1")), 2, "a revision and its diagnostics");
+    assert_eq!(
+        rows(&get("/ui/revisions?limit=1")),
+        2,
+        "a revision and its diagnostics"
+    );
     for bad in ["/ui/coverage?page=0", "/ui/coverage?page=99"] {
         let (status, _, body) = fetch("GET", &d.url(bad), &session, None);
         assert_eq!(status, 404, "{bad}");
@@ -346,6 +381,46 @@ fn anonymous_reads_open_the_dashboard_too() {
         assert_eq!(status, 200, "{page}: {body}");
         assert!(header(&h, "content-security-policy").contains("frame-ancestors 'none'"));
     }
+}
+
+#[test]
+fn the_read_only_token_signs_in_too() {
+    let repo = hostile_repo();
+    let state = tempfile::tempdir().expect("state");
+    let read_file = state.path().join("read-token");
+    std::fs::write(&read_file, "read-only-token-0123456789\n").expect("write token");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&read_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+    }
+    let read_arg = read_file.display().to_string();
+    let mut d = Daemon::start(
+        repo.path(),
+        state.path(),
+        &["--api-read-token-file", &read_arg],
+    );
+    d.wait_ready();
+    let (status, h, _) = fetch(
+        "POST",
+        &d.url("/ui/login"),
+        &[],
+        Some(&[("token", "read-only-token-0123456789")]),
+    );
+    assert_eq!(status, 303);
+    assert!(header(&h, "set-cookie").starts_with("mockops_ui="));
+    for page in PAGES {
+        let (status, _, _) = fetch(
+            "GET",
+            &d.url(page),
+            &cookie("read-only-token-0123456789"),
+            None,
+        );
+        assert_eq!(status, 200, "{page}");
+    }
+    // A prefix of a good token is a wrong token.
+    let (status, _, _) = fetch("GET", &d.url("/ui"), &cookie("read-only-token"), None);
+    assert_eq!(status, 303);
 }
 
 /// The Chromium to drive: `$MOCKOPS_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
@@ -406,22 +481,42 @@ fn a_real_browser_loads_every_page_without_console_errors() {
         assert!(Instant::now() < deadline, "the gateway never served front");
         std::thread::sleep(Duration::from_millis(100));
     }
-    for p in ["/shop/front/things1", "/shop/back/things1", "/shop/back/nothing"] {
+    for p in [
+        "/shop/front/things1",
+        "/shop/back/things1",
+        "/shop/back/nothing",
+    ] {
         http("GET", &format!("http://{gw_addr}{p}"), None, Some(&tags)).expect("gateway");
     }
+    // A client may name any scenario: the usage page shows it as text.
+    http(
+        "GET",
+        &format!("http://{gw_addr}/shop/front/things2"),
+        None,
+        Some(&[("x-mockops-scenario", HOSTILE.to_string())]),
+    )
+    .expect("gateway");
     let deadline = Instant::now() + Duration::from_secs(30);
     while d.get("/api/v1/traffic")["exchanges"]
         .as_array()
         .map_or(0, Vec::len)
-        < 4
+        < 5
     {
         assert!(Instant::now() < deadline, "traffic not recorded");
         std::thread::sleep(Duration::from_millis(100));
     }
     post_event(&d, "release.published", json!({"note": HOSTILE}));
+    let (status, _, usage) = fetch("GET", &d.url("/ui/usage"), &cookie(&d.token()), None);
+    assert_eq!(status, 200);
+    assert!(
+        usage.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{usage}"
+    );
+    assert!(!usage.contains("<script") && !usage.contains("<img"));
 
     let out = screenshot_dir();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/dashboard_browser.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/dashboard_browser.py");
     let run = Command::new("python3")
         .arg(&script)
         .arg(&browser)
@@ -438,7 +533,10 @@ fn a_real_browser_loads_every_page_without_console_errors() {
         d.log_text()
     );
     let report: Json = serde_json::from_slice(&run.stdout).expect("driver report");
-    assert_eq!(report["login"]["redirected_to"], "/ui/login?next=%2Fui%2Fcoverage");
+    assert_eq!(
+        report["login"]["redirected_to"],
+        "/ui/login?next=%2Fui%2Fcoverage"
+    );
     assert_eq!(report["login"]["landed_on"], "/ui/coverage", "{report}");
     assert_eq!(report["login"]["cookie_visible_to_scripts"], "", "HttpOnly");
     assert_eq!(report["login"]["errors"], json!([]), "{report}");
@@ -450,7 +548,9 @@ fn a_real_browser_loads_every_page_without_console_errors() {
         assert_eq!(p["errors"], json!([]), "console errors on {path}: {p}");
         assert_eq!(p["svgs_without_name"], 0, "{p}");
         assert!(
-            p["title"].as_str().is_some_and(|t| t.ends_with("· mockops")),
+            p["title"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("· mockops")),
             "{p}"
         );
         let shot = p["screenshot"].as_str().expect("screenshot");
@@ -461,5 +561,8 @@ fn a_real_browser_loads_every_page_without_console_errors() {
         .iter()
         .find(|p| p["path"] == "/ui/coverage")
         .expect("coverage page");
-    assert_eq!(coverage["coverage_cells"], 5, "one cell per operation: {coverage}");
+    assert_eq!(
+        coverage["coverage_cells"], 5,
+        "one cell per operation: {coverage}"
+    );
 }
