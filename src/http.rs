@@ -48,10 +48,14 @@ impl ApiAuth {
 
     /// Checks a read endpoint's `Authorization: Bearer` (the write or the read-only token).
     pub fn check_read(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.check_read_token(bearer(headers))
+    }
+
+    /// [`ApiAuth::check_read`] on a token given some other way (the dashboard's cookie).
+    pub fn check_read_token(&self, given: Option<&str>) -> Result<(), ApiError> {
         if self.anonymous_read {
             return Ok(());
         }
-        let given = bearer(headers);
         let matches = |t: &Option<String>| matches!((t, given), (Some(t), Some(g)) if constant_eq(g.as_bytes(), t.as_bytes()));
         if matches(&self.write) || matches(&self.read) {
             return Ok(());

@@ -17,4 +17,5 @@ pub mod reconcile;
 pub mod schema_diff;
 pub mod secret;
 pub mod store;
+pub mod ui;
 pub mod util;

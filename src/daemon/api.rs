@@ -78,7 +78,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(crate::ui::router(shared))
 }
 
 type ApiResult<T> = Result<T, ApiError>;

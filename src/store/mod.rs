@@ -946,6 +946,46 @@ impl Store {
         })
     }
 
+    /// Events newest first, below id `before` (exclusive) when given, of one type when given
+    /// (read through the type index): the dashboard's pages of recent events.
+    pub fn recent_events(
+        &self,
+        event_type: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.read(|tx| {
+            let t = tx.open_table(EVENTS)?;
+            let end = before.unwrap_or(u64::MAX);
+            let mut out = Vec::new();
+            let mut push = |v: &[u8]| -> Result<bool, StoreError> {
+                out.push(serde_json::from_slice(v)?);
+                Ok(out.len() >= limit)
+            };
+            if limit == 0 {
+                return Ok(out);
+            }
+            if let Some(ty) = event_type {
+                let by_type = tx.open_table(EVENTS_BY_TYPE)?;
+                for item in by_type.range((ty, 0)..(ty, end))?.rev() {
+                    let id = item?.0.value().1;
+                    if let Some(v) = t.get(id)?
+                        && push(v.value())?
+                    {
+                        break;
+                    }
+                }
+            } else {
+                for item in t.range(..end)?.rev() {
+                    if push(item?.1.value())? {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
     pub fn event(&self, id: u64) -> Result<Option<Event>, StoreError> {
         self.read(|tx| {
             let t = tx.open_table(EVENTS)?;

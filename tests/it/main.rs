@@ -5,6 +5,7 @@ mod support;
 mod architecture;
 mod config_validate;
 mod daemon;
+mod dashboard;
 mod deploy;
 mod drift;
 mod drift_loop;
