@@ -31,9 +31,8 @@ const BATCH: usize = 512;
 const RUNS: usize = 5;
 
 fn spec(service: usize, version: usize) -> String {
-    let mut s = format!(
-        "openapi: 3.0.3\ninfo: {{title: s{service:02}, version: \"{version}\"}}\npaths:\n"
-    );
+    let mut s =
+        format!("openapi: 3.0.3\ninfo: {{title: s{service:02}, version: \"{version}\"}}\npaths:\n");
     for op in 0..OPERATIONS {
         s.push_str(&format!(
             "  /r{op:02}/{{id}}:\n    get:\n      operationId: op{op:02}\n      parameters:\n        - {{name: id, in: path, required: true, schema: {{type: string}}}}\n      responses:\n        \"200\":\n          description: ok\n          content:\n            application/json:\n              schema: {{type: object}}\n              example: {{id: \"1\"}}\n"
@@ -61,9 +60,17 @@ fn repository(root: &std::path::Path) -> String {
         let mut fleet = String::from("name: fleet\nservices:\n");
         for s in 0..SERVICES {
             // Each commit moves one service's level and another's spec.
-            let level = if s == commit % SERVICES { levels[commit % 4] } else { "mock_v3" };
+            let level = if s == commit % SERVICES {
+                levels[commit % 4]
+            } else {
+                "mock_v3"
+            };
             fleet.push_str(&format!("  - name: s{s:02}\n    reality_level: {level}\n"));
-            let version = if s == (commit * 7) % SERVICES { commit } else { 0 };
+            let version = if s == (commit * 7) % SERVICES {
+                commit
+            } else {
+                0
+            };
             if commit == 0 || version > 0 {
                 write(root, &format!("specs/s{s:02}.yaml"), &spec(s, version));
             }
@@ -95,7 +102,11 @@ fn exchanges(now_micros: u64) -> impl Iterator<Item = Exchange> {
     (0..EXCHANGES).map(move |i| {
         let at_micros = start + (i as u64) * (span / EXCHANGES as u64);
         let edge = rng.u8(..10) == 0;
-        let s = if edge { rng.usize(..10) } else { rng.usize(..SERVICES) };
+        let s = if edge {
+            rng.usize(..10)
+        } else {
+            rng.usize(..SERVICES)
+        };
         let op = rng.usize(..OPERATIONS + 1);
         let status = match rng.u8(..20) {
             0 => 500,
@@ -284,13 +295,14 @@ fn main() {
             scan.as_secs_f64() / d.as_secs_f64().max(1e-9)
         );
     }
-    println!(
-        "naive scan of the raw record (baseline) {:>8.1}",
-        ms(scan)
-    );
+    println!("naive scan of the raw record (baseline) {:>8.1}", ms(scan));
     println!(
         "slowest view: {:.2} ms (target < 100 ms: {})",
         ms(worst),
-        if worst < Duration::from_millis(100) { "met" } else { "NOT met" }
+        if worst < Duration::from_millis(100) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

@@ -43,7 +43,10 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/api/v2/analytics/reality-levels/staleness",
             r(View::Staleness),
         )
-        .route("/api/v2/analytics/drift/percentage", r(View::DriftPercentage))
+        .route(
+            "/api/v2/analytics/drift/percentage",
+            r(View::DriftPercentage),
+        )
 }
 
 impl From<AnalyticsError> for ApiError {
@@ -126,7 +129,11 @@ pub fn applied(s: &Shared) -> Result<(String, std::path::PathBuf), ApiError> {
         .last_applied
         .map(|r| r.sha)
         .ok_or(AnalyticsError::NotApplied)?;
-    let repo = s.repo_path.get().cloned().ok_or(AnalyticsError::NotApplied)?;
+    let repo = s
+        .repo_path
+        .get()
+        .cloned()
+        .ok_or(AnalyticsError::NotApplied)?;
     Ok((sha, repo))
 }
 

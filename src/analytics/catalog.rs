@@ -99,12 +99,10 @@ impl Catalog {
             sha: sha.to_string(),
             cause: e.to_string(),
         })?;
-        let loaded = Loader::new()
-            .load(&files)
-            .map_err(|e| CatalogError::Load {
-                sha: sha.to_string(),
-                cause: e.to_string(),
-            })?;
+        let loaded = Loader::new().load(&files).map_err(|e| CatalogError::Load {
+            sha: sha.to_string(),
+            cause: e.to_string(),
+        })?;
         if !loaded.is_valid() {
             return Err(CatalogError::Invalid {
                 sha: sha.to_string(),
@@ -119,7 +117,10 @@ impl Catalog {
             let mut members = Vec::new();
             for m in &fed.spec.services {
                 let service = m.service.clone().unwrap_or_else(|| m.name.clone());
-                let spec = state.services.get(&service).and_then(|s| s.spec.spec.clone());
+                let spec = state
+                    .services
+                    .get(&service)
+                    .and_then(|s| s.spec.spec.clone());
                 let route = served.and_then(|f| f.services.iter().find(|s| s.name == m.name));
                 let (operations, error) = match route {
                     None => (Vec::new(), Some("not served".to_string())),

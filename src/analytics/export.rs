@@ -110,7 +110,10 @@ pub fn update(
         ] {
             let mut l = pair(&m.federation, &m.service);
             l.push(("of", of.to_string()));
-            metrics.analytics_staleness_seconds.get_or_create(&l).set(age);
+            metrics
+                .analytics_staleness_seconds
+                .get_or_create(&l)
+                .set(age);
         }
     }
     metrics

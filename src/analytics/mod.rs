@@ -16,12 +16,12 @@ pub mod catalog;
 pub mod export;
 pub mod staleness;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::store::analytics::{Rollup, RollupRow};
+use crate::store::analytics::{Rollup, RollupRef};
 use crate::store::{Store, StoreError};
 use catalog::{Catalog, CatalogError};
 use staleness::{Histories, HistoryError, Since};
@@ -36,7 +36,9 @@ pub const PARAMETERS: [&str; 5] = ["from", "to", "federation", "service", "envir
 /// Why a view cannot be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
-    #[error("unknown parameter `{0}`; the analytics take from, to, federation, service and environment")]
+    #[error(
+        "unknown parameter `{0}`; the analytics take from, to, federation, service and environment"
+    )]
     UnknownParameter(String),
     #[error(
         "{name}=`{value}` is not an RFC 3339 date or UTC time (e.g. 2026-12-01 or 2026-12-01T10:00:00Z)"
@@ -235,51 +237,66 @@ pub struct HeatRow {
     pub total: u64,
 }
 
-fn heatmap(q: &Query, rows: impl Iterator<Item = RollupRow>) -> Heatmap {
+/// A heatmap of `rollup` over the range: the counters the filters and `keep` keep, by key.
+fn heatmap(
+    store: &Store,
+    catalog: &Catalog,
+    q: &Query,
+    rollup: Rollup,
+    keep: impl Fn(&RollupRef<'_>) -> bool,
+) -> Result<Heatmap, AnalyticsError> {
     let width = (q.to_day - q.from_day) as usize + 1;
-    let mut by_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in rows {
-        let Some(i) = r.day.checked_sub(q.from_day).map(|i| i as usize) else {
-            continue;
-        };
-        if i >= width {
-            continue;
+    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
+    store.visit_rollup(rollup, q.from_day, q.to_day, |r| {
+        if !keep(&r) || !q.keeps(catalog, r.federation, r.service) {
+            return;
         }
-        by_key.entry(r.key).or_insert_with(|| vec![0; width])[i] += r.count;
-    }
-    Heatmap {
+        let i = r.day.saturating_sub(q.from_day) as usize;
+        if i >= width {
+            return;
+        }
+        match by_key.get_mut(r.key) {
+            Some(counts) => counts[i] += r.count,
+            None => {
+                let mut counts = vec![0; width];
+                counts[i] = r.count;
+                by_key.insert(r.key.to_string(), counts);
+            }
+        }
+    })?;
+    let mut rows: Vec<HeatRow> = by_key
+        .into_iter()
+        .map(|(key, counts)| HeatRow {
+            total: counts.iter().sum(),
+            key,
+            counts,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Heatmap {
         from: day_name(q.from_day),
         to: day_name(q.to_day),
         days: q.days(),
-        rows: by_key
-            .into_iter()
-            .map(|(key, counts)| HeatRow {
-                total: counts.iter().sum(),
-                key,
-                counts,
-            })
-            .collect(),
-    }
+        rows,
+    })
 }
 
 /// Scenario usage: requests tagged with each scenario (`X-Mockops-Scenario`), per day.
-pub fn scenario_usage(store: &Store, catalog: &Catalog, q: &Query) -> Result<Heatmap, AnalyticsError> {
-    let rows = store.rollup(Rollup::Scenarios, q.from_day, q.to_day)?;
-    Ok(heatmap(
-        q,
-        rows.into_iter()
-            .filter(|r| q.keeps(catalog, &r.federation, &r.service)),
-    ))
+pub fn scenario_usage(
+    store: &Store,
+    catalog: &Catalog,
+    q: &Query,
+) -> Result<Heatmap, AnalyticsError> {
+    heatmap(store, catalog, q, Rollup::Scenarios, |_| true)
 }
 
 /// Persona CI hits: requests from CI (`X-Mockops-CI`) tagged with each persona, per day.
-pub fn persona_ci_hits(store: &Store, catalog: &Catalog, q: &Query) -> Result<Heatmap, AnalyticsError> {
-    let rows = store.rollup(Rollup::Personas, q.from_day, q.to_day)?;
-    Ok(heatmap(
-        q,
-        rows.into_iter()
-            .filter(|r| r.detail == 1 && q.keeps(catalog, &r.federation, &r.service)),
-    ))
+pub fn persona_ci_hits(
+    store: &Store,
+    catalog: &Catalog,
+    q: &Query,
+) -> Result<Heatmap, AnalyticsError> {
+    heatmap(store, catalog, q, Rollup::Personas, |r| r.detail == 1)
 }
 
 /// Requests by status class.
@@ -298,6 +315,11 @@ pub struct Classes {
 }
 
 impl Classes {
+    /// Requests of every class.
+    pub fn total(&self) -> u64 {
+        self.c2xx + self.c3xx + self.c4xx + self.c5xx + self.other
+    }
+
     fn add(&mut self, class: u8, n: u64) {
         match class {
             2 => self.c2xx += n,
@@ -362,64 +384,63 @@ pub fn endpoint_coverage(
     catalog: &Catalog,
     q: &Query,
 ) -> Result<Coverage, AnalyticsError> {
-    // (federation, member, operation) -> classes.
-    let mut counts: BTreeMap<(String, String, String), Classes> = BTreeMap::new();
-    for r in store.rollup(Rollup::Operations, q.from_day, q.to_day)? {
-        if !q.keeps(catalog, &r.federation, &r.service) {
-            continue;
-        }
-        counts
-            .entry((r.federation, r.service, r.key))
-            .or_default()
-            .add(r.detail, r.count);
-    }
-    let mut services = Vec::new();
+    // Every operation of every member the filters keep gets a slot; requests of a kept
+    // member that match none of them count as unmatched.
+    let mut members: Vec<(&catalog::Federation, &catalog::Member)> = Vec::new();
+    let mut member_slot: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut op_slot: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut slots = 0usize;
     for fed in catalog.federations.values() {
         for m in &fed.members {
             if !q.keeps(catalog, &fed.name, &m.name) {
                 continue;
             }
-            let mut endpoints = Vec::new();
-            let mut declared = BTreeSet::new();
+            member_slot.insert((&fed.name, &m.name), members.len());
+            members.push((fed, m));
             for op in &m.operations {
-                declared.insert(op.name.as_str());
-                let by_class = counts
-                    .get(&(fed.name.clone(), m.name.clone(), op.name.clone()))
-                    .cloned()
-                    .unwrap_or_default();
-                let requests =
-                    by_class.c2xx + by_class.c3xx + by_class.c4xx + by_class.c5xx + by_class.other;
-                endpoints.push(EndpointCoverage {
-                    operation: op.name.clone(),
-                    method: op.method.clone(),
-                    path: op.path.clone(),
-                    requests,
-                    by_class,
-                });
+                op_slot.insert((&fed.name, &m.name, &op.name), slots);
+                slots += 1;
             }
-            let unmatched_requests = counts
-                .range(
-                    (fed.name.clone(), m.name.clone(), String::new())
-                        ..=(fed.name.clone(), m.name.clone(), char::MAX.to_string()),
-                )
-                .filter(|((_, _, op), _)| !declared.contains(op.as_str()))
-                .map(|(_, c)| c.c2xx + c.c3xx + c.c4xx + c.c5xx + c.other)
-                .sum();
-            let hit = endpoints.iter().filter(|e| e.requests > 0).count();
-            services.push(ServiceCoverage {
-                federation: fed.name.clone(),
-                environment: fed.environment.clone(),
-                service: m.name.clone(),
-                reality_level: m.reality_level.clone(),
-                spec: m.spec.clone(),
-                operations: endpoints.len(),
-                hit,
-                ratio: ratio(hit, endpoints.len()),
-                unmatched_requests,
-                error: m.error.clone(),
-                endpoints,
+        }
+    }
+    let mut classes = vec![Classes::default(); slots];
+    let mut unmatched = vec![0u64; members.len()];
+    store.visit_rollup(Rollup::Operations, q.from_day, q.to_day, |r| {
+        if let Some(&i) = op_slot.get(&(r.federation, r.service, r.key)) {
+            classes[i].add(r.detail, r.count);
+        } else if let Some(&i) = member_slot.get(&(r.federation, r.service)) {
+            unmatched[i] += r.count;
+        }
+    })?;
+    let mut services = Vec::new();
+    let mut slot = 0usize;
+    for (i, (fed, m)) in members.iter().enumerate() {
+        let mut endpoints = Vec::new();
+        for op in &m.operations {
+            let by_class = std::mem::take(&mut classes[slot]);
+            slot += 1;
+            endpoints.push(EndpointCoverage {
+                operation: op.name.clone(),
+                method: op.method.clone(),
+                path: op.path.clone(),
+                requests: by_class.total(),
+                by_class,
             });
         }
+        let hit = endpoints.iter().filter(|e| e.requests > 0).count();
+        services.push(ServiceCoverage {
+            federation: fed.name.clone(),
+            environment: fed.environment.clone(),
+            service: m.name.clone(),
+            reality_level: m.reality_level.clone(),
+            spec: m.spec.clone(),
+            operations: endpoints.len(),
+            hit,
+            ratio: ratio(hit, endpoints.len()),
+            unmatched_requests: unmatched[i],
+            error: m.error.clone(),
+            endpoints,
+        });
     }
     let operations = services.iter().map(|s| s.operations).sum();
     let hit = services.iter().map(|s| s.hit).sum();
@@ -499,8 +520,7 @@ pub fn staleness(
                 spec_since: h.spec_since.clone(),
                 spec_age_seconds: (now_secs - h.spec_since.unix).max(0),
                 truncated: h.truncated,
-                upstream_last_observed: seen
-                    .map(|o| crate::drift::detect::rfc3339(o.at_ms)),
+                upstream_last_observed: seen.map(|o| crate::drift::detect::rfc3339(o.at_ms)),
                 upstream_status: match seen {
                     None => "unobserved",
                     Some(o) if o.reachable => "reachable",
@@ -573,7 +593,10 @@ pub fn drift_percentage(
     }
     let mut services = Vec::new();
     for (service, (ops, federations)) in by_service {
-        let mine: Vec<_> = open.iter().filter(|i| i.location.service == service).collect();
+        let mine: Vec<_> = open
+            .iter()
+            .filter(|i| i.location.service == service)
+            .collect();
         let drifting = ops
             .iter()
             .filter(|op| {
@@ -655,7 +678,10 @@ mod tests {
             today,
         )
         .expect("explicit");
-        assert_eq!((day_name(q.from_day), day_name(q.to_day)), ("2026-12-01".into(), "2026-12-02".into()));
+        assert_eq!(
+            (day_name(q.from_day), day_name(q.to_day)),
+            ("2026-12-01".into(), "2026-12-02".into())
+        );
     }
 
     #[test]

@@ -33,8 +33,7 @@ use super::{Store, StoreError};
 /// Microseconds per day.
 const DAY_MICROS: u64 = 86_400_000_000;
 
-const OPERATIONS: TableDefinition<(u32, &str), u64> =
-    TableDefinition::new("analytics_operations");
+const OPERATIONS: TableDefinition<(u32, &str), u64> = TableDefinition::new("analytics_operations");
 const PERSONAS: TableDefinition<(u32, &str), u64> = TableDefinition::new("analytics_personas");
 const SCENARIOS: TableDefinition<(u32, &str), u64> = TableDefinition::new("analytics_scenarios");
 /// `rolled_up` -> 1 once the record was rolled up; `keys\0<table>\0<day>` -> distinct keys.
@@ -215,21 +214,37 @@ pub(super) fn prune_before(tx: &WriteTransaction, floor: u32) -> Result<(), Stor
     Ok(())
 }
 
+/// One counter of a rollup, borrowed from the store while it is visited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupRef<'a> {
+    pub day: u32,
+    pub federation: &'a str,
+    pub service: &'a str,
+    pub key: &'a str,
+    pub detail: u8,
+    pub count: u64,
+}
+
 impl Store {
-    /// The counters of `rollup` for the days `from..=to` (UTC day numbers), in key order.
-    pub fn rollup(&self, rollup: Rollup, from: u32, to: u32) -> Result<Vec<RollupRow>, StoreError> {
+    /// Calls `f` with each counter of `rollup` for the days `from..=to` (UTC day numbers), in
+    /// key order, without copying it.
+    pub fn visit_rollup(
+        &self,
+        rollup: Rollup,
+        from: u32,
+        to: u32,
+        mut f: impl FnMut(RollupRef<'_>),
+    ) -> Result<(), StoreError> {
         self.read(|tx| {
             let table = match tx.open_table(rollup.table()) {
                 Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
-            let mut out = Vec::new();
             if from > to {
-                return Ok(out);
+                return Ok(());
             }
-            let end = to.checked_add(1);
-            let rows = match end {
+            let rows = match to.checked_add(1) {
                 Some(end) => table.range((from, "")..(end, ""))?,
                 None => table.range((from, "")..)?,
             };
@@ -237,11 +252,11 @@ impl Store {
                 let (k, v) = row?;
                 let (day, key) = k.value();
                 let mut parts = key.split('\0');
-                let federation = parts.next().unwrap_or_default().to_string();
-                let service = parts.next().unwrap_or_default().to_string();
-                let name = parts.next().unwrap_or_default().to_string();
+                let federation = parts.next().unwrap_or_default();
+                let service = parts.next().unwrap_or_default();
+                let name = parts.next().unwrap_or_default();
                 let detail = parts.next().and_then(|d| d.parse().ok()).unwrap_or(0);
-                out.push(RollupRow {
+                f(RollupRef {
                     day,
                     federation,
                     service,
@@ -250,8 +265,24 @@ impl Store {
                     count: v.value(),
                 });
             }
-            Ok(out)
+            Ok(())
         })
+    }
+
+    /// The counters of `rollup` for the days `from..=to` (UTC day numbers), in key order.
+    pub fn rollup(&self, rollup: Rollup, from: u32, to: u32) -> Result<Vec<RollupRow>, StoreError> {
+        let mut out = Vec::new();
+        self.visit_rollup(rollup, from, to, |r| {
+            out.push(RollupRow {
+                day: r.day,
+                federation: r.federation.to_string(),
+                service: r.service.to_string(),
+                key: r.key.to_string(),
+                detail: r.detail,
+                count: r.count,
+            })
+        })?;
+        Ok(out)
     }
 }
 
@@ -310,10 +341,25 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![(10, "getPet", 2, 2), (10, "getPet", 4, 1), (11, "getPet", 5, 1)]
+            vec![
+                (10, "getPet", 2, 2),
+                (10, "getPet", 4, 1),
+                (11, "getPet", 5, 1)
+            ]
         );
-        assert_eq!(store.rollup(Rollup::Operations, 11, 11).expect("rows").len(), 1);
-        assert!(store.rollup(Rollup::Operations, 12, 11).expect("rows").is_empty());
+        assert_eq!(
+            store
+                .rollup(Rollup::Operations, 11, 11)
+                .expect("rows")
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .rollup(Rollup::Operations, 12, 11)
+                .expect("rows")
+                .is_empty()
+        );
         let personas = store.rollup(Rollup::Personas, 0, 100).expect("rows");
         assert_eq!(personas.len(), 1);
         assert_eq!((personas[0].key.as_str(), personas[0].detail), ("gold", 1));
@@ -372,7 +418,12 @@ mod tests {
                 UNIX_EPOCH + Duration::from_secs(100 * 86_400),
             )
             .expect("prune");
-        assert!(store.rollup(Rollup::Operations, 0, 100).expect("rows").is_empty());
+        assert!(
+            store
+                .rollup(Rollup::Operations, 0, 100)
+                .expect("rows")
+                .is_empty()
+        );
     }
 
     #[test]

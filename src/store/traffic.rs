@@ -86,7 +86,10 @@ impl Store {
 
     /// Appends exchanges the way a store before the coverage rollup did.
     #[cfg(test)]
-    pub(crate) fn append_traffic_without_rollup(&self, batch: &[Exchange]) -> Result<(), StoreError> {
+    pub(crate) fn append_traffic_without_rollup(
+        &self,
+        batch: &[Exchange],
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             let mut table = tx.open_table(TRAFFIC)?;
             for (i, e) in batch.iter().enumerate() {

@@ -123,7 +123,10 @@ fn repo(up: &Upstream) -> Repo {
         ),
     );
     r.write("federations/shop.yaml", &shop(None));
-    r.write("federations/lab.yaml", "name: lab\nservices:\n  - name: pets\n");
+    r.write(
+        "federations/lab.yaml",
+        "name: lab\nservices:\n  - name: pets\n",
+    );
     r.write(
         "environments/dev/personas/gold.yaml",
         "id: gold\nname: Gold customer\nversion: 1\ntraits: {tier: gold}\n",
@@ -298,8 +301,14 @@ fn rows(heatmap: &Json) -> Vec<(String, u64)> {
                 .iter()
                 .map(|c| c.as_u64().expect("count"))
                 .collect();
-            assert_eq!(counts.iter().sum::<u64>(), r["total"].as_u64().expect("total"));
-            (r["key"].as_str().expect("key").to_string(), r["total"].as_u64().expect("total"))
+            assert_eq!(
+                counts.iter().sum::<u64>(),
+                r["total"].as_u64().expect("total")
+            );
+            (
+                r["key"].as_str().expect("key").to_string(),
+                r["total"].as_u64().expect("total"),
+            )
         })
         .collect()
 }
@@ -375,12 +384,18 @@ fn a_known_traffic_script_gives_known_numbers_in_every_view() {
     // Before any traffic: every operation is listed, with zeros.
     let (status, empty) = analytics(&d, "endpoints/coverage");
     assert_eq!(status, 200, "{empty}");
-    assert_eq!((empty["operations"].as_u64(), empty["hit"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(
+        (empty["operations"].as_u64(), empty["hit"].as_u64()),
+        (Some(10), Some(0))
+    );
 
     rt.block_on(run_script(gw));
-    let traffic = until(&d, "/api/v1/traffic?limit=1000", "11 exchanges recorded", |t| {
-        t["exchanges"].as_array().is_some_and(|a| a.len() == 11)
-    });
+    let traffic = until(
+        &d,
+        "/api/v1/traffic?limit=1000",
+        "11 exchanges recorded",
+        |t| t["exchanges"].as_array().is_some_and(|a| a.len() == 11),
+    );
     let today = traffic["exchanges"][0]["at"]
         .as_str()
         .expect("at")
@@ -448,7 +463,10 @@ fn a_known_traffic_script_gives_known_numbers_in_every_view() {
             ("deletePet", 0, 0, 0),
         ])
     );
-    assert_eq!((cov["operations"].as_u64(), cov["hit"].as_u64()), (Some(10), Some(5)));
+    assert_eq!(
+        (cov["operations"].as_u64(), cov["hit"].as_u64()),
+        (Some(10), Some(5))
+    );
     assert_eq!(cov["ratio"], json!(0.5));
     let by = |f: &str, s: &str| {
         cov["services"]
@@ -466,10 +484,16 @@ fn a_known_traffic_script_gives_known_numbers_in_every_view() {
     insta::assert_json_snapshot!("analytics_endpoint_coverage", redact(&cov));
     let (_, only) = analytics(&d, &format!("endpoints/coverage?{range}&service=users"));
     assert_eq!(only["services"].as_array().map(Vec::len), Some(1));
-    assert_eq!((only["operations"].as_u64(), only["hit"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (only["operations"].as_u64(), only["hit"].as_u64()),
+        (Some(2), Some(1))
+    );
     // A day without traffic: every operation, all zeros.
     let (_, before) = analytics(&d, "endpoints/coverage?from=2026-01-01&to=2026-01-02");
-    assert_eq!((before["operations"].as_u64(), before["hit"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(
+        (before["operations"].as_u64(), before["hit"].as_u64()),
+        (Some(10), Some(0))
+    );
 
     // Drift percentage: getUser has open incidents, one operation of two.
     let (status, drift) = analytics(&d, "drift/percentage");
@@ -531,11 +555,17 @@ fn a_known_traffic_script_gives_known_numbers_in_every_view() {
 
     // The metrics carry the same numbers, labelled by configuration names only.
     assert_eq!(
-        metric(&d, "mockops_analytics_coverage_ratio{federation=\"shop\",service=\"pets\"} "),
+        metric(
+            &d,
+            "mockops_analytics_coverage_ratio{federation=\"shop\",service=\"pets\"} "
+        ),
         Some(0.75)
     );
     assert_eq!(
-        metric(&d, "mockops_analytics_operations_hit{federation=\"lab\",service=\"pets\"} "),
+        metric(
+            &d,
+            "mockops_analytics_operations_hit{federation=\"lab\",service=\"pets\"} "
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -553,7 +583,9 @@ fn a_known_traffic_script_gives_known_numbers_in_every_view() {
     let text = text.as_str().unwrap_or_default();
     for never in ["gold", "checkout", "getPet", "/pets"] {
         assert!(
-            !text.lines().any(|l| l.starts_with("mockops_analytics") && l.contains(never)),
+            !text
+                .lines()
+                .any(|l| l.starts_with("mockops_analytics") && l.contains(never)),
             "`{never}` must never be a label value"
         );
     }
