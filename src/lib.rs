@@ -1,5 +1,6 @@
 //! mockops: a GitOps reconciler daemon for mock environments. See `ARCHITECTURE.md`.
 
+pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -39,6 +39,13 @@ pub struct Metrics {
     pub drift_observations_dropped: Counter,
     /// Bodies not validated (over the cap, too deep, not JSON).
     pub drift_bodies_skipped: Counter,
+    /// Coverage analytics (`analytics::export`): labels from the configuration only.
+    pub analytics_operations: Family<Labels, Gauge>,
+    pub analytics_operations_hit: Family<Labels, Gauge>,
+    pub analytics_coverage_ratio: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub analytics_drift_ratio: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub analytics_staleness_seconds: Family<Labels, Gauge>,
+    pub analytics_members_not_exported: Gauge,
 }
 
 impl Default for Metrics {
@@ -152,8 +159,50 @@ impl Metrics {
             "Observed bodies not validated (over the size cap, too deep, not JSON)",
             drift_bodies_skipped.clone(),
         );
+        let analytics_operations = Family::<Labels, Gauge>::default();
+        registry.register(
+            "analytics_operations",
+            "Operations a federation member's spec declares",
+            analytics_operations.clone(),
+        );
+        let analytics_operations_hit = Family::<Labels, Gauge>::default();
+        registry.register(
+            "analytics_operations_hit",
+            "Operations of a member's spec the gateway served in the last 7 days",
+            analytics_operations_hit.clone(),
+        );
+        let analytics_coverage_ratio = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "analytics_coverage_ratio",
+            "Share of a member's spec operations hit in the last 7 days",
+            analytics_coverage_ratio.clone(),
+        );
+        let analytics_drift_ratio = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "analytics_drift_ratio",
+            "Share of a service's operations with open drift incidents",
+            analytics_drift_ratio.clone(),
+        );
+        let analytics_staleness_seconds = Family::<Labels, Gauge>::default();
+        registry.register(
+            "analytics_staleness_seconds",
+            "Age of a member's current reality level or spec content, from Git history",
+            analytics_staleness_seconds.clone(),
+        );
+        let analytics_members_not_exported = Gauge::default();
+        registry.register(
+            "analytics_members_not_exported",
+            "Federation members left out of the analytics metrics by the series cap",
+            analytics_members_not_exported.clone(),
+        );
         Self {
             registry,
+            analytics_operations,
+            analytics_operations_hit,
+            analytics_coverage_ratio,
+            analytics_drift_ratio,
+            analytics_staleness_seconds,
+            analytics_members_not_exported,
             drift_incidents_open,
             drift_budget_exceeded,
             drift_observations,

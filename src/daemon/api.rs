@@ -1,4 +1,5 @@
 //! The HTTP API (axum): health, readiness, metrics, status, desired state, events, revisions,
+//! coverage analytics (`analytics::api`, under `/api/v2/analytics`)
 //! (the GitHub push webhook is `sources::webhook`, mounted by the daemon).
 //!
 //! Reads go to the store through MVCC read transactions; the only writes are event ingestion
@@ -62,6 +63,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/revisions/{seq}", get(revision))
         .merge(crate::drift::api::routes())
+        .merge(crate::analytics::api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             shared.auth.clone(),
             require_read,
@@ -112,6 +114,7 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    crate::analytics::export::refresh(&s).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -301,6 +301,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The Git directory applied commits are read from, once the daemon has opened its
+    /// source (drift detection holds it).
+    pub fn repo_path(&self) -> Option<&std::path::Path> {
+        self.drift.get().map(|d| d.repo())
+    }
+
     pub fn new(store: Store, live: Live, hints: Hints, auth: crate::http::ApiAuth) -> Self {
         let metrics = Metrics::new();
         let (observations, observed_rx) =

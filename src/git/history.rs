@@ -97,6 +97,20 @@ impl History {
         Ok(chain)
     }
 
+    /// The first-parent chain ending at `head`, newest first, at most `max` commits.
+    pub fn first_parents(&self, head: Oid, max: usize) -> Result<Vec<Oid>, Error> {
+        let mut out = Vec::new();
+        let mut cur = self.repo.find_commit(head)?;
+        while out.len() < max {
+            out.push(cur.id());
+            if cur.parent_count() == 0 {
+                break;
+            }
+            cur = cur.parent(0)?;
+        }
+        Ok(out)
+    }
+
     /// The messages of the commits `oid` brings in: the commit itself, or for a merge the
     /// commits of the merged side too (promotion trailers survive merge commits and GitHub's
     /// squash messages).

@@ -14,6 +14,7 @@
 //!
 //! Values are JSON: readable with any redb tool, and tolerant of added fields.
 
+pub mod analytics;
 mod deliveries;
 pub mod drift;
 mod events;

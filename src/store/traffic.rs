@@ -68,6 +68,34 @@ impl Store {
                 table.insert(key, json.as_slice())?;
                 last = Some(key);
             }
+            // The coverage rollup, in the same transaction (the whole record once, when it
+            // predates the rollup).
+            if super::analytics::take_backfill(tx)? {
+                let old: Vec<Exchange> = table
+                    .iter()?
+                    .filter_map(|row| row.ok())
+                    .filter_map(|(_, v)| serde_json::from_slice(v.value()).ok())
+                    .collect();
+                super::analytics::roll_up(tx, &old)?;
+            } else {
+                super::analytics::roll_up(tx, batch)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends exchanges the way a store before the coverage rollup did.
+    #[cfg(test)]
+    pub(crate) fn append_traffic_without_rollup(
+        &self,
+        batch: &[Exchange],
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut table = tx.open_table(TRAFFIC)?;
+            for (i, e) in batch.iter().enumerate() {
+                let json = serde_json::to_vec(e).unwrap_or_default();
+                table.insert((e.at_micros, i as u32), json.as_slice())?;
+            }
             Ok(())
         })
     }
@@ -132,6 +160,12 @@ impl Store {
                     excess -= 1;
                 }
             }
+            // The rollup keeps the days the record still has an exchange of (or a later one).
+            let floor = match table.first()? {
+                Some((k, _)) => super::analytics::day_of_micros(k.value().0),
+                None => u32::MAX,
+            };
+            super::analytics::prune_before(tx, floor)?;
             Ok(before - table.len()?)
         })
     }

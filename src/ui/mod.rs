@@ -160,7 +160,7 @@ impl Ui {
         {
             return Ok(Some(t.clone()));
         }
-        let Some(repo) = self.shared.drift.get().map(|d| d.repo().to_path_buf()) else {
+        let Some(repo) = self.shared.repo_path().map(std::path::Path::to_path_buf) else {
             return Ok(None);
         };
         let sha = applied.sha.clone();

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod analytics;
 mod architecture;
 mod config_validate;
 mod daemon;
