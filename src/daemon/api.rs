@@ -63,6 +63,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/revisions/{seq}", get(revision))
         .route("/api/v1/drift/patch/{service}", get(drift_patch))
         .merge(crate::drift::api::routes())
+        .merge(crate::scenario::api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             shared.auth.clone(),
             require_read,
