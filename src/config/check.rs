@@ -1721,6 +1721,25 @@ fn service_spec_broken(st: &DesiredState, name: &str) -> bool {
         .is_some_and(|f| f.operations.is_none())
 }
 
+/// Every string inside `v` with its JSON pointer.
+fn string_leaves<'v>(ptr: &str, v: &'v Json, out: &mut Vec<(String, &'v str)>) {
+    match v {
+        Json::String(s) => out.push((ptr.to_string(), s)),
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                string_leaves(&format!("{ptr}/{i}"), item, out);
+            }
+        }
+        Json::Object(m) => {
+            for (k, item) in m {
+                let key = k.replace('~', "~0").replace('/', "~1");
+                string_leaves(&format!("{ptr}/{key}"), item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// `{{steps.<step>.<name>}}` in a step's values must name an earlier step and a value it saves.
 fn check_step_references(
     cx: &mut Ctx,
@@ -1733,7 +1752,10 @@ fn check_step_references(
     let mut values: Vec<(String, Json)> = step
         .params
         .iter()
-        .map(|(k, v)| (format!("{step_ptr}/{k}"), v.clone()))
+        .map(|(k, v)| {
+            let key = k.replace('~', "~0").replace('/', "~1");
+            (format!("{step_ptr}/{key}"), v.clone())
+        })
         .collect();
     if let Some(r) = &step.request
         && let Ok(v) = serde_json::to_value(r)
@@ -1746,9 +1768,13 @@ fn check_step_references(
             Json::Object(e.body.clone().into_iter().collect()),
         ));
     }
-    for (ptr, v) in values {
+    let mut leaves = Vec::new();
+    for (ptr, v) in &values {
+        string_leaves(ptr, v, &mut leaves);
+    }
+    for (ptr, v) in leaves {
         let mut refs = Vec::new();
-        references(&v, &mut refs);
+        references(&Json::String(v.to_string()), &mut refs);
         for r in refs {
             let problem = match &r {
                 Reference::Unknown(inner) => Some((

@@ -20,6 +20,7 @@ mod reconcile_plan;
 mod reliability;
 mod schema_diff_openapi;
 mod schema_diff_proto;
+mod scenarios;
 mod sdkgen;
 mod security;
 mod sources;
