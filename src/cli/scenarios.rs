@@ -58,10 +58,8 @@ pub fn run(args: &ScenariosArgs) -> anyhow::Result<u8> {
         } => {
             let api = args.api.writer()?;
             let body = json!({"environment": env, "federation": federation});
-            let run = rt.block_on(api.post(
-                &format!("/api/v1/scenarios/{}/runs", segment(name)),
-                &body,
-            ))?;
+            let run =
+                rt.block_on(api.post(&format!("/api/v1/scenarios/{}/runs", segment(name)), &body))?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&run)?);
             } else {
@@ -85,13 +83,17 @@ pub fn run(args: &ScenariosArgs) -> anyhow::Result<u8> {
                 q.push(("before", b.to_string()));
             }
             let api = args.api.reader()?;
-            let page = rt.block_on(
-                api.get(&format!("/api/v1/scenarios/{}/runs", segment(name)), &q),
-            )?;
+            let page =
+                rt.block_on(api.get(&format!("/api/v1/scenarios/{}/runs", segment(name)), &q))?;
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
-                for r in page.get("runs").and_then(Json::as_array).into_iter().flatten() {
+                for r in page
+                    .get("runs")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let f = |k: &str| r.get(k).map(text).unwrap_or_default();
                     println!(
                         "{:>6}  {:<7}  {}  {}/{}  {} ms",
@@ -143,7 +145,12 @@ pub fn render(run: &Json) -> String {
         f("federation"),
         f("commit").chars().take(12).collect::<String>()
     );
-    for s in run.get("steps").and_then(Json::as_array).into_iter().flatten() {
+    for s in run
+        .get("steps")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
         let g = |k: &str| s.get(k).map(text).unwrap_or_default();
         let label = match s.get("id").and_then(Json::as_str) {
             Some(id) => format!("{} ({id})", g("index")),
@@ -168,7 +175,12 @@ pub fn render(run: &Json) -> String {
                 req.get("url").map(text).unwrap_or_default()
             ));
         }
-        for a in s.get("assertions").and_then(Json::as_array).into_iter().flatten() {
+        for a in s
+            .get("assertions")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             let mark = if a.get("passed") == Some(&Json::Bool(true)) {
                 "ok  "
             } else {

@@ -322,13 +322,32 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
         )
         .collect();
     let invalid_federations = declared_names(inputs, Kind::Federation);
+    // Services some file declares, valid or not (by name, else by file name).
+    let declared_services: BTreeSet<String> = inputs
+        .iter()
+        .filter(|i| i.class == FileClass::Config(Kind::Service))
+        .flat_map(|i| {
+            let by_doc = match &i.parsed.doc {
+                Some(Doc::Service(s)) => Some(s.name.clone()),
+                _ => None,
+            };
+            let by_node = i
+                .parsed
+                .node
+                .as_ref()
+                .and_then(|n| n.get("name"))
+                .and_then(Node::as_str)
+                .map(str::to_string);
+            [by_doc, by_node, Some(file_stem(&i.path).to_string())]
+        })
+        .flatten()
+        .collect();
     let persona_ids: BTreeSet<(String, String)> = inputs
         .iter()
         .filter_map(|input| match (&input.class, &input.parsed.doc) {
             (FileClass::EnvEntity(Kind::Persona, env), Some(Doc::Persona(p))) => Some((
                 env.clone(),
-                p.id
-                    .clone()
+                p.id.clone()
                     .unwrap_or_else(|| file_stem(&input.path).to_string()),
             )),
             _ => None,
@@ -395,6 +414,7 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
                     &st,
                     &invalid_federations,
                     (env, &persona_ids),
+                    &declared_services,
                 );
                 st.scenarios.insert(
                     (env.clone(), id),
@@ -1529,6 +1549,7 @@ fn check_scenario(
     st: &DesiredState,
     invalid_federations: &BTreeSet<String>,
     (env, personas): (&str, &BTreeSet<(String, String)>),
+    declared_services: &BTreeSet<String>,
 ) {
     if let Some(p) = &s.persona
         && !personas.contains(&(env.to_string(), p.clone()))
@@ -1617,7 +1638,9 @@ fn check_scenario(
                     cx.at(input, &format!("{step_ptr}/save/{name}")),
                     format!("`save.{name}`: `{pointer}` is not a JSON pointer"),
                 )
-                .hint = Some(format!("write a pointer into the response body, such as `/{pointer}`"));
+                .hint = Some(format!(
+                    "write a pointer into the response body, such as `/{pointer}`"
+                ));
             }
         }
         if let Some(e) = &step.expect {
@@ -1640,7 +1663,9 @@ fn check_scenario(
                         cx.key_at(input, &format!("{step_ptr}/expect/body"), pointer),
                         format!("`expect.body`: `{pointer}` is not a JSON pointer"),
                     )
-                    .hint = Some(format!("write a pointer into the response body, such as `/{pointer}`"));
+                    .hint = Some(format!(
+                        "write a pointer into the response body, such as `/{pointer}`"
+                    ));
                 }
             }
         }
@@ -1655,11 +1680,16 @@ fn check_scenario(
                 cx.at(input, &step_ptr),
                 "scenario step names no service",
             )
-            .hint = Some("add `service: <name>`: the service of the federation the step calls".into());
+            .hint =
+                Some("add `service: <name>`: the service of the federation the step calls".into());
             continue;
         };
         let member = match fed {
-            Some(f) => f.services.iter().find(|m| &m.name == svc).map(|m| m.service.as_ref().unwrap_or(&m.name)),
+            Some(f) => f
+                .services
+                .iter()
+                .find(|m| &m.name == svc)
+                .map(|m| m.service.as_ref().unwrap_or(&m.name)),
             None => st.services.contains_key(svc).then_some(svc),
         };
         let Some(service_name) = member else {
@@ -1684,18 +1714,32 @@ fn check_scenario(
             continue;
         };
         let catalog = scenario_catalog(st, service_name);
-        // A spec that does not load is reported on the spec itself.
-        if catalog.is_none() && step.action.is_some() && service_spec_broken(st, service_name) {
+        // A service file that does not load, or a spec that is missing or does not load, is
+        // reported there: the step is not resolved against it.
+        let has_spec = match st.services.get(service_name) {
+            Some(e) => e.spec.spec.is_some(),
+            None => declared_services.contains(service_name),
+        };
+        if catalog.is_none() && has_spec {
             continue;
         }
         if let Err(problems) = crate::scenario::resolve::plan(step, svc, catalog.as_deref()) {
             for p in problems {
                 let ptr = format!("{step_ptr}{}", p.pointer);
                 let loc = match p.pointer.strip_prefix('/') {
-                    Some(key) if p.code == "unknown-step-key" => cx.key_at(input, &step_ptr, &key.replace("~1", "/").replace("~0", "~")),
+                    Some(key) if p.code == "unknown-step-key" => {
+                        cx.key_at(input, &step_ptr, &key.replace("~1", "/").replace("~0", "~"))
+                    }
                     _ => cx.at(input, &ptr),
                 };
-                cx.error(p.code, input, loc, p.message).hint = p.hint;
+                // A service without a spec may be meant for explicit requests only: the
+                // step is reported, and fails when run.
+                let d = if p.code == "unresolved-action" {
+                    cx.warn(p.code, input, loc, p.message)
+                } else {
+                    cx.error(p.code, input, loc, p.message)
+                };
+                d.hint = p.hint;
             }
         }
     }
@@ -1709,16 +1753,6 @@ fn scenario_catalog(
     let path = st.services.get(name)?.spec.spec.as_deref()?;
     let normalized = crate::git::revision::normalize(path).ok()?;
     st.specs.get(&normalized)?.operations.clone()
-}
-
-/// Whether service `name` names a spec file that exists but did not load.
-fn service_spec_broken(st: &DesiredState, name: &str) -> bool {
-    st.services
-        .get(name)
-        .and_then(|s| s.spec.spec.as_deref())
-        .and_then(|p| crate::git::revision::normalize(p).ok())
-        .and_then(|p| st.specs.get(&p))
-        .is_some_and(|f| f.operations.is_none())
 }
 
 /// Every string inside `v` with its JSON pointer.
@@ -1786,7 +1820,8 @@ fn check_step_references(
                         format!("`{{{{steps.{s}.{name}}}}}` names no earlier step"),
                         match did_you_mean(s, earlier.iter().map(|(id, _)| id.as_str())) {
                             Some(c) => format!("did you mean `{c}`?"),
-                            None => "a step refers to steps before it, by their `step` id or index".into(),
+                            None => "a step refers to steps before it, by their `step` id or index"
+                                .into(),
                         },
                     )),
                     Some((_, saved)) if !saved.contains_key(name) => Some((
@@ -1800,7 +1835,8 @@ fn check_step_references(
                 },
             };
             if let Some((msg, hint)) = problem {
-                cx.error("unknown-reference", input, cx.at(input, &ptr), msg).hint = Some(hint);
+                cx.error("unknown-reference", input, cx.at(input, &ptr), msg)
+                    .hint = Some(hint);
             }
         }
     }

@@ -191,7 +191,9 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
     let runs = s.store.scenario_runs(&name, q.before, limit)?;
-    let next = (runs.len() == limit).then(|| runs.last().map(|r| r.id)).flatten();
+    let next = (runs.len() == limit)
+        .then(|| runs.last().map(|r| r.id))
+        .flatten();
     Ok(Json(json!({"runs": runs, "next_before": next})))
 }
 

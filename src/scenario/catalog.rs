@@ -48,7 +48,9 @@ pub enum BodySig {
     None,
     /// A JSON (or form) body: its top-level properties, or `None` when the schema does not
     /// list them (any key is accepted).
-    Json { properties: Option<BTreeSet<String>> },
+    Json {
+        properties: Option<BTreeSet<String>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,7 +286,12 @@ fn collect_properties(
         listed = true;
     }
     for key in ["allOf", "oneOf", "anyOf"] {
-        for s in schema.get(key).and_then(Value::as_array).into_iter().flatten() {
+        for s in schema
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if !collect_properties(spec, &file, s, out, depth + 1) {
                 return false;
             }

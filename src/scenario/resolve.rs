@@ -61,7 +61,11 @@ pub struct Planned {
 
 /// Plans `step` of service `service` against `catalog` (`None`: the service has no usable
 /// spec). Every problem is returned, not only the first.
-pub fn plan(step: &ScenarioStep, service: &str, catalog: Option<&Catalog>) -> Result<Planned, Vec<Problem>> {
+pub fn plan(
+    step: &ScenarioStep,
+    service: &str,
+    catalog: Option<&Catalog>,
+) -> Result<Planned, Vec<Problem>> {
     match (&step.action, &step.request) {
         (Some(_), Some(_)) => Err(vec![
             Problem::new(
@@ -272,7 +276,10 @@ fn encode_segment(s: &str) -> String {
 /// A reference a step's value makes: `{{steps.<step>.<name>}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {
-    Step { step: String, name: String },
+    Step {
+        step: String,
+        name: String,
+    },
     /// Anything else between `{{ }}`.
     Unknown(String),
 }
@@ -305,13 +312,24 @@ pub fn references(v: &Json, out: &mut Vec<Reference>) {
     }
 }
 
+/// A reference a run cannot fill in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubstituteError {
+    #[error("`{{{{steps.{step}.{name}}}}}`: step `{step}` saved no value `{name}`")]
+    NotSaved { step: String, name: String },
+    #[error("`{{{{{0}}}}}` is not a reference a step can use (`{{{{steps.<step>.<name>}}}}`)")]
+    NotAReference(String),
+    #[error("the request after substitution is not valid: {0}")]
+    Request(String),
+}
+
 /// `v` with every `{{steps.<step>.<name>}}` replaced through `lookup`; a string that is one
 /// reference takes the saved value itself (a number stays a number). Errors name the first
 /// reference `lookup` cannot answer.
 pub fn substitute(
     v: &Json,
     lookup: &dyn Fn(&str, &str) -> Option<Json>,
-) -> Result<Json, String> {
+) -> Result<Json, SubstituteError> {
     Ok(match v {
         Json::String(s) => {
             if let Some(c) = REFERENCE.captures(s)
@@ -345,19 +363,21 @@ pub fn substitute(
         Json::Object(m) => Json::Object(
             m.iter()
                 .map(|(k, i)| Ok((k.clone(), substitute(i, lookup)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, SubstituteError>>()?,
         ),
         other => other.clone(),
     })
 }
 
-fn resolve_one(inner: &str, lookup: &dyn Fn(&str, &str) -> Option<Json>) -> Result<Json, String> {
+fn resolve_one(
+    inner: &str,
+    lookup: &dyn Fn(&str, &str) -> Option<Json>,
+) -> Result<Json, SubstituteError> {
     match parse_reference(inner) {
-        Reference::Step { step, name } => lookup(&step, &name)
-            .ok_or_else(|| format!("`{{{{{inner}}}}}`: step `{step}` saved no value `{name}`")),
-        Reference::Unknown(_) => Err(format!(
-            "`{{{{{inner}}}}}` is not a reference a step can use (`{{{{steps.<step>.<name>}}}}`)"
-        )),
+        Reference::Step { step, name } => {
+            lookup(&step, &name).ok_or(SubstituteError::NotSaved { step, name })
+        }
+        Reference::Unknown(inner) => Err(SubstituteError::NotAReference(inner)),
     }
 }
 
@@ -432,8 +452,12 @@ mod tests {
 
     #[test]
     fn unknown_actions_and_keys_are_problems_with_suggestions() {
-        let e = plan(&step(json!({"action": "createCharges"})), "payments", Some(&payments()))
-            .expect_err("unknown");
+        let e = plan(
+            &step(json!({"action": "createCharges"})),
+            "payments",
+            Some(&payments()),
+        )
+        .expect_err("unknown");
         assert_eq!(e[0].code, "unknown-action");
         assert_eq!(e[0].hint.as_deref(), Some("did you mean `createCharge`?"));
         let e = plan(
@@ -445,8 +469,12 @@ mod tests {
         assert_eq!(e[0].code, "unknown-step-key");
         assert_eq!(e[0].pointer, "/amout");
         assert_eq!(e[0].hint.as_deref(), Some("did you mean `amount`?"));
-        let e = plan(&step(json!({"action": "getCharge"})), "payments", Some(&payments()))
-            .expect_err("missing id");
+        let e = plan(
+            &step(json!({"action": "getCharge"})),
+            "payments",
+            Some(&payments()),
+        )
+        .expect_err("missing id");
         assert_eq!(e[0].code, "missing-path-parameter");
     }
 
@@ -454,7 +482,10 @@ mod tests {
     fn references_are_substituted_keeping_types() {
         let lookup = |s: &str, n: &str| (s == "login" && n == "token").then(|| json!(42));
         assert_eq!(
-            substitute(&json!({"a": "{{steps.login.token}}", "b": "Bearer {{ steps.login.token }}"}), &lookup),
+            substitute(
+                &json!({"a": "{{steps.login.token}}", "b": "Bearer {{ steps.login.token }}"}),
+                &lookup
+            ),
             Ok(json!({"a": 42, "b": "Bearer 42"}))
         );
         assert!(substitute(&json!("{{steps.login.nope}}"), &lookup).is_err());

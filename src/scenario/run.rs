@@ -70,7 +70,9 @@ pub enum RunError {
     AmbiguousEnvironment { name: String, envs: String },
     #[error("federation `{0}` is not defined")]
     UnknownFederation(String, Option<String>),
-    #[error("no single federation serves every service of scenario `{0}`; say which with --federation")]
+    #[error(
+        "no single federation serves every service of scenario `{0}`; say which with --federation"
+    )]
     NoFederation(String),
     #[error("step {step}: service `{service}` is not in federation `{federation}`")]
     NotInFederation {
@@ -131,7 +133,11 @@ pub fn prepare(state: &DesiredState, name: &str, req: &RunRequest) -> Result<Pre
                     (!matches.is_empty()).then(|| {
                         format!(
                             "it is defined in {}",
-                            matches.iter().map(|(e, _, _)| e.as_str()).collect::<Vec<_>>().join(", ")
+                            matches
+                                .iter()
+                                .map(|(e, _, _)| e.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     })
                 });
@@ -143,7 +149,11 @@ pub fn prepare(state: &DesiredState, name: &str, req: &RunRequest) -> Result<Pre
         }
         return Err(RunError::AmbiguousEnvironment {
             name: name.to_string(),
-            envs: matches.iter().map(|(e, _, _)| e.as_str()).collect::<Vec<_>>().join(", "),
+            envs: matches
+                .iter()
+                .map(|(e, _, _)| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     };
     if spec.steps.len() > super::MAX_STEPS {
@@ -157,8 +167,11 @@ pub fn prepare(state: &DesiredState, name: &str, req: &RunRequest) -> Result<Pre
     let federation = match req.federation.as_ref().or(spec.federation.as_ref()) {
         Some(f) => {
             if !state.federations.contains_key(f) {
-                let hint = crate::config::diag::did_you_mean(f, state.federations.keys().map(String::as_str))
-                    .map(|c| format!("did you mean `{c}`?"));
+                let hint = crate::config::diag::did_you_mean(
+                    f,
+                    state.federations.keys().map(String::as_str),
+                )
+                .map(|c| format!("did you mean `{c}`?"));
                 return Err(RunError::UnknownFederation(f.clone(), hint));
             }
             f.clone()
@@ -382,7 +395,11 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
             operation: step
                 .action
                 .clone()
-                .or_else(|| step.request.as_ref().map(|r| format!("{} {}", r.method.as_deref().unwrap_or("GET"), r.path)))
+                .or_else(|| {
+                    step.request
+                        .as_ref()
+                        .map(|r| format!("{} {}", r.method.as_deref().unwrap_or("GET"), r.path))
+                })
                 .unwrap_or_default(),
             outcome: Outcome::Skipped,
             request: None,
@@ -422,7 +439,11 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
                     }
                     result.saved.insert(
                         name.clone(),
-                        if secret { Json::String(crate::secret::MASK.into()) } else { v.clone() },
+                        if secret {
+                            Json::String(crate::secret::MASK.into())
+                        } else {
+                            v.clone()
+                        },
                     );
                 }
                 saved.insert(i.to_string(), values.clone());
@@ -432,7 +453,7 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
             }
             Err(e) => {
                 result.outcome = Outcome::Failed;
-                result.error = Some(e);
+                result.error = Some(e.to_string());
                 failed = true;
                 record.outcome = Outcome::Failed;
                 record.failed_step = Some(i);
@@ -444,6 +465,28 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
     record.duration_ms = millis(started.elapsed());
     redact_record(&mut record, &secrets);
     record
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Reference(#[from] resolve::SubstituteError),
+    /// The step does not resolve against the service's spec (every problem, joined).
+    #[error("{0}")]
+    Unresolved(String),
+    #[error("`{0}` is a gRPC method: scenario steps call HTTP operations only")]
+    Grpc(String),
+    #[error("cannot build the request: {0}")]
+    Request(String),
+    #[error("the gateway did not answer: {0}")]
+    Unanswered(String),
+    #[error("the run's time limit ({0} s) was reached")]
+    Deadline(u64),
+    #[error("assertion failed: {0}")]
+    Assertion(String),
+    #[error("save.{name}: the response body has nothing at `{pointer}`")]
+    NothingToSave { name: String, pointer: String },
 }
 
 /// Runs one step; the values it saves, or why it failed (`result` gets the request, response
@@ -460,30 +503,35 @@ async fn run_step(
     deadline: Instant,
     limits: Limits,
     result: &mut StepResult,
-) -> Result<Map<String, Json>, String> {
+) -> Result<Map<String, Json>, StepError> {
     let lookup = |s: &str, n: &str| saved.get(s).and_then(|m| m.get(n)).cloned();
     let step = substitute_step(step, &lookup)?;
     let planned: Planned = resolve::plan(&step, &result.service, catalog).map_err(|problems| {
-        problems
-            .iter()
-            .map(|p| p.message.clone())
-            .collect::<Vec<_>>()
-            .join("; ")
+        StepError::Unresolved(
+            problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })?;
     result.operation = planned.operation.clone();
     if planned.grpc.is_some() {
-        return Err(format!(
-            "`{}` is a gRPC method: scenario steps call HTTP operations only",
-            planned.operation
-        ));
+        return Err(StepError::Grpc(planned.operation));
     }
-    let url = format!("{base}/{}{}{}", p.federation, base_path.trim_end_matches('/'), planned.path);
-    let mut url = reqwest::Url::parse(&url).map_err(|e| format!("cannot build the URL {url}: {e}"))?;
+    let url = format!(
+        "{base}/{}{}{}",
+        p.federation,
+        base_path.trim_end_matches('/'),
+        planned.path
+    );
+    let mut url =
+        reqwest::Url::parse(&url).map_err(|e| StepError::Request(format!("the URL {url}: {e}")))?;
     if !planned.query.is_empty() {
         url.query_pairs_mut().extend_pairs(planned.query.iter());
     }
     let method = reqwest::Method::from_bytes(planned.method.as_bytes())
-        .map_err(|_| format!("`{}` is not an HTTP method", planned.method))?;
+        .map_err(|_| StepError::Request(format!("`{}` is not an HTTP method", planned.method)))?;
     let mut headers: IndexMap<String, String> = IndexMap::new();
     for (k, v) in &planned.headers {
         headers.insert(k.clone(), v.clone());
@@ -501,9 +549,10 @@ async fn run_step(
     let mut req = client.request(method, url);
     for (k, v) in &headers {
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("`{k}` is not a header name"))?;
-        let value = reqwest::header::HeaderValue::from_str(v)
-            .map_err(|_| format!("header `{k}` has a value that cannot be sent"))?;
+            .map_err(|_| StepError::Request(format!("`{k}` is not a header name")))?;
+        let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            StepError::Request(format!("header `{k}` has a value that cannot be sent"))
+        })?;
         req = req.header(name, value);
     }
     if let Some(body) = &planned.body {
@@ -511,13 +560,13 @@ async fn run_step(
     }
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
-        return Err(format!(
-            "the run's time limit ({} s) was reached before this step",
-            limits.overall.as_secs()
-        ));
+        return Err(StepError::Deadline(limits.overall.as_secs()));
     }
     let send = async {
-        let resp = req.send().await.map_err(|e| format!("the gateway did not answer: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| StepError::Unanswered(e.to_string()))?;
         let status = resp.status().as_u16();
         let source = resp
             .headers()
@@ -528,7 +577,8 @@ async fn run_step(
         let mut over = false;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| format!("reading the answer failed: {e}"))?;
+            let chunk = chunk
+                .map_err(|e| StepError::Unanswered(format!("reading the answer failed: {e}")))?;
             let room = limits.read_body.saturating_sub(bytes.len());
             if chunk.len() > room {
                 bytes.extend_from_slice(&chunk[..room]);
@@ -537,17 +587,16 @@ async fn run_step(
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok::<_, String>((status, source, bytes, over))
+        Ok::<_, StepError>((status, source, bytes, over))
     };
     let (status, source, bytes, over) = tokio::time::timeout(remaining, send)
         .await
-        .map_err(|_| {
-            format!(
-                "the run's time limit ({} s) was reached waiting for the answer",
-                limits.overall.as_secs()
-            )
-        })??;
-    let parsed: Option<Json> = if over { None } else { serde_json::from_slice(&bytes).ok() };
+        .map_err(|_| StepError::Deadline(limits.overall.as_secs()))??;
+    let parsed: Option<Json> = if over {
+        None
+    } else {
+        serde_json::from_slice(&bytes).ok()
+    };
     let kept = if bytes.len() <= limits.body_kept && !over {
         match &parsed {
             Some(j) => Some(j.clone()),
@@ -593,7 +642,7 @@ async fn run_step(
         .map(|a| format!("{}: expected {}, got {}", a.what, a.expected, a.actual))
         .collect();
     if !failed.is_empty() {
-        return Err(format!("assertion failed: {}", failed.join("; ")));
+        return Err(StepError::Assertion(failed.join("; ")));
     }
     let mut values = Map::new();
     for (name, pointer) in &step.save {
@@ -602,9 +651,10 @@ async fn run_step(
                 values.insert(name.clone(), v.clone());
             }
             None => {
-                return Err(format!(
-                    "save.{name}: the response body has nothing at `{pointer}`"
-                ));
+                return Err(StepError::NothingToSave {
+                    name: name.clone(),
+                    pointer: pointer.clone(),
+                });
             }
         }
     }
@@ -623,16 +673,17 @@ fn same(a: &Json, b: &Json) -> bool {
 fn substitute_step(
     step: &ScenarioStep,
     lookup: &dyn Fn(&str, &str) -> Option<Json>,
-) -> Result<ScenarioStep, String> {
+) -> Result<ScenarioStep, resolve::SubstituteError> {
     let mut out = step.clone();
     for v in out.params.values_mut() {
         *v = resolve::substitute(v, lookup)?;
     }
     if let Some(r) = &step.request {
-        let v = serde_json::to_value(r).map_err(|e| e.to_string())?;
+        let v = serde_json::to_value(r)
+            .map_err(|e| resolve::SubstituteError::Request(e.to_string()))?;
         out.request = Some(
             serde_json::from_value(resolve::substitute(&v, lookup)?)
-                .map_err(|e| format!("the request after substitution: {e}"))?,
+                .map_err(|e| resolve::SubstituteError::Request(e.to_string()))?,
         );
     }
     if let Some(e) = &mut out.expect {
@@ -710,7 +761,10 @@ mod tests {
         assert!(!same(&json!("100"), &json!(100)));
         let mut v = json!({"h": "Bearer abcd1234", "n": ["abcd1234"]});
         replace_secrets(&mut v, &["abcd1234".to_string()]);
-        assert_eq!(v, json!({"h": format!("Bearer {}", crate::secret::MASK), "n": [crate::secret::MASK]}));
+        assert_eq!(
+            v,
+            json!({"h": format!("Bearer {}", crate::secret::MASK), "n": [crate::secret::MASK]})
+        );
         assert!(secret_header("Authorization"));
         assert!(secret_header("X-Api-Key"));
         assert!(!secret_header("Accept"));

@@ -10,7 +10,8 @@ use crate::scenario::run::RunRecord;
 /// Run id -> the run as JSON.
 const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("scenario_runs");
 /// (scenario id, run id) -> ().
-const BY_SCENARIO: TableDefinition<(&str, u64), ()> = TableDefinition::new("scenario_runs_by_scenario");
+const BY_SCENARIO: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("scenario_runs_by_scenario");
 
 impl Store {
     /// Stores a finished run and returns it with its id.
@@ -102,7 +103,9 @@ impl Store {
                     let r: Option<RunRecord> = serde_json::from_slice(v.value()).ok();
                     (
                         k.value(),
-                        r.as_ref().map(|r| r.scenario_id.clone()).unwrap_or_default(),
+                        r.as_ref()
+                            .map(|r| r.scenario_id.clone())
+                            .unwrap_or_default(),
                         r.map_or(0, |r| r.started_micros),
                     )
                 }) else {
@@ -173,7 +176,10 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(listed, vec![3, 1]);
-        assert_eq!(store.scenario_runs("a", Some(3), 10).expect("page").len(), 1);
+        assert_eq!(
+            store.scenario_runs("a", Some(3), 10).expect("page").len(),
+            1
+        );
         assert_eq!(
             store
                 .prune_scenario_runs(&Keep::age(Duration::from_secs(60)), now)
@@ -182,7 +188,12 @@ mod tests {
         );
         assert!(store.scenario_run(1).expect("read").is_none());
         assert_eq!(store.scenario_runs("a", None, 10).expect("list").len(), 1);
-        assert_eq!(store.prune_scenario_runs(&Keep::count(1), now).expect("prune"), 1);
+        assert_eq!(
+            store
+                .prune_scenario_runs(&Keep::count(1), now)
+                .expect("prune"),
+            1
+        );
         assert_eq!(store.scenario_run(3).expect("read").map(|r| r.id), Some(3));
     }
 }

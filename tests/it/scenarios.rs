@@ -186,12 +186,18 @@ async fn auth_upstream() -> std::net::SocketAddr {
         if body["password"] != "correct-horse-battery" {
             return (StatusCode::UNAUTHORIZED, AxumJson(json!({"error": "no"})));
         }
-        (StatusCode::OK, AxumJson(json!({"token": format!("tok-{user}-9f8e7d")})))
+        (
+            StatusCode::OK,
+            AxumJson(json!({"token": format!("tok-{user}-9f8e7d")})),
+        )
     }
     async fn me(headers: HeaderMap) -> impl IntoResponse {
         match headers.get("authorization").and_then(|v| v.to_str().ok()) {
             Some("Bearer tok-alice-9f8e7d") => (StatusCode::OK, AxumJson(json!({"user": "alice"}))),
-            _ => (StatusCode::UNAUTHORIZED, AxumJson(json!({"error": "bad token"}))),
+            _ => (
+                StatusCode::UNAUTHORIZED,
+                AxumJson(json!({"error": "bad token"})),
+            ),
         }
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -337,7 +343,10 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     assert_eq!(steps[0]["saved"]["token"], "***");
     assert_eq!(steps[0]["request"]["body"]["password"], "***");
     assert_eq!(steps[1]["request"]["headers"]["Authorization"], "***");
-    assert_eq!(steps[0]["request"]["headers"]["x-mockops-scenario"], "checkout");
+    assert_eq!(
+        steps[0]["request"]["headers"]["x-mockops-scenario"],
+        "checkout"
+    );
     assert_eq!(steps[0]["request"]["headers"]["x-mockops-persona"], "gold");
 
     // A failing assertion stops the run: the actual value is reported, later steps skipped.
@@ -358,7 +367,10 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
         "{failed:#}"
     );
     assert_eq!(fsteps[1]["outcome"], "skipped");
-    assert!(fsteps[1].get("request").is_none(), "a skipped step sends nothing");
+    assert!(
+        fsteps[1].get("request").is_none(),
+        "a skipped step sends nothing"
+    );
 
     // An unreachable upstream fails its step with the gateway's answer.
     let (status, ghostly) = run(&d, "ghostly");
@@ -399,7 +411,10 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
         (ex.len() == 4).then_some(ex)
     });
     assert!(tagged.iter().all(|e| e["persona"] == "gold"), "{tagged:?}");
-    let mut ops: Vec<&str> = tagged.iter().filter_map(|e| e["operation"].as_str()).collect();
+    let mut ops: Vec<&str> = tagged
+        .iter()
+        .filter_map(|e| e["operation"].as_str())
+        .collect();
     ops.sort_unstable();
     assert_eq!(ops, ["Login", "createCharge", "getCharge", "who_am_i"]);
 
@@ -416,7 +431,10 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     assert_eq!(completed.len(), 1, "{completed:?}");
     assert_eq!(completed[0]["payload"]["run_id"], ok["id"]);
     assert_eq!(completed[0]["payload"]["status"], "passed");
-    assert_eq!(completed[0]["payload"]["steps"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        completed[0]["payload"]["steps"].as_array().map(Vec::len),
+        Some(4)
+    );
     let failures = of("scenario.failed");
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert_eq!(failures[0]["payload"]["scenario_id"], "declined");
@@ -439,21 +457,51 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     // The CLI runs it too, and exits 1 on a failed run.
     let base = d.url("");
     let out = std::process::Command::new(bin())
-        .args(["scenarios", "--api", base.trim_end_matches('/'), "run", "checkout", "--env", "dev"])
+        .args([
+            "scenarios",
+            "--api",
+            base.trim_end_matches('/'),
+            "run",
+            "checkout",
+            "--env",
+            "dev",
+        ])
         .env("MOCKOPS_API_TOKEN", d.token())
         .output()
         .expect("cli");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("passed"), "{text}");
-    assert!(text.contains("step 2 (pay): payments createCharge -> 201 [passed]"), "{text}");
+    assert!(
+        text.contains("step 2 (pay): payments createCharge -> 201 [passed]"),
+        "{text}"
+    );
     let out = std::process::Command::new(bin())
-        .args(["scenarios", "--api", base.trim_end_matches('/'), "run", "declined"])
+        .args([
+            "scenarios",
+            "--api",
+            base.trim_end_matches('/'),
+            "run",
+            "declined",
+        ])
         .env("MOCKOPS_API_TOKEN", d.token())
         .output()
         .expect("cli");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL /status: expected \"failed\", got \"succeeded\""));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("FAIL /status: expected \"failed\", got \"succeeded\"")
+    );
 
     // Refused: without a token, with a wrong one, and names that are not defined.
     let (status, _) = http(
@@ -475,7 +523,10 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     assert_eq!(status, 401);
     let (status, body) = run(&d, "chekout");
     assert_eq!(status, 404, "{body}");
-    assert!(body.to_string().contains("did you mean `checkout`?"), "{body}");
+    assert!(
+        body.to_string().contains("did you mean `checkout`?"),
+        "{body}"
+    );
     let (status, body) = http(
         "POST",
         &d.url("/api/v1/scenarios/checkout/runs"),
@@ -494,22 +545,37 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     .expect("post");
     assert_eq!(status, 400, "{body}");
     let runs_after = d.get("/api/v1/scenarios/checkout/runs");
-    assert_eq!(runs_after["runs"].as_array().map(Vec::len), Some(2), "refusals store nothing");
+    assert_eq!(
+        runs_after["runs"].as_array().map(Vec::len),
+        Some(2),
+        "refusals store nothing"
+    );
     assert!(d.terminate());
 }
 
 #[test]
 fn running_needs_the_gateway() {
-    let repo = repo(&shop("127.0.0.1:9".parse().expect("addr"), free_port(), "http://127.0.0.1:9/x"));
+    let repo = repo(&shop(
+        "127.0.0.1:9".parse().expect("addr"),
+        free_port(),
+        "http://127.0.0.1:9/x",
+    ));
     let state = tempfile::tempdir().expect("state");
     let mut d = Daemon::start(repo.path(), state.path(), &[]);
     d.wait_ready();
     let (status, body) = run(&d, "checkout");
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("--gateway")), "{body}");
-    assert!(d.get("/api/v1/scenarios/checkout/runs")["runs"]
-        .as_array()
-        .is_some_and(Vec::is_empty));
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--gateway")),
+        "{body}"
+    );
+    assert!(
+        d.get("/api/v1/scenarios/checkout/runs")["runs"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
 }
 
 /// The diagnostics of a repository made of the example with `files` changed.
@@ -572,7 +638,12 @@ steps:
 fn the_example_resolves_and_its_steps_plan_requests() {
     let files = DirFiles::new(crate::support::example_repo()).expect("dir");
     let loaded = Loader::new().load(&files).expect("load");
-    assert_eq!(loaded.diagnostics, vec![], "{}", render_dir(&crate::support::example_repo()));
+    assert_eq!(
+        loaded.diagnostics,
+        vec![],
+        "{}",
+        render_dir(&crate::support::example_repo())
+    );
     let st = &loaded.state;
     let prepared = mockops::scenario::run::prepare(
         st,
@@ -580,17 +651,23 @@ fn the_example_resolves_and_its_steps_plan_requests() {
         &mockops::scenario::run::RunRequest::default(),
     )
     .expect("prepared");
-    assert_eq!(prepared.environment, "dev", "dev when several environments have it");
+    assert_eq!(
+        prepared.environment, "dev",
+        "dev when several environments have it"
+    );
     assert_eq!(prepared.federation, "e-commerce-platform");
     let (_, catalog) = &prepared.services[1];
-    let planned = mockops::scenario::resolve::plan(
-        &prepared.spec.steps[1],
-        "payments",
-        catalog.as_deref(),
-    )
-    .expect("planned");
-    assert_eq!((planned.method.as_str(), planned.path.as_str()), ("POST", "/charges"));
-    assert_eq!(planned.body, Some(json!({"amount": 100, "currency": "usd"})));
+    let planned =
+        mockops::scenario::resolve::plan(&prepared.spec.steps[1], "payments", catalog.as_deref())
+            .expect("planned");
+    assert_eq!(
+        (planned.method.as_str(), planned.path.as_str()),
+        ("POST", "/charges")
+    );
+    assert_eq!(
+        planned.body,
+        Some(json!({"amount": 100, "currency": "usd"}))
+    );
     // The workspace scenario runs in the one federation that serves its service.
     let declined = mockops::scenario::run::prepare(
         st,
@@ -608,5 +685,9 @@ fn the_example_resolves_and_its_steps_plan_requests() {
         },
     )
     .expect_err("no staging");
-    assert!(err.to_string().contains("not defined in environment `staging`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not defined in environment `staging`"),
+        "{err}"
+    );
 }
