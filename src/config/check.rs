@@ -1644,17 +1644,6 @@ fn check_scenario(
             }
         }
         if let Some(e) = &step.expect {
-            if let Some(code) = e.status
-                && !(100..=599).contains(&code)
-            {
-                cx.error(
-                    "invalid-status",
-                    input,
-                    cx.at(input, &format!("{step_ptr}/expect/status")),
-                    format!("`{code}` is not an HTTP status"),
-                )
-                .hint = Some("write a status from 100 to 599".into());
-            }
             for pointer in e.body.keys() {
                 if !crate::scenario::resolve::is_pointer(pointer) {
                     cx.error(
@@ -1714,6 +1703,28 @@ fn check_scenario(
             continue;
         };
         let catalog = scenario_catalog(st, service_name);
+        // A gRPC step's `status` is the call's status code.
+        let grpc = step
+            .action
+            .as_deref()
+            .and_then(|a| catalog.as_deref()?.find(a))
+            .is_some_and(|o| o.grpc.is_some());
+        if let Some(code) = step.expect.as_ref().and_then(|e| e.status) {
+            let (range, what) = if grpc {
+                (0..=16, "a gRPC status code (0 to 16)")
+            } else {
+                (100..=599, "an HTTP status (100 to 599)")
+            };
+            if !range.contains(&code) {
+                cx.error(
+                    "invalid-status",
+                    input,
+                    cx.at(input, &format!("{step_ptr}/expect/status")),
+                    format!("`{code}` is not {what}"),
+                )
+                .hint = Some(format!("write {what}"));
+            }
+        }
         // A service file that does not load, or a spec that is missing or does not load, is
         // reported there: the step is not resolved against it.
         let has_spec = match st.services.get(service_name) {

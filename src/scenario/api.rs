@@ -91,7 +91,7 @@ async fn start(
     })
     .await
     .map_err(internal)??;
-    let prepared = run::prepare(&state, &name, &req).map_err(|e| {
+    let mut prepared = run::prepare(&state, &name, &req).map_err(|e| {
         let status = match &e {
             RunError::UnknownScenario { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
@@ -102,6 +102,7 @@ async fn start(
         };
         ApiError(status, msg)
     })?;
+    prepared.attach(&gateway.table());
     let record = run::execute(&prepared, addr, &sha, Limits::default()).await;
     let store = s.store.clone();
     let workspace = prepared.spec.workspace_id.clone();

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod grpc;
 pub mod resolve;
 pub mod run;
 

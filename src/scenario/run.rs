@@ -21,6 +21,8 @@ use serde_json::{Map, Value as Json, json};
 use super::catalog::Catalog;
 use super::resolve::{self, Planned};
 use crate::config::state::DesiredState;
+use crate::gateway::grpc::ProtoService;
+use crate::gateway::routes::RouteTable;
 use crate::model::{ScenarioSpec, ScenarioStep};
 
 /// The header the gateway tags exchanges with.
@@ -104,6 +106,27 @@ pub struct Prepared {
     pub spec: Arc<ScenarioSpec>,
     /// Per step: the service's base path in the federation and its operations.
     pub services: Vec<(String, Option<Arc<Catalog>>)>,
+    /// Per step: the compiled `.proto` of the service, for gRPC steps (see [`Prepared::attach`]).
+    pub protos: Vec<Option<Arc<ProtoService>>>,
+    /// The gateway's address (set by [`execute`]).
+    pub gateway: SocketAddr,
+}
+
+impl Prepared {
+    /// Takes each step's compiled `.proto` from the gateway's routes.
+    pub fn attach(&mut self, table: &RouteTable) {
+        let fed = table.federations.get(&self.federation);
+        self.protos = self
+            .spec
+            .steps
+            .iter()
+            .map(|s| {
+                let name = s.service.as_deref()?;
+                let route = fed?.services.iter().find(|r| r.name == name)?;
+                route.proto.as_ref()?.as_ref().ok().cloned()
+            })
+            .collect();
+    }
 }
 
 /// Finds scenario `name` (its id, else its `name`) and the federation it runs in.
@@ -218,7 +241,9 @@ pub fn prepare(state: &DesiredState, name: &str, req: &RunRequest) -> Result<Pre
         environment: env.clone(),
         federation,
         spec: spec.clone(),
+        protos: vec![None; services.len()],
         services,
+        gateway: SocketAddr::from(([127, 0, 0, 1], 0)),
     })
 }
 
@@ -269,6 +294,11 @@ pub struct Received {
     /// The body was longer than what is kept.
     #[serde(default)]
     pub truncated: bool,
+    /// A gRPC step's status code and message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_message: Option<String>,
     /// `X-Mockops-Source` of the gateway's answer (upstream, mock, blended, gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -349,6 +379,10 @@ fn millis(d: Duration) -> u64 {
 
 /// Runs a prepared scenario through the gateway at `gateway`.
 pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Limits) -> RunRecord {
+    let p = &Prepared {
+        gateway: reachable(gateway),
+        ..p.clone()
+    };
     let started = Instant::now();
     let deadline = started + limits.overall;
     let mut record = RunRecord {
@@ -388,6 +422,7 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
     for (i, step) in p.spec.steps.iter().enumerate() {
         let service = step.service.clone().unwrap_or_default();
         let (base_path, catalog) = &p.services[i];
+        let proto = p.protos.get(i).cloned().flatten();
         let mut result = StepResult {
             index: i,
             id: step.step.clone(),
@@ -421,6 +456,7 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
             step,
             base_path,
             catalog.as_deref(),
+            proto.as_deref(),
             &saved,
             deadline,
             limits,
@@ -475,7 +511,7 @@ pub enum StepError {
     /// The step does not resolve against the service's spec (every problem, joined).
     #[error("{0}")]
     Unresolved(String),
-    #[error("`{0}` is a gRPC method: scenario steps call HTTP operations only")]
+    #[error("`{0}` is a gRPC method the gateway does not serve (its .proto did not compile)")]
     Grpc(String),
     #[error("cannot build the request: {0}")]
     Request(String),
@@ -499,6 +535,7 @@ async fn run_step(
     step: &ScenarioStep,
     base_path: &str,
     catalog: Option<&Catalog>,
+    proto: Option<&ProtoService>,
     saved: &std::collections::HashMap<String, Map<String, Json>>,
     deadline: Instant,
     limits: Limits,
@@ -516,22 +553,6 @@ async fn run_step(
         )
     })?;
     result.operation = planned.operation.clone();
-    if planned.grpc.is_some() {
-        return Err(StepError::Grpc(planned.operation));
-    }
-    let url = format!(
-        "{base}/{}{}{}",
-        p.federation,
-        base_path.trim_end_matches('/'),
-        planned.path
-    );
-    let mut url =
-        reqwest::Url::parse(&url).map_err(|e| StepError::Request(format!("the URL {url}: {e}")))?;
-    if !planned.query.is_empty() {
-        url.query_pairs_mut().extend_pairs(planned.query.iter());
-    }
-    let method = reqwest::Method::from_bytes(planned.method.as_bytes())
-        .map_err(|_| StepError::Request(format!("`{}` is not an HTTP method", planned.method)))?;
     let mut headers: IndexMap<String, String> = IndexMap::new();
     for (k, v) in &planned.headers {
         headers.insert(k.clone(), v.clone());
@@ -540,91 +561,180 @@ async fn run_step(
     if let Some(persona) = &p.spec.persona {
         headers.insert(PERSONA_HEADER.into(), persona.clone());
     }
-    result.request = Some(SentRequest {
-        method: planned.method.clone(),
-        url: url.to_string(),
-        headers: headers.clone(),
-        body: planned.body.clone(),
-    });
-    let mut req = client.request(method, url);
+    let mut header_map = reqwest::header::HeaderMap::new();
     for (k, v) in &headers {
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| StepError::Request(format!("`{k}` is not a header name")))?;
         let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
             StepError::Request(format!("header `{k}` has a value that cannot be sent"))
         })?;
-        req = req.header(name, value);
-    }
-    if let Some(body) = &planned.body {
-        req = req.json(body);
+        header_map.insert(name, value);
     }
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
         return Err(StepError::Deadline(limits.overall.as_secs()));
     }
-    let send = async {
-        let resp = req
-            .send()
+    let (parsed, grpc) = match &planned.grpc {
+        Some(_) => {
+            let Some(proto) = proto else {
+                return Err(StepError::Grpc(planned.operation));
+            };
+            let (service, method) = planned
+                .path
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or_default();
+            let md = proto
+                .method(service, method)
+                .ok_or_else(|| StepError::Grpc(planned.operation.clone()))?;
+            let body = match &planned.body {
+                Some(Json::Object(o)) => o.clone(),
+                _ => Map::new(),
+            };
+            let message = super::grpc::to_message(&md.input(), &body)
+                .map_err(|e| StepError::Request(e.to_string()))?;
+            result.request = Some(SentRequest {
+                method: "POST".into(),
+                url: format!("{base}{}", planned.path),
+                headers: headers.clone(),
+                body: planned.body.clone(),
+            });
+            let answer = super::grpc::call(
+                p.gateway,
+                &planned.path,
+                &header_map,
+                &message,
+                limits.read_body,
+                remaining,
+            )
             .await
             .map_err(|e| StepError::Unanswered(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let source = resp
-            .headers()
-            .get("x-mockops-source")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut bytes = Vec::new();
-        let mut over = false;
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk
-                .map_err(|e| StepError::Unanswered(format!("reading the answer failed: {e}")))?;
-            let room = limits.read_body.saturating_sub(bytes.len());
-            if chunk.len() > room {
-                bytes.extend_from_slice(&chunk[..room]);
-                over = true;
-                break;
+            let parsed = match &answer.body {
+                Some(b) => Some(
+                    super::grpc::decode(&md.output(), b)
+                        .map(|m| super::grpc::to_json(&m))
+                        .map_err(|e| StepError::Unanswered(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let text = parsed.as_ref().map(Json::to_string).unwrap_or_default();
+            result.response = Some(Received {
+                status: 200,
+                grpc_status: Some(answer.code),
+                grpc_message: answer.message,
+                body: if text.len() <= limits.body_kept {
+                    parsed.clone()
+                } else {
+                    Some(Json::String(text.chars().take(limits.body_kept).collect()))
+                },
+                truncated: text.len() > limits.body_kept,
+                source: answer.source,
+            });
+            (parsed, Some(answer.code))
+        }
+        None => {
+            let url = format!(
+                "{base}/{}{}{}",
+                p.federation,
+                base_path.trim_end_matches('/'),
+                planned.path
+            );
+            let mut url = reqwest::Url::parse(&url)
+                .map_err(|e| StepError::Request(format!("the URL {url}: {e}")))?;
+            if !planned.query.is_empty() {
+                url.query_pairs_mut().extend_pairs(planned.query.iter());
             }
-            bytes.extend_from_slice(&chunk);
+            let method = reqwest::Method::from_bytes(planned.method.as_bytes()).map_err(|_| {
+                StepError::Request(format!("`{}` is not an HTTP method", planned.method))
+            })?;
+            result.request = Some(SentRequest {
+                method: planned.method.clone(),
+                url: url.to_string(),
+                headers: headers.clone(),
+                body: planned.body.clone(),
+            });
+            let mut req = client.request(method, url).headers(header_map);
+            if let Some(body) = &planned.body {
+                req = req.json(body);
+            }
+            let send = async {
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| StepError::Unanswered(e.to_string()))?;
+                let status = resp.status().as_u16();
+                let source = resp
+                    .headers()
+                    .get("x-mockops-source")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let mut bytes = Vec::new();
+                let mut over = false;
+                let mut stream = resp.bytes_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        StepError::Unanswered(format!("reading the answer failed: {e}"))
+                    })?;
+                    let room = limits.read_body.saturating_sub(bytes.len());
+                    if chunk.len() > room {
+                        bytes.extend_from_slice(&chunk[..room]);
+                        over = true;
+                        break;
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok::<_, StepError>((status, source, bytes, over))
+            };
+            let (status, source, bytes, over) = tokio::time::timeout(remaining, send)
+                .await
+                .map_err(|_| StepError::Deadline(limits.overall.as_secs()))??;
+            let parsed: Option<Json> = if over {
+                None
+            } else {
+                serde_json::from_slice(&bytes).ok()
+            };
+            let kept = if bytes.len() <= limits.body_kept && !over {
+                match &parsed {
+                    Some(j) => Some(j.clone()),
+                    None if bytes.is_empty() => None,
+                    None => Some(Json::String(String::from_utf8_lossy(&bytes).into_owned())),
+                }
+            } else {
+                let cut = &bytes[..limits.body_kept.min(bytes.len())];
+                Some(Json::String(String::from_utf8_lossy(cut).into_owned()))
+            };
+            result.response = Some(Received {
+                status,
+                grpc_status: None,
+                grpc_message: None,
+                body: kept,
+                truncated: over || bytes.len() > limits.body_kept,
+                source,
+            });
+            (parsed, None)
         }
-        Ok::<_, StepError>((status, source, bytes, over))
     };
-    let (status, source, bytes, over) = tokio::time::timeout(remaining, send)
-        .await
-        .map_err(|_| StepError::Deadline(limits.overall.as_secs()))??;
-    let parsed: Option<Json> = if over {
-        None
-    } else {
-        serde_json::from_slice(&bytes).ok()
-    };
-    let kept = if bytes.len() <= limits.body_kept && !over {
-        match &parsed {
-            Some(j) => Some(j.clone()),
-            None if bytes.is_empty() => None,
-            None => Some(Json::String(String::from_utf8_lossy(&bytes).into_owned())),
-        }
-    } else {
-        let cut = &bytes[..limits.body_kept.min(bytes.len())];
-        Some(Json::String(String::from_utf8_lossy(cut).into_owned()))
-    };
-    result.response = Some(Received {
-        status,
-        body: kept,
-        truncated: over || bytes.len() > limits.body_kept,
-        source,
-    });
+    let status = result.response.as_ref().map_or(0, |r| r.status);
     let expect = step.expect.clone();
     let expected_status = expect.as_ref().and_then(|e| e.status);
-    let status_ok = match expected_status {
-        Some(s) => s == status,
-        None => (200..400).contains(&status),
-    };
-    result.assertions.push(Assertion {
-        what: "status".into(),
-        expected: expected_status.map_or_else(|| json!("2xx or 3xx"), |s| json!(s)),
-        actual: json!(status),
-        passed: status_ok,
-    });
+    match grpc {
+        // A gRPC step's `status` is the call's status code (0, OK, by default).
+        Some(code) => result.assertions.push(Assertion {
+            what: "grpc_status".into(),
+            expected: json!(expected_status.unwrap_or(0)),
+            actual: json!(code),
+            passed: code == expected_status.unwrap_or(0),
+        }),
+        None => result.assertions.push(Assertion {
+            what: "status".into(),
+            expected: expected_status.map_or_else(|| json!("2xx or 3xx"), |s| json!(s)),
+            actual: json!(status),
+            passed: match expected_status {
+                Some(s) => s == status,
+                None => (200..400).contains(&status),
+            },
+        }),
+    }
     for (pointer, want) in expect.iter().flat_map(|e| e.body.iter()) {
         let actual = parsed.as_ref().and_then(|b| b.pointer(pointer)).cloned();
         let passed = actual.as_ref().is_some_and(|a| same(a, want));

@@ -117,6 +117,22 @@ paths:
         "200": {description: pong}
 "##;
 
+const INVENTORY_PROTO: &str = r#"syntax = "proto3";
+package inv.v1;
+service Inventory {
+  rpc ReserveItem(ReserveRequest) returns (Reservation);
+}
+message ReserveRequest {
+  string item_id = 1;
+  int32 quantity = 2;
+}
+message Reservation {
+  string reservation_id = 1;
+  string item_id = 2;
+  int32 quantity = 3;
+}
+"#;
+
 const CHECKOUT: &str = r#"id: checkout
 name: Checkout
 version: 1
@@ -150,6 +166,13 @@ steps:
     action: get_charge
     id: "{{steps.pay.charge}}"
     expect: {body: {/id: ch_1}}
+  - step: reserve
+    service: inventory
+    action: reserve-item
+    itemId: item-7
+    quantity: 2
+    expect: {status: 0}
+    save: {reservation: /reservation_id}
 "#;
 
 const DECLINED: &str = r#"name: Declined
@@ -235,6 +258,11 @@ fn shop(auth: std::net::SocketAddr, closed: u16, hook: &str) -> Vec<(&'static st
         ("specs/auth.yaml", AUTH_SPEC.into()),
         ("specs/payments.yaml", PAYMENTS_SPEC.into()),
         ("specs/ghost.yaml", GHOST_SPEC.into()),
+        ("specs/inv/v1/inventory.proto", INVENTORY_PROTO.into()),
+        (
+            "services/inventory.yaml",
+            "name: inventory\nworkspace_id: ws-inv\nspec: specs/inv/v1/inventory.proto\nbase_path: /inventory\nreality_level: mock_v3\n".into(),
+        ),
         (
             "services/auth.yaml",
             format!("name: auth\nworkspace_id: ws-auth\nspec: specs/auth.yaml\nbase_path: /auth\nreality_level: real\nupstream: http://{auth}\n"),
@@ -249,7 +277,7 @@ fn shop(auth: std::net::SocketAddr, closed: u16, hook: &str) -> Vec<(&'static st
         ),
         (
             "federations/shop.yaml",
-            "name: shop\nservices:\n  - name: auth\n  - name: payments\n    dependencies: [auth]\n  - name: ghost\n".into(),
+            "name: shop\nservices:\n  - name: auth\n  - name: payments\n    dependencies: [auth]\n  - name: ghost\n  - name: inventory\n".into(),
         ),
         (
             "environments/dev/personas/gold.yaml",
@@ -312,7 +340,7 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     assert_eq!(ok["federation"], "shop");
     assert_eq!(ok["persona"], "gold");
     let steps = ok["steps"].as_array().expect("steps");
-    assert_eq!(steps.len(), 4);
+    assert_eq!(steps.len(), 5);
     assert!(steps.iter().all(|s| s["outcome"] == "passed"), "{ok:#}");
     assert_eq!(steps[0]["operation"], "Login");
     assert_eq!(steps[0]["response"]["source"], "upstream");
@@ -336,6 +364,22 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     );
     assert_eq!(steps[2]["saved"], json!({"charge": "ch_1"}));
     assert!(steps.iter().all(|s| s["duration_ms"].is_u64()));
+    // The gRPC step: the keys as the input message, the mock's answer as JSON.
+    assert_eq!(steps[4]["operation"], "ReserveItem");
+    assert_eq!(
+        steps[4]["request"]["url"],
+        format!("http://{gw}/inv.v1.Inventory/ReserveItem")
+    );
+    assert_eq!(steps[4]["response"]["grpc_status"], 0);
+    assert_eq!(steps[4]["response"]["source"], "mock");
+    assert_eq!(steps[4]["assertions"][0]["what"], "grpc_status");
+    assert!(
+        steps[4]["saved"]["reservation"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{}",
+        steps[4]
+    );
     // Secrets are not kept: the password, the saved token and the header that carries it.
     let kept = ok.to_string();
     assert!(!kept.contains("correct-horse-battery"), "{kept}");
@@ -408,7 +452,7 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
             .into_iter()
             .filter(|e| e["scenario"] == "checkout")
             .collect();
-        (ex.len() == 4).then_some(ex)
+        (ex.len() == 5).then_some(ex)
     });
     assert!(tagged.iter().all(|e| e["persona"] == "gold"), "{tagged:?}");
     let mut ops: Vec<&str> = tagged
@@ -416,7 +460,16 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
         .filter_map(|e| e["operation"].as_str())
         .collect();
     ops.sort_unstable();
-    assert_eq!(ops, ["Login", "createCharge", "getCharge", "who_am_i"]);
+    assert_eq!(
+        ops,
+        [
+            "Login",
+            "createCharge",
+            "getCharge",
+            "inv.v1.Inventory/ReserveItem",
+            "who_am_i"
+        ]
+    );
 
     // One event per run, through the event log, and a pipeline triggers on the failure.
     let events = d.all_events();
@@ -433,7 +486,7 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     assert_eq!(completed[0]["payload"]["status"], "passed");
     assert_eq!(
         completed[0]["payload"]["steps"].as_array().map(Vec::len),
-        Some(4)
+        Some(5)
     );
     let failures = of("scenario.failed");
     assert_eq!(failures.len(), 2, "{failures:?}");
