@@ -487,7 +487,7 @@ mod tests {
             ),
             (
                 "environments/dev/scenarios/s.yaml",
-                "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    action: call\n",
+                "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    request: {path: /call}\n",
             ),
         ])
     }

@@ -262,6 +262,10 @@ pub fn text(v: &Json) -> String {
 }
 
 fn encode_segment(s: &str) -> String {
+    // `.` and `..` would be resolved away by URL parsing; encoded, the gateway refuses them.
+    if s == "." || s == ".." {
+        return s.replace('.', "%2E");
+    }
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -448,6 +452,13 @@ mod tests {
         )
         .expect("planned");
         assert_eq!(g.path, "/charges/a%20b%2Fc");
+        let up = plan(
+            &step(json!({"action": "getCharge", "id": ".."})),
+            "payments",
+            Some(&payments()),
+        )
+        .expect("planned");
+        assert_eq!(up.path, "/charges/%2E%2E");
     }
 
     #[test]

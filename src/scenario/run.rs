@@ -641,6 +641,14 @@ async fn run_step(
             );
             let mut url = reqwest::Url::parse(&url)
                 .map_err(|e| StepError::Request(format!("the URL {url}: {e}")))?;
+            // Values saved from earlier answers never lead a step out of its service.
+            let prefix = format!("/{}{}", p.federation, base_path.trim_end_matches('/'));
+            if !inside(url.path(), &prefix) {
+                return Err(StepError::Request(format!(
+                    "the path `{}` leaves the service's base path `{prefix}`",
+                    url.path()
+                )));
+            }
             if !planned.query.is_empty() {
                 url.query_pairs_mut().extend_pairs(planned.query.iter());
             }
@@ -771,6 +779,14 @@ async fn run_step(
     Ok(values)
 }
 
+/// Whether `path` is `prefix` or below it, by whole segments.
+fn inside(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Equal as JSON, with numbers compared by value (`100` equals `100.0`).
 fn same(a: &Json, b: &Json) -> bool {
     match (a, b) {
@@ -878,6 +894,18 @@ mod tests {
         assert!(secret_header("Authorization"));
         assert!(secret_header("X-Api-Key"));
         assert!(!secret_header("Accept"));
+    }
+
+    #[test]
+    fn a_step_stays_below_its_base_path() {
+        assert!(inside("/shop/payments/charges/1", "/shop/payments"));
+        assert!(inside("/shop/payments", "/shop/payments"));
+        assert!(!inside("/shop/paymentsx/1", "/shop/payments"));
+        assert!(!inside("/shop/admin", "/shop/payments"));
+        // What URL parsing makes of a saved `..` that was not encoded.
+        let url = reqwest::Url::parse("http://127.0.0.1:1/shop/payments/charges/../../admin")
+            .expect("url");
+        assert!(!inside(url.path(), "/shop/payments"));
     }
 
     #[test]

@@ -597,6 +597,17 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     )
     .expect("post");
     assert_eq!(status, 400, "{body}");
+    let (status, body) = http(
+        "POST",
+        &d.url("/api/v1/events"),
+        Some(
+            br#"{"event_type": "scenario.completed", "payload": {"scenario_id": "checkout"}}"#
+                .to_vec(),
+        ),
+        Some(&d.auth()),
+    )
+    .expect("post");
+    assert_eq!(status, 422, "a run's event cannot be posted: {body}");
     let runs_after = d.get("/api/v1/scenarios/checkout/runs");
     assert_eq!(
         runs_after["runs"].as_array().map(Vec::len),
