@@ -20,6 +20,9 @@ use crate::daemon::Shared;
 use crate::http::ApiError;
 use crate::store::{NewEvent, Origin};
 
+/// How long a run waits for the gateway to serve the applied commit.
+const GATEWAY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Most runs listed per request.
 const MAX_LIMIT: usize = 200;
 
@@ -102,7 +105,26 @@ async fn start(
         };
         ApiError(status, msg)
     })?;
-    prepared.attach(&gateway.table());
+    // The run resolves its steps in the applied commit: wait (briefly) until the gateway
+    // serves that commit too.
+    let deadline = tokio::time::Instant::now() + GATEWAY_WAIT;
+    let table = loop {
+        let table = gateway.table();
+        if table.sha.as_deref() == Some(sha.as_str()) {
+            break table;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let why = gateway
+                .last_error()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            return Err(unavailable(format!(
+                "the gateway does not serve the applied commit {sha} yet{why}"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    prepared.attach(&table);
     let record = run::execute(&prepared, addr, &sha, Limits::default()).await;
     let store = s.store.clone();
     let workspace = prepared.spec.workspace_id.clone();
