@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod pipeline;
 pub mod promotion;
 pub mod reconcile;
+pub mod scenario;
 pub mod schema_diff;
 pub mod secret;
 pub mod store;

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod drift;
 pub mod drift_patch;
 pub mod pipelines;
+pub mod scenarios;
 pub mod schemas;
 pub mod validate;
 
@@ -60,6 +61,8 @@ pub enum Command {
     Pipelines(pipelines::PipelinesArgs),
     /// Contract drift of a running daemon: status, incidents, a probe round now.
     Drift(drift::DriftArgs),
+    /// Run scenarios through a running daemon's gateway and read their results.
+    Scenarios(scenarios::ScenariosArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Events(args) => client::events(&args),
         Command::Pipelines(args) => pipelines::run(&args),
         Command::Drift(args) => drift::run(&args),
+        Command::Scenarios(args) => scenarios::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -202,6 +202,10 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
                         Some(Doc::Spec { grpc_services, .. }) => grpc_services.clone(),
                         _ => Vec::new(),
                     },
+                    operations: match &input.parsed.doc {
+                        Some(Doc::Spec { operations, .. }) => operations.clone(),
+                        _ => None,
+                    },
                 },
             );
         }
@@ -318,6 +322,37 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
         )
         .collect();
     let invalid_federations = declared_names(inputs, Kind::Federation);
+    // Services some file declares, valid or not (by name, else by file name).
+    let declared_services: BTreeSet<String> = inputs
+        .iter()
+        .filter(|i| i.class == FileClass::Config(Kind::Service))
+        .flat_map(|i| {
+            let by_doc = match &i.parsed.doc {
+                Some(Doc::Service(s)) => Some(s.name.clone()),
+                _ => None,
+            };
+            let by_node = i
+                .parsed
+                .node
+                .as_ref()
+                .and_then(|n| n.get("name"))
+                .and_then(Node::as_str)
+                .map(str::to_string);
+            [by_doc, by_node, Some(file_stem(&i.path).to_string())]
+        })
+        .flatten()
+        .collect();
+    let persona_ids: BTreeSet<(String, String)> = inputs
+        .iter()
+        .filter_map(|input| match (&input.class, &input.parsed.doc) {
+            (FileClass::EnvEntity(Kind::Persona, env), Some(Doc::Persona(p))) => Some((
+                env.clone(),
+                p.id.clone()
+                    .unwrap_or_else(|| file_stem(&input.path).to_string()),
+            )),
+            _ => None,
+        })
+        .collect();
     let mut seen_env_entities: HashMap<(Kind, String, String), &Input> = HashMap::new();
     for input in inputs {
         let FileClass::EnvEntity(kind, env) = &input.class else {
@@ -372,7 +407,15 @@ pub(crate) fn check(inputs: &[Input], out: &mut Vec<Diagnostic>, memo: &mut Memo
         }
         match &input.parsed.doc {
             Some(Doc::Scenario(s)) => {
-                check_scenario(&mut cx, input, s, &st, &invalid_federations);
+                check_scenario(
+                    &mut cx,
+                    input,
+                    s,
+                    &st,
+                    &invalid_federations,
+                    (env, &persona_ids),
+                    &declared_services,
+                );
                 st.scenarios.insert(
                     (env.clone(), id),
                     Entity {
@@ -1505,7 +1548,42 @@ fn check_scenario(
     s: &ScenarioSpec,
     st: &DesiredState,
     invalid_federations: &BTreeSet<String>,
+    (env, personas): (&str, &BTreeSet<(String, String)>),
+    declared_services: &BTreeSet<String>,
 ) {
+    if let Some(p) = &s.persona
+        && !personas.contains(&(env.to_string(), p.clone()))
+    {
+        let known = personas
+            .iter()
+            .filter(|(e, _)| e == env)
+            .map(|(_, id)| id.as_str());
+        let hint = suggest(p, known).or_else(|| {
+            Some(format!(
+                "personas are read from `environments/{env}/personas/<id>.yaml`"
+            ))
+        });
+        cx.error(
+            "unknown-persona",
+            input,
+            cx.at(input, "/persona"),
+            format!("persona `{p}` is not defined in environment `{env}`"),
+        )
+        .hint = hint;
+    }
+    if s.steps.len() > crate::scenario::MAX_STEPS {
+        cx.error(
+            "too-many-steps",
+            input,
+            cx.at(input, "/steps"),
+            format!(
+                "scenario has {} steps; a scenario runs at most {}",
+                s.steps.len(),
+                crate::scenario::MAX_STEPS
+            ),
+        )
+        .hint = Some("split it into several scenarios".into());
+    }
     let fed = match &s.federation {
         Some(name) => match st.federations.get(name) {
             Some(f) => Some(&f.spec),
@@ -1524,18 +1602,91 @@ fn check_scenario(
         },
         None => None,
     };
+    // Step names later steps may refer to, with what each saves.
+    let mut earlier: Vec<(String, &indexmap::IndexMap<String, String>)> = Vec::new();
+    let mut ids: BTreeSet<&str> = BTreeSet::new();
     for (i, step) in s.steps.iter().enumerate() {
-        let Some(svc) = &step.service else { continue };
-        let is_known = match fed {
-            Some(f) => f.services.iter().any(|m| &m.name == svc),
-            None => st.services.contains_key(svc),
+        let step_ptr = format!("/steps/{i}");
+        if let Some(id) = &step.step {
+            if !valid_name(id) || id.chars().all(|c| c.is_ascii_digit()) {
+                cx.error(
+                    "invalid-name",
+                    input,
+                    cx.at(input, &format!("{step_ptr}/step")),
+                    format!("step id `{id}` is not a valid name"),
+                )
+                .hint = Some(
+                    "use letters, digits, `-` and `_`, starting with a letter (indexes name steps without an id)"
+                        .into(),
+                );
+            } else if !ids.insert(id) {
+                cx.error(
+                    "duplicate-name",
+                    input,
+                    cx.at(input, &format!("{step_ptr}/step")),
+                    format!("step id `{id}` is used by an earlier step"),
+                )
+                .hint = Some("step ids must be unique within a scenario".into());
+            }
+        }
+        check_step_references(cx, input, &step_ptr, step, &earlier);
+        for (name, pointer) in &step.save {
+            if !crate::scenario::resolve::is_pointer(pointer) {
+                cx.error(
+                    "invalid-pointer",
+                    input,
+                    cx.at(input, &format!("{step_ptr}/save/{name}")),
+                    format!("`save.{name}`: `{pointer}` is not a JSON pointer"),
+                )
+                .hint = Some(format!(
+                    "write a pointer into the response body, such as `/{pointer}`"
+                ));
+            }
+        }
+        if let Some(e) = &step.expect {
+            for pointer in e.body.keys() {
+                if !crate::scenario::resolve::is_pointer(pointer) {
+                    cx.error(
+                        "invalid-pointer",
+                        input,
+                        cx.key_at(input, &format!("{step_ptr}/expect/body"), pointer),
+                        format!("`expect.body`: `{pointer}` is not a JSON pointer"),
+                    )
+                    .hint = Some(format!(
+                        "write a pointer into the response body, such as `/{pointer}`"
+                    ));
+                }
+            }
+        }
+        if let Some(id) = &step.step {
+            earlier.push((id.clone(), &step.save));
+        }
+        earlier.push((i.to_string(), &step.save));
+        let Some(svc) = &step.service else {
+            cx.error(
+                "missing-service",
+                input,
+                cx.at(input, &step_ptr),
+                "scenario step names no service",
+            )
+            .hint =
+                Some("add `service: <name>`: the service of the federation the step calls".into());
+            continue;
         };
-        if !is_known {
+        let member = match fed {
+            Some(f) => f
+                .services
+                .iter()
+                .find(|m| &m.name == svc)
+                .map(|m| m.service.as_ref().unwrap_or(&m.name)),
+            None => st.services.contains_key(svc).then_some(svc),
+        };
+        let Some(service_name) = member else {
             let known: Vec<&str> = match fed {
                 Some(f) => f.services.iter().map(|m| m.name.as_str()).collect(),
                 None => st.services.keys().map(String::as_str).collect(),
             };
-            let loc = cx.at(input, &format!("/steps/{i}/service"));
+            let loc = cx.at(input, &format!("{step_ptr}/service"));
             let scope = if fed.is_some() {
                 "in the federation"
             } else {
@@ -1549,6 +1700,155 @@ fn check_scenario(
                 format!("scenario step names service `{svc}`, which is not {scope}"),
             )
             .hint = hint;
+            continue;
+        };
+        let catalog = scenario_catalog(st, service_name);
+        // A gRPC step's `status` is the call's status code.
+        let grpc = step
+            .action
+            .as_deref()
+            .and_then(|a| catalog.as_deref()?.find(a))
+            .is_some_and(|o| o.grpc.is_some());
+        if let Some(code) = step.expect.as_ref().and_then(|e| e.status) {
+            let (range, what) = if grpc {
+                (0..=16, "a gRPC status code (0 to 16)")
+            } else {
+                (100..=599, "an HTTP status (100 to 599)")
+            };
+            if !range.contains(&code) {
+                cx.error(
+                    "invalid-status",
+                    input,
+                    cx.at(input, &format!("{step_ptr}/expect/status")),
+                    format!("`{code}` is not {what}"),
+                )
+                .hint = Some(format!("write {what}"));
+            }
+        }
+        // A service file that does not load, or a spec that is missing or does not load, is
+        // reported there: the step is not resolved against it.
+        let has_spec = match st.services.get(service_name) {
+            Some(e) => e.spec.spec.is_some(),
+            None => declared_services.contains(service_name),
+        };
+        if catalog.is_none() && has_spec {
+            continue;
+        }
+        if let Err(problems) = crate::scenario::resolve::plan(step, svc, catalog.as_deref()) {
+            for p in problems {
+                let ptr = format!("{step_ptr}{}", p.pointer);
+                let loc = match p.pointer.strip_prefix('/') {
+                    Some(key) if p.code == "unknown-step-key" => {
+                        cx.key_at(input, &step_ptr, &key.replace("~1", "/").replace("~0", "~"))
+                    }
+                    _ => cx.at(input, &ptr),
+                };
+                // A service without a spec may be meant for explicit requests only: the
+                // step is reported, and fails when run.
+                let d = if p.code == "unresolved-action" {
+                    cx.warn(p.code, input, loc, p.message)
+                } else {
+                    cx.error(p.code, input, loc, p.message)
+                };
+                d.hint = p.hint;
+            }
+        }
+    }
+}
+
+/// The operations of the spec of service `name`, when it has a usable one.
+fn scenario_catalog(
+    st: &DesiredState,
+    name: &str,
+) -> Option<Arc<crate::scenario::catalog::Catalog>> {
+    let path = st.services.get(name)?.spec.spec.as_deref()?;
+    let normalized = crate::git::revision::normalize(path).ok()?;
+    st.specs.get(&normalized)?.operations.clone()
+}
+
+/// Every string inside `v` with its JSON pointer.
+fn string_leaves<'v>(ptr: &str, v: &'v Json, out: &mut Vec<(String, &'v str)>) {
+    match v {
+        Json::String(s) => out.push((ptr.to_string(), s)),
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                string_leaves(&format!("{ptr}/{i}"), item, out);
+            }
+        }
+        Json::Object(m) => {
+            for (k, item) in m {
+                let key = k.replace('~', "~0").replace('/', "~1");
+                string_leaves(&format!("{ptr}/{key}"), item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `{{steps.<step>.<name>}}` in a step's values must name an earlier step and a value it saves.
+fn check_step_references(
+    cx: &mut Ctx,
+    input: &Input,
+    step_ptr: &str,
+    step: &crate::model::ScenarioStep,
+    earlier: &[(String, &indexmap::IndexMap<String, String>)],
+) {
+    use crate::scenario::resolve::{Reference, references};
+    let mut values: Vec<(String, Json)> = step
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let key = k.replace('~', "~0").replace('/', "~1");
+            (format!("{step_ptr}/{key}"), v.clone())
+        })
+        .collect();
+    if let Some(r) = &step.request
+        && let Ok(v) = serde_json::to_value(r)
+    {
+        values.push((format!("{step_ptr}/request"), v));
+    }
+    if let Some(e) = &step.expect {
+        values.push((
+            format!("{step_ptr}/expect/body"),
+            Json::Object(e.body.clone().into_iter().collect()),
+        ));
+    }
+    let mut leaves = Vec::new();
+    for (ptr, v) in &values {
+        string_leaves(ptr, v, &mut leaves);
+    }
+    for (ptr, v) in leaves {
+        let mut refs = Vec::new();
+        references(&Json::String(v.to_string()), &mut refs);
+        for r in refs {
+            let problem = match &r {
+                Reference::Unknown(inner) => Some((
+                    format!("`{{{{{inner}}}}}` is not a value a scenario step can use"),
+                    "write `{{steps.<step id or index>.<saved name>}}`".to_string(),
+                )),
+                Reference::Step { step: s, name } => match earlier.iter().find(|(id, _)| id == s) {
+                    None => Some((
+                        format!("`{{{{steps.{s}.{name}}}}}` names no earlier step"),
+                        match did_you_mean(s, earlier.iter().map(|(id, _)| id.as_str())) {
+                            Some(c) => format!("did you mean `{c}`?"),
+                            None => "a step refers to steps before it, by their `step` id or index"
+                                .into(),
+                        },
+                    )),
+                    Some((_, saved)) if !saved.contains_key(name) => Some((
+                        format!("`{{{{steps.{s}.{name}}}}}`: step `{s}` saves no `{name}`"),
+                        match did_you_mean(name, saved.keys().map(String::as_str)) {
+                            Some(c) => format!("did you mean `{c}`?"),
+                            None => format!("add `save: {{{name}: /<pointer>}}` to step `{s}`"),
+                        },
+                    )),
+                    Some(_) => None,
+                },
+            };
+            if let Some((msg, hint)) = problem {
+                cx.error("unknown-reference", input, cx.at(input, &ptr), msg)
+                    .hint = Some(hint);
+            }
         }
     }
 }
@@ -1624,7 +1924,7 @@ fn check_pipeline(
             Err(close) => {
                 let loc = cx.at(input, &format!("{ptr}/event"));
                 let hint = close.map(|c| format!("did you mean `{c}`?")).or_else(|| {
-                    Some("known events: schema.changed, config.changed, scenario.published, persona.published, workspace.created, promotion.completed, drift.threshold_exceeded, pipeline.triggered|completed|failed; custom events are dotted names like `deploy.finished`".into())
+                    Some("known events: schema.changed, config.changed, scenario.published, scenario.completed|failed, persona.published, workspace.created, promotion.completed, drift.threshold_exceeded, pipeline.triggered|completed|failed; custom events are dotted names like `deploy.finished`".into())
                 });
                 cx.error(
                     "unknown-event",

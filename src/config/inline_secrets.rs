@@ -113,6 +113,15 @@ pub fn scan_secrets(node: &Node, out: &mut Vec<Diagnostic>) {
     match &node.value {
         Value::Map(entries) => {
             for (k, v) in entries {
+                // A scenario step's `save: {token: /token}` names where a value is read from.
+                if k.name == "save"
+                    && let Value::Map(saved) = &v.value
+                    && saved
+                        .iter()
+                        .all(|(_, p)| matches!(&p.value, Value::Str(s) if s.starts_with('/')))
+                {
+                    continue;
+                }
                 if let Value::Str(s) = &v.value {
                     let slack = s.starts_with("https://hooks.slack.com/");
                     if is_inline_secret(&k.name, s) {

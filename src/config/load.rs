@@ -294,11 +294,15 @@ fn parse_file(class: &FileClass, bytes: &[u8], files: &dyn Snapshot, path: &str)
                 crate::schema_diff::SchemaType::Protobuf => super::spec::grpc_services(path, bytes),
                 crate::schema_diff::SchemaType::Openapi => Vec::new(),
             };
+            let operations = (document && diagnostics.is_empty())
+                .then(|| crate::scenario::catalog::of_spec(*t, path, bytes, files))
+                .flatten();
             return ParsedFile {
                 node: None,
                 doc: Some(Doc::Spec {
                     document,
                     grpc_services,
+                    operations,
                 }),
                 diagnostics,
             };
@@ -522,7 +526,7 @@ mod tests {
             ),
             (
                 "environments/dev/scenarios/s.yaml",
-                "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    action: call\n",
+                "name: S\nversion: 1\nworkspace_id: ws-a\nsteps:\n  - service: b\n    request: {path: /call}\n",
             ),
         ])
     }

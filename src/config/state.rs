@@ -93,6 +93,8 @@ pub enum Doc {
         document: bool,
         /// The fully qualified gRPC services a .proto file declares.
         grpc_services: Vec<String>,
+        /// The operations scenario steps resolve against (a usable document only).
+        operations: Option<Arc<crate::scenario::catalog::Catalog>>,
     },
 }
 
@@ -131,6 +133,9 @@ pub struct SpecFile {
     /// The fully qualified gRPC services a .proto file declares (`package.Service`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grpc_services: Vec<String>,
+    /// The operations scenario steps resolve against; `None` when the spec is not usable.
+    #[serde(skip)]
+    pub operations: Option<Arc<crate::scenario::catalog::Catalog>>,
 }
 
 /// A federation with its members resolved against `services/`.

@@ -64,6 +64,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/revisions/{seq}", get(revision))
         .merge(crate::drift::api::routes())
         .merge(crate::analytics::api::routes())
+        .merge(crate::scenario::api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             shared.auth.clone(),
             require_read,

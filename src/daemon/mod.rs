@@ -1224,6 +1224,7 @@ async fn maintenance(
             // Deliveries are remembered for resumed steps; a week is far beyond any retry.
             let deliveries = store.prune_deliveries(Duration::from_secs(7 * 24 * 3600))?;
             let traffic = store.prune_traffic(&traffic_keep, std::time::SystemTime::now())?;
+            store.prune_scenario_runs(&policy.executions, std::time::SystemTime::now())?;
             if traffic > 0 {
                 tracing::info!(exchanges = traffic, "retention: pruned the traffic record");
             }

@@ -120,6 +120,8 @@ pub struct Gateway {
     last_error: Mutex<Option<String>>,
     /// Connections to gRPC upstreams.
     grpc: grpc::proxy::Clients,
+    /// The address the listener is bound to (scenario runs send their requests there).
+    listen: std::sync::OnceLock<SocketAddr>,
 }
 
 /// The source header's values.
@@ -224,7 +226,13 @@ impl Gateway {
             max_body,
             last_error: Mutex::new(None),
             grpc: grpc::proxy::Clients::default(),
+            listen: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The address the gateway listens on, once it does.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listen.get().copied()
     }
 
     /// The table requests are served from now.
@@ -1369,6 +1377,7 @@ pub async fn start(
         Some(drift),
         opts.max_body,
     ));
+    let _ = gateway.listen.set(listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "gateway: serving federations");
     let writer = tokio::spawn(record::writer(store, rx, cancel.clone()));
     let follow = tokio::spawn(gateway.clone().follow(applied, cancel.clone()));

@@ -14,6 +14,10 @@ pub enum EventType {
     ScenarioPublished,
     #[serde(rename = "persona.published")]
     PersonaPublished,
+    #[serde(rename = "scenario.completed")]
+    ScenarioCompleted,
+    #[serde(rename = "scenario.failed")]
+    ScenarioFailed,
     #[serde(rename = "workspace.created")]
     WorkspaceCreated,
     #[serde(rename = "promotion.completed")]
@@ -48,6 +52,8 @@ impl EventType {
         EventType::ConfigChanged,
         EventType::ScenarioPublished,
         EventType::PersonaPublished,
+        EventType::ScenarioCompleted,
+        EventType::ScenarioFailed,
         EventType::WorkspaceCreated,
         EventType::PromotionCompleted,
         EventType::DriftThresholdExceeded,
@@ -62,6 +68,8 @@ impl EventType {
             EventType::ConfigChanged => "config.changed",
             EventType::ScenarioPublished => "scenario.published",
             EventType::PersonaPublished => "persona.published",
+            EventType::ScenarioCompleted => "scenario.completed",
+            EventType::ScenarioFailed => "scenario.failed",
             EventType::WorkspaceCreated => "workspace.created",
             EventType::PromotionCompleted => "promotion.completed",
             EventType::DriftThresholdExceeded => "drift.threshold_exceeded",
@@ -118,6 +126,22 @@ impl EventType {
                 "path",
                 "commit",
                 "author",
+            ],
+            // A scenario run ended: every step passed (`completed`), or one failed.
+            EventType::ScenarioCompleted | EventType::ScenarioFailed => &[
+                "scenario_id",
+                "scenario_name",
+                "run_id",
+                "environment",
+                "federation",
+                "persona",
+                "status",
+                "duration_ms",
+                "commit",
+                "steps",
+                // `scenario.failed` only: the index of the step that failed, and why.
+                "failed_step",
+                "error",
             ],
             EventType::WorkspaceCreated => &["service", "commit", "author"],
             EventType::PromotionCompleted => &[

@@ -1227,18 +1227,71 @@ pub struct ScenarioSpec {
     pub description: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Persona (id of `environments/<env>/personas/*.yaml`) every request of a run is tagged
+    /// with (`X-Mockops-Persona`).
+    #[serde(default)]
+    pub persona: Option<String>,
     #[serde(default)]
     pub steps: Vec<ScenarioStep>,
 }
 
-/// A scenario step: which service, what action, and the action's own parameters.
+/// A scenario step: which service, what action (an operationId of the service's spec, matched
+/// case- and separator-insensitively) or which explicit `request`, and the action's own
+/// parameters: every other key names a path, query or header parameter or a request-body
+/// property of the operation (a property named like a step field is sent through `request`).
+/// String values may use `{{steps.<step id or index>.<saved name>}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioStep {
+    /// The step's id, which later steps use in `{{steps.<id>.<saved name>}}` (the step's index
+    /// works too). Not `id`, which is a common parameter name.
+    #[serde(default)]
+    pub step: Option<String>,
     #[serde(default)]
     pub service: Option<String>,
-    pub action: String,
+    /// An operation of the service's spec (operationId, or RPC method of a .proto).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The request written out, instead of `action`.
+    #[serde(default)]
+    pub request: Option<StepRequest>,
+    /// What the response must be; a failed assertion stops the run.
+    #[serde(default)]
+    pub expect: Option<StepExpect>,
+    /// Values kept for later steps: name -> JSON pointer into the response body.
+    #[serde(default)]
+    pub save: IndexMap<String, String>,
     #[serde(flatten)]
     pub params: IndexMap<String, Json>,
+}
+
+/// An explicit request of a scenario step, relative to the service's base path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepRequest {
+    /// HTTP method (default GET).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path below the service's base path, starting with `/`.
+    pub path: String,
+    #[serde(default)]
+    pub query: IndexMap<String, Json>,
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// JSON body.
+    #[serde(default)]
+    pub body: Option<Json>,
+}
+
+/// Assertions on a step's response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepExpect {
+    /// Expected HTTP status.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// JSON pointer into the response body -> the value it must hold.
+    #[serde(default)]
+    pub body: IndexMap<String, Json>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

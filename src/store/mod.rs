@@ -21,6 +21,7 @@ mod events;
 pub mod executions;
 mod marks;
 pub mod retention;
+pub mod scenarios;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod traffic;

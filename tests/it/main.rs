@@ -22,6 +22,7 @@ mod pipelines_manage;
 mod pull_requests;
 mod reconcile_plan;
 mod reliability;
+mod scenarios;
 mod schema_diff_openapi;
 mod schema_diff_proto;
 mod sdkgen;

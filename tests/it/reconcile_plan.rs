@@ -103,7 +103,7 @@ fn plans_of_the_example_history() {
 
     h.repo.write(
         ADDED,
-        "name: Refund\nversion: \"1\"\nworkspace_id: workspace-refunds-789\nsteps:\n  - service: payments\n    action: process-payment\n    amount: 10\n",
+        "name: Refund\nversion: \"1\"\nworkspace_id: workspace-refunds-789\nsteps:\n  - service: payments\n    action: create-charge\n    amount: 10\n",
     );
     h.repo.commit("add a refund scenario");
     let added = h.sync();
