@@ -448,7 +448,11 @@ async fn post_observations(
             ));
         }
     };
-    let max_body = crate::gateway::tee::DEFAULT_DRIFT_MAX_BODY;
+    // The same cap as the gateway's observations (`--drift-max-body`).
+    let max_body = s
+        .drift
+        .get()
+        .map_or(crate::gateway::tee::DEFAULT_DRIFT_MAX_BODY, |d| d.max_body);
     let parsed = tokio::task::spawn_blocking(move || {
         har::parse(
             &body,

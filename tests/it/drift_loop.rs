@@ -26,7 +26,7 @@ paths:
     get:
       operationId: getPet
       parameters:
-        - {name: id, in: path, required: true, schema: {type: string, example: "7"}}
+        - {name: id, in: path, required: true, example: "7", schema: {type: string}}
       responses:
         '200':
           description: One pet.
@@ -82,7 +82,7 @@ fn wait_for<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn probe(d: &Daemon) {
+fn probe(d: &Daemon) -> Json {
     let (status, body) = http(
         "POST",
         &d.url("/api/v1/drift/probe/pets"),
@@ -91,6 +91,7 @@ fn probe(d: &Daemon) {
     )
     .expect("probe");
     assert_eq!(status, 200, "{body}");
+    body
 }
 
 fn incidents(d: &Daemon, query: &str) -> Vec<Json> {
@@ -171,8 +172,9 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         });
 
         // Seen once: two incidents, below `min_samples`, so no budget crossing and no pull
-        // request.
-        probe(&d);
+        // request. The probe asks for the pet the spec's example names.
+        let first = probe(&d);
+        assert_eq!(first["results"][0]["request"], "GET /pets/7", "{first}");
         let open = wait_for("two incidents", &d, || {
             let items = incidents(&d, "");
             (items.len() == 2).then_some(items)
@@ -189,7 +191,7 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         assert!(emu.pulls(CONFIG_REPO).is_empty());
 
         // Seen twice: confirmed, over the budget of one: one event, one pull request.
-        probe(&d);
+        let _ = probe(&d);
         let exceeded = wait_for("the threshold event", &d, || {
             let e = events_of(&d, "drift.threshold_exceeded");
             (!e.is_empty()).then_some(e)
@@ -214,7 +216,7 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         assert!(pr.title.contains("Drift Violation"), "{}", pr.title);
 
         // A third probe changes nothing: the crossing already ran its pipeline.
-        probe(&d);
+        let _ = probe(&d);
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(events_of(&d, "drift.threshold_exceeded").len(), 1);
         assert_eq!(
@@ -248,8 +250,8 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         assert_eq!(recovered.len(), 1);
 
         // The upstream has not changed; the spec now says what it does: nothing opens again.
-        probe(&d);
-        probe(&d);
+        let _ = probe(&d);
+        let _ = probe(&d);
         std::thread::sleep(Duration::from_millis(500));
         assert!(incidents(&d, "&state=open").is_empty());
         assert_eq!(events_of(&d, "drift.threshold_exceeded").len(), 1);

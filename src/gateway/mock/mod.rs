@@ -132,6 +132,8 @@ struct Param {
     schema: Value,
     explode: bool,
     deep_object: bool,
+    /// The parameter's own `example` (or its first `examples` value), what a probe sends.
+    example: Option<Value>,
     validator: OnceLock<Option<jsonschema::Validator>>,
 }
 
@@ -235,6 +237,12 @@ impl MockService {
                     schema,
                     explode,
                     deep_object: style == Some("deepObject"),
+                    example: p.get("example").cloned().or_else(|| {
+                        p.get("examples")
+                            .and_then(Value::as_object)
+                            .and_then(|e| e.values().find_map(|x| x.get("value")))
+                            .cloned()
+                    }),
                     validator: OnceLock::new(),
                 };
                 // An operation-level parameter overrides the path-level one.
@@ -576,8 +584,13 @@ impl MockService {
     /// parameters and a required body, generated from the description with `seed`.
     pub fn sample_request(&self, i: usize, seed: u64) -> Option<SampleRequest> {
         let op = self.ops.get(i)?;
+        // Declared examples first (an id the upstream knows), generated values otherwise.
         let mut g = generate::Gen::new(&self.bundle, seed, Dir::Request);
-        g.use_examples = false;
+        g.use_examples = true;
+        let value_of = |g: &mut generate::Gen<'_>, p: &Param| match &p.example {
+            Some(ex) if generate::conforms(&self.bundle, ex, &p.schema, 0) => ex.clone(),
+            _ => g.value(&p.schema),
+        };
         let mut path = String::new();
         let (template, literal_query) = op.template.split_once('?').unwrap_or((&op.template, ""));
         for seg in template.trim_start_matches('/').split('/') {
@@ -591,7 +604,7 @@ impl MockService {
                     .params
                     .iter()
                     .find(|p| p.location == Location::Path && p.name == name)
-                    .map(|p| request::scalar_text(&g.value(&p.schema)))
+                    .map(|p| request::scalar_text(&value_of(&mut g, p)))
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "x".into());
                 path.push_str(&request::encode_component(&value));
@@ -603,7 +616,7 @@ impl MockService {
             request::parse_pairs(literal_query).unwrap_or_default();
         let mut headers = HeaderMap::new();
         for p in op.params.iter().filter(|p| p.required) {
-            let v = g.value(&p.schema);
+            let v = value_of(&mut g, p);
             match p.location {
                 Location::Query if p.deep_object => request::form_pairs(&p.name, &v, &mut pairs),
                 Location::Query => match &v {
