@@ -2,7 +2,8 @@
 //! what the upstream was seen doing, written into the spec files with minimal textual change.
 //!
 //! [`propose`] plans one or more [`Op`]s per incident (an added status, content type, enum
-//! value or optional property, a widened type, a relaxed format, a property or header no
+//! value or optional property, a widened type (in OpenAPI 3.0, an `anyOf` of the declared and the
+//! observed types), a relaxed format, a property or header no
 //! longer required), applies them to the text (`yaml`, `json`: everything outside the edit
 //! kept byte for byte), and then checks the result twice before anything is proposed: the
 //! patched spec must accept every sample the incident claims to accept (through the mock
@@ -653,14 +654,46 @@ fn plan(inc: &Incident, doc: &Value, version: OpenapiVersion) -> Result<Plan, Sk
                 missing.clear();
             }
             match d {
-                Dialect::V30 => {
-                    if !missing.is_empty() {
+                Dialect::V30 if !missing.is_empty() => {
+                    // No type lists in 3.0: the declared type and the observed ones become the
+                    // branches of an `anyOf` (keywords of one type apply to that type only).
+                    if ["anyOf", "oneOf", "allOf"]
+                        .iter()
+                        .any(|k| node.get(*k).is_some())
+                    {
                         return Err(SkipReason::from(format!(
-                            "OpenAPI 3.0 cannot widen `type: {}` to {} without rewriting the schema as `oneOf`",
+                            "the schema at `{sp}` already composes schemas; widening `type: {}` to {} is left to a person",
                             declared.join(", "),
                             missing.join(", ")
                         )));
                     }
+                    let mut branches: Vec<Value> =
+                        declared.iter().map(|t| json!({ "type": t })).collect();
+                    branches.extend(missing.iter().map(|t| json!({ "type": t })));
+                    ops.push(Op::AddKey {
+                        at: sp.to_string(),
+                        key: "anyOf".into(),
+                        value: Value::Array(branches),
+                    });
+                    ops.push(Op::RemoveKey {
+                        at: sp.to_string(),
+                        key: "type".into(),
+                    });
+                    if null_missing {
+                        ops.push(match node.get("nullable") {
+                            Some(_) => Op::Replace {
+                                at: join(sp, "nullable"),
+                                value: Value::Bool(true),
+                            },
+                            None => Op::AddKey {
+                                at: sp.to_string(),
+                                key: "nullable".into(),
+                                value: Value::Bool(true),
+                            },
+                        });
+                    }
+                }
+                Dialect::V30 => {
                     if to_number {
                         ops.push(Op::Replace {
                             at: join(sp, "type"),
