@@ -104,34 +104,11 @@ impl FederationRoutes {
     /// depends on (dependencies outside the federation do not order it), ties by name. A
     /// cycle (refused by validation) leaves its members last, by name.
     pub fn start_order(&self) -> Vec<&str> {
-        let member = |n: &str| self.services.iter().any(|s| s.name == n);
-        let mut names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut order: Vec<&str> = Vec::with_capacity(names.len());
-        while order.len() < names.len() {
-            let next = names.iter().copied().find(|n| {
-                !order.contains(n)
-                    && self
-                        .services
-                        .iter()
-                        .filter(|s| s.name == *n)
-                        .flat_map(|s| s.dependencies.iter())
-                        .all(|d| d == n || !member(d) || order.contains(&d.as_str()))
-            });
-            match next {
-                Some(n) => order.push(n),
-                None => {
-                    let rest: Vec<&str> = names
-                        .iter()
-                        .copied()
-                        .filter(|n| !order.contains(n))
-                        .collect();
-                    order.extend(rest);
-                }
-            }
-        }
-        order
+        start_order(
+            self.services
+                .iter()
+                .map(|s| (s.name.as_str(), s.dependencies.as_slice())),
+        )
     }
 
     pub fn base_paths(&self) -> Vec<&str> {
@@ -418,6 +395,40 @@ pub fn upstream(
             .and_then(|t| t.response_ms)
             .map_or(DEFAULT_RESPONSE_TIMEOUT, Duration::from_millis),
     })
+}
+
+/// The order services come up in, from `(name, dependencies)` pairs: every service after the
+/// members it depends on (names that are not members do not order it), ties by name. A cycle
+/// (refused by validation) leaves its members last, by name.
+pub fn start_order<'a>(nodes: impl Iterator<Item = (&'a str, &'a [String])>) -> Vec<&'a str> {
+    let nodes: Vec<(&str, &[String])> = nodes.collect();
+    let member = |n: &str| nodes.iter().any(|(m, _)| *m == n);
+    let mut names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut order: Vec<&str> = Vec::with_capacity(names.len());
+    while order.len() < names.len() {
+        let next = names.iter().copied().find(|n| {
+            !order.contains(n)
+                && nodes
+                    .iter()
+                    .filter(|(m, _)| m == n)
+                    .flat_map(|(_, deps)| deps.iter())
+                    .all(|d| d == n || !member(d) || order.contains(&d.as_str()))
+        });
+        match next {
+            Some(n) => order.push(n),
+            None => {
+                let rest: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|n| !order.contains(n))
+                    .collect();
+                order.extend(rest);
+            }
+        }
+    }
+    order
 }
 
 #[cfg(test)]

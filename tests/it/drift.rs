@@ -6,7 +6,7 @@
 //! `drift.recovered`. Also: unreachable and refused upstreams, hostile bodies, a spec changing
 //! while scheduled probes run, and the token on every drift endpoint.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -178,21 +178,6 @@ fn repo(files: &[(&str, String)]) -> Repo {
     r
 }
 
-fn wait_for<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn probe(d: &Daemon, service: &str) -> Json {
     let (status, body) = http(
         "POST",
@@ -210,13 +195,6 @@ fn incidents(d: &Daemon, query: &str) -> Vec<Json> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn events_of(d: &Daemon, kind: &str) -> Vec<Json> {
-    d.all_events()
-        .into_iter()
-        .filter(|e| e["event_type"] == kind)
-        .collect()
 }
 
 /// The incidents without what changes from run to run (ids stay: they are signatures).
@@ -286,7 +264,7 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
         let (status, _) = http(method, &d.url(path), None, None).expect("request");
         assert_eq!(status, 401, "{method} {path}");
     }
-    let status = wait_for("the contracts", &d, || {
+    let status = d.wait_for("the contracts", || {
         let s = d.get("/api/v1/drift");
         (s["services"].as_array().map_or(0, Vec::len) == 3).then_some(s)
     });
@@ -315,7 +293,7 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
     assert!(text.contains("over the size cap"), "{text}");
 
     // Exactly the expected incidents.
-    let open = wait_for("six incidents", &d, || {
+    let open = d.wait_for("six incidents", || {
         let items = incidents(&d, "service=pets");
         (items.len() >= 6).then_some(items)
     });
@@ -323,12 +301,12 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
 
     // Seen once, they do not count toward the budget yet (`min_samples: 2`).
     std::thread::sleep(Duration::from_millis(500));
-    assert!(events_of(&d, "drift.threshold_exceeded").is_empty());
+    assert!(d.events_of("drift.threshold_exceeded").is_empty());
 
     // Seen twice: the budget (5 open incidents) is exceeded: one event, one pipeline run.
     probe(&d, "pets");
-    let exceeded = wait_for("the threshold event", &d, || {
-        let e = events_of(&d, "drift.threshold_exceeded");
+    let exceeded = d.wait_for("the threshold event", || {
+        let e = d.events_of("drift.threshold_exceeded");
         (!e.is_empty()).then_some(e)
     });
     assert_eq!(exceeded.len(), 1);
@@ -348,7 +326,7 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
     assert!(d.terminate(), "clean shutdown: {}", d.log_text());
     let mut d = Daemon::start(r.path(), state.path(), &["--drift-max-body", "2MiB"]);
     d.wait_ready();
-    wait_for("the contracts after the restart", &d, || {
+    d.wait_for("the contracts after the restart", || {
         (d.get("/api/v1/drift")["services"]
             .as_array()
             .map_or(0, Vec::len)
@@ -356,7 +334,7 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
             .then_some(())
     });
     probe(&d, "pets");
-    wait_for("the counts of the later probes", &d, || {
+    d.wait_for("the counts of the later probes", || {
         let items = incidents(&d, "service=pets");
         items
             .iter()
@@ -364,7 +342,7 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
             .then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(events_of(&d, "drift.threshold_exceeded").len(), 1);
+    assert_eq!(d.events_of("drift.threshold_exceeded").len(), 1);
     assert_eq!(rx.requests().len(), 1, "the pipeline ran once");
     let status = d.get("/api/v1/drift");
     let pets = status["services"]
@@ -399,7 +377,7 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
         .unwrap_or_default()
         .to_string();
     assert!(why.contains("--allow-outbound"), "{why}");
-    wait_for("unreachable states", &d, || {
+    d.wait_for("unreachable states", || {
         let s = d.get("/api/v1/drift");
         let st = |n: &str| {
             s["services"]
@@ -429,7 +407,7 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
     );
     let sha = r.commit("pets: accept what the upstream says");
     d.wait_attempted(&sha);
-    let resolved = wait_for("incidents resolved by the spec", &d, || {
+    let resolved = d.wait_for("incidents resolved by the spec", || {
         let items = incidents(&d, "service=pets&state=resolved");
         (items.len() == 2).then_some(items)
     });
@@ -452,14 +430,14 @@ fn probes_find_exactly_the_drift_budgets_fire_once_and_a_fixing_commit_resolves_
         ]
     );
     assert_eq!(incidents(&d, "service=pets").len(), 4);
-    let recovered = wait_for("the recovered event", &d, || {
-        let e = events_of(&d, "drift.recovered");
+    let recovered = d.wait_for("the recovered event", || {
+        let e = d.events_of("drift.recovered");
         (!e.is_empty()).then_some(e)
     });
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0]["payload"]["drift_count"], 4);
     // The gauges follow the stored state (the event is stored first).
-    let metrics = wait_for("the budget gauge back at 0", &d, || {
+    let metrics = d.wait_for("the budget gauge back at 0", || {
         let m = http("GET", &d.url("/metrics"), None, None)
             .expect("metrics")
             .1;
@@ -498,7 +476,7 @@ fn a_commit_changing_the_spec_while_probes_run() {
     let state = tempfile::tempdir().expect("state");
     let mut d = Daemon::start(r.path(), state.path(), &[]);
     d.wait_ready();
-    wait_for("scheduled probes", &d, || {
+    d.wait_for("scheduled probes", || {
         (incidents(&d, "service=pets").len() == 6).then_some(())
     });
     for round in 0..3 {
@@ -514,7 +492,7 @@ fn a_commit_changing_the_spec_while_probes_run() {
         let sha = r.commit(&format!("spec round {round}"));
         d.wait_attempted(&sha);
         let want = if fixed { 4 } else { 6 };
-        wait_for("the open incidents of the new spec", &d, || {
+        d.wait_for("the open incidents of the new spec", || {
             let items = incidents(&d, "service=pets");
             (items.len() == want && items.iter().all(|i| i["spec_sha"] == sha)).then_some(())
         });

@@ -5,7 +5,7 @@
 //! the daemon, following the same repository, reconciles the merge and the incidents resolve,
 //! the budget recovers, and later probes find nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::response::IntoResponse;
 use serde_json::{Value as Json, json};
@@ -67,21 +67,6 @@ async fn upstream() -> std::net::SocketAddr {
     addr
 }
 
-fn wait_for<T>(what: &str, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn probe(d: &Daemon) -> Json {
     let (status, body) = http(
         "POST",
@@ -99,13 +84,6 @@ fn incidents(d: &Daemon, query: &str) -> Vec<Json> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn events_of(d: &Daemon, kind: &str) -> Vec<Json> {
-    d.all_events()
-        .into_iter()
-        .filter(|e| e["event_type"] == kind)
-        .collect()
 }
 
 fn kinds(items: &[Json]) -> Vec<String> {
@@ -163,7 +141,7 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
             &[("GITHUB_API_URL", &api_url), ("GITHUB_TOKEN", "ghp_drift")],
         );
         d.wait_ready();
-        wait_for("the contract of pets", &d, || {
+        d.wait_for("the contract of pets", || {
             (d.get("/api/v1/drift")["services"]
                 .as_array()
                 .map_or(0, Vec::len)
@@ -175,7 +153,7 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         // request. The probe asks for the pet the spec's example names.
         let first = probe(&d);
         assert_eq!(first["results"][0]["request"], "GET /pets/7", "{first}");
-        let open = wait_for("two incidents", &d, || {
+        let open = d.wait_for("two incidents", || {
             let items = incidents(&d, "");
             (items.len() == 2).then_some(items)
         });
@@ -187,19 +165,19 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
             ]
         );
         std::thread::sleep(Duration::from_millis(500));
-        assert!(events_of(&d, "drift.threshold_exceeded").is_empty());
+        assert!(d.events_of("drift.threshold_exceeded").is_empty());
         assert!(emu.pulls(CONFIG_REPO).is_empty());
 
         // Seen twice: confirmed, over the budget of one: one event, one pull request.
         let _ = probe(&d);
-        let exceeded = wait_for("the threshold event", &d, || {
-            let e = events_of(&d, "drift.threshold_exceeded");
+        let exceeded = d.wait_for("the threshold event", || {
+            let e = d.events_of("drift.threshold_exceeded");
             (!e.is_empty()).then_some(e)
         });
         assert_eq!(exceeded.len(), 1);
         assert_eq!(exceeded[0]["payload"]["drift_count"], 2);
         assert_eq!(exceeded[0]["payload"]["threshold"], 1);
-        let pr = wait_for("the pull request", &d, || {
+        let pr = d.wait_for("the pull request", || {
             emu.pulls(CONFIG_REPO).into_iter().next()
         });
         let patched = emu
@@ -218,7 +196,7 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         // A third probe changes nothing: the crossing already ran its pipeline.
         let _ = probe(&d);
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(events_of(&d, "drift.threshold_exceeded").len(), 1);
+        assert_eq!(d.events_of("drift.threshold_exceeded").len(), 1);
         assert_eq!(
             emu.pulls(CONFIG_REPO).len(),
             1,
@@ -232,7 +210,7 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         assert!((200..300).contains(&status), "{status}: {body}");
         let applied = d.wait_attempted(&merged);
         assert_eq!(applied["last_applied"]["sha"], merged, "{applied:#}");
-        let resolved = wait_for("the incidents resolved by the merge", &d, || {
+        let resolved = d.wait_for("the incidents resolved by the merge", || {
             let items = incidents(&d, "&state=resolved");
             (items.len() == 2).then_some(items)
         });
@@ -243,8 +221,8 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
                 "undocumented_property /color resolved_by_spec"
             ]
         );
-        let recovered = wait_for("the recovered event", &d, || {
-            let e = events_of(&d, "drift.recovered");
+        let recovered = d.wait_for("the recovered event", || {
+            let e = d.events_of("drift.recovered");
             (!e.is_empty()).then_some(e)
         });
         assert_eq!(recovered.len(), 1);
@@ -254,7 +232,7 @@ async fn probes_to_a_merged_pull_request_that_resolves_the_drift() {
         let _ = probe(&d);
         std::thread::sleep(Duration::from_millis(500));
         assert!(incidents(&d, "&state=open").is_empty());
-        assert_eq!(events_of(&d, "drift.threshold_exceeded").len(), 1);
+        assert_eq!(d.events_of("drift.threshold_exceeded").len(), 1);
         assert_eq!(emu.pulls(CONFIG_REPO).len(), 1);
         assert!(d.terminate(), "{}", d.log_text());
     })

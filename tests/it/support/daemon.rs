@@ -168,6 +168,30 @@ impl Daemon {
         }
     }
 
+    /// Polls `f` every 100 ms until it gives a value (60 s at most, then fails with the log).
+    pub fn wait_for<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The stored events of one type, oldest first.
+    pub fn events_of(&self, kind: &str) -> Vec<Json> {
+        self.all_events()
+            .into_iter()
+            .filter(|e| e["event_type"] == kind)
+            .collect()
+    }
+
     /// Waits until the daemon has looked at `sha` (applied or recorded invalid).
     pub fn wait_attempted(&self, sha: &str) -> Json {
         let deadline = Instant::now() + Duration::from_secs(60);
