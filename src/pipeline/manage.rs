@@ -578,8 +578,14 @@ impl Manager {
                     ))),
                 };
             }
-            let req = prepared.request(repository, &self.branch)?;
+            let mut req = prepared.request(repository, &self.branch)?;
+            // Built on the validated head only: a commit landing meanwhile means validating
+            // again on the new head (the caller's next attempt), never a pull request on it.
+            req.expected_base = Some(prepared.base.clone());
             let out = create_pr::apply(client, &req).await?;
+            if out.action == create_pr::PrAction::BaseMoved {
+                return Ok(None);
+            }
             return Ok(Some(prepared.written(
                 "pull_request",
                 out.action.as_str(),

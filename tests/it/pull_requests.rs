@@ -139,6 +139,35 @@ async fn the_same_request_twice_opens_one_pull_request() {
     emu.assert_conformant();
 }
 
+/// A request validated against one base commit writes nothing once the base has moved.
+#[tokio::test]
+async fn a_request_for_a_base_that_moved_writes_nothing() {
+    let emu = emulator().await;
+    let gh = client(&emu.api_url());
+    let validated = emu.branch_sha(REPO, "main").expect("main");
+    let moved = emu.commit_to(REPO, "main", "README.md", "# SDK, edited\n");
+    let mut req = request(2, "evt-1");
+    req.expected_base = Some(validated.clone());
+    let out = apply(&gh, &req).await.expect("apply");
+    assert_eq!(out.action, PrAction::BaseMoved, "{out:?}");
+    let reason = out.reason.unwrap_or_default();
+    assert!(
+        reason.contains(&validated) && reason.contains(&moved),
+        "{reason}"
+    );
+    assert!(emu.pulls(REPO).is_empty());
+    assert!(
+        emu.branch_sha(REPO, &out.branch).is_none(),
+        "no branch is written"
+    );
+
+    // On the current base it goes through.
+    req.expected_base = Some(moved);
+    let out = apply(&gh, &req).await.expect("apply");
+    assert_eq!(out.action, PrAction::Opened, "{out:?}");
+    emu.assert_conformant();
+}
+
 #[tokio::test]
 async fn changed_content_updates_the_same_pull_request() {
     let emu = emulator().await;

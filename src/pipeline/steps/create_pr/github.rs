@@ -156,6 +156,16 @@ impl Lifecycle<'_> {
                     self.repo.name()
                 )))
             })?;
+        if let Some(expected) = &self.req.expected_base
+            && *expected != base_sha
+        {
+            let mut o = self.outcome(PrAction::BaseMoved, open.as_ref(), None);
+            o.reason = Some(format!(
+                "{} moved from {expected} to {base_sha} since the change was validated",
+                self.req.base_branch
+            ));
+            return Ok(o);
+        }
         let base_commit = self.repo.commit(&base_sha).await?;
         let base_files = self.blob_map(&base_commit.tree.sha).await?;
         // Replaced directories: what the base has there and the request does not is deleted.

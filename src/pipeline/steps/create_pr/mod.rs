@@ -148,6 +148,9 @@ pub struct PrRequest {
     pub limits: PrLimits,
     /// Author and committer of mockops' commits; how mockops recognises its own commits.
     pub identity: Person,
+    /// The base commit the files were validated against: when the base branch has moved
+    /// since, nothing is written and the outcome is [`PrAction::BaseMoved`] (GitHub).
+    pub expected_base: Option<String>,
 }
 
 impl PrRequest {
@@ -184,6 +187,7 @@ impl PrRequest {
             draft: false,
             limits: PrLimits::default(),
             identity: default_identity(),
+            expected_base: None,
         }
     }
 
@@ -415,6 +419,8 @@ pub enum PrAction {
     Limited,
     /// Git provider: the branch was pushed (no pull request exists on a plain Git host).
     Pushed,
+    /// The base branch is no longer at [`PrRequest::expected_base`]: nothing was written.
+    BaseMoved,
 }
 
 impl PrAction {
@@ -428,6 +434,7 @@ impl PrAction {
             PrAction::SkippedForeign => "skipped_foreign",
             PrAction::Limited => "limited",
             PrAction::Pushed => "pushed",
+            PrAction::BaseMoved => "base_moved",
         }
     }
 }
