@@ -13,11 +13,11 @@ use serde_json::Value as Json;
 
 use super::html::{badge, esc, opt, page, pager, query_value, short};
 use super::svg::{self, Node};
-use super::{Ctx, UiError, data};
+use super::{Ctx, UiError};
+use crate::analytics::{self, AnalyticsError, Query as AQuery, catalog::Catalog};
 use crate::store::RevisionStatus;
 use crate::store::drift::IncidentFilter;
 use crate::store::executions::ExecutionFilter;
-use crate::store::traffic::TrafficFilter;
 
 type Page = Result<Html<String>, UiError>;
 
@@ -750,22 +750,95 @@ pub async fn incidents(ui: Ctx, Query(q): Query<IncidentsQuery>) -> Page {
 // ---------------------------------------------------------------------------------------------
 // Coverage and usage
 
-#[derive(Debug, Deserialize)]
-pub struct CoverageQuery {
-    page: Option<usize>,
+/// One service's operations: `federation/service` and its cells, in catalog order.
+pub type CoverageRow = (String, Vec<svg::OpCell>);
+
+/// Runs `f` over the analytics of the applied commit with the range and filters of `params`
+/// (`from`, `to`, `federation`, `service`, `environment`, checked as `/api/v2/analytics`
+/// checks them). `None` before anything is applied.
+async fn analytics<T: Send + 'static>(
+    ui: &super::Ui,
+    params: BTreeMap<String, String>,
+    f: impl FnOnce(&crate::store::Store, &Catalog, &AQuery) -> Result<T, AnalyticsError>
+    + Send
+    + 'static,
+) -> Result<Option<T>, UiError> {
+    let Some(sha) = ui.shared.store.cursor()?.last_applied.map(|r| r.sha) else {
+        return Ok(None);
+    };
+    let Some(repo) = ui.shared.repo_path().map(std::path::Path::to_path_buf) else {
+        return Ok(None);
+    };
+    let store = ui.shared.store.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let catalog = analytics::catalog::cached(&repo, &sha)?;
+        let today = analytics::day_of(std::time::SystemTime::now());
+        let q = AQuery::resolve(&params, &catalog, today)?;
+        f(&store, &catalog, &q)
+    })
+    .await?;
+    match out {
+        Ok(v) => Ok(Some(v)),
+        Err(AnalyticsError::NotApplied) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// The newest exchanges the coverage and usage pages count.
-async fn recent_traffic(ui: &super::Ui) -> Result<Vec<crate::store::traffic::Exchange>, UiError> {
-    let store = ui.shared.store.clone();
-    Ok(tokio::task::spawn_blocking(move || {
-        store.traffic(&TrafficFilter {
-            federation: None,
-            service: None,
-            limit: data::TRAFFIC_WINDOW,
+/// The query string of the analytics parameters in `params` (for links that keep them).
+fn filter_query(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .filter(|(k, v)| ANALYTICS_PARAMETERS.contains(&k.as_str()) && !v.is_empty())
+        .map(|(k, v)| format!("{k}={}&", query_value(v)))
+        .collect()
+}
+
+/// The analytics parameters a page takes.
+const ANALYTICS_PARAMETERS: [&str; 5] = ["from", "to", "federation", "service", "environment"];
+
+/// The form that picks the range and filters of an analytics page, filled with `params`.
+fn filter_form(action: &str, params: &BTreeMap<String, String>) -> String {
+    let mut b = format!(
+        "<form method=\"get\" action=\"{}\" class=\"filters\">",
+        esc(action)
+    );
+    for (name, label) in [
+        ("from", "From (UTC day)"),
+        ("to", "To (UTC day)"),
+        ("federation", "Federation"),
+        ("service", "Service"),
+        ("environment", "Environment"),
+    ] {
+        let _ = write!(
+            b,
+            "<label>{label} <input name=\"{name}\" value=\"{}\"></label> ",
+            esc(params.get(name).map_or("", String::as_str))
+        );
+    }
+    b.push_str("<button type=\"submit\">Show</button></form>");
+    b
+}
+
+/// The coverage grid's rows: one per member, one cell per operation of its spec.
+fn coverage_rows(c: &analytics::Coverage) -> Vec<CoverageRow> {
+    c.services
+        .iter()
+        .map(|s| {
+            let cells = s
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let k = &e.by_class;
+                    svg::OpCell {
+                        label: e.operation.clone(),
+                        hits: e.requests,
+                        by_class: [k.c2xx, k.c3xx, k.c4xx, k.c5xx, k.other],
+                    }
+                })
+                .collect();
+            (format!("{}/{}", s.federation, s.service), cells)
         })
-    })
-    .await??)
+        .collect()
 }
 
 /// Splits rows into pages of whole services holding at most `per_page` operations (a
@@ -787,41 +860,71 @@ pub fn paginate<T>(rows: &[(String, Vec<T>)], per_page: usize) -> Vec<std::ops::
     pages
 }
 
-pub async fn coverage(ui: Ctx, Query(q): Query<CoverageQuery>) -> Page {
-    let table = ui.route_table().await?;
-    let mut b = String::new();
-    let Some(table) = table else {
-        b.push_str(
-            "<p>Nothing is applied yet (or the applied commit's specs could not be compiled).</p>",
-        );
+const NOTHING_APPLIED: &str = "<p>Nothing is applied yet.</p>";
+
+pub async fn coverage(ui: Ctx, Query(mut params): Query<BTreeMap<String, String>>) -> Page {
+    let n = match params.remove("page") {
+        None => 1,
+        Some(p) => p.parse::<usize>().map_err(|_| {
+            UiError::BadRequest(format!(
+                "page=`{}` is not a page number",
+                p.chars().take(100).collect::<String>()
+            ))
+        })?,
+    };
+    let filters = filter_query(&params);
+    let mut b = filter_form("/ui/coverage", &params);
+    let Some(c) = analytics(&ui, params, |store, catalog, q| {
+        analytics::endpoint_coverage(store, catalog, q)
+    })
+    .await?
+    else {
+        b.push_str(NOTHING_APPLIED);
         return Ok(Html(page("Coverage", "/ui/coverage", &b, signed_in(&ui))));
     };
-    let traffic = recent_traffic(&ui).await?;
-    let counted = traffic.len();
-    let rows = data::coverage(&table, &traffic);
-    drop(traffic);
+    let rows = coverage_rows(&c);
     let pages = paginate(&rows, COVERAGE_PAGE_OPS);
-    let n = q.page.unwrap_or(1);
     if n == 0 || n > pages.len() {
         return Err(UiError::NotFound(format!(
             "there is no coverage page {n}: pages go from 1 to {}",
             pages.len()
         )));
     }
-    let range = pages[n - 1].clone();
-    let shown = &rows[range];
-    let ops: usize = rows.iter().map(|r| r.1.len()).sum();
-    let hit = rows
-        .iter()
-        .flat_map(|r| r.1.iter())
-        .filter(|c| c.hits > 0)
-        .count();
+    let shown = &rows[pages[n - 1].clone()];
     let _ = write!(
         b,
-        "<p>{hit} of {ops} operations were hit in the newest {counted} recorded exchanges \
-         (at most {}). One cell per operation; hover a cell for its hits by status class.</p>",
-        data::TRAFFIC_WINDOW
+        "<p id=\"coverage-summary\" data-hit=\"{}\" data-operations=\"{}\">{} of {} operations \
+         were hit from {} to {} (UTC days). One cell per operation; hover a cell for its \
+         requests by status class.</p>",
+        c.hit,
+        c.operations,
+        c.hit,
+        c.operations,
+        esc(&c.from),
+        esc(&c.to)
     );
+    let unmatched: Vec<_> = c
+        .services
+        .iter()
+        .filter(|s| s.unmatched_requests > 0 || s.error.is_some())
+        .collect();
+    if !unmatched.is_empty() {
+        b.push_str("<ul>");
+        for s in unmatched {
+            let _ = write!(
+                b,
+                "<li><code>{}/{}</code>: {} requests matched no operation{}</li>",
+                esc(&s.federation),
+                esc(&s.service),
+                s.unmatched_requests,
+                s.error
+                    .as_deref()
+                    .map(|e| format!("; its operations could not be listed: {}", esc(e)))
+                    .unwrap_or_default()
+            );
+        }
+        b.push_str("</ul>");
+    }
     if pages.len() > 1 {
         let _ = write!(b, "<p>Page {n} of {}.</p>", pages.len());
     }
@@ -838,29 +941,58 @@ pub async fn coverage(ui: Ctx, Query(q): Query<CoverageQuery>) -> Page {
     }
     b.push_str("</ul></details>");
     if pages.len() > 1 {
-        let prev = (n > 1).then(|| format!("/ui/coverage?page={}", n - 1));
-        let next = (n < pages.len()).then(|| format!("/ui/coverage?page={}", n + 1));
+        let link = |p: usize| format!("/ui/coverage?{filters}page={p}");
+        let prev = (n > 1).then(|| link(n - 1));
+        let next = (n < pages.len()).then(|| link(n + 1));
         b.push_str(&pager(prev, next));
     }
     Ok(Html(page("Coverage", "/ui/coverage", &b, signed_in(&ui))))
 }
 
-pub async fn usage(ui: Ctx) -> Page {
-    let traffic = recent_traffic(&ui).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
-    let scenarios = data::scenario_usage(&traffic, now);
-    let personas = data::persona_ci_hits(&traffic, now);
-    let mut b = String::new();
+/// The renderer's shape of an analytics heatmap: at most [`MAX_HEAT_ROWS`] rows, busiest
+/// first.
+fn heat(map: analytics::Heatmap) -> svg::Heatmap {
+    let mut rows: Vec<(String, Vec<u64>, u64)> = map
+        .rows
+        .into_iter()
+        .map(|r| (r.key, r.counts, r.total))
+        .collect();
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    rows.truncate(MAX_HEAT_ROWS);
+    svg::Heatmap {
+        columns: map.days,
+        rows: rows.into_iter().map(|(k, v, _)| (k, v)).collect(),
+    }
+}
+
+/// Most rows of a usage heatmap (the busiest keys).
+pub const MAX_HEAT_ROWS: usize = 40;
+
+pub async fn usage(ui: Ctx, Query(params): Query<BTreeMap<String, String>>) -> Page {
+    let mut b = filter_form("/ui/usage", &params);
+    let Some((scenarios, personas)) = analytics(&ui, params, |store, catalog, q| {
+        Ok((
+            analytics::scenario_usage(store, catalog, q)?,
+            analytics::persona_ci_hits(store, catalog, q)?,
+        ))
+    })
+    .await?
+    else {
+        b.push_str(NOTHING_APPLIED);
+        return Ok(Html(page(
+            "Scenarios & personas",
+            "/ui/usage",
+            &b,
+            signed_in(&ui),
+        )));
+    };
     let _ = write!(
         b,
-        "<p>Requests of the last {} days (UTC) among the newest {} recorded exchanges; at most {} rows, busiest first.</p>",
-        data::DAYS,
-        traffic.len(),
-        data::MAX_KEYS
+        "<p>Requests per UTC day from {} to {}; at most {MAX_HEAT_ROWS} rows, busiest first.</p>",
+        esc(&scenarios.from),
+        esc(&scenarios.to),
     );
+    let (scenarios, personas) = (heat(scenarios), heat(personas));
     b.push_str("<h2>Scenario usage</h2>");
     if scenarios.rows.is_empty() {
         b.push_str("<p>No request named a scenario.</p>");
