@@ -595,6 +595,59 @@ pub async fn federations(ui: Ctx) -> Page {
         }
         b.push_str("</tbody></table></section>");
     }
+    let observed = analytics::api::observed(&ui.shared);
+    let staleness = analytics(&ui, BTreeMap::new(), move |a, catalog, q| {
+        let histories = analytics::staleness::cached(a.repo, a.sha)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        Ok(analytics::staleness(catalog, &histories, &observed, q, now))
+    })
+    .await;
+    match staleness {
+        Ok(Some(st)) if !st.services.is_empty() => {
+            b.push_str(
+                "<section aria-labelledby=\"staleness-h\"><h2 id=\"staleness-h\">Since when</h2>\
+                 <table id=\"staleness\"><thead><tr><th scope=\"col\">Federation</th><th scope=\"col\">Service</th>\
+                 <th scope=\"col\">Reality level</th><th scope=\"col\">Level since</th>\
+                 <th scope=\"col\">Spec since</th><th scope=\"col\">Upstream last observed</th>\
+                 </tr></thead><tbody>",
+            );
+            for m in &st.services {
+                let since = |s: &analytics::staleness::Since| {
+                    format!(
+                        "{} <code>{}</code>{}",
+                        esc(&s.at),
+                        short(&s.commit),
+                        if m.truncated { " or earlier" } else { "" }
+                    )
+                };
+                let _ = write!(
+                    b,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+                    esc(&m.federation),
+                    esc(&m.service),
+                    badge(&m.reality_level, svg::level_label(&m.reality_level)),
+                    since(&m.reality_level_since),
+                    since(&m.spec_since),
+                    badge(m.upstream_status, m.upstream_status),
+                    m.upstream_last_observed
+                        .as_deref()
+                        .map(esc)
+                        .unwrap_or_else(|| "—".into()),
+                );
+            }
+            b.push_str("</tbody></table></section>");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = write!(
+                b,
+                "<p>Since when each service has had its level and spec cannot be shown: {}</p>",
+                esc(&e.to_string())
+            );
+        }
+    }
     Ok(Html(page(
         "Federations",
         "/ui/federations",
@@ -683,6 +736,43 @@ pub async fn drift(ui: Ctx) -> Page {
         }
         b.push_str("</ul>");
     }
+    let share = analytics(&ui, BTreeMap::new(), |a, catalog, q| {
+        analytics::drift_percentage(a.store, catalog, q)
+    })
+    .await;
+    match share {
+        Ok(Some(share)) => {
+            let pct = |p: Option<f64>| p.map_or_else(|| "—".to_string(), |p| format!("{p:.2} %"));
+            let _ = write!(
+                b,
+                "<h2>Operations drifting</h2><p id=\"drift-share\">{} of {} operations ({}) have an open incident.</p>\
+                 <table><thead><tr><th scope=\"col\">Service</th><th scope=\"col\" class=\"num\">Operations</th>\
+                 <th scope=\"col\" class=\"num\">Drifting</th><th scope=\"col\" class=\"num\">Share</th></tr></thead><tbody>",
+                share.drifting,
+                share.operations,
+                pct(share.percentage)
+            );
+            for s in &share.services {
+                let _ = write!(
+                    b,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                    esc(&s.service),
+                    s.operations,
+                    s.drifting,
+                    pct(s.percentage)
+                );
+            }
+            b.push_str("</tbody></table>");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = write!(
+                b,
+                "<p>The share of operations drifting cannot be shown: {}</p>",
+                esc(&e.to_string())
+            );
+        }
+    }
     let _ = write!(
         b,
         "<p><a href=\"/ui/drift/incidents\">All {} open incidents</a></p>",
@@ -759,9 +849,7 @@ pub type CoverageRow = (String, Vec<svg::OpCell>);
 async fn analytics<T: Send + 'static>(
     ui: &super::Ui,
     params: BTreeMap<String, String>,
-    f: impl FnOnce(&crate::store::Store, &Catalog, &AQuery) -> Result<T, AnalyticsError>
-    + Send
-    + 'static,
+    f: impl FnOnce(&Applied<'_>, &Catalog, &AQuery) -> Result<T, AnalyticsError> + Send + 'static,
 ) -> Result<Option<T>, UiError> {
     let Some(sha) = ui.shared.store.cursor()?.last_applied.map(|r| r.sha) else {
         return Ok(None);
@@ -774,7 +862,15 @@ async fn analytics<T: Send + 'static>(
         let catalog = analytics::catalog::cached(&repo, &sha)?;
         let today = analytics::day_of(std::time::SystemTime::now());
         let q = AQuery::resolve(&params, &catalog, today)?;
-        f(&store, &catalog, &q)
+        f(
+            &Applied {
+                store: &store,
+                repo: &repo,
+                sha: &sha,
+            },
+            &catalog,
+            &q,
+        )
     })
     .await?;
     match out {
@@ -782,6 +878,13 @@ async fn analytics<T: Send + 'static>(
         Err(AnalyticsError::NotApplied) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What an analytics page reads besides the catalog: the store and the applied commit.
+struct Applied<'a> {
+    store: &'a crate::store::Store,
+    repo: &'a std::path::Path,
+    sha: &'a str,
 }
 
 /// The query string of the analytics parameters in `params` (for links that keep them).
@@ -874,8 +977,8 @@ pub async fn coverage(ui: Ctx, Query(mut params): Query<BTreeMap<String, String>
     };
     let filters = filter_query(&params);
     let mut b = filter_form("/ui/coverage", &params);
-    let Some(c) = analytics(&ui, params, |store, catalog, q| {
-        analytics::endpoint_coverage(store, catalog, q)
+    let Some(c) = analytics(&ui, params, |a, catalog, q| {
+        analytics::endpoint_coverage(a.store, catalog, q)
     })
     .await?
     else {
@@ -970,10 +1073,10 @@ pub const MAX_HEAT_ROWS: usize = 40;
 
 pub async fn usage(ui: Ctx, Query(params): Query<BTreeMap<String, String>>) -> Page {
     let mut b = filter_form("/ui/usage", &params);
-    let Some((scenarios, personas)) = analytics(&ui, params, |store, catalog, q| {
+    let Some((scenarios, personas)) = analytics(&ui, params, |a, catalog, q| {
         Ok((
-            analytics::scenario_usage(store, catalog, q)?,
-            analytics::persona_ci_hits(store, catalog, q)?,
+            analytics::scenario_usage(a.store, catalog, q)?,
+            analytics::persona_ci_hits(a.store, catalog, q)?,
         ))
     })
     .await?

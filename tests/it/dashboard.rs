@@ -550,6 +550,28 @@ fn a_real_browser_loads_every_page_without_console_errors() {
     }
     let api = d.get("/api/v2/analytics/endpoints/coverage");
     assert!(api["hit"].as_u64().expect("hit") >= 2, "{api}");
+    // The federations page says since when each member has had its level and spec, as the
+    // staleness view does; the drift page the share of operations drifting.
+    let stale = d.get("/api/v2/analytics/reality-levels/staleness");
+    let (_, _, feds) = fetch("GET", &d.url("/ui/federations"), &session, None);
+    assert!(feds.contains("id=\"staleness\""), "{feds}");
+    for m in stale["services"].as_array().expect("services") {
+        let since = m["reality_level_since"]["at"].as_str().expect("since");
+        assert!(feds.contains(since), "{since} in {feds}");
+    }
+    let share = d.get("/api/v2/analytics/drift/percentage");
+    let (_, _, drift) = fetch("GET", &d.url("/ui/drift"), &session, None);
+    if drift.contains("Drift detection is not running") {
+        assert!(!drift.contains("drift-share"));
+    } else {
+        assert!(
+            drift.contains(&format!(
+                "{} of {} operations",
+                share["drifting"], share["operations"]
+            )),
+            "{share} in {drift}"
+        );
+    }
     // Bad parameters: the API's 400 and its message, as a page, the value escaped.
     for (bad, says) in [
         ("from=yesterday", "is not an RFC 3339 date"),
