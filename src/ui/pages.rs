@@ -31,6 +31,8 @@ pub const MAX_EXECUTIONS: usize = 100;
 const MAX_DIAGNOSTICS: usize = 50;
 /// Most operations on one page of the coverage grid (whole services per page).
 pub const COVERAGE_PAGE_OPS: usize = 1000;
+/// Longest the federations page waits for the history walk of a newly applied commit.
+const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_millis(150);
 /// Most incidents listed.
 const MAX_INCIDENTS: usize = 200;
 /// Longest payload shown in the events table.
@@ -596,14 +598,31 @@ pub async fn federations(ui: Ctx) -> Page {
         b.push_str("</tbody></table></section>");
     }
     let observed = analytics::api::observed(&ui.shared);
-    let staleness = analytics(&ui, BTreeMap::new(), move |a, catalog, q| {
-        let histories = analytics::staleness::cached(a.repo, a.sha)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-        Ok(analytics::staleness(catalog, &histories, &observed, q, now))
-    })
+    // The first read of a commit walks the repository's history (cached per commit after): a
+    // page that would wait longer says so and the walk goes on for the next load.
+    let staleness = tokio::time::timeout(
+        HISTORY_WAIT,
+        analytics(&ui, BTreeMap::new(), move |a, catalog, q| {
+            let histories = analytics::staleness::cached(a.repo, a.sha)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            Ok(analytics::staleness(catalog, &histories, &observed, q, now))
+        }),
+    )
     .await;
+    let Ok(staleness) = staleness else {
+        b.push_str(
+            "<p id=\"staleness-pending\">Since when each service has had its level and spec is \
+             still being read from the repository's history; reload in a moment.</p>",
+        );
+        return Ok(Html(page(
+            "Federations",
+            "/ui/federations",
+            &b,
+            signed_in(&ui),
+        )));
+    };
     match staleness {
         Ok(Some(st)) if !st.services.is_empty() => {
             b.push_str(

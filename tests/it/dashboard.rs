@@ -553,7 +553,15 @@ fn a_real_browser_loads_every_page_without_console_errors() {
     // The federations page says since when each member has had its level and spec, as the
     // staleness view does; the drift page the share of operations drifting.
     let stale = d.get("/api/v2/analytics/reality-levels/staleness");
-    let (_, _, feds) = fetch("GET", &d.url("/ui/federations"), &session, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let feds = loop {
+        let (_, _, feds) = fetch("GET", &d.url("/ui/federations"), &session, None);
+        if !feds.contains("staleness-pending") {
+            break feds;
+        }
+        assert!(Instant::now() < deadline, "the history walk never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(feds.contains("id=\"staleness\""), "{feds}");
     for m in stale["services"].as_array().expect("services") {
         let since = m["reality_level_since"]["at"].as_str().expect("since");
