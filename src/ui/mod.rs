@@ -12,12 +12,11 @@
 
 mod assets;
 mod auth;
-pub mod data;
 pub mod html;
 mod pages;
 pub mod svg;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -30,7 +29,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::daemon::Shared;
-use crate::gateway::routes::RouteTable;
 
 /// The policy of every dashboard response: nothing but this origin's stylesheet, images and
 /// forms; no scripts at all; never framed.
@@ -40,12 +38,11 @@ pub const CSP: &str = "default-src 'self'; script-src 'none'; object-src 'none';
 /// Largest request body (the sign-in form).
 const MAX_BODY: usize = 16 * 1024;
 
-/// What the pages share: the daemon and the route table of the applied commit the coverage
-/// page last counted against (when the gateway does not run and hold one).
+/// What the pages share: the daemon (the coverage and usage pages read the analytics of
+/// its applied commit, the same catalog `/api/v2/analytics` reads).
 #[derive(Clone)]
 pub struct Ui {
     pub shared: Arc<Shared>,
-    tables: Arc<Mutex<Option<Arc<RouteTable>>>>,
 }
 
 /// Why a page could not be shown.
@@ -58,6 +55,8 @@ pub enum UiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Analytics(#[from] crate::analytics::AnalyticsError),
+    #[error("{0}")]
     NotFound(String),
 }
 
@@ -65,6 +64,7 @@ impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let status = match &self {
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::Analytics(e) if e.is_bad_request() => StatusCode::BAD_REQUEST,
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -81,10 +81,7 @@ impl IntoResponse for UiError {
 
 /// The dashboard's routes (mounted by the daemon's API router).
 pub fn router(shared: Arc<Shared>) -> Router {
-    let ui = Ui {
-        shared,
-        tables: Arc::new(Mutex::new(None)),
-    };
+    let ui = Ui { shared };
     let pages = Router::new()
         .route("/ui", get(pages::overview))
         .route("/ui/", get(pages::overview))
@@ -136,48 +133,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
-}
-
-impl Ui {
-    /// The route table of the applied commit: the gateway's when it runs and has it, else
-    /// built here once per applied commit. `None` before anything is applied.
-    async fn route_table(&self) -> Result<Option<Arc<RouteTable>>, UiError> {
-        let Some(applied) = self.shared.store.cursor()?.last_applied else {
-            return Ok(None);
-        };
-        if let Some(g) = self.shared.gateway.get() {
-            let t = g.table();
-            if t.sha.as_deref() == Some(applied.sha.as_str()) {
-                return Ok(Some(t));
-            }
-        }
-        if let Some(t) = self
-            .tables
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|t| t.sha.as_deref() == Some(applied.sha.as_str()))
-        {
-            return Ok(Some(t.clone()));
-        }
-        let Some(repo) = self.shared.repo_path().map(std::path::Path::to_path_buf) else {
-            return Ok(None);
-        };
-        let sha = applied.sha.clone();
-        let built =
-            tokio::task::spawn_blocking(move || crate::gateway::routes::build(&repo, &sha)).await?;
-        match built {
-            Ok(t) => {
-                let t = Arc::new(t);
-                *self.tables.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.clone());
-                Ok(Some(t))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the dashboard could not build the applied route table");
-                Ok(None)
-            }
-        }
-    }
 }
 
 /// `s` as the `State` the handlers take.

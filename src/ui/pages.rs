@@ -13,11 +13,11 @@ use serde_json::Value as Json;
 
 use super::html::{badge, esc, opt, page, pager, query_value, short};
 use super::svg::{self, Node};
-use super::{Ctx, UiError, data};
+use super::{Ctx, UiError};
+use crate::analytics::{self, AnalyticsError, Query as AQuery, catalog::Catalog};
 use crate::store::RevisionStatus;
 use crate::store::drift::IncidentFilter;
 use crate::store::executions::ExecutionFilter;
-use crate::store::traffic::TrafficFilter;
 
 type Page = Result<Html<String>, UiError>;
 
@@ -31,6 +31,8 @@ pub const MAX_EXECUTIONS: usize = 100;
 const MAX_DIAGNOSTICS: usize = 50;
 /// Most operations on one page of the coverage grid (whole services per page).
 pub const COVERAGE_PAGE_OPS: usize = 1000;
+/// Longest the federations page waits for the history walk of a newly applied commit.
+const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_millis(150);
 /// Most incidents listed.
 const MAX_INCIDENTS: usize = 200;
 /// Longest payload shown in the events table.
@@ -595,6 +597,76 @@ pub async fn federations(ui: Ctx) -> Page {
         }
         b.push_str("</tbody></table></section>");
     }
+    let observed = analytics::api::observed(&ui.shared);
+    // The first read of a commit walks the repository's history (cached per commit after): a
+    // page that would wait longer says so and the walk goes on for the next load.
+    let staleness = tokio::time::timeout(
+        HISTORY_WAIT,
+        analytics(&ui, BTreeMap::new(), move |a, catalog, q| {
+            let histories = analytics::staleness::cached(a.repo, a.sha)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            Ok(analytics::staleness(catalog, &histories, &observed, q, now))
+        }),
+    )
+    .await;
+    let Ok(staleness) = staleness else {
+        b.push_str(
+            "<p id=\"staleness-pending\">Since when each service has had its level and spec is \
+             still being read from the repository's history; reload in a moment.</p>",
+        );
+        return Ok(Html(page(
+            "Federations",
+            "/ui/federations",
+            &b,
+            signed_in(&ui),
+        )));
+    };
+    match staleness {
+        Ok(Some(st)) if !st.services.is_empty() => {
+            b.push_str(
+                "<section aria-labelledby=\"staleness-h\"><h2 id=\"staleness-h\">Since when</h2>\
+                 <table id=\"staleness\"><thead><tr><th scope=\"col\">Federation</th><th scope=\"col\">Service</th>\
+                 <th scope=\"col\">Reality level</th><th scope=\"col\">Level since</th>\
+                 <th scope=\"col\">Spec since</th><th scope=\"col\">Upstream last observed</th>\
+                 </tr></thead><tbody>",
+            );
+            for m in &st.services {
+                let since = |s: &analytics::staleness::Since| {
+                    format!(
+                        "{} <code>{}</code>{}",
+                        esc(&s.at),
+                        short(&s.commit),
+                        if m.truncated { " or earlier" } else { "" }
+                    )
+                };
+                let _ = write!(
+                    b,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+                    esc(&m.federation),
+                    esc(&m.service),
+                    badge(&m.reality_level, svg::level_label(&m.reality_level)),
+                    since(&m.reality_level_since),
+                    since(&m.spec_since),
+                    badge(m.upstream_status, m.upstream_status),
+                    m.upstream_last_observed
+                        .as_deref()
+                        .map(esc)
+                        .unwrap_or_else(|| "—".into()),
+                );
+            }
+            b.push_str("</tbody></table></section>");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = write!(
+                b,
+                "<p>Since when each service has had its level and spec cannot be shown: {}</p>",
+                esc(&e.to_string())
+            );
+        }
+    }
     Ok(Html(page(
         "Federations",
         "/ui/federations",
@@ -683,6 +755,43 @@ pub async fn drift(ui: Ctx) -> Page {
         }
         b.push_str("</ul>");
     }
+    let share = analytics(&ui, BTreeMap::new(), |a, catalog, q| {
+        analytics::drift_percentage(a.store, catalog, q)
+    })
+    .await;
+    match share {
+        Ok(Some(share)) => {
+            let pct = |p: Option<f64>| p.map_or_else(|| "—".to_string(), |p| format!("{p:.2} %"));
+            let _ = write!(
+                b,
+                "<h2>Operations drifting</h2><p id=\"drift-share\">{} of {} operations ({}) have an open incident.</p>\
+                 <table><thead><tr><th scope=\"col\">Service</th><th scope=\"col\" class=\"num\">Operations</th>\
+                 <th scope=\"col\" class=\"num\">Drifting</th><th scope=\"col\" class=\"num\">Share</th></tr></thead><tbody>",
+                share.drifting,
+                share.operations,
+                pct(share.percentage)
+            );
+            for s in &share.services {
+                let _ = write!(
+                    b,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                    esc(&s.service),
+                    s.operations,
+                    s.drifting,
+                    pct(s.percentage)
+                );
+            }
+            b.push_str("</tbody></table>");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = write!(
+                b,
+                "<p>The share of operations drifting cannot be shown: {}</p>",
+                esc(&e.to_string())
+            );
+        }
+    }
     let _ = write!(
         b,
         "<p><a href=\"/ui/drift/incidents\">All {} open incidents</a></p>",
@@ -750,22 +859,108 @@ pub async fn incidents(ui: Ctx, Query(q): Query<IncidentsQuery>) -> Page {
 // ---------------------------------------------------------------------------------------------
 // Coverage and usage
 
-#[derive(Debug, Deserialize)]
-pub struct CoverageQuery {
-    page: Option<usize>,
+/// One service's operations: `federation/service` and its cells, in catalog order.
+pub type CoverageRow = (String, Vec<svg::OpCell>);
+
+/// Runs `f` over the analytics of the applied commit with the range and filters of `params`
+/// (`from`, `to`, `federation`, `service`, `environment`, checked as `/api/v2/analytics`
+/// checks them). `None` before anything is applied.
+async fn analytics<T: Send + 'static>(
+    ui: &super::Ui,
+    params: BTreeMap<String, String>,
+    f: impl FnOnce(&Applied<'_>, &Catalog, &AQuery) -> Result<T, AnalyticsError> + Send + 'static,
+) -> Result<Option<T>, UiError> {
+    let Some(sha) = ui.shared.store.cursor()?.last_applied.map(|r| r.sha) else {
+        return Ok(None);
+    };
+    let Some(repo) = ui.shared.repo_path().map(std::path::Path::to_path_buf) else {
+        return Ok(None);
+    };
+    let store = ui.shared.store.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let catalog = analytics::catalog::cached(&repo, &sha)?;
+        let today = analytics::day_of(std::time::SystemTime::now());
+        let q = AQuery::resolve(&params, &catalog, today)?;
+        f(
+            &Applied {
+                store: &store,
+                repo: &repo,
+                sha: &sha,
+            },
+            &catalog,
+            &q,
+        )
+    })
+    .await?;
+    match out {
+        Ok(v) => Ok(Some(v)),
+        Err(AnalyticsError::NotApplied) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// The newest exchanges the coverage and usage pages count.
-async fn recent_traffic(ui: &super::Ui) -> Result<Vec<crate::store::traffic::Exchange>, UiError> {
-    let store = ui.shared.store.clone();
-    Ok(tokio::task::spawn_blocking(move || {
-        store.traffic(&TrafficFilter {
-            federation: None,
-            service: None,
-            limit: data::TRAFFIC_WINDOW,
+/// What an analytics page reads besides the catalog: the store and the applied commit.
+struct Applied<'a> {
+    store: &'a crate::store::Store,
+    repo: &'a std::path::Path,
+    sha: &'a str,
+}
+
+/// The query string of the analytics parameters in `params` (for links that keep them).
+fn filter_query(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .filter(|(k, v)| ANALYTICS_PARAMETERS.contains(&k.as_str()) && !v.is_empty())
+        .map(|(k, v)| format!("{k}={}&", query_value(v)))
+        .collect()
+}
+
+/// The analytics parameters a page takes.
+const ANALYTICS_PARAMETERS: [&str; 5] = ["from", "to", "federation", "service", "environment"];
+
+/// The form that picks the range and filters of an analytics page, filled with `params`.
+fn filter_form(action: &str, params: &BTreeMap<String, String>) -> String {
+    let mut b = format!(
+        "<form method=\"get\" action=\"{}\" class=\"filters\">",
+        esc(action)
+    );
+    for (name, label) in [
+        ("from", "From (UTC day)"),
+        ("to", "To (UTC day)"),
+        ("federation", "Federation"),
+        ("service", "Service"),
+        ("environment", "Environment"),
+    ] {
+        let _ = write!(
+            b,
+            "<label>{label} <input name=\"{name}\" value=\"{}\"></label> ",
+            esc(params.get(name).map_or("", String::as_str))
+        );
+    }
+    b.push_str("<button type=\"submit\">Show</button></form>");
+    b
+}
+
+/// The coverage grid's rows: one per member, one cell per operation of its spec.
+fn coverage_rows(c: &analytics::Coverage) -> Vec<CoverageRow> {
+    c.services
+        .iter()
+        .map(|s| {
+            let cells = s
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let k = &e.by_class;
+                    svg::OpCell {
+                        label: e.operation.clone(),
+                        hits: e.requests,
+                        by_class: [k.c2xx, k.c3xx, k.c4xx, k.c5xx, k.other],
+                    }
+                })
+                .collect();
+            (format!("{}/{}", s.federation, s.service), cells)
         })
-    })
-    .await??)
+        .collect()
 }
 
 /// Splits rows into pages of whole services holding at most `per_page` operations (a
@@ -787,41 +982,71 @@ pub fn paginate<T>(rows: &[(String, Vec<T>)], per_page: usize) -> Vec<std::ops::
     pages
 }
 
-pub async fn coverage(ui: Ctx, Query(q): Query<CoverageQuery>) -> Page {
-    let table = ui.route_table().await?;
-    let mut b = String::new();
-    let Some(table) = table else {
-        b.push_str(
-            "<p>Nothing is applied yet (or the applied commit's specs could not be compiled).</p>",
-        );
+const NOTHING_APPLIED: &str = "<p>Nothing is applied yet.</p>";
+
+pub async fn coverage(ui: Ctx, Query(mut params): Query<BTreeMap<String, String>>) -> Page {
+    let n = match params.remove("page") {
+        None => 1,
+        Some(p) => p.parse::<usize>().map_err(|_| {
+            UiError::BadRequest(format!(
+                "page=`{}` is not a page number",
+                p.chars().take(100).collect::<String>()
+            ))
+        })?,
+    };
+    let filters = filter_query(&params);
+    let mut b = filter_form("/ui/coverage", &params);
+    let Some(c) = analytics(&ui, params, |a, catalog, q| {
+        analytics::endpoint_coverage(a.store, catalog, q)
+    })
+    .await?
+    else {
+        b.push_str(NOTHING_APPLIED);
         return Ok(Html(page("Coverage", "/ui/coverage", &b, signed_in(&ui))));
     };
-    let traffic = recent_traffic(&ui).await?;
-    let counted = traffic.len();
-    let rows = data::coverage(&table, &traffic);
-    drop(traffic);
+    let rows = coverage_rows(&c);
     let pages = paginate(&rows, COVERAGE_PAGE_OPS);
-    let n = q.page.unwrap_or(1);
     if n == 0 || n > pages.len() {
         return Err(UiError::NotFound(format!(
             "there is no coverage page {n}: pages go from 1 to {}",
             pages.len()
         )));
     }
-    let range = pages[n - 1].clone();
-    let shown = &rows[range];
-    let ops: usize = rows.iter().map(|r| r.1.len()).sum();
-    let hit = rows
-        .iter()
-        .flat_map(|r| r.1.iter())
-        .filter(|c| c.hits > 0)
-        .count();
+    let shown = &rows[pages[n - 1].clone()];
     let _ = write!(
         b,
-        "<p>{hit} of {ops} operations were hit in the newest {counted} recorded exchanges \
-         (at most {}). One cell per operation; hover a cell for its hits by status class.</p>",
-        data::TRAFFIC_WINDOW
+        "<p id=\"coverage-summary\" data-hit=\"{}\" data-operations=\"{}\">{} of {} operations \
+         were hit from {} to {} (UTC days). One cell per operation; hover a cell for its \
+         requests by status class.</p>",
+        c.hit,
+        c.operations,
+        c.hit,
+        c.operations,
+        esc(&c.from),
+        esc(&c.to)
     );
+    let unmatched: Vec<_> = c
+        .services
+        .iter()
+        .filter(|s| s.unmatched_requests > 0 || s.error.is_some())
+        .collect();
+    if !unmatched.is_empty() {
+        b.push_str("<ul>");
+        for s in unmatched {
+            let _ = write!(
+                b,
+                "<li><code>{}/{}</code>: {} requests matched no operation{}</li>",
+                esc(&s.federation),
+                esc(&s.service),
+                s.unmatched_requests,
+                s.error
+                    .as_deref()
+                    .map(|e| format!("; its operations could not be listed: {}", esc(e)))
+                    .unwrap_or_default()
+            );
+        }
+        b.push_str("</ul>");
+    }
     if pages.len() > 1 {
         let _ = write!(b, "<p>Page {n} of {}.</p>", pages.len());
     }
@@ -838,29 +1063,58 @@ pub async fn coverage(ui: Ctx, Query(q): Query<CoverageQuery>) -> Page {
     }
     b.push_str("</ul></details>");
     if pages.len() > 1 {
-        let prev = (n > 1).then(|| format!("/ui/coverage?page={}", n - 1));
-        let next = (n < pages.len()).then(|| format!("/ui/coverage?page={}", n + 1));
+        let link = |p: usize| format!("/ui/coverage?{filters}page={p}");
+        let prev = (n > 1).then(|| link(n - 1));
+        let next = (n < pages.len()).then(|| link(n + 1));
         b.push_str(&pager(prev, next));
     }
     Ok(Html(page("Coverage", "/ui/coverage", &b, signed_in(&ui))))
 }
 
-pub async fn usage(ui: Ctx) -> Page {
-    let traffic = recent_traffic(&ui).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
-    let scenarios = data::scenario_usage(&traffic, now);
-    let personas = data::persona_ci_hits(&traffic, now);
-    let mut b = String::new();
+/// The renderer's shape of an analytics heatmap: at most [`MAX_HEAT_ROWS`] rows, busiest
+/// first.
+fn heat(map: analytics::Heatmap) -> svg::Heatmap {
+    let mut rows: Vec<(String, Vec<u64>, u64)> = map
+        .rows
+        .into_iter()
+        .map(|r| (r.key, r.counts, r.total))
+        .collect();
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    rows.truncate(MAX_HEAT_ROWS);
+    svg::Heatmap {
+        columns: map.days,
+        rows: rows.into_iter().map(|(k, v, _)| (k, v)).collect(),
+    }
+}
+
+/// Most rows of a usage heatmap (the busiest keys).
+pub const MAX_HEAT_ROWS: usize = 40;
+
+pub async fn usage(ui: Ctx, Query(params): Query<BTreeMap<String, String>>) -> Page {
+    let mut b = filter_form("/ui/usage", &params);
+    let Some((scenarios, personas)) = analytics(&ui, params, |a, catalog, q| {
+        Ok((
+            analytics::scenario_usage(a.store, catalog, q)?,
+            analytics::persona_ci_hits(a.store, catalog, q)?,
+        ))
+    })
+    .await?
+    else {
+        b.push_str(NOTHING_APPLIED);
+        return Ok(Html(page(
+            "Scenarios & personas",
+            "/ui/usage",
+            &b,
+            signed_in(&ui),
+        )));
+    };
     let _ = write!(
         b,
-        "<p>Requests of the last {} days (UTC) among the newest {} recorded exchanges; at most {} rows, busiest first.</p>",
-        data::DAYS,
-        traffic.len(),
-        data::MAX_KEYS
+        "<p>Requests per UTC day from {} to {}; at most {MAX_HEAT_ROWS} rows, busiest first.</p>",
+        esc(&scenarios.from),
+        esc(&scenarios.to),
     );
+    let (scenarios, personas) = (heat(scenarios), heat(personas));
     b.push_str("<h2>Scenario usage</h2>");
     if scenarios.rows.is_empty() {
         b.push_str("<p>No request named a scenario.</p>");

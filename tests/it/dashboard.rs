@@ -505,6 +505,106 @@ fn a_real_browser_loads_every_page_without_console_errors() {
         assert!(Instant::now() < deadline, "traffic not recorded");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The coverage page counts what the analytics API counts, for the default range and for
+    // a range and filter given as parameters.
+    let session = cookie(&d.token());
+    let today = d.get("/api/v2/analytics/endpoints/coverage")["to"]
+        .as_str()
+        .expect("to")
+        .to_string();
+    for params in [
+        String::new(),
+        format!("from={today}&to={today}&federation=shop"),
+        "from=2020-01-01&to=2020-01-31".to_string(),
+    ] {
+        let api = d.get(&format!("/api/v2/analytics/endpoints/coverage?{params}"));
+        let (status, _, page) = fetch(
+            "GET",
+            &d.url(&format!("/ui/coverage?{params}")),
+            &session,
+            None,
+        );
+        assert_eq!(status, 200, "{params}: {page}");
+        let attr = |name: &str| -> u64 {
+            page.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {page}"))
+        };
+        assert_eq!(
+            attr("data-hit"),
+            api["hit"].as_u64().expect("hit"),
+            "{params}"
+        );
+        assert_eq!(
+            attr("data-operations"),
+            api["operations"].as_u64().expect("operations"),
+            "{params}"
+        );
+        assert_eq!(
+            page.matches("<rect class=\"cell\"").count() as u64,
+            api["operations"].as_u64().expect("operations"),
+            "one cell per operation of the catalog: {params}"
+        );
+    }
+    let api = d.get("/api/v2/analytics/endpoints/coverage");
+    assert!(api["hit"].as_u64().expect("hit") >= 2, "{api}");
+    // The federations page says since when each member has had its level and spec, as the
+    // staleness view does; the drift page the share of operations drifting.
+    let stale = d.get("/api/v2/analytics/reality-levels/staleness");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let feds = loop {
+        let (_, _, feds) = fetch("GET", &d.url("/ui/federations"), &session, None);
+        if !feds.contains("staleness-pending") {
+            break feds;
+        }
+        assert!(Instant::now() < deadline, "the history walk never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(feds.contains("id=\"staleness\""), "{feds}");
+    for m in stale["services"].as_array().expect("services") {
+        let since = m["reality_level_since"]["at"].as_str().expect("since");
+        assert!(feds.contains(since), "{since} in {feds}");
+    }
+    let share = d.get("/api/v2/analytics/drift/percentage");
+    let (_, _, drift) = fetch("GET", &d.url("/ui/drift"), &session, None);
+    assert!(
+        drift.contains(&format!(
+            "{} of {} operations",
+            share["drifting"], share["operations"]
+        )),
+        "{share} in {drift}"
+    );
+    // Bad parameters: the API's 400 and its message, as a page, the value escaped.
+    for (bad, says) in [
+        ("from=yesterday", "is not an RFC 3339 date"),
+        ("from=2026-02-01&to=2026-01-01", "is after"),
+        ("federation=%3Cscript%3E", "no federation `&lt;script&gt;`"),
+        ("color=red", "unknown parameter `color`"),
+        ("page=two", "is not a page number"),
+    ] {
+        for path in ["/ui/coverage", "/ui/usage"] {
+            if path == "/ui/usage" && bad.starts_with("page") {
+                continue;
+            }
+            let url = format!("{path}?{bad}");
+            let (status, _, body) = fetch("GET", &d.url(&url), &session, None);
+            assert_eq!(status, 400, "{url}: {body}");
+            assert!(body.contains(says), "{url}: {body}");
+            assert!(!body.contains("<script>"), "{url}");
+            if !bad.starts_with("page") {
+                let (api_status, _) = http(
+                    "GET",
+                    &d.url(&format!("/api/v2/analytics/endpoints/coverage?{bad}")),
+                    None,
+                    Some(&d.auth()),
+                )
+                .expect("request");
+                assert_eq!(api_status, 400, "{bad}");
+            }
+        }
+    }
     post_event(&d, "release.published", json!({"note": HOSTILE}));
     let (status, _, usage) = fetch("GET", &d.url("/ui/usage"), &cookie(&d.token()), None);
     assert_eq!(status, 200);
