@@ -626,6 +626,37 @@ pub fn drift_percentage(
     })
 }
 
+/// Builds the catalog and the Git history of each applied commit as soon as it is applied, so
+/// the first analytics request or dashboard page after a commit does not pay for them.
+pub async fn warm(
+    repo: std::path::PathBuf,
+    mut applied: tokio::sync::watch::Receiver<Option<String>>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let sha = applied.borrow_and_update().clone();
+        if let Some(sha) = sha {
+            let repo = repo.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                catalog::cached(&repo, &sha).map_err(|e| e.to_string())?;
+                staleness::cached(&repo, &sha).map_err(|e| e.to_string())?;
+                Ok::<(), String>(())
+            });
+            let warmed = tokio::select! {
+                _ = cancel.cancelled() => return,
+                w = task => w,
+            };
+            if let Ok(Err(e)) = warmed {
+                tracing::debug!(error = %e, "analytics: cannot prepare the applied commit");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = applied.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -659,6 +659,11 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         )),
         None => tokio::spawn(async {}),
     };
+    let analytics = tokio::spawn(crate::analytics::warm(
+        source.repo_path().to_path_buf(),
+        shared.applied.subscribe(),
+        cancel.clone(),
+    ));
     let probes = tokio::spawn(crate::drift::probe::scheduler(drift, cancel.clone()));
     let starting = tokio::spawn(extend_start_timeout(shared.clone(), cancel.clone()));
     let watchdog = tokio::spawn(watchdog(shared.clone(), cancel.clone()));
@@ -684,6 +689,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: CancellationToken) -> anyhow::Resu
         ("retention", maintenance),
         ("drift writer", drift_writer),
         ("probe scheduler", probes),
+        ("analytics", analytics),
     ];
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         for (_, task) in tasks.iter_mut() {

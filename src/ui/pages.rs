@@ -500,36 +500,16 @@ struct FedService {
     dependencies: Vec<String>,
 }
 
-/// The order services come up in: every service after the members it depends on, ties by
-/// name; a cycle leaves its members last (as the gateway orders them).
+/// The order services come up in, as the gateway orders them.
 fn start_order(nodes: &[Node]) -> Vec<String> {
-    let member = |n: &str| nodes.iter().any(|s| s.name == n);
-    let mut names: Vec<&str> = nodes.iter().map(|s| s.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut order: Vec<&str> = Vec::with_capacity(names.len());
-    while order.len() < names.len() {
-        let next = names.iter().copied().find(|n| {
-            !order.contains(n)
-                && nodes
-                    .iter()
-                    .filter(|s| s.name == *n)
-                    .flat_map(|s| s.dependencies.iter())
-                    .all(|d| d == n || !member(d) || order.contains(&d.as_str()))
-        });
-        match next {
-            Some(n) => order.push(n),
-            None => {
-                let rest: Vec<&str> = names
-                    .iter()
-                    .copied()
-                    .filter(|n| !order.contains(n))
-                    .collect();
-                order.extend(rest);
-            }
-        }
-    }
-    order.into_iter().map(str::to_string).collect()
+    crate::gateway::routes::start_order(
+        nodes
+            .iter()
+            .map(|s| (s.name.as_str(), s.dependencies.as_slice())),
+    )
+    .into_iter()
+    .map(str::to_string)
+    .collect()
 }
 
 pub async fn federations(ui: Ctx) -> Page {
