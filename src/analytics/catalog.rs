@@ -7,20 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::config::load::Loader;
 use crate::gateway::routes;
-use crate::git::revision::GitFiles;
 
 /// Why the catalog of a commit cannot be built.
 #[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    #[error("cannot read commit {sha}: {cause}")]
-    Open { sha: String, cause: String },
-    #[error("cannot load commit {sha}: {cause}")]
-    Load { sha: String, cause: String },
-    #[error("commit {sha} is not valid ({errors} error(s)), yet it is the applied one")]
-    Invalid { sha: String, errors: usize },
-}
+#[error("the applied commit has no catalog: {0}")]
+pub struct CatalogError(#[from] pub crate::config::load::CommitError);
 
 /// One operation of a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,22 +87,8 @@ impl Catalog {
 
     /// Builds the catalog of commit `sha` of the repository at `repo`.
     pub fn build(repo: &Path, sha: &str) -> Result<Catalog, CatalogError> {
-        let files = GitFiles::open(repo, sha).map_err(|e| CatalogError::Open {
-            sha: sha.to_string(),
-            cause: e.to_string(),
-        })?;
-        let loaded = Loader::new().load(&files).map_err(|e| CatalogError::Load {
-            sha: sha.to_string(),
-            cause: e.to_string(),
-        })?;
-        if !loaded.is_valid() {
-            return Err(CatalogError::Invalid {
-                sha: sha.to_string(),
-                errors: loaded.errors(),
-            });
-        }
-        let state = &loaded.state;
-        let table = routes::from_state(state, &files, Some(sha.to_string()));
+        let table = routes::build(repo, sha).map_err(|e| CatalogError(e.0))?;
+        let (_, state) = crate::config::load::load_valid(repo, sha)?;
         let mut federations = BTreeMap::new();
         for (name, fed) in &state.federations {
             let served = table.federations.get(name);

@@ -30,27 +30,91 @@ pub enum CommitError {
 
 /// Commit `sha` of the Git directory `repo`: its files and its desired state, when the commit
 /// is valid. What everything that follows applied commits builds from (the gateway's routes,
-/// drift's contracts).
+/// drift's contracts, the analytics catalog, scenario runs): they all ask for the same commit
+/// within moments of its being applied, so the state is loaded once and shared (see
+/// [`CommitMemo`]); the files are opened for each caller (cheap: no tree is read).
 pub fn load_valid(
     repo: &std::path::Path,
     sha: &str,
-) -> Result<(crate::git::revision::GitFiles, DesiredState), CommitError> {
+) -> Result<(crate::git::revision::GitFiles, Arc<DesiredState>), CommitError> {
     let files =
         crate::git::revision::GitFiles::open(repo, sha).map_err(|source| CommitError::Open {
             sha: sha.to_string(),
             source,
         })?;
-    let loaded = Loader::new().load(&files).map_err(|e| CommitError::Load {
-        sha: sha.to_string(),
-        message: e.to_string(),
-    })?;
-    if !loaded.is_valid() {
-        return Err(CommitError::Invalid {
+    let state = APPLIED.get(repo, sha, || {
+        let loaded = Loader::new().load(&files).map_err(|e| CommitError::Load {
             sha: sha.to_string(),
-            errors: loaded.errors(),
-        });
+            message: e.to_string(),
+        })?;
+        if !loaded.is_valid() {
+            return Err(CommitError::Invalid {
+                sha: sha.to_string(),
+                errors: loaded.errors(),
+            });
+        }
+        Ok(loaded.state)
+    })?;
+    Ok((files, state))
+}
+
+static APPLIED: CommitMemo<DesiredState> = CommitMemo::new(2);
+
+/// What was derived from the last few commits (their desired states in [`load_valid`], the
+/// gateway's route tables), by repository and commit. Callers asking for the same commit at
+/// once wait for one derivation rather than each running their own; a failure is not kept (the
+/// next caller tries again).
+pub struct CommitMemo<T> {
+    capacity: usize,
+    /// Most recent last.
+    slots: Mutex<Vec<MemoSlot<T>>>,
+}
+
+type MemoSlot<T> = (std::path::PathBuf, String, Arc<Mutex<Option<Arc<T>>>>);
+
+impl<T> CommitMemo<T> {
+    pub const fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            slots: Mutex::new(Vec::new()),
+        }
     }
-    Ok((files, loaded.state))
+
+    /// The value of (`repo`, `sha`), from `load` the first time.
+    pub fn get<E>(
+        &self,
+        repo: &std::path::Path,
+        sha: &str,
+        load: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.iter().position(|(r, s, _)| r == repo && s == sha) {
+                Some(i) => {
+                    let hit = slots.remove(i);
+                    let slot = hit.2.clone();
+                    slots.push(hit);
+                    slot
+                }
+                None => {
+                    let slot = Arc::new(Mutex::new(None));
+                    slots.push((repo.to_path_buf(), sha.to_string(), slot.clone()));
+                    if slots.len() > self.capacity {
+                        slots.remove(0);
+                    }
+                    slot
+                }
+            }
+        };
+        // Held while loading: a second caller for the same commit waits here for the first.
+        let mut state = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = &*state {
+            return Ok(s.clone());
+        }
+        let loaded = Arc::new(load()?);
+        *state = Some(loaded.clone());
+        Ok(loaded)
+    }
 }
 
 use super::check;
@@ -626,5 +690,48 @@ mod tests {
         }
         // The current template and the two before it; the first is gone.
         assert_eq!(lens(), (3, 1));
+    }
+
+    #[test]
+    fn the_commit_memo_derives_each_commit_once_and_keeps_the_last_few() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = CommitMemo::new(2);
+        let repo = std::path::Path::new("/r");
+        let loads = AtomicUsize::new(0);
+        let load = || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok::<_, CommitError>(DesiredState::default())
+        };
+        // Four callers at once: one load, one shared state.
+        let got: Vec<Arc<DesiredState>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| cache.get(repo, "a", load).expect("state")))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert!(got.iter().all(|g| Arc::ptr_eq(g, &got[0])));
+
+        // A failed load is not kept.
+        let invalid = || {
+            Err(CommitError::Invalid {
+                sha: "b".into(),
+                errors: 1,
+            })
+        };
+        assert!(cache.get(repo, "b", invalid).is_err());
+        cache.get(repo, "b", load).expect("second try loads");
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+
+        // The same commit of another repository is another state; "a" is the oldest, so it goes.
+        cache
+            .get(std::path::Path::new("/other"), "b", load)
+            .expect("other");
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+        cache.get(repo, "b", load).expect("still kept");
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+        cache.get(repo, "a", load).expect("loaded again");
+        assert_eq!(loads.load(Ordering::SeqCst), 4);
     }
 }

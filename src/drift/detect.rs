@@ -163,6 +163,11 @@ impl Drift {
         match tokio::task::spawn_blocking(move || contracts::build(&repo, &s)).await {
             Ok(Ok(c)) => {
                 for (name, why) in &c.broken {
+                    // A protobuf service is not a fault: drift holds OpenAPI services only.
+                    if matches!(why, contracts::ContractError::NotOpenapi { .. }) {
+                        tracing::info!(service = %name, %why, "drift: the service is not checked (drift holds OpenAPI services to their specs)");
+                        continue;
+                    }
                     tracing::warn!(service = %name, %why, "drift: the service's spec cannot be checked");
                 }
                 *self.contracts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);

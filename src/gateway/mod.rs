@@ -249,7 +249,7 @@ impl Gateway {
         match built {
             Ok(Ok(table)) => {
                 let federations = table.federations.len();
-                self.table.store(Arc::new(table));
+                self.table.store(table);
                 *last_error = None;
                 tracing::info!(commit = %sha, federations, "gateway: routes of the applied commit are serving");
             }

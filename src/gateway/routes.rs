@@ -27,7 +27,7 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why a table could not be built (the previous one keeps serving).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}; the previous routes keep serving")]
-pub struct BuildError(#[from] crate::config::load::CommitError);
+pub struct BuildError(#[from] pub crate::config::load::CommitError);
 
 /// Why a service cannot be mocked or proxied (answered as a 503 problem when needed).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -209,10 +209,16 @@ impl RouteTable {
     }
 }
 
-/// Loads the desired state of `sha` from the repository at `repo` and builds its table.
-pub fn build(repo: &Path, sha: &str) -> Result<RouteTable, BuildError> {
-    let (files, state) = crate::config::load::load_valid(repo, sha)?;
-    Ok(from_state(&state, &files, Some(sha.to_string())))
+/// The table of commit `sha` of the repository at `repo`: its desired state loaded and its
+/// specs compiled once, shared by the gateway and the analytics catalog (blocking: call from a
+/// blocking task).
+pub fn build(repo: &Path, sha: &str) -> Result<Arc<RouteTable>, BuildError> {
+    static TABLES: crate::config::load::CommitMemo<RouteTable> =
+        crate::config::load::CommitMemo::new(2);
+    TABLES.get(repo, sha, || {
+        let (files, state) = crate::config::load::load_valid(repo, sha)?;
+        Ok(from_state(&state, &files, Some(sha.to_string())))
+    })
 }
 
 /// The table of a validated desired state, reading specs through `files`.
