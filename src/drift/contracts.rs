@@ -202,17 +202,27 @@ impl Contract {
     }
 }
 
-/// Loads the desired state of `sha` from `repo` and builds its contracts.
+/// Loads the desired state of `sha` from `repo` and builds its contracts, with the mocks the
+/// gateway's route table of that commit compiled (a service no federation serves is compiled
+/// here).
 pub fn build(repo: &Path, sha: &str) -> Result<Contracts, ContractsError> {
+    let table = crate::gateway::routes::build(repo, sha).map_err(|e| ContractsError(e.0))?;
     let (files, state) = crate::config::load::load_valid(repo, sha)?;
-    Ok(from_state(&state, &files, Some(sha.to_string())))
+    Ok(from_state(
+        &state,
+        &files,
+        Some(sha.to_string()),
+        &table.mocks,
+    ))
 }
 
-/// The contracts of a validated desired state, reading specs through `files`.
+/// The contracts of a validated desired state, reading specs through `files`; `mocks` are
+/// compiled mocks by spec path, taken instead of compiling again.
 pub fn from_state(
     state: &DesiredState,
     files: &dyn RevisionFiles,
     sha: Option<String>,
+    mocks: &std::collections::HashMap<String, Arc<MockService>>,
 ) -> Contracts {
     let mut out = Contracts {
         sha,
@@ -224,7 +234,7 @@ pub fn from_state(
         let (Some(path), Some(up)) = (&s.spec, &s.upstream) else {
             continue;
         };
-        match compile_service(state, files, path, s) {
+        match compile_service(state, files, path, mocks.get(path)) {
             Ok((spec_file, spec, bundle, router, operations, mock)) => {
                 out.services.insert(
                     name.clone(),
@@ -265,7 +275,7 @@ fn compile_service(
     state: &DesiredState,
     files: &dyn RevisionFiles,
     path: &str,
-    _service: &ServiceSpec,
+    mock: Option<&Arc<MockService>>,
 ) -> Result<Compiled, ContractError> {
     let normalized = crate::git::revision::normalize(path).map_err(|e| ContractError::Read {
         path: path.to_string(),
@@ -291,9 +301,12 @@ fn compile_service(
         path: path.to_string(),
         cause: e.to_string(),
     };
-    let mock = MockService::compile(&spec).map_err(|e| compile_err(&e))?;
+    let mock = match mock {
+        Some(m) => m.clone(),
+        None => Arc::new(MockService::compile(&spec).map_err(|e| compile_err(&e))?),
+    };
     let (bundle, router, operations) = compile_spec(&spec).map_err(|e| compile_err(&e))?;
-    Ok((normalized, spec, bundle, router, operations, Arc::new(mock)))
+    Ok((normalized, spec, bundle, router, operations, mock))
 }
 
 /// Why a spec could not be compiled into a contract.

@@ -195,6 +195,8 @@ pub struct RouteTable {
     /// Host (lower case, as claimed: with or without port) -> federation.
     pub hosts: HashMap<String, String>,
     pub personas: Personas,
+    /// The compiled mocks, by spec path as the services write it (drift's contracts share them).
+    pub mocks: HashMap<String, Arc<MockService>>,
 }
 
 impl RouteTable {
@@ -293,6 +295,10 @@ pub fn from_state(
             }),
         );
     }
+    table.mocks = mocks
+        .into_iter()
+        .filter_map(|(p, m)| Some((p, m.ok()?)))
+        .collect();
     for ((env, id), p) in &state.personas {
         table
             .personas
