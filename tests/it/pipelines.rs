@@ -903,11 +903,13 @@ async fn secrets_are_redacted_and_metrics_counted() {
     let failed = serde_json::to_string(&events_of(&h.store, "pipeline.failed")).unwrap();
     assert!(!failed.contains("s3cret"));
 
+    // The execution is counted once it is stored, so the count may trail the stored status.
+    let failed_count = r#"mockops_pipeline_executions_total{pipeline="p",status="failed"} 1"#;
+    wait_for("the failed execution to be counted", || {
+        metrics.render().contains(failed_count).then_some(())
+    })
+    .await;
     let text = metrics.render();
-    assert!(
-        text.contains(r#"mockops_pipeline_executions_total{pipeline="p",status="failed"} 1"#),
-        "{text}"
-    );
     assert!(
         text.contains(r#"mockops_pipeline_steps_total{step_type="notify",status="succeeded"} 1"#),
         "{text}"

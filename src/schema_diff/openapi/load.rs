@@ -204,9 +204,10 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_depth = 200;
     budget.max_aliases = 50_000;
     budget.max_anchors = 50_000;
+    budget.max_recorded_anchor_events = 250_000;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
-    options.alias_limits.max_total_replayed_events = 1_000_000;
+    options.alias_limits.max_total_replayed_events = 250_000;
     // Comments are never needed here; not capturing their text saves work on large files.
     options.emit_comments = false;
     options
