@@ -422,22 +422,31 @@ async fn post_observations(
     use serde_json::json as j;
     // The token before the body: nobody without one makes the daemon read 16 MiB.
     s.auth.check_write(&headers)?;
+    let too_large = || {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            &format!(
+                "observations are taken up to {MAX_OBSERVATIONS_BODY} bytes per request; post them in batches"
+            ),
+            crate::gateway::problem::ext([("limit", j!(MAX_OBSERVATIONS_BODY))]),
+        )
+    };
+    // A declared length over the cap is answered before any of the body is read.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_OBSERVATIONS_BODY as u64) {
+        return Ok(too_large());
+    }
     let body = match http_body_util::Limited::new(body, MAX_OBSERVATIONS_BODY)
         .collect()
         .await
     {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "Request body too large",
-                &format!(
-                    "observations are taken up to {MAX_OBSERVATIONS_BODY} bytes per request; post them in batches"
-                ),
-                crate::gateway::problem::ext([("limit", j!(MAX_OBSERVATIONS_BODY))]),
-            ));
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
         Err(e) => {
             return Ok(problem(
                 StatusCode::BAD_REQUEST,
