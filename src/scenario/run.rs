@@ -503,6 +503,16 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
     record
 }
 
+/// The `detail` of an `application/problem+json` body the gateway wrote itself.
+fn gateway_problem(body: Option<&Json>) -> Option<&str> {
+    let b = body?;
+    b.get("type")?
+        .as_str()?
+        .starts_with(crate::gateway::problem::TYPE_BASE)
+        .then(|| b.get("detail")?.as_str())
+        .flatten()
+}
+
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -760,7 +770,13 @@ async fn run_step(
         .map(|a| format!("{}: expected {}, got {}", a.what, a.expected, a.actual))
         .collect();
     if !failed.is_empty() {
-        return Err(StepError::Assertion(failed.join("; ")));
+        let mut why = failed.join("; ");
+        // A problem the gateway answered itself (an unreachable upstream, no route, a refused
+        // request) says why in its `detail`: the failure carries it.
+        if let Some(detail) = gateway_problem(parsed.as_ref()) {
+            why.push_str(&format!(" (the gateway: {detail})"));
+        }
+        return Err(StepError::Assertion(why));
     }
     let mut values = Map::new();
     for (name, pointer) in &step.save {

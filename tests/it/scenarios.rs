@@ -424,6 +424,12 @@ fn scenarios_run_through_the_gateway_and_are_recorded() {
     let code = g0["response"]["status"].as_u64().expect("status");
     assert!(code == 502 || code == 504, "{g0}");
     assert_eq!(g0["assertions"][0]["passed"], false);
+    // The failure says why, in the gateway's words.
+    let error = g0["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("(the gateway: ") && error.contains("upstream"),
+        "{g0}"
+    );
     assert_eq!(ghostly["steps"][1]["outcome"], "skipped");
 
     // Stored and readable; newest first.
