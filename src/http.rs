@@ -13,6 +13,15 @@ use serde_json::json;
 use crate::secret::constant_eq;
 use crate::store::StoreError;
 
+/// The body length a request or response declares in `Content-Length`, when it declares a
+/// readable one: what a size cap can refuse before reading a byte of the body.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// The API's tokens: the write token (also good for reads), an optional read-only token, and
 /// whether reads are open to anyone (`--anonymous-read`).
 #[derive(Clone, Default)]

@@ -4,8 +4,8 @@
 //! per applied commit and kept (the last one) for the views and the metrics.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::gateway::routes;
 
@@ -88,7 +88,7 @@ impl Catalog {
     /// Builds the catalog of commit `sha` of the repository at `repo`.
     pub fn build(repo: &Path, sha: &str) -> Result<Catalog, CatalogError> {
         let table = routes::build(repo, sha).map_err(|e| CatalogError(e.0))?;
-        let (_, state) = crate::config::load::load_valid(repo, sha)?;
+        let state = crate::config::load::valid_state(repo, sha)?;
         let mut federations = BTreeMap::new();
         for (name, fed) in &state.federations {
             let served = table.federations.get(name);
@@ -180,21 +180,8 @@ fn operations_of(r: &routes::ServiceRoute, has_spec: bool) -> (Vec<Operation>, O
     }
 }
 
-/// The last catalog built, by repository and commit.
-static LAST: Mutex<Option<(PathBuf, Arc<Catalog>)>> = Mutex::new(None);
-
 /// The catalog of `sha`, built once (blocking: call from a blocking task).
 pub fn cached(repo: &Path, sha: &str) -> Result<Arc<Catalog>, CatalogError> {
-    {
-        let last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((r, c)) = &*last
-            && r == repo
-            && c.sha == sha
-        {
-            return Ok(c.clone());
-        }
-    }
-    let built = Arc::new(Catalog::build(repo, sha)?);
-    *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some((repo.to_path_buf(), built.clone()));
-    Ok(built)
+    static LAST: crate::config::load::CommitMemo<Catalog> = crate::config::load::CommitMemo::new(1);
+    LAST.get(repo, sha, || Catalog::build(repo, sha))
 }

@@ -6,8 +6,8 @@
 //! back (`truncated` says the run may be longer) and is kept per applied commit.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -162,22 +162,9 @@ pub fn compute(repo: &Path, sha: &str) -> Result<Histories, HistoryError> {
     Ok(out)
 }
 
-/// The last histories computed, by repository and commit.
-static LAST: Mutex<Option<(PathBuf, String, Arc<Histories>)>> = Mutex::new(None);
-
 /// [`compute`], once per applied commit (blocking: call from a blocking task).
 pub fn cached(repo: &Path, sha: &str) -> Result<Arc<Histories>, HistoryError> {
-    {
-        let last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((r, s, h)) = &*last
-            && r == repo
-            && s == sha
-        {
-            return Ok(h.clone());
-        }
-    }
-    let h = Arc::new(compute(repo, sha)?);
-    *LAST.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((repo.to_path_buf(), sha.to_string(), h.clone()));
-    Ok(h)
+    static LAST: crate::config::load::CommitMemo<Histories> =
+        crate::config::load::CommitMemo::new(1);
+    LAST.get(repo, sha, || compute(repo, sha))
 }

@@ -30,38 +30,57 @@ pub enum CommitError {
 
 /// Commit `sha` of the Git directory `repo`: its files and its desired state, when the commit
 /// is valid. What everything that follows applied commits builds from (the gateway's routes,
-/// drift's contracts, the analytics catalog, scenario runs): they all ask for the same commit
-/// within moments of its being applied, so the state is loaded once and shared (see
-/// [`CommitMemo`]); the files are opened for each caller (cheap: no tree is read).
+/// drift's contracts): they all ask for the same commit within moments of its being applied,
+/// so the state is loaded once and shared (see [`CommitMemo`]); the files are opened for each
+/// caller, who reads specs through them.
 pub fn load_valid(
     repo: &std::path::Path,
     sha: &str,
 ) -> Result<(crate::git::revision::GitFiles, Arc<DesiredState>), CommitError> {
-    let files =
-        crate::git::revision::GitFiles::open(repo, sha).map_err(|source| CommitError::Open {
-            sha: sha.to_string(),
-            source,
-        })?;
-    let state = APPLIED.get(repo, sha, || {
-        let loaded = Loader::new().load(&files).map_err(|e| CommitError::Load {
-            sha: sha.to_string(),
-            message: e.to_string(),
-        })?;
-        if !loaded.is_valid() {
-            return Err(CommitError::Invalid {
-                sha: sha.to_string(),
-                errors: loaded.errors(),
-            });
-        }
-        Ok(loaded.state)
-    })?;
+    let files = open_commit(repo, sha)?;
+    let state = APPLIED.get(repo, sha, || load_state(&files, sha))?;
     Ok((files, state))
 }
 
-static APPLIED: CommitMemo<DesiredState> = CommitMemo::new(2);
+/// [`load_valid`] for a caller that needs the desired state only (the analytics catalog, a
+/// scenario run): the commit is opened only when its state is not loaded yet.
+pub fn valid_state(repo: &std::path::Path, sha: &str) -> Result<Arc<DesiredState>, CommitError> {
+    APPLIED.get(repo, sha, || load_state(&open_commit(repo, sha)?, sha))
+}
 
-/// What was derived from the last few commits (their desired states in [`load_valid`], the
-/// gateway's route tables), by repository and commit. Callers asking for the same commit at
+fn open_commit(
+    repo: &std::path::Path,
+    sha: &str,
+) -> Result<crate::git::revision::GitFiles, CommitError> {
+    crate::git::revision::GitFiles::open(repo, sha).map_err(|source| CommitError::Open {
+        sha: sha.to_string(),
+        source,
+    })
+}
+
+fn load_state(
+    files: &crate::git::revision::GitFiles,
+    sha: &str,
+) -> Result<DesiredState, CommitError> {
+    let loaded = Loader::new().load(files).map_err(|e| CommitError::Load {
+        sha: sha.to_string(),
+        message: e.to_string(),
+    })?;
+    if !loaded.is_valid() {
+        return Err(CommitError::Invalid {
+            sha: sha.to_string(),
+            errors: loaded.errors(),
+        });
+    }
+    Ok(loaded.state)
+}
+
+/// Only the applied commit is asked for; a second slot would keep the previous commit's state
+/// alive after everything moved on.
+static APPLIED: CommitMemo<DesiredState> = CommitMemo::new(1);
+
+/// What was derived from the last commits (their desired states in [`load_valid`], the
+/// gateway's route tables, the analytics catalog and Git histories), by repository and commit. Callers asking for the same commit at
 /// once wait for one derivation rather than each running their own; a failure is not kept (the
 /// next caller tries again).
 pub struct CommitMemo<T> {

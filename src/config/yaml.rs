@@ -42,6 +42,10 @@ pub struct Limits {
     pub max_depth: usize,
     pub max_nodes: usize,
     pub max_aliases: usize,
+    /// Events that aliases may replay, and anchors retain, in all: well under the node budget,
+    /// since a real document repeats a few blocks and an expanding one must stop before it
+    /// costs time.
+    pub max_replayed_events: usize,
 }
 
 impl Limits {
@@ -51,6 +55,7 @@ impl Limits {
         max_depth: 64,
         max_nodes: 250_000,
         max_aliases: 10_000,
+        max_replayed_events: 62_500,
     };
     /// For OpenAPI documents (Stripe's is ~4 MB and ~600k nodes).
     pub const SPEC: Limits = Limits {
@@ -58,6 +63,8 @@ impl Limits {
         max_depth: 128,
         max_nodes: 8_000_000,
         max_aliases: 50_000,
+        // As `schema_diff::openapi::load` allows, so both spec parsers refuse the same files.
+        max_replayed_events: 250_000,
     };
 }
 
@@ -236,12 +243,10 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Node, YamlError> {
     budget.max_nodes = limits.max_nodes;
     budget.max_aliases = limits.max_aliases;
     budget.max_events = limits.max_nodes.saturating_mul(4);
-    budget.max_recorded_anchor_events = limits.max_nodes / 4;
+    budget.max_recorded_anchor_events = limits.max_replayed_events;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
-    // What aliases may replay, and what anchors may retain, stays well under the node budget:
-    // a real document repeats a few blocks, an expanding one is stopped before it costs time.
-    options.alias_limits.max_total_replayed_events = limits.max_nodes / 4;
+    options.alias_limits.max_total_replayed_events = limits.max_replayed_events;
     options.strict_booleans = true;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.with_snippet = false;

@@ -434,11 +434,7 @@ async fn post_observations(
         )
     };
     // A declared length over the cap is answered before any of the body is read.
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_OBSERVATIONS_BODY as u64) {
+    if crate::http::declared_length(&headers).is_some_and(|n| n > MAX_OBSERVATIONS_BODY as u64) {
         return Ok(too_large());
     }
     let body = match http_body_util::Limited::new(body, MAX_OBSERVATIONS_BODY)

@@ -554,13 +554,7 @@ impl Gateway {
         tags: &Tags,
         drop_connection: &Notify,
     ) -> Answer {
-        if let Some(len) = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && len > self.max_body as u64
-        {
+        if crate::http::declared_length(req.headers()).is_some_and(|n| n > self.max_body as u64) {
             return Answer::gateway(too_large(self.max_body));
         }
         let persona = match &tags.persona {

@@ -212,11 +212,12 @@ impl RouteTable {
 }
 
 /// The table of commit `sha` of the repository at `repo`: its desired state loaded and its
-/// specs compiled once, shared by the gateway and the analytics catalog (blocking: call from a
-/// blocking task).
+/// specs compiled once, shared by the gateway, drift's contracts and the analytics catalog
+/// (blocking: call from a blocking task). Only the last table is kept: the gateway holds the
+/// one it serves, and an older one (with its answer cache) is not kept alive here.
 pub fn build(repo: &Path, sha: &str) -> Result<Arc<RouteTable>, BuildError> {
     static TABLES: crate::config::load::CommitMemo<RouteTable> =
-        crate::config::load::CommitMemo::new(2);
+        crate::config::load::CommitMemo::new(1);
     TABLES.get(repo, sha, || {
         let (files, state) = crate::config::load::load_valid(repo, sha)?;
         Ok(from_state(&state, &files, Some(sha.to_string())))

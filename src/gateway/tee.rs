@@ -447,10 +447,7 @@ impl Pending {
         let length = if self.request.method == "HEAD" || status == 204 || status == 304 {
             Some(0)
         } else {
-            headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
+            crate::http::declared_length(headers)
         };
         let headers = observed_headers(headers, redactor);
         let capture = self.tap.capture();

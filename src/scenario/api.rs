@@ -85,9 +85,7 @@ async fn start(
         .ok_or_else(|| unavailable("the config repository is not open yet"))?;
     let load_sha = sha.clone();
     let state = tokio::task::spawn_blocking(move || {
-        crate::config::load::load_valid(&repo, &load_sha)
-            .map(|(_, state)| state)
-            .map_err(internal)
+        crate::config::load::valid_state(&repo, &load_sha).map_err(internal)
     })
     .await
     .map_err(internal)??;

@@ -506,11 +506,14 @@ pub async fn execute(p: &Prepared, gateway: SocketAddr, commit: &str, limits: Li
 /// The `detail` of an `application/problem+json` body the gateway wrote itself.
 fn gateway_problem(body: Option<&Json>) -> Option<&str> {
     let b = body?;
-    b.get("type")?
+    if !b
+        .get("type")?
         .as_str()?
         .starts_with(crate::gateway::problem::TYPE_BASE)
-        .then(|| b.get("detail")?.as_str())
-        .flatten()
+    {
+        return None;
+    }
+    b.get("detail")?.as_str()
 }
 
 /// Why a step failed.

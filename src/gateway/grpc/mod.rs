@@ -438,13 +438,7 @@ impl Gateway {
         persona_key: Option<&str>,
         deadline: Option<Duration>,
     ) -> Result<Response<Body>, Status> {
-        if let Some(len) = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && len > self.max_body as u64
-        {
+        if crate::http::declared_length(req.headers()).is_some_and(|n| n > self.max_body as u64) {
             return Err(too_large(self.max_body));
         }
         let (parts, body) = req.into_parts();

@@ -234,10 +234,7 @@ async fn handle(State(hook): State<GithubWebhook>, request: Request) -> Response
         )
             .into_response()
     };
-    if header("content-length")
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64)
-    {
+    if crate::http::declared_length(&headers).is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64) {
         return too_large();
     }
     let body =

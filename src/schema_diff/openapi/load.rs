@@ -204,6 +204,7 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_depth = 200;
     budget.max_aliases = 50_000;
     budget.max_anchors = 50_000;
+    // As `config::yaml::Limits::SPEC` allows, so both spec parsers refuse the same files.
     budget.max_recorded_anchor_events = 250_000;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
